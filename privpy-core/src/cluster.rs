@@ -1,0 +1,484 @@
+//! [`LocalCluster`]: four servers as threads of this process, plus the clients that
+//! feed them; and the same API over the cleartext engine.
+//!
+//! ```
+//! use privpy_core::{Config, LocalCluster, Session};
+//! use ndarray::array;
+//!
+//! let mut cluster = LocalCluster::new(Config::default());
+//! let alice = cluster.client("alice");
+//! cluster.upload(&alice, "x", &array![1.5, -2.0, 3.25])?;
+//! let run = cluster.run(|s: &Session| {
+//!     let x = s.input::<ndarray::Array1<f64>>("x")?;
+//!     s.output("alice", "y", &(&x * &x + 1.0))
+//! })?;
+//! let y: ndarray::Array1<f64> = run.open(&alice, "y")?;
+//! assert!((y[1] - 5.0).abs() < 1e-8);
+//! # Ok::<(), privpy_core::Error>(())
+//! ```
+
+use crate::config::Config;
+use crate::data::Data;
+use crate::engine::{Cleartext, Engine};
+use crate::error::{Error, Result};
+use crate::priv_array::Abort;
+use crate::protocol::{Party, SeedSource};
+use crate::ring::{RingKind, Z64, Z128, Z256};
+use crate::session::Session;
+use crate::share::{Share, reconstruct, share_with};
+use crate::transport::{ClusterStats, CommStats, Role, Transport, channel_mesh};
+use crate::types::{PrivType, Public};
+use ndarray::ArrayD;
+use rand_chacha::ChaCha12Rng;
+use rand_core::SeedableRng;
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+/// A client's identity in a [`LocalCluster`]. Only the client an output was
+/// written for can open it.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Client {
+    name: String,
+}
+
+impl Client {
+    /// The client's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Mode {
+    Clear,
+    FourParty(Config),
+}
+
+struct StoredInput {
+    owner: String,
+    /// `[S1's share, S2's share]`, or the value itself (cleartext mode) twice.
+    held: [Data; 2],
+}
+
+/// Four servers in one process (threads connected by channels), and their clients.
+///
+/// Clients register with [`LocalCluster::client`], upload secret arrays (they are
+/// shared on upload: the cluster stores only the two shares), then
+/// [`LocalCluster::run`] runs a program on all four servers and returns the
+/// outputs, which only their clients can open.
+pub struct LocalCluster {
+    mode: Mode,
+    clients: Vec<String>,
+    inputs: BTreeMap<String, StoredInput>,
+    seed: Option<u64>,
+    client_rng: ChaCha12Rng,
+    timeout: Duration,
+    record: bool,
+}
+
+impl std::fmt::Debug for LocalCluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocalCluster")
+            .field("mode", &self.mode)
+            .field("clients", &self.clients)
+            .field("inputs", &self.inputs.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+impl LocalCluster {
+    /// Four servers computing on shares in the configured ring.
+    pub fn new(cfg: Config) -> Self {
+        Self::with_mode(Mode::FourParty(cfg))
+    }
+
+    /// The cleartext engine behind the same API: plain `f64`, one thread. The oracle
+    /// that tests compare private results against.
+    pub fn cleartext() -> Self {
+        Self::with_mode(Mode::Clear)
+    }
+
+    fn with_mode(mode: Mode) -> Self {
+        let mut seed = [0u8; 32];
+        // Without OS randomness there is no secure sharing; refuse loudly.
+        if let Err(e) = getrandom::fill(&mut seed) {
+            panic!("the operating system's random generator failed: {e}");
+        }
+        LocalCluster {
+            mode,
+            clients: Vec::new(),
+            inputs: BTreeMap::new(),
+            seed: None,
+            client_rng: ChaCha12Rng::from_seed(seed),
+            timeout: Duration::from_secs(60),
+            record: false,
+        }
+    }
+
+    /// Derives every random choice (client masks, server seeds) from `seed`, so runs
+    /// are reproducible. **Insecure**: for tests and benchmarks only.
+    pub fn with_seed(mut self, seed: u64) -> Self {
+        self.seed = Some(seed);
+        self.client_rng = ChaCha12Rng::seed_from_u64(seed);
+        self
+    }
+
+    /// How long a server waits for a peer's message before giving up (default 60 s).
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Keeps every payload byte each server receives, for statistical audits of what
+    /// servers see ([`RunOutput::transcript`]).
+    pub fn record_transcripts(mut self, on: bool) -> Self {
+        self.record = on;
+        self
+    }
+
+    /// The number format (`None` for the cleartext engine).
+    pub fn config(&self) -> Option<Config> {
+        match self.mode {
+            Mode::Clear => None,
+            Mode::FourParty(c) => Some(c),
+        }
+    }
+
+    /// Registers a client (or returns the existing one of that name).
+    pub fn client(&mut self, name: &str) -> Client {
+        if !self.clients.iter().any(|c| c == name) {
+            self.clients.push(name.to_string());
+        }
+        Client {
+            name: name.to_string(),
+        }
+    }
+
+    /// `client` secret-shares `value` to `S1` and `S2` under `name`.
+    ///
+    /// # Errors
+    /// [`Error::Encode`] for NaN, ±inf or out-of-range elements (naming the element);
+    /// [`Error::DuplicateInput`] when the name is taken; [`Error::UnknownClient`] for a
+    /// client of another cluster. Nothing is stored on error.
+    pub fn upload<P: Public>(&mut self, client: &Client, name: &str, value: P) -> Result<()> {
+        if !self.clients.contains(&client.name) {
+            return Err(Error::UnknownClient {
+                name: client.name.clone(),
+            });
+        }
+        if let Some(prev) = self.inputs.get(name) {
+            return Err(Error::DuplicateInput {
+                name: name.to_string(),
+                owner: prev.owner.clone(),
+            });
+        }
+        let v = value.view_dyn();
+        let encode_err = |source| Error::Encode {
+            name: name.to_string(),
+            source,
+        };
+        let held = match self.mode {
+            Mode::Clear => {
+                // Same validation as the four-party engine, against the default preset.
+                Config::default().encode::<Z128>(&v).map_err(encode_err)?;
+                [Data::Clear(v.to_owned()), Data::Clear(v.to_owned())]
+            }
+            Mode::FourParty(cfg) => {
+                let [a, b] = share_with(&cfg, &v, &mut self.client_rng).map_err(encode_err)?;
+                [a.data, b.data]
+            }
+        };
+        self.inputs.insert(
+            name.to_string(),
+            StoredInput {
+                owner: client.name.clone(),
+                held,
+            },
+        );
+        Ok(())
+    }
+
+    /// Removes an input (for example, to upload a new version under the same name).
+    pub fn remove_input(&mut self, name: &str) -> bool {
+        self.inputs.remove(name).is_some()
+    }
+
+    /// Runs `program` on all four servers (or on the cleartext engine).
+    ///
+    /// # Errors
+    /// The program's own error, an operator's error (see [`crate::Priv`]), a panic in
+    /// the program (as [`Error::ProgramPanic`]), or a lost peer. When servers fail
+    /// differently the root cause is reported, not the disconnections it caused.
+    pub fn run<F>(&self, program: F) -> Result<RunOutput>
+    where
+        F: Fn(&Session) -> Result<()> + Sync,
+    {
+        let start = Instant::now();
+        let cfg = match self.mode {
+            Mode::Clear => {
+                let eng: Rc<dyn Engine> = Rc::new(Cleartext);
+                let out = self.run_party(eng, 0, &program, None);
+                let out = out.map_err(|e| e.1)?;
+                return Ok(RunOutput {
+                    cfg: None,
+                    outputs: out
+                        .outputs
+                        .into_iter()
+                        .map(|(k, d)| (k, [d.clone(), d]))
+                        .collect(),
+                    stats: ClusterStats::default(),
+                    transcripts: None,
+                    elapsed: start.elapsed(),
+                });
+            }
+            Mode::FourParty(cfg) => cfg,
+        };
+        let seeds = match self.seed {
+            Some(s) => SeedSource::Fixed(s),
+            None => SeedSource::Os,
+        };
+        let mesh = channel_mesh(self.timeout);
+        let results: Vec<std::result::Result<PartyOut, (Role, Error)>> = std::thread::scope(|sc| {
+            let handles: Vec<_> = mesh
+                .into_iter()
+                .zip(Role::ALL)
+                .map(|(t, role)| {
+                    let program = &program;
+                    sc.spawn(move || {
+                        let t: Box<dyn Transport> = Box::new(t);
+                        let eng =
+                            make_party(role, cfg, t, seeds, self.record).map_err(|e| (role, e))?;
+                        let slot = if role.is_primary() { role.index() } else { 0 };
+                        let mut out = self.run_party(eng.clone(), slot, program, Some(role))?;
+                        out.transcript = eng_transcript(&eng);
+                        Ok(out)
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .zip(Role::ALL)
+                .map(|(h, role)| {
+                    h.join().unwrap_or_else(|p| {
+                        Err((
+                            role,
+                            Error::ProgramPanic {
+                                role,
+                                message: panic_message(&*p),
+                            },
+                        ))
+                    })
+                })
+                .collect()
+        });
+        let mut parties = Vec::with_capacity(4);
+        let mut errors = Vec::new();
+        for r in results {
+            match r {
+                Ok(p) => parties.push(p),
+                Err(e) => errors.push(e),
+            }
+        }
+        if !errors.is_empty() {
+            return Err(root_cause(errors));
+        }
+        let mut stats = ClusterStats::default();
+        let mut transcripts: [Vec<u8>; 4] = Default::default();
+        for (k, p) in parties.iter_mut().enumerate() {
+            stats.servers[k] = p.stats.clone();
+            transcripts[k] = p.transcript.take().unwrap_or_default();
+        }
+        let mut outputs = BTreeMap::new();
+        let (p1, p2) = (parties.swap_remove(0), parties.swap_remove(0));
+        let mut second: BTreeMap<_, _> = p2.outputs.into_iter().collect();
+        for (key, d1) in p1.outputs {
+            if let Some(d2) = second.remove(&key) {
+                outputs.insert(key, [d1, d2]);
+            }
+        }
+        Ok(RunOutput {
+            cfg: Some(cfg),
+            outputs,
+            stats,
+            transcripts: self.record.then_some(transcripts),
+            elapsed: start.elapsed(),
+        })
+    }
+
+    /// One server's (or the cleartext engine's) execution of the program.
+    fn run_party<F>(
+        &self,
+        eng: Rc<dyn Engine>,
+        slot: usize,
+        program: &F,
+        role: Option<Role>,
+    ) -> std::result::Result<PartyOut, (Role, Error)>
+    where
+        F: Fn(&Session) -> Result<()>,
+    {
+        let who = role.unwrap_or(Role::S1);
+        let primary = role.is_none_or(Role::is_primary);
+        let inputs = self
+            .inputs
+            .iter()
+            .map(|(name, inp)| {
+                let d = if primary {
+                    inp.held[slot].clone()
+                } else {
+                    Data::shape_only(inp.held[0].shape())
+                };
+                (name.clone(), d)
+            })
+            .collect();
+        let session = Session {
+            eng: eng.clone(),
+            inputs,
+            clients: self.clients.clone(),
+            outputs: RefCell::new(Vec::new()),
+        };
+        match catch_unwind(AssertUnwindSafe(|| program(&session))) {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err((who, e)),
+            Err(payload) => {
+                return Err((
+                    who,
+                    match payload.downcast::<Abort>() {
+                        Ok(a) => a.0,
+                        Err(p) => Error::ProgramPanic {
+                            role: who,
+                            message: panic_message(&*p),
+                        },
+                    },
+                ));
+            }
+        }
+        let outputs = session
+            .outputs
+            .into_inner()
+            .into_iter()
+            .map(|(c, n, d)| ((c, n), d))
+            .collect();
+        Ok(PartyOut {
+            outputs,
+            stats: eng.stats(),
+            transcript: None,
+        })
+    }
+}
+
+struct PartyOut {
+    outputs: Vec<((String, String), Data)>,
+    stats: CommStats,
+    transcript: Option<Vec<u8>>,
+}
+
+fn make_party(
+    role: Role,
+    cfg: Config,
+    t: Box<dyn Transport>,
+    seeds: SeedSource,
+    record: bool,
+) -> Result<Rc<dyn Engine>> {
+    Ok(match cfg.ring() {
+        RingKind::Z64 => Rc::new(Party::<Z64>::setup(role, cfg, t, seeds, record)?),
+        RingKind::Z128 => Rc::new(Party::<Z128>::setup(role, cfg, t, seeds, record)?),
+        RingKind::Z256 => Rc::new(Party::<Z256>::setup(role, cfg, t, seeds, record)?),
+    })
+}
+
+fn eng_transcript(eng: &Rc<dyn Engine>) -> Option<Vec<u8>> {
+    eng.take_transcript()
+}
+
+fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = p.downcast_ref::<&str>() {
+        s.to_string()
+    } else if let Some(s) = p.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "a panic without a message".into()
+    }
+}
+
+/// Picks the error that explains the others: a lost peer is usually the consequence
+/// of another server's failure, so prefer any other error.
+fn root_cause(mut errors: Vec<(Role, Error)>) -> Error {
+    let pos = errors
+        .iter()
+        .position(|(_, e)| !matches!(e, Error::PeerLost { .. }))
+        .unwrap_or(0);
+    errors.swap_remove(pos).1
+}
+
+/// The result of [`LocalCluster::run`]: output shares per client, and statistics.
+pub struct RunOutput {
+    cfg: Option<Config>,
+    outputs: BTreeMap<(String, String), [Data; 2]>,
+    stats: ClusterStats,
+    transcripts: Option<[Vec<u8>; 4]>,
+    elapsed: Duration,
+}
+
+impl std::fmt::Debug for RunOutput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunOutput")
+            .field("outputs", &self.outputs.keys().collect::<Vec<_>>())
+            .field("stats", &self.stats)
+            .field("elapsed", &self.elapsed)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RunOutput {
+    /// `client` reconstructs its output `name` from the two servers' shares.
+    ///
+    /// # Errors
+    /// [`Error::NoSuchOutput`] when `client` has no output of that name (another
+    /// client's output is refused the same way); a rank error when the output does
+    /// not have `A`'s number of dimensions.
+    pub fn open<A: PrivType>(&self, client: &Client, name: &str) -> Result<A> {
+        let key = (client.name.clone(), name.to_string());
+        let [d1, d2] = self.outputs.get(&key).ok_or_else(|| Error::NoSuchOutput {
+            client: client.name.clone(),
+            name: name.to_string(),
+        })?;
+        let value: ArrayD<f64> = match self.cfg {
+            None => match d1 {
+                Data::Clear(a) => a.clone(),
+                _ => unreachable!("cleartext outputs are cleartext"),
+            },
+            Some(cfg) => reconstruct(
+                &cfg,
+                &Share { data: d1.clone() },
+                &Share { data: d2.clone() },
+            )?,
+        };
+        Ok(A::from_dyn(value)?)
+    }
+
+    /// The two servers' shares of an output, as a networked client would receive them.
+    pub fn shares(&self, client: &Client, name: &str) -> Option<[Share; 2]> {
+        let [a, b] = self.outputs.get(&(client.name.clone(), name.to_string()))?;
+        Some([Share { data: a.clone() }, Share { data: b.clone() }])
+    }
+
+    /// Bytes, messages and rounds of every server during the program.
+    pub fn stats(&self) -> &ClusterStats {
+        &self.stats
+    }
+
+    /// Wall-clock time of the run, including thread start and seed agreement.
+    pub fn elapsed(&self) -> Duration {
+        self.elapsed
+    }
+
+    /// Every payload byte `role` received, when transcripts were recorded.
+    pub fn transcript(&self, role: Role) -> Option<&[u8]> {
+        self.transcripts
+            .as_ref()
+            .map(|t| t[role.index()].as_slice())
+    }
+}

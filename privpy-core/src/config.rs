@@ -1,0 +1,255 @@
+//! Number representation: which ring, how many fractional bits, which values are allowed.
+//!
+//! A real `x` is encoded as `x̃ = round(x · 2^f) mod 2^l` (two's complement, round to
+//! nearest, ties away from zero). Decoding reads the signed value `I(t)` and divides by `2^f`.
+//!
+//! | preset | ring | `f` | precision `2^-f` | bound on `|x|` | wrap failure per operand |
+//! |---|---|---|---|---|---|
+//! | [`Config::default`] | `Z128` | 32 | 2.3e-10 | `2^31` | ≤ `2^-65` |
+//! | [`Config::fast`] | `Z64` | 16 | 1.5e-5 | `2^20` | ≤ `2^-28` (about `|x|·2^-48`) |
+//! | [`Config::paper`] | `Z256` | 128 | 2.9e-39 | `2^63` | ≤ `2^-65` |
+//!
+//! The failure column is Theorem 2 of the paper: a multiplication reads each operand's
+//! two shares as signed numbers, and their sum overflows with probability `|x̃| / 2^l`.
+//! The bound also keeps every product of two in-range values representable.
+//! Values at or above the bound, NaN and ±inf are refused when they are shared.
+
+use crate::error::EncodeError;
+use crate::ring::{Ring, RingKind};
+use ndarray::{ArrayViewD, Dimension};
+
+/// The ring, the number of fractional bits and the bound on input magnitudes.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Config {
+    ring: RingKind,
+    frac_bits: u32,
+    bound_log2: u32,
+}
+
+impl Default for Config {
+    /// `Z128` with 32 fractional bits; `|x| < 2^31`.
+    fn default() -> Self {
+        Config {
+            ring: RingKind::Z128,
+            frac_bits: 32,
+            bound_log2: 31,
+        }
+    }
+}
+
+impl Config {
+    /// `Z64` with 16 fractional bits (the precision CrypTen and MP-SPDZ use); `|x| < 2^20`.
+    pub fn fast() -> Self {
+        Config {
+            ring: RingKind::Z64,
+            frac_bits: 16,
+            bound_log2: 20,
+        }
+    }
+
+    /// The paper's parameters: `Z256` with 128 fractional bits; `|x| < 2^63`.
+    pub fn paper() -> Self {
+        Config {
+            ring: RingKind::Z256,
+            frac_bits: 128,
+            bound_log2: 63,
+        }
+    }
+
+    /// A custom configuration.
+    ///
+    /// # Errors
+    /// `frac_bits` must be at most `l/2`, and `bound_log2 + frac_bits` at most `(l - 2)/2`
+    /// plus `frac_bits/2`, so that the product of two in-range values
+    /// (`2^(2·bound_log2 + f)`) fits in `l - 1` bits.
+    pub fn new(ring: RingKind, frac_bits: u32, bound_log2: u32) -> Result<Self, crate::Error> {
+        let l = ring.bits();
+        if frac_bits > l / 2 {
+            return Err(crate::Error::Config(format!(
+                "{frac_bits} fractional bits exceed half of the {l}-bit ring"
+            )));
+        }
+        if 2 * bound_log2 + frac_bits > l - 2 {
+            return Err(crate::Error::Config(format!(
+                "bound 2^{bound_log2} with {frac_bits} fractional bits: products would not fit in {l} bits"
+            )));
+        }
+        Ok(Config {
+            ring,
+            frac_bits,
+            bound_log2,
+        })
+    }
+
+    /// The ring.
+    pub fn ring(&self) -> RingKind {
+        self.ring
+    }
+
+    /// The number of fractional bits `f`.
+    pub fn frac_bits(&self) -> u32 {
+        self.frac_bits
+    }
+
+    /// The exclusive bound on `|x|` for inputs (`2^bound_log2`).
+    pub fn bound(&self) -> f64 {
+        2f64.powi(self.bound_log2 as i32)
+    }
+
+    /// The resolution `2^-f`: one unit in the last place.
+    pub fn ulp(&self) -> f64 {
+        2f64.powi(-(self.frac_bits as i32))
+    }
+
+    /// Upper bound on the probability that one operand's shares wrap in a
+    /// multiplication (paper Theorem 2), for an operand at the bound.
+    pub fn wrap_failure_bound(&self) -> f64 {
+        2f64.powi(self.bound_log2 as i32 + self.frac_bits as i32 - self.ring.bits() as i32)
+    }
+
+    /// Encodes one value, checking it against the bound.
+    pub(crate) fn encode_one<R: Ring>(&self, x: f64, index: &[usize]) -> Result<R, EncodeError> {
+        if x.is_nan() {
+            return Err(EncodeError::NaN {
+                index: index.to_vec(),
+            });
+        }
+        if x.is_infinite() {
+            return Err(EncodeError::Infinite {
+                index: index.to_vec(),
+            });
+        }
+        if x.abs() >= self.bound() {
+            return Err(EncodeError::OutOfRange {
+                index: index.to_vec(),
+                value: x,
+                bound: self.bound(),
+            });
+        }
+        Ok(encode_unchecked(x, self.frac_bits))
+    }
+
+    /// Encodes an array, naming the first element that is out of range.
+    pub(crate) fn encode<R: Ring>(
+        &self,
+        x: &ArrayViewD<'_, f64>,
+    ) -> Result<ndarray::ArrayD<R>, EncodeError> {
+        let mut out = Vec::with_capacity(x.len());
+        for (idx, &v) in x.indexed_iter() {
+            out.push(self.encode_one(v, idx.slice())?);
+        }
+        Ok(ndarray::ArrayD::from_shape_vec(x.raw_dim(), out)
+            .unwrap_or_else(|_| unreachable!("same length")))
+    }
+
+    /// Decodes one element: `I(t) / 2^f`.
+    #[inline]
+    pub(crate) fn decode_one<R: Ring>(&self, t: R) -> f64 {
+        t.to_f64_signed() * self.ulp()
+    }
+}
+
+/// `round(x · 2^f) mod 2^l` for a finite `x` whose encoding fits in the ring.
+pub(crate) fn encode_unchecked<R: Ring>(x: f64, f: u32) -> R {
+    let bits = x.abs().to_bits();
+    let exp = ((bits >> 52) & 0x7ff) as i32;
+    let frac = bits & ((1u64 << 52) - 1);
+    // |x| = m · 2^e exactly.
+    let (m, e) = if exp == 0 {
+        (frac, -1074)
+    } else {
+        (frac | (1u64 << 52), exp - 1075)
+    };
+    let s = e + f as i32;
+    let mag = if s >= 0 {
+        if s as u32 >= R::BITS {
+            R::zero()
+        } else {
+            R::from_u64(m).shl(s as u32)
+        }
+    } else {
+        let r = (-s) as u32;
+        if r > 54 {
+            R::zero()
+        } else {
+            // Round half away from zero on the magnitude.
+            R::from_u64(((m as u128 + (1u128 << (r - 1))) >> r) as u64)
+        }
+    };
+    if x.is_sign_negative() {
+        mag.wneg()
+    } else {
+        mag
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ring::{Z64, Z128, Z256};
+
+    fn rt<R: Ring>(c: &Config, x: f64) -> f64 {
+        c.decode_one(c.encode_one::<R>(x, &[]).unwrap())
+    }
+
+    #[test]
+    fn encode_rounds_to_nearest_all_presets() {
+        for x in [0.0, 1.0, -1.0, 0.5, -2.75, 1e-3, -123456.789, 3.0e-5] {
+            let c = Config::fast();
+            assert!((rt::<Z64>(&c, x) - x).abs() <= c.ulp() / 2.0, "{x}");
+            let c = Config::default();
+            assert!((rt::<Z128>(&c, x) - x).abs() <= c.ulp() / 2.0, "{x}");
+            let c = Config::paper();
+            assert!(
+                (rt::<Z256>(&c, x) - x).abs() <= x.abs() * 1e-15 + c.ulp(),
+                "{x}"
+            );
+        }
+        // Exactly representable values are exact, including near the bound.
+        let c = Config::default();
+        let near = c.bound() - 0.25;
+        assert_eq!(rt::<Z128>(&c, near), near);
+        assert_eq!(rt::<Z128>(&c, -near), -near);
+        let c = Config::paper();
+        let near = 2f64.powi(62) * 1.5;
+        assert_eq!(rt::<Z256>(&c, -near), -near);
+        // Half an ulp rounds away from zero.
+        let c = Config::fast();
+        assert_eq!(c.encode_one::<Z64>(c.ulp() / 2.0, &[]).unwrap(), Z64(1));
+        assert_eq!(
+            c.encode_one::<Z64>(-c.ulp() / 2.0, &[]).unwrap(),
+            Z64(u64::MAX)
+        );
+        assert_eq!(c.encode_one::<Z64>(c.ulp() / 2.1, &[]).unwrap(), Z64(0));
+    }
+
+    #[test]
+    fn bad_values_are_refused_with_position_and_bound() {
+        let c = Config::default();
+        let e = c.encode_one::<Z128>(f64::NAN, &[2, 1]).unwrap_err();
+        assert_eq!(e, EncodeError::NaN { index: vec![2, 1] });
+        assert!(matches!(
+            c.encode_one::<Z128>(f64::NEG_INFINITY, &[0]),
+            Err(EncodeError::Infinite { .. })
+        ));
+        let e = c.encode_one::<Z128>(-c.bound(), &[3]).unwrap_err();
+        let msg = e.to_string();
+        assert!(
+            msg.contains("[3]") && msg.contains("2.147483648e9"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn custom_configs_are_validated() {
+        assert!(Config::new(RingKind::Z64, 40, 5).is_err());
+        assert!(Config::new(RingKind::Z64, 16, 30).is_err());
+        let c = Config::new(RingKind::Z128, 40, 40).unwrap();
+        assert_eq!(c.frac_bits(), 40);
+        // Presets satisfy their own documented constraints.
+        for c in [Config::default(), Config::fast(), Config::paper()] {
+            assert!(Config::new(c.ring(), c.frac_bits(), c.bound_log2).is_ok());
+        }
+        assert_eq!(Config::default().wrap_failure_bound(), 2f64.powi(-65));
+    }
+}

@@ -1,0 +1,138 @@
+//! What one party holds for a secret value: a cleartext array (cleartext engine), a
+//! share in one of the rings (`S1`, `S2`), or only the shape (`Sa`, `Sb`).
+
+use crate::error::ShapeError;
+use crate::ring::{Z64, Z128, Z256};
+use ndarray::{ArrayD, Axis, IxDyn};
+
+/// The element type the assistants hold: nothing, so an array of it is only a shape.
+/// Arrays of a zero-sized type allocate nothing, and ndarray's own shape logic
+/// (reshape, transpose, broadcasting, reductions) then applies to them unchanged.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Nothing;
+
+impl std::ops::Add for Nothing {
+    type Output = Nothing;
+    fn add(self, _: Nothing) -> Nothing {
+        Nothing
+    }
+}
+
+impl num_traits::Zero for Nothing {
+    fn zero() -> Nothing {
+        Nothing
+    }
+    fn is_zero(&self) -> bool {
+        true
+    }
+}
+
+/// One party's view of a secret array.
+#[derive(Clone)]
+pub(crate) enum Data {
+    Clear(ArrayD<f64>),
+    Z64(ArrayD<Z64>),
+    Z128(ArrayD<Z128>),
+    Z256(ArrayD<Z256>),
+    Shape(ArrayD<Nothing>),
+}
+
+/// Applies a shape-only array operation to whatever a party holds.
+macro_rules! map_data {
+    ($d:expr, $a:ident => $e:expr) => {
+        match $d {
+            Data::Clear($a) => Data::Clear($e),
+            Data::Z64($a) => Data::Z64($e),
+            Data::Z128($a) => Data::Z128($e),
+            Data::Z256($a) => Data::Z256($e),
+            Data::Shape($a) => Data::Shape($e),
+        }
+    };
+}
+
+macro_rules! with_data {
+    ($d:expr, $a:ident => $e:expr) => {
+        match $d {
+            Data::Clear($a) => $e,
+            Data::Z64($a) => $e,
+            Data::Z128($a) => $e,
+            Data::Z256($a) => $e,
+            Data::Shape($a) => $e,
+        }
+    };
+}
+
+impl Data {
+    /// A shape-only value.
+    pub(crate) fn shape_only(shape: &[usize]) -> Data {
+        Data::Shape(ArrayD::from_elem(IxDyn(shape), Nothing))
+    }
+
+    pub(crate) fn shape(&self) -> &[usize] {
+        with_data!(self, a => a.shape())
+    }
+
+    pub(crate) fn reshape(&self, to: &[usize]) -> Result<Data, ShapeError> {
+        let len = self.shape().iter().product::<usize>();
+        if to.iter().product::<usize>() != len {
+            return Err(ShapeError::Reshape {
+                from: self.shape().to_vec(),
+                from_len: len,
+                to: to.to_vec(),
+            });
+        }
+        Ok(map_data!(self, a => a
+            .to_shape(IxDyn(to))
+            .unwrap_or_else(|_| unreachable!("length checked"))
+            .into_owned()))
+    }
+
+    pub(crate) fn reversed_axes(&self) -> Data {
+        map_data!(self, a => a.clone().reversed_axes())
+    }
+
+    pub(crate) fn permuted_axes(&self, axes: &[usize]) -> Data {
+        map_data!(self, a => a.clone().permuted_axes(IxDyn(axes)))
+    }
+
+    pub(crate) fn sum_axis(&self, axis: usize) -> Result<Data, ShapeError> {
+        let ndim = self.shape().len();
+        if axis >= ndim {
+            return Err(ShapeError::Axis { axis, ndim });
+        }
+        Ok(map_data!(self, a => a.sum_axis(Axis(axis))))
+    }
+
+    pub(crate) fn sum_all(&self) -> Data {
+        map_data!(self, a => ArrayD::from_elem(IxDyn(&[]), a.sum()))
+    }
+}
+
+/// Typed access to a [`Data`] variant; implemented by every element type a party holds.
+pub(crate) trait Held: Sized + Clone + 'static {
+    fn wrap(a: ArrayD<Self>) -> Data;
+    fn get(d: &Data) -> &ArrayD<Self>;
+}
+
+macro_rules! held {
+    ($t:ty, $v:ident) => {
+        impl Held for $t {
+            fn wrap(a: ArrayD<$t>) -> Data {
+                Data::$v(a)
+            }
+            fn get(d: &Data) -> &ArrayD<$t> {
+                match d {
+                    Data::$v(a) => a,
+                    _ => unreachable!(concat!(
+                        "engine received a value that is not ",
+                        stringify!($t)
+                    )),
+                }
+            }
+        }
+    };
+}
+held!(f64, Clear);
+held!(Z64, Z64);
+held!(Z128, Z128);
+held!(Z256, Z256);

@@ -1,0 +1,182 @@
+//! Error types.
+
+use crate::transport::Role;
+
+/// A value that cannot be encoded in the configured fixed-point format.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum EncodeError {
+    /// The value is NaN.
+    #[error("element {index:?} is NaN; privpy encodes finite real numbers only")]
+    NaN {
+        /// Position of the element (row-major multi-index).
+        index: Vec<usize>,
+    },
+    /// The value is +inf or -inf.
+    #[error("element {index:?} is infinite; privpy encodes finite real numbers only")]
+    Infinite {
+        /// Position of the element.
+        index: Vec<usize>,
+    },
+    /// `|value|` is at or above the preset's bound.
+    #[error(
+        "element {index:?} = {value:e} is outside the configured range: |x| must be below {bound:e} \
+         (choose a preset with a larger bound, or scale the data)"
+    )]
+    OutOfRange {
+        /// Position of the element.
+        index: Vec<usize>,
+        /// The offending value.
+        value: f64,
+        /// The exclusive bound on `|x|`.
+        bound: f64,
+    },
+}
+
+/// Two shapes that cannot be combined.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ShapeError {
+    /// Broadcasting failed (NumPy rules).
+    #[error("operands could not be broadcast together with shapes {left:?} and {right:?}")]
+    Broadcast {
+        /// Shape of the left operand.
+        left: Vec<usize>,
+        /// Shape of the right operand.
+        right: Vec<usize>,
+    },
+    /// The inner dimensions of a matrix product differ.
+    #[error("dot: shapes {left:?} and {right:?} are not aligned ({left_inner} != {right_inner})")]
+    Dot {
+        /// Shape of the left operand.
+        left: Vec<usize>,
+        /// Shape of the right operand.
+        right: Vec<usize>,
+        /// Contracted dimension of the left operand.
+        left_inner: usize,
+        /// Contracted dimension of the right operand.
+        right_inner: usize,
+    },
+    /// `dot` is defined for 1-D and 2-D operands only.
+    #[error("dot: operands must be 1-D or 2-D, got shapes {left:?} and {right:?}")]
+    DotRank {
+        /// Shape of the left operand.
+        left: Vec<usize>,
+        /// Shape of the right operand.
+        right: Vec<usize>,
+    },
+    /// A reshape that changes the number of elements.
+    #[error("cannot reshape an array of shape {from:?} ({from_len} elements) into shape {to:?}")]
+    Reshape {
+        /// Original shape.
+        from: Vec<usize>,
+        /// Number of elements of the original.
+        from_len: usize,
+        /// Requested shape.
+        to: Vec<usize>,
+    },
+    /// An axis argument beyond the array's rank.
+    #[error("axis {axis} is out of bounds for an array of dimension {ndim}")]
+    Axis {
+        /// The requested axis.
+        axis: usize,
+        /// The array's number of dimensions.
+        ndim: usize,
+    },
+    /// A value of the wrong rank for the requested static type.
+    #[error("expected an array of dimension {expected}, got shape {actual:?}")]
+    Rank {
+        /// The rank the caller asked for.
+        expected: usize,
+        /// The shape found.
+        actual: Vec<usize>,
+    },
+}
+
+/// Everything that can go wrong in privpy.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A client value could not be encoded.
+    #[error("input {name:?}: {source}")]
+    Encode {
+        /// The input's name.
+        name: String,
+        /// What was wrong with it.
+        #[source]
+        source: EncodeError,
+    },
+    /// A public constant used inside a program could not be encoded.
+    #[error("public operand: {0}")]
+    PublicOperand(#[source] EncodeError),
+    /// Incompatible shapes.
+    #[error(transparent)]
+    Shape(#[from] ShapeError),
+    /// A program asked for an input nobody uploaded.
+    #[error("no input named {name:?} has been uploaded")]
+    UnknownInput {
+        /// The name asked for.
+        name: String,
+    },
+    /// An input name was uploaded twice.
+    #[error("an input named {name:?} already exists (uploaded by {owner:?})")]
+    DuplicateInput {
+        /// The input's name.
+        name: String,
+        /// The client that uploaded it first.
+        owner: String,
+    },
+    /// A client name nobody registered.
+    #[error("unknown client {name:?}")]
+    UnknownClient {
+        /// The name used.
+        name: String,
+    },
+    /// The program wrote two outputs with the same name for the same client.
+    #[error("output {name:?} for client {client:?} was written twice")]
+    DuplicateOutput {
+        /// The client.
+        client: String,
+        /// The output's name.
+        name: String,
+    },
+    /// A client asked for an output that does not exist or is not theirs.
+    #[error("client {client:?} has no output named {name:?}")]
+    NoSuchOutput {
+        /// The client asking.
+        client: String,
+        /// The output's name.
+        name: String,
+    },
+    /// Shares of two different rings or shapes were combined.
+    #[error("shares do not match: {0}")]
+    ShareMismatch(String),
+    /// A peer stopped answering or disconnected.
+    #[error("lost connection to {peer}: {reason}")]
+    PeerLost {
+        /// The peer that failed.
+        peer: Role,
+        /// What happened.
+        reason: String,
+    },
+    /// A peer sent something the protocol does not allow here.
+    #[error("protocol error from {peer}: {reason}")]
+    Protocol {
+        /// The peer that sent it.
+        peer: Role,
+        /// What was wrong.
+        reason: String,
+    },
+    /// The program panicked on a server.
+    #[error("the program panicked on {role}: {message}")]
+    ProgramPanic {
+        /// Where it panicked.
+        role: Role,
+        /// The panic message.
+        message: String,
+    },
+    /// An invalid configuration.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+}
+
+/// `Result` with [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;

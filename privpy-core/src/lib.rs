@@ -1,0 +1,38 @@
+//! # privpy-core
+//!
+//! The engine of privpy: rings and fixed-point numbers, secret sharing, the
+//! four-party protocols of PrivPy (Li, Duan, Xu), [`Priv<A>`] arrays with
+//! NumPy-style operators, and the engines that run a program on four servers
+//! ([`LocalCluster`]) or in cleartext ([`LocalCluster::cleartext`]).
+//!
+//! Most users depend on the `privpy` facade crate and write
+//! `use privpy::prelude::*;`.
+#![deny(missing_docs, unsafe_op_in_unsafe_fn)]
+#![forbid(unsafe_code)]
+
+mod broadcast;
+mod cluster;
+mod config;
+mod data;
+mod engine;
+mod error;
+mod impl_ops;
+mod kernels;
+mod prg;
+mod priv_array;
+mod protocol;
+pub mod ring;
+mod session;
+pub mod share;
+pub mod transport;
+mod types;
+
+pub use broadcast::broadcast_shape;
+pub use cluster::{Client, LocalCluster, RunOutput};
+pub use config::Config;
+pub use error::{EncodeError, Error, Result, ShapeError};
+pub use priv_array::{DotOperand, Priv, dot};
+pub use ring::RingKind;
+pub use session::Session;
+pub use transport::{ClusterStats, CommStats, Role};
+pub use types::{Broadcast, DotWith, PrivType, Public, ShapeArg};

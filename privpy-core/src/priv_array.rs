@@ -1,0 +1,462 @@
+//! [`Priv<A>`]: a secret value of cleartext type `A`.
+
+use crate::broadcast::broadcast_shape;
+use crate::data::Data;
+use crate::engine::{BinOp, Engine};
+use crate::error::{Error, Result, ShapeError};
+use crate::types::{Broadcast, DotWith, PrivType, Public, ShapeArg, check_rank};
+use ndarray::ArrayViewD;
+use std::fmt;
+use std::marker::PhantomData;
+use std::rc::Rc;
+
+/// A secret value that stands for a cleartext `A` (`f64`, `Array1<f64>`,
+/// `Array2<f64>` or `ArrayD<f64>`).
+///
+/// On `S1` and `S2` it holds that server's share, on `Sa` and `Sb` only the shape,
+/// on the cleartext engine the value itself. Shapes are public. Operators work as in
+/// ndarray, with NumPy broadcasting, between secrets and public values in any mix
+/// (`f64`, ndarray arrays, and references to either): `+ - *`, unary `-`, and `/` by
+/// a public value. Operands are taken by value or by reference; `&x * &y` leaves
+/// both usable.
+///
+/// # Panics
+/// Operators cannot return a `Result`. When one fails (incompatible shapes, a public
+/// operand out of range, a lost peer) the program is stopped on every server and the
+/// run returns the error (no panic message is printed). Use the `try_*` methods to
+/// handle such errors inside the program.
+pub struct Priv<A: PrivType> {
+    pub(crate) data: Data,
+    pub(crate) eng: Rc<dyn Engine>,
+    _t: PhantomData<fn() -> A>,
+}
+
+/// The payload a failing operator unwinds with; the runner turns it back into the error.
+pub(crate) struct Abort(pub(crate) Error);
+
+/// Stops the program with `e`; see [`Priv`]'s `# Panics`.
+pub(crate) fn abort(e: Error) -> ! {
+    std::panic::resume_unwind(Box::new(Abort(e)))
+}
+
+pub(crate) fn or_abort<T>(r: Result<T>) -> T {
+    r.unwrap_or_else(|e| abort(e))
+}
+
+impl<A: PrivType> Clone for Priv<A> {
+    /// Copies this server's share; no communication.
+    fn clone(&self) -> Self {
+        Priv::new(self.data.clone(), self.eng.clone())
+    }
+}
+
+impl<A: PrivType> fmt::Debug for Priv<A> {
+    /// Shape and server only: never a share.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let server = match self.eng.role() {
+            Some(r) => r.to_string(),
+            None => "cleartext".into(),
+        };
+        f.debug_struct("Priv")
+            .field("shape", &self.data.shape())
+            .field("server", &server)
+            .finish_non_exhaustive()
+    }
+}
+
+/// An operand that is either a secret or a public array.
+pub(crate) enum Operand<'a> {
+    Secret(&'a Data, &'a Rc<dyn Engine>),
+    Public(ArrayViewD<'a, f64>),
+}
+
+impl<A: PrivType> Priv<A> {
+    pub(crate) fn new(data: Data, eng: Rc<dyn Engine>) -> Self {
+        Priv {
+            data,
+            eng,
+            _t: PhantomData,
+        }
+    }
+
+    fn wrap<B: PrivType>(&self, data: Data) -> Priv<B> {
+        Priv::new(data, self.eng.clone())
+    }
+
+    /// The shape (public).
+    pub fn shape(&self) -> &[usize] {
+        self.data.shape()
+    }
+
+    /// The number of dimensions (public).
+    pub fn ndim(&self) -> usize {
+        self.data.shape().len()
+    }
+
+    /// The number of elements (public).
+    pub fn len(&self) -> usize {
+        self.data.shape().iter().product()
+    }
+
+    /// Whether the array has no elements.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn check_engine(&self, other: &Rc<dyn Engine>) {
+        if !Rc::ptr_eq(&self.eng, other) {
+            abort(Error::Config(
+                "operands come from two different sessions".into(),
+            ))
+        }
+    }
+
+    pub(crate) fn binop(&self, op: BinOp, rhs: Operand<'_>, public_left: bool) -> Result<Data> {
+        match rhs {
+            Operand::Secret(b, eng) => {
+                self.check_engine(eng);
+                let (l, r) = if public_left {
+                    (b, &self.data)
+                } else {
+                    (&self.data, b)
+                };
+                let out = broadcast_shape(l.shape(), r.shape())?;
+                self.eng.binary(op, l, r, &out)
+            }
+            Operand::Public(c) => {
+                let out = if public_left {
+                    broadcast_shape(c.shape(), self.shape())?
+                } else {
+                    broadcast_shape(self.shape(), c.shape())?
+                };
+                self.eng
+                    .binary_public(op, &self.data, &c, public_left, &out)
+            }
+        }
+    }
+
+    /// `self + rhs` with broadcasting.
+    ///
+    /// # Errors
+    /// [`ShapeError::Broadcast`] for incompatible shapes; a lost peer.
+    pub fn try_add<B: PrivType>(&self, rhs: &Priv<B>) -> Result<Priv<A::Output>>
+    where
+        A: Broadcast<B>,
+    {
+        Ok(self.wrap(self.binop(BinOp::Add, rhs.operand(), false)?))
+    }
+
+    /// `self - rhs` with broadcasting.
+    ///
+    /// # Errors
+    /// As [`Priv::try_add`].
+    pub fn try_sub<B: PrivType>(&self, rhs: &Priv<B>) -> Result<Priv<A::Output>>
+    where
+        A: Broadcast<B>,
+    {
+        Ok(self.wrap(self.binop(BinOp::Sub, rhs.operand(), false)?))
+    }
+
+    /// `self * rhs` element-wise with broadcasting (paper Protocol 1).
+    ///
+    /// # Errors
+    /// As [`Priv::try_add`].
+    pub fn try_mul<B: PrivType>(&self, rhs: &Priv<B>) -> Result<Priv<A::Output>>
+    where
+        A: Broadcast<B>,
+    {
+        Ok(self.wrap(self.binop(BinOp::Mul, rhs.operand(), false)?))
+    }
+
+    /// `self * c` for a public `c` (paper Protocol 3: no communication).
+    ///
+    /// # Errors
+    /// Incompatible shapes, or `c` outside the configured range.
+    pub fn try_mul_public<P: Public>(&self, c: P) -> Result<Priv<A::Output>>
+    where
+        A: Broadcast<P::Kind>,
+    {
+        Ok(self.wrap(self.binop(BinOp::Mul, Operand::Public(c.view_dyn()), false)?))
+    }
+
+    pub(crate) fn operand(&self) -> Operand<'_> {
+        Operand::Secret(&self.data, &self.eng)
+    }
+
+    /// Matrix or vector product, as ndarray's `dot`: `rhs` is a secret (`&Priv<_>`)
+    /// or a public array (`&Array1<f64>`, `&Array2<f64>`). Secret · secret is one
+    /// Protocol 1 instance for the whole product (two rounds); secret · public is local.
+    ///
+    /// # Panics
+    /// Stops the program when the inner dimensions differ; see [`Priv::try_dot`].
+    #[track_caller]
+    pub fn dot<R: DotOperand>(&self, rhs: R) -> Priv<A::Output>
+    where
+        A: DotWith<R::Kind>,
+    {
+        or_abort(self.try_dot(rhs))
+    }
+
+    /// Fallible [`Priv::dot`].
+    ///
+    /// # Errors
+    /// [`ShapeError::Dot`] when the inner dimensions differ.
+    pub fn try_dot<R: DotOperand>(&self, rhs: R) -> Result<Priv<A::Output>>
+    where
+        A: DotWith<R::Kind>,
+    {
+        Ok(self.wrap(dot_data(
+            Operand::Secret(&self.data, &self.eng),
+            rhs.operand(),
+        )?))
+    }
+
+    /// Sum of all elements.
+    pub fn sum(&self) -> Priv<f64> {
+        self.wrap(self.data.sum_all())
+    }
+
+    /// Sum along `axis` (local).
+    ///
+    /// # Panics
+    /// Stops the program when `axis >= ndim`; see [`Priv::try_sum_axis`].
+    #[track_caller]
+    pub fn sum_axis(&self, axis: ndarray::Axis) -> Priv<A::Smaller> {
+        or_abort(self.try_sum_axis(axis))
+    }
+
+    /// Fallible [`Priv::sum_axis`].
+    ///
+    /// # Errors
+    /// [`ShapeError::Axis`] when `axis >= ndim`.
+    pub fn try_sum_axis(&self, axis: ndarray::Axis) -> Result<Priv<A::Smaller>> {
+        Ok(self.wrap(self.data.sum_axis(axis.index())?))
+    }
+
+    /// Mean of all elements (a sum, then a local multiplication by `1/n`).
+    ///
+    /// # Panics
+    /// Stops the program on an empty array.
+    #[track_caller]
+    pub fn mean(&self) -> Priv<f64> {
+        let n = self.len();
+        if n == 0 {
+            abort(Error::Config("mean of an empty array".into()));
+        }
+        self.sum() * (1.0 / n as f64)
+    }
+
+    /// Mean along `axis`.
+    ///
+    /// # Panics
+    /// Stops the program when `axis >= ndim` or the axis is empty.
+    #[track_caller]
+    pub fn mean_axis(&self, axis: ndarray::Axis) -> Priv<A::Smaller> {
+        let s = self.sum_axis(axis);
+        let n = self.shape()[axis.index()];
+        if n == 0 {
+            abort(Error::Config("mean along an empty axis".into()));
+        }
+        let scale = 1.0 / n as f64;
+        self.wrap(or_abort(s.binop(
+            BinOp::Mul,
+            Operand::Public(scale.view_dyn()),
+            false,
+        )))
+    }
+
+    /// The same elements in a new shape (row-major order, as NumPy's default).
+    ///
+    /// # Panics
+    /// Stops the program when the number of elements differs; see [`Priv::try_reshape`].
+    #[track_caller]
+    pub fn reshape<S: ShapeArg>(&self, shape: S) -> Priv<S::Output> {
+        or_abort(self.try_reshape(shape))
+    }
+
+    /// Fallible [`Priv::reshape`].
+    ///
+    /// # Errors
+    /// [`ShapeError::Reshape`] when the number of elements differs.
+    pub fn try_reshape<S: ShapeArg>(&self, shape: S) -> Result<Priv<S::Output>> {
+        Ok(self.wrap(self.data.reshape(&shape.dims())?))
+    }
+
+    /// The transpose (axes reversed); local.
+    pub fn t(&self) -> Priv<A> {
+        self.wrap(self.data.reversed_axes())
+    }
+
+    /// The transpose (axes reversed); the same as [`Priv::t`].
+    pub fn transpose(&self) -> Priv<A> {
+        self.t()
+    }
+
+    /// The axes permuted: axis `k` of the result is axis `axes[k]` of `self`.
+    ///
+    /// # Panics
+    /// Stops the program when `axes` is not a permutation of `0..ndim`.
+    #[track_caller]
+    pub fn permuted_axes(&self, axes: &[usize]) -> Priv<A> {
+        let mut sorted = axes.to_vec();
+        sorted.sort_unstable();
+        if sorted != (0..self.ndim()).collect::<Vec<_>>() {
+            abort(Error::Config(format!(
+                "permuted_axes: {axes:?} is not a permutation of the {} axes",
+                self.ndim()
+            )));
+        }
+        self.wrap(self.data.permuted_axes(axes))
+    }
+
+    /// The same value as a dynamic-dimensional array.
+    pub fn into_dyn(self) -> Priv<ndarray::ArrayD<f64>> {
+        Priv::new(self.data, self.eng)
+    }
+
+    /// Opens the value to all four servers and returns it as a public value.
+    /// Use this only where disclosure is intended (for example, to branch on it).
+    ///
+    /// # Panics
+    /// Stops the program when a peer is lost; see [`Priv::try_reveal`].
+    #[track_caller]
+    pub fn reveal(&self) -> A {
+        or_abort(self.try_reveal())
+    }
+
+    /// Fallible [`Priv::reveal`].
+    ///
+    /// # Errors
+    /// A lost peer.
+    pub fn try_reveal(&self) -> Result<A> {
+        let v = self.eng.reveal(&self.data)?;
+        Ok(A::from_dyn(v)?)
+    }
+
+    /// Converts the static type, checking the rank (for example `ArrayD` to `Array2`).
+    ///
+    /// # Errors
+    /// [`ShapeError::Rank`] when the rank differs.
+    pub fn into_type<B: PrivType>(self) -> Result<Priv<B>> {
+        check_rank::<B>(&self.data)?;
+        Ok(Priv::new(self.data, self.eng))
+    }
+}
+
+/// The right operand of `dot`: a secret or a public array.
+pub trait DotOperand {
+    /// Its cleartext type.
+    type Kind: PrivType;
+    /// The operand as the engine sees it. `Operand` is crate-private, so no other
+    /// crate can implement this trait: it is sealed.
+    #[doc(hidden)]
+    #[allow(private_interfaces)]
+    fn operand(&self) -> Operand<'_>;
+}
+
+impl<B: PrivType> DotOperand for &Priv<B> {
+    type Kind = B;
+    #[allow(private_interfaces)]
+    fn operand(&self) -> Operand<'_> {
+        Operand::Secret(&self.data, &self.eng)
+    }
+}
+
+impl<D: ndarray::Dimension> DotOperand for &ndarray::Array<f64, D>
+where
+    ndarray::Array<f64, D>: PrivType,
+{
+    type Kind = ndarray::Array<f64, D>;
+    #[allow(private_interfaces)]
+    fn operand(&self) -> Operand<'_> {
+        Operand::Public(self.view().into_dyn())
+    }
+}
+
+/// `lhs.dot(rhs)` where the left operand may be public: `dot(&w, &x)` for a public
+/// matrix `w` and a secret `x`. Secret · secret and secret · public as in [`Priv::dot`].
+///
+/// # Panics
+/// Stops the program when the inner dimensions differ.
+#[track_caller]
+pub fn dot<L: DotOperand, B: PrivType>(
+    lhs: L,
+    rhs: &Priv<B>,
+) -> Priv<<L::Kind as DotWith<B>>::Output>
+where
+    L::Kind: DotWith<B>,
+{
+    let d = or_abort(dot_data(lhs.operand(), rhs.operand()));
+    Priv::new(d, rhs.eng.clone())
+}
+
+/// The product of two 1-D or 2-D operands, at least one secret.
+fn dot_data(l: Operand<'_>, r: Operand<'_>) -> Result<Data> {
+    let shape = |o: &Operand<'_>| match o {
+        Operand::Secret(d, _) => d.shape().to_vec(),
+        Operand::Public(c) => c.shape().to_vec(),
+    };
+    let (ls, rs) = (shape(&l), shape(&r));
+    if !(1..=2).contains(&ls.len()) || !(1..=2).contains(&rs.len()) {
+        return Err(ShapeError::DotRank {
+            left: ls,
+            right: rs,
+        }
+        .into());
+    }
+    // View vectors as matrices: a left vector is a row, a right vector a column.
+    let l2 = if ls.len() == 1 {
+        vec![1, ls[0]]
+    } else {
+        ls.clone()
+    };
+    let r2 = if rs.len() == 1 {
+        vec![rs[0], 1]
+    } else {
+        rs.clone()
+    };
+    if l2[1] != r2[0] {
+        return Err(ShapeError::Dot {
+            left: ls,
+            right: rs,
+            left_inner: l2[1],
+            right_inner: r2[0],
+        }
+        .into());
+    }
+    let mut out = Vec::new();
+    if ls.len() == 2 {
+        out.push(ls[0]);
+    }
+    if rs.len() == 2 {
+        out.push(rs[1]);
+    }
+    let d = match (l, r) {
+        (Operand::Secret(a, eng), Operand::Secret(b, eng2)) => {
+            if !Rc::ptr_eq(eng, eng2) {
+                return Err(Error::Config(
+                    "operands come from two different sessions".into(),
+                ));
+            }
+            eng.matmul(&a.reshape(&l2)?, &b.reshape(&r2)?)?
+        }
+        (Operand::Secret(a, eng), Operand::Public(c)) => {
+            let c = c.to_shape(r2.as_slice()).map_err(|_| unreachable_shape())?;
+            eng.matmul_public(&a.reshape(&l2)?, &c.view(), false)?
+        }
+        (Operand::Public(c), Operand::Secret(b, eng)) => {
+            let c = c.to_shape(l2.as_slice()).map_err(|_| unreachable_shape())?;
+            eng.matmul_public(&b.reshape(&r2)?, &c.view(), true)?
+        }
+        (Operand::Public(_), Operand::Public(_)) => {
+            return Err(Error::Config(
+                "dot of two public arrays: use ndarray's dot".into(),
+            ));
+        }
+    };
+    Ok(d.reshape(&out)?)
+}
+
+fn unreachable_shape() -> Error {
+    Error::Config("internal: reshaping a public operand failed".into())
+}

@@ -1,0 +1,450 @@
+//! The four-party protocols of paper §4–5 on one server.
+//!
+//! A [`Party`] is one server's side of a session: its role, the pairwise PRGs it
+//! shares with the other servers, its operation counter and its links. Every
+//! operation is called on all four servers in the same order (SPMD, paper §3); each
+//! server does its own part and they meet through messages. Operations work on whole
+//! arrays: one message per link per round, whatever the size.
+
+use crate::broadcast::{broadcast_to, zip_map};
+use crate::config::Config;
+use crate::data::{Data, Held};
+use crate::engine::{BinOp, Engine};
+use crate::error::{Error, Result};
+use crate::kernels::matmul_trunc;
+use crate::prg::{PairPrg, Purpose};
+use crate::ring::{Ring, Z64, Z128, Z256};
+use crate::transport::{CommStats, Message, Role, Transport, TransportError};
+use ndarray::{ArrayD, ArrayViewD, Ix2, IxDyn};
+use std::cell::{Cell, RefCell};
+use std::marker::PhantomData;
+
+use Role::{S1, S2, Sa, Sb};
+
+/// A ring whose arrays a [`Data`] can hold.
+pub(crate) trait RingData: Ring + Held {}
+impl RingData for Z64 {}
+impl RingData for Z128 {}
+impl RingData for Z256 {}
+
+/// Operation counter value reserved for the seed agreement at session start.
+const SETUP_OP: u64 = u64::MAX;
+
+/// Where a server's seeds come from.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum SeedSource {
+    /// The operating system's generator.
+    Os,
+    /// A fixed master seed: deterministic, for tests and reproducible benchmarks only.
+    Fixed(u64),
+}
+
+struct Link {
+    transport: Box<dyn Transport>,
+    stats: CommStats,
+    transcript: Option<Vec<u8>>,
+}
+
+/// One server's side of a four-party session over ring `R`.
+pub(crate) struct Party<R: RingData> {
+    role: Role,
+    cfg: Config,
+    link: RefCell<Link>,
+    prg: [Option<PairPrg>; 4],
+    op: Cell<u64>,
+    _ring: PhantomData<R>,
+}
+
+fn lost(e: TransportError) -> Error {
+    Error::PeerLost {
+        peer: e.peer(),
+        reason: e.to_string(),
+    }
+}
+
+impl<R: RingData> Party<R> {
+    /// Connects a server: agrees on a seed with each other server (the lower role
+    /// draws it and sends it over their authenticated, encrypted link), then zeroes
+    /// the statistics so that they count the program only.
+    pub(crate) fn setup(
+        role: Role,
+        cfg: Config,
+        transport: Box<dyn Transport>,
+        seeds: SeedSource,
+        record_transcript: bool,
+    ) -> Result<Self> {
+        let mut party = Party {
+            role,
+            cfg,
+            link: RefCell::new(Link {
+                transport,
+                stats: CommStats::default(),
+                transcript: None,
+            }),
+            prg: [None, None, None, None],
+            op: Cell::new(SETUP_OP),
+            _ring: PhantomData,
+        };
+        for peer in Role::ALL {
+            if peer == role {
+                continue;
+            }
+            let seed = if role < peer {
+                let seed = fresh_seed(seeds, role, peer)?;
+                party.send_bytes(peer, seed.to_vec())?;
+                seed
+            } else {
+                let bytes = party.recv_bytes(peer, 32)?;
+                let mut seed = [0u8; 32];
+                seed.copy_from_slice(&bytes);
+                seed
+            };
+            party.prg[peer.index()] = Some(PairPrg::new(seed));
+        }
+        let link = party.link.get_mut();
+        link.stats = CommStats::default();
+        if record_transcript {
+            link.transcript = Some(Vec::new());
+        }
+        party.op.set(0);
+        Ok(party)
+    }
+
+    fn next_op(&self) -> u64 {
+        let op = self.op.get();
+        self.op.set(op + 1);
+        op
+    }
+
+    fn prg(&self, peer: Role) -> &PairPrg {
+        match &self.prg[peer.index()] {
+            Some(p) => p,
+            None => unreachable!("seeds are agreed with every peer at setup"),
+        }
+    }
+
+    fn send_bytes(&self, to: Role, payload: Vec<u8>) -> Result<()> {
+        let mut link = self.link.borrow_mut();
+        let round = link.stats.rounds + 1;
+        link.stats.bytes_sent[to.index()] += payload.len() as u64;
+        link.stats.messages_sent[to.index()] += 1;
+        let msg = Message {
+            op: self.op.get().wrapping_sub(1),
+            round,
+            payload,
+        };
+        link.transport.send(to, msg).map_err(lost)
+    }
+
+    fn recv_bytes(&self, from: Role, expected_len: usize) -> Result<Vec<u8>> {
+        let mut link = self.link.borrow_mut();
+        let msg = link.transport.recv(from).map_err(lost)?;
+        let op = self.op.get().wrapping_sub(1);
+        if msg.op != op {
+            return Err(Error::Protocol {
+                peer: from,
+                reason: format!(
+                    "message for operation {} arrived during operation {op}: the servers are not running the same program",
+                    msg.op
+                ),
+            });
+        }
+        if msg.payload.len() != expected_len {
+            return Err(Error::Protocol {
+                peer: from,
+                reason: format!(
+                    "expected {expected_len} payload bytes, got {}",
+                    msg.payload.len()
+                ),
+            });
+        }
+        link.stats.rounds = link.stats.rounds.max(msg.round);
+        link.stats.bytes_received[from.index()] += msg.payload.len() as u64;
+        if let Some(t) = link.transcript.as_mut() {
+            t.extend_from_slice(&msg.payload);
+        }
+        Ok(msg.payload)
+    }
+
+    fn send(&self, to: Role, a: &ArrayD<R>) -> Result<()> {
+        let mut bytes = Vec::with_capacity(a.len() * R::BYTES);
+        R::write_le(a.iter().copied(), &mut bytes);
+        self.send_bytes(to, bytes)
+    }
+
+    fn recv(&self, from: Role, shape: &[usize]) -> Result<ArrayD<R>> {
+        let n: usize = shape.iter().product();
+        let bytes = self.recv_bytes(from, n * R::BYTES)?;
+        Ok(from_vec(shape, R::read_le(&bytes)))
+    }
+
+    fn draw(&self, peer: Role, op: u64, purpose: Purpose, shape: &[usize]) -> ArrayD<R> {
+        let n = shape.iter().product();
+        from_vec(shape, self.prg(peer).draw(op, purpose, n))
+    }
+
+    fn encode(&self, c: &ArrayViewD<'_, f64>) -> Result<ArrayD<R>> {
+        self.cfg.encode::<R>(c).map_err(Error::PublicOperand)
+    }
+
+    /// Paper Protocol 1 (§4.2), for any bilinear local product `prod`
+    /// (element-wise with broadcasting, or matrix product):
+    ///
+    /// 1. `S1`, `S2` re-randomize both operands with `rx`, `ry` from PRG(S1,S2):
+    ///    `x1' = x1 - rx`, `x2' = x2 + rx` (same for `y`). Fresh shares, so no
+    ///    assistant ever sees two shares of the same value.
+    /// 2. `S1 → Sa: x1'`, `S1 → Sb: y1'`, `S2 → Sb: x2'`, `S2 → Sa: y2'`. Each
+    ///    assistant receives one share of each operand: uniformly random to it.
+    /// 3. `S1: z1 = prod(x1', y1')`, `S2: z2 = prod(x2', y2')`, `Sa: za = prod(x1', y2')`,
+    ///    `Sb: zb = prod(x2', y1')`, each truncated (`trunc`).
+    /// 4. `Sa` sends `za - za1` to `S2` with `za1` from PRG(Sa,S1); `Sb` sends
+    ///    `zb - zb2` to `S1` with `zb2` from PRG(Sb,S2). The receivers do not know the
+    ///    masks, so these look uniform to them. `S1: z1 + za1 + (zb - zb2)`,
+    ///    `S2: z2 + zb2 + (za - za1)`.
+    ///
+    /// Two rounds and `2|x| + 2|y| + 2|z|` ring elements (`6n` element-wise).
+    fn protocol1(
+        &self,
+        a: &Data,
+        b: &Data,
+        out: &[usize],
+        prod: impl Fn(&ArrayD<R>, &ArrayD<R>) -> ArrayD<R>,
+    ) -> Result<Data> {
+        let op = self.next_op();
+        let (sx, sy) = (a.shape(), b.shape());
+        match self.role {
+            S1 | S2 => {
+                let rx = self.draw(other_primary(self.role), op, Purpose::MaskX, sx);
+                let ry = self.draw(other_primary(self.role), op, Purpose::MaskY, sy);
+                let (x, y) = (R::get(a), R::get(b));
+                if self.role == S1 {
+                    let xp = x - &rx;
+                    let yp = y - &ry;
+                    self.send(Sa, &xp)?;
+                    self.send(Sb, &yp)?;
+                    let z = prod(&xp, &yp);
+                    let za1 = self.draw(Sa, op, Purpose::Reshare, out);
+                    let m = self.recv(Sb, out)?;
+                    Ok(R::wrap(z + za1 + m))
+                } else {
+                    let xp = x + &rx;
+                    let yp = y + &ry;
+                    self.send(Sb, &xp)?;
+                    self.send(Sa, &yp)?;
+                    let z = prod(&xp, &yp);
+                    let zb2 = self.draw(Sb, op, Purpose::Reshare, out);
+                    let m = self.recv(Sa, out)?;
+                    Ok(R::wrap(z + zb2 + m))
+                }
+            }
+            Sa => {
+                let x1p = self.recv(S1, sx)?;
+                let y2p = self.recv(S2, sy)?;
+                let za = prod(&x1p, &y2p);
+                let za1 = self.draw(S1, op, Purpose::Reshare, out);
+                self.send(S2, &(za - za1))?;
+                Ok(Data::shape_only(out))
+            }
+            Sb => {
+                let y1p = self.recv(S1, sy)?;
+                let x2p = self.recv(S2, sx)?;
+                let zb = prod(&x2p, &y1p);
+                let zb2 = self.draw(S2, op, Purpose::Reshare, out);
+                self.send(S1, &(zb - zb2))?;
+                Ok(Data::shape_only(out))
+            }
+        }
+    }
+
+    /// Paper Protocol 3: `S1`, `S2` re-randomize with PRG(S1,S2), then each multiplies
+    /// its share by the public operand locally and truncates. No communication.
+    fn local_public_product(
+        &self,
+        a: &Data,
+        c: &ArrayViewD<'_, f64>,
+        out: &[usize],
+        prod: impl Fn(&ArrayD<R>, &ArrayD<R>) -> ArrayD<R>,
+    ) -> Result<Data> {
+        let op = self.next_op();
+        // Every server checks the public operand, so all of them fail together.
+        let ct = self.encode(c)?;
+        if !self.role.is_primary() {
+            return Ok(Data::shape_only(out));
+        }
+        let r = self.draw(
+            other_primary(self.role),
+            op,
+            Purpose::Rerandomize,
+            a.shape(),
+        );
+        let x = R::get(a);
+        let xp = if self.role == S1 { x - &r } else { x + &r };
+        Ok(R::wrap(prod(&xp, &ct)))
+    }
+}
+
+fn other_primary(r: Role) -> Role {
+    if r == S1 { S2 } else { S1 }
+}
+
+fn from_vec<T>(shape: &[usize], v: Vec<T>) -> ArrayD<T> {
+    ArrayD::from_shape_vec(IxDyn(shape), v).unwrap_or_else(|_| unreachable!("length matches shape"))
+}
+
+fn fresh_seed(src: SeedSource, me: Role, peer: Role) -> Result<[u8; 32]> {
+    let mut seed = [0u8; 32];
+    match src {
+        SeedSource::Os => getrandom::fill(&mut seed).map_err(|e| {
+            Error::Config(format!(
+                "the operating system's random generator failed: {e}"
+            ))
+        })?,
+        SeedSource::Fixed(master) => {
+            use rand_core::{Rng, SeedableRng};
+            let mut rng = rand_chacha::ChaCha12Rng::seed_from_u64(master);
+            rng.set_stream((me.index() * 4 + peer.index()) as u64 + 1);
+            rng.fill_bytes(&mut seed);
+        }
+    }
+    Ok(seed)
+}
+
+fn mat2<R: Clone>(a: &ArrayD<R>) -> ndarray::ArrayView2<'_, R> {
+    a.view()
+        .into_dimensionality::<Ix2>()
+        .unwrap_or_else(|_| unreachable!("matmul operands are 2-D"))
+}
+
+impl<R: RingData> Engine for Party<R> {
+    fn role(&self) -> Option<Role> {
+        Some(self.role)
+    }
+
+    fn config(&self) -> Option<Config> {
+        Some(self.cfg)
+    }
+
+    fn binary(&self, op: BinOp, a: &Data, b: &Data, out: &[usize]) -> Result<Data> {
+        match op {
+            BinOp::Mul => {
+                let f = self.cfg.frac_bits();
+                self.protocol1(a, b, out, |x, y| {
+                    zip_map(x, y, out, |p, q| R::mul_trunc(p, q, f))
+                })
+            }
+            BinOp::Add | BinOp::Sub if self.role.is_primary() => {
+                let (x, y) = (R::get(a), R::get(b));
+                Ok(R::wrap(if op == BinOp::Add {
+                    zip_map(x, y, out, R::wadd)
+                } else {
+                    zip_map(x, y, out, R::wsub)
+                }))
+            }
+            BinOp::Add | BinOp::Sub => Ok(Data::shape_only(out)),
+        }
+    }
+
+    fn binary_public(
+        &self,
+        op: BinOp,
+        a: &Data,
+        c: &ArrayViewD<'_, f64>,
+        public_left: bool,
+        out: &[usize],
+    ) -> Result<Data> {
+        if op == BinOp::Mul {
+            let f = self.cfg.frac_bits();
+            return self.local_public_product(a, c, out, |x, ct| {
+                zip_map(x, ct, out, |p, q| R::mul_trunc(p, q, f))
+            });
+        }
+        // Add / sub with a public value: S1 adds c̃, S2 only broadcasts its share.
+        let ct = self.encode(c)?;
+        Ok(match self.role {
+            S1 => {
+                let x = R::get(a);
+                R::wrap(match (op, public_left) {
+                    (BinOp::Add, _) => zip_map(x, &ct, out, R::wadd),
+                    (_, false) => zip_map(x, &ct, out, R::wsub),
+                    (_, true) => zip_map(x, &ct, out, |p, q| q.wsub(p)),
+                })
+            }
+            S2 => {
+                let x = broadcast_to(R::get(a), out);
+                R::wrap(if op == BinOp::Sub && public_left {
+                    x.mapv(R::wneg)
+                } else {
+                    x
+                })
+            }
+            Sa | Sb => Data::shape_only(out),
+        })
+    }
+
+    fn neg(&self, a: &Data) -> Data {
+        match a {
+            Data::Shape(_) => a.clone(),
+            _ => R::wrap(R::get(a).mapv(R::wneg)),
+        }
+    }
+
+    fn matmul(&self, a: &Data, b: &Data) -> Result<Data> {
+        let f = self.cfg.frac_bits();
+        let out = [a.shape()[0], b.shape()[1]];
+        self.protocol1(a, b, &out, |x, y| {
+            matmul_trunc(mat2(x), mat2(y), f).into_dyn()
+        })
+    }
+
+    fn matmul_public(&self, a: &Data, c: &ArrayViewD<'_, f64>, public_left: bool) -> Result<Data> {
+        let f = self.cfg.frac_bits();
+        let out = if public_left {
+            [c.shape()[0], a.shape()[1]]
+        } else {
+            [a.shape()[0], c.shape()[1]]
+        };
+        self.local_public_product(a, c, &out, |x, ct| {
+            if public_left {
+                matmul_trunc(mat2(ct), mat2(x), f).into_dyn()
+            } else {
+                matmul_trunc(mat2(x), mat2(ct), f).into_dyn()
+            }
+        })
+    }
+
+    /// Opening to all servers: `S1` and `S2` each send their share to the three
+    /// others (one round), and everyone adds them up.
+    fn reveal(&self, a: &Data) -> Result<ArrayD<f64>> {
+        self.next_op();
+        let shape = a.shape();
+        let sum = match self.role {
+            S1 | S2 => {
+                let mine = R::get(a);
+                let other = other_primary(self.role);
+                for to in [other, Sa, Sb] {
+                    self.send(to, mine)?;
+                }
+                mine + &self.recv(other, shape)?
+            }
+            Sa | Sb => self.recv(S1, shape)? + self.recv(S2, shape)?,
+        };
+        Ok(sum.mapv(|t| self.cfg.decode_one(t)))
+    }
+
+    fn constant(&self, c: &ArrayViewD<'_, f64>) -> Result<Data> {
+        let ct = self.encode(c)?;
+        Ok(match self.role {
+            S1 => R::wrap(ct),
+            S2 => R::wrap(ArrayD::from_elem(c.raw_dim(), R::zero())),
+            Sa | Sb => Data::shape_only(c.shape()),
+        })
+    }
+
+    fn stats(&self) -> CommStats {
+        self.link.borrow().stats.clone()
+    }
+
+    fn take_transcript(&self) -> Option<Vec<u8>> {
+        self.link.borrow_mut().transcript.take()
+    }
+}

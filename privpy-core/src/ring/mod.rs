@@ -1,0 +1,164 @@
+//! The rings `Z_{2^l}` that secret shares live in.
+//!
+//! Every protocol in privpy is generic over [`Ring`]; three implementations are
+//! provided: [`Z64`] (`u64`), [`Z128`] (`u128`) and [`Z256`] (crypto-bigint `U256`).
+//! Arithmetic wraps modulo `2^l`. The signed reading `I(t)` of an element is its
+//! two's-complement value in `[-2^(l-1), 2^(l-1))`.
+//!
+//! Besides wrapping arithmetic a ring supplies the two kernels the fixed-point
+//! protocols need: an exact multiply-accumulate of signed readings into a wide
+//! accumulator ([`Ring::mac`]) and the truncation `floor(acc / 2^f) mod 2^l`
+//! ([`Ring::trunc`]). The accumulator keeps at least `l + 64` bits, which is all
+//! that a truncation by `f <= l/2` bits can see (paper §5, "exact wide accumulation").
+
+mod z128;
+mod z256;
+mod z64;
+
+pub use z64::Z64;
+pub use z128::Z128;
+pub use z256::Z256;
+
+use rand_core::Rng;
+use std::fmt::Debug;
+
+/// Which ring a [`crate::Config`] uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum RingKind {
+    /// `Z_{2^64}` ([`Z64`]).
+    Z64,
+    /// `Z_{2^128}` ([`Z128`]).
+    Z128,
+    /// `Z_{2^256}` ([`Z256`]).
+    Z256,
+}
+
+impl RingKind {
+    /// Bit length `l` of the ring.
+    pub fn bits(self) -> u32 {
+        match self {
+            RingKind::Z64 => 64,
+            RingKind::Z128 => 128,
+            RingKind::Z256 => 256,
+        }
+    }
+
+    /// Bytes one ring element takes on the wire.
+    pub fn bytes(self) -> usize {
+        self.bits() as usize / 8
+    }
+}
+
+/// An element of `Z_{2^l}` with the operations the protocols need.
+///
+/// Implementations must make every arithmetic operation wrap modulo `2^l`.
+/// `Debug` prints the raw element; never log an element that is a share.
+pub trait Ring:
+    Copy
+    + Send
+    + Sync
+    + PartialEq
+    + Eq
+    + Default
+    + Debug
+    + num_traits::Zero
+    + std::ops::Add<Output = Self>
+    + std::ops::Sub<Output = Self>
+    + std::ops::Neg<Output = Self>
+    + std::ops::Mul<Output = Self>
+    + 'static
+{
+    /// Bit length `l`.
+    const BITS: u32;
+    /// Bytes per element on the wire (`l / 8`, little-endian).
+    const BYTES: usize;
+    /// The ring's [`RingKind`].
+    const KIND: RingKind;
+    /// Wide accumulator holding at least `l + l/2` bits of a signed sum of products.
+    type Acc: Copy + Send + Sync;
+
+    /// `self + o mod 2^l`.
+    fn wadd(self, o: Self) -> Self;
+    /// `self - o mod 2^l`.
+    fn wsub(self, o: Self) -> Self;
+    /// `-self mod 2^l`.
+    fn wneg(self) -> Self;
+    /// `self * o mod 2^l`.
+    fn wmul(self, o: Self) -> Self;
+    /// The element `v mod 2^l`.
+    fn from_u64(v: u64) -> Self;
+    /// `self * 2^k mod 2^l`, for `k < l`.
+    fn shl(self, k: u32) -> Self;
+    /// Whether the signed reading `I(self)` is negative.
+    fn is_negative(self) -> bool;
+    /// The signed reading `I(self)` as the nearest `f64`.
+    fn to_f64_signed(self) -> f64;
+
+    /// The zero accumulator.
+    fn acc_zero() -> Self::Acc;
+    /// `acc + I(a) * I(b)`, exact modulo the accumulator's width.
+    fn mac(acc: Self::Acc, a: Self, b: Self) -> Self::Acc;
+    /// `floor(I(acc) / 2^f) mod 2^l` for `f <= l/2` (`I(acc)` the signed sum).
+    fn trunc(acc: Self::Acc, f: u32) -> Self;
+
+    /// Appends the little-endian encoding of `xs` to `out`.
+    fn write_le(xs: impl Iterator<Item = Self>, out: &mut Vec<u8>);
+    /// Decodes little-endian elements; `bytes.len()` must be a multiple of [`Ring::BYTES`].
+    fn read_le(bytes: &[u8]) -> Vec<Self>;
+    /// `n` uniformly random elements drawn from `rng`.
+    fn random_vec(rng: &mut impl Rng, n: usize) -> Vec<Self>;
+
+    /// `trunc(I(a) * I(b))`: the fixed-point product of two elements.
+    #[inline]
+    fn mul_trunc(a: Self, b: Self, f: u32) -> Self {
+        Self::trunc(Self::mac(Self::acc_zero(), a, b), f)
+    }
+}
+
+/// Implements `std::ops` (wrapping) and `num_traits::Zero` for a ring newtype.
+macro_rules! ring_ops {
+    ($t:ty) => {
+        impl std::ops::Add for $t {
+            type Output = $t;
+            #[inline]
+            fn add(self, o: $t) -> $t {
+                $crate::ring::Ring::wadd(self, o)
+            }
+        }
+        impl std::ops::Sub for $t {
+            type Output = $t;
+            #[inline]
+            fn sub(self, o: $t) -> $t {
+                $crate::ring::Ring::wsub(self, o)
+            }
+        }
+        impl std::ops::Mul for $t {
+            type Output = $t;
+            #[inline]
+            fn mul(self, o: $t) -> $t {
+                $crate::ring::Ring::wmul(self, o)
+            }
+        }
+        impl std::ops::Neg for $t {
+            type Output = $t;
+            #[inline]
+            fn neg(self) -> $t {
+                $crate::ring::Ring::wneg(self)
+            }
+        }
+        impl num_traits::Zero for $t {
+            #[inline]
+            fn zero() -> $t {
+                <$t>::default()
+            }
+            #[inline]
+            fn is_zero(&self) -> bool {
+                *self == <$t>::default()
+            }
+        }
+    };
+}
+pub(crate) use ring_ops;
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,162 @@
+//! Client side: splitting arrays into two shares and putting results back together.
+//!
+//! `S(x) = (r, x̃ - r)` with `r` uniform in the ring (paper §4.1): either share alone
+//! is a uniformly random array and says nothing about `x`.
+
+use crate::config::Config;
+use crate::data::{Data, Held};
+use crate::error::{EncodeError, Error, Result};
+use crate::ring::{Ring, RingKind, Z64, Z128, Z256};
+use ndarray::{ArrayD, ArrayViewD, IxDyn};
+use rand_core::Rng;
+
+/// One server's share of an array, as a client sends or receives it.
+///
+/// `Debug` shows the ring and shape, never the elements.
+#[derive(Clone)]
+pub struct Share {
+    pub(crate) data: Data,
+}
+
+impl std::fmt::Debug for Share {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Share")
+            .field("ring", &self.ring())
+            .field("shape", &self.shape())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Share {
+    /// The shape of the shared array.
+    pub fn shape(&self) -> &[usize] {
+        self.data.shape()
+    }
+
+    /// The ring of the elements.
+    pub fn ring(&self) -> Option<RingKind> {
+        match self.data {
+            Data::Z64(_) => Some(RingKind::Z64),
+            Data::Z128(_) => Some(RingKind::Z128),
+            Data::Z256(_) => Some(RingKind::Z256),
+            Data::Clear(_) | Data::Shape(_) => None,
+        }
+    }
+
+    /// The elements in row-major order, little-endian, `l/8` bytes each.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        match &self.data {
+            Data::Z64(a) => Z64::write_le(a.iter().copied(), &mut out),
+            Data::Z128(a) => Z128::write_le(a.iter().copied(), &mut out),
+            Data::Z256(a) => Z256::write_le(a.iter().copied(), &mut out),
+            Data::Clear(_) | Data::Shape(_) => {}
+        }
+        out
+    }
+
+    /// Parses a share of the given ring and shape.
+    ///
+    /// # Errors
+    /// [`Error::ShareMismatch`] when the length does not match the shape.
+    pub fn from_bytes(ring: RingKind, shape: &[usize], bytes: &[u8]) -> Result<Share> {
+        fn parse<R: Ring + Held>(shape: &[usize], bytes: &[u8]) -> Result<Data> {
+            let n: usize = shape.iter().product();
+            if bytes.len() != n * R::BYTES {
+                return Err(Error::ShareMismatch(format!(
+                    "shape {shape:?} needs {} bytes, got {}",
+                    n * R::BYTES,
+                    bytes.len()
+                )));
+            }
+            Ok(R::wrap(to_array(shape, R::read_le(bytes))))
+        }
+        let data = match ring {
+            RingKind::Z64 => parse::<Z64>(shape, bytes)?,
+            RingKind::Z128 => parse::<Z128>(shape, bytes)?,
+            RingKind::Z256 => parse::<Z256>(shape, bytes)?,
+        };
+        Ok(Share { data })
+    }
+}
+
+fn to_array<T>(shape: &[usize], v: Vec<T>) -> ArrayD<T> {
+    ArrayD::from_shape_vec(IxDyn(shape), v).unwrap_or_else(|_| unreachable!("length checked"))
+}
+
+/// Splits `x` into shares for `S1` and `S2`, drawing the mask from the operating
+/// system's generator.
+///
+/// # Errors
+/// NaN, ±inf or `|x|` at or above the configuration's bound, naming the element.
+pub fn share(cfg: &Config, x: &ArrayViewD<'_, f64>) -> Result<[Share; 2], EncodeError> {
+    let mut seed = [0u8; 32];
+    // A failing OS generator is fatal for a client; there is no safe fallback.
+    if let Err(e) = getrandom::fill(&mut seed) {
+        panic!("the operating system's random generator failed: {e}");
+    }
+    let mut rng = <rand_chacha::ChaCha12Rng as rand_core::SeedableRng>::from_seed(seed);
+    share_with(cfg, x, &mut rng)
+}
+
+/// [`share`] with a caller-supplied generator (it must be cryptographically secure).
+///
+/// # Errors
+/// As [`share`].
+pub fn share_with(
+    cfg: &Config,
+    x: &ArrayViewD<'_, f64>,
+    rng: &mut impl Rng,
+) -> Result<[Share; 2], EncodeError> {
+    fn split<R: Ring + Held>(
+        cfg: &Config,
+        x: &ArrayViewD<'_, f64>,
+        rng: &mut impl Rng,
+    ) -> Result<[Share; 2], EncodeError> {
+        let xt = cfg.encode::<R>(x)?;
+        let r = to_array(x.shape(), R::random_vec(rng, x.len()));
+        let second = &xt - &r;
+        Ok([
+            Share { data: R::wrap(r) },
+            Share {
+                data: R::wrap(second),
+            },
+        ])
+    }
+    match cfg.ring() {
+        RingKind::Z64 => split::<Z64>(cfg, x, rng),
+        RingKind::Z128 => split::<Z128>(cfg, x, rng),
+        RingKind::Z256 => split::<Z256>(cfg, x, rng),
+    }
+}
+
+/// Puts two result shares back together: `I(s1 + s2) / 2^f`.
+///
+/// # Errors
+/// [`Error::ShareMismatch`] when the shares are of different rings or shapes, or of
+/// a ring other than the configuration's.
+pub fn reconstruct(cfg: &Config, s1: &Share, s2: &Share) -> Result<ArrayD<f64>> {
+    if s1.shape() != s2.shape() {
+        return Err(Error::ShareMismatch(format!(
+            "shapes {:?} and {:?}",
+            s1.shape(),
+            s2.shape()
+        )));
+    }
+    fn add<R: Ring>(cfg: &Config, a: &ArrayD<R>, b: &ArrayD<R>) -> ArrayD<f64> {
+        ndarray::Zip::from(a)
+            .and(b)
+            .map_collect(|&p, &q| cfg.decode_one(p.wadd(q)))
+    }
+    match (&s1.data, &s2.data, cfg.ring()) {
+        (Data::Z64(a), Data::Z64(b), RingKind::Z64) => Ok(add(cfg, a, b)),
+        (Data::Z128(a), Data::Z128(b), RingKind::Z128) => Ok(add(cfg, a, b)),
+        (Data::Z256(a), Data::Z256(b), RingKind::Z256) => Ok(add(cfg, a, b)),
+        _ => Err(Error::ShareMismatch(format!(
+            "rings {:?} and {:?} with a {:?} configuration",
+            s1.ring(),
+            s2.ring(),
+            cfg.ring()
+        ))),
+    }
+}
