@@ -292,7 +292,10 @@ impl LocalCluster {
             transcripts[k] = p.transcript.take().unwrap_or_default();
         }
         let mut outputs = BTreeMap::new();
-        let (p1, p2) = (parties.swap_remove(0), parties.swap_remove(0));
+        let mut primaries = parties.into_iter().take(2);
+        let (Some(p1), Some(p2)) = (primaries.next(), primaries.next()) else {
+            unreachable!("four servers finished without error")
+        };
         let mut second: BTreeMap<_, _> = p2.outputs.into_iter().collect();
         for (key, d1) in p1.outputs {
             if let Some(d2) = second.remove(&key) {

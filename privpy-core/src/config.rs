@@ -107,6 +107,19 @@ impl Config {
         2f64.powi(self.bound_log2 as i32 + self.frac_bits as i32 - self.ring.bits() as i32)
     }
 
+    /// Encodes one value as a ring element, checking it against the bound.
+    ///
+    /// # Errors
+    /// NaN, ±inf, or `|x|` at or above [`Config::bound`].
+    pub fn encode_scalar<R: Ring>(&self, x: f64) -> Result<R, EncodeError> {
+        self.encode_one(x, &[])
+    }
+
+    /// Decodes one ring element: `I(t) / 2^f`.
+    pub fn decode_scalar<R: Ring>(&self, t: R) -> f64 {
+        self.decode_one(t)
+    }
+
     /// Encodes one value, checking it against the bound.
     pub(crate) fn encode_one<R: Ring>(&self, x: f64, index: &[usize]) -> Result<R, EncodeError> {
         if x.is_nan() {

@@ -1,0 +1,217 @@
+//! Private arithmetic against the cleartext engine and against exact ring references.
+
+use crate::common::*;
+use privpy::prelude::*;
+use privpy::ring::{Ring, Z64, Z128, Z256};
+
+/// Opens output `name` of `run` as raw ring elements (the sum of the two shares).
+fn ring_output<R: Ring>(run: &RunOutput, alice: &Client, name: &str) -> Vec<R> {
+    let [a, b] = run.shares(alice, name).expect("output exists");
+    let (a, b) = (R::read_le(&a.to_bytes()), R::read_le(&b.to_bytes()));
+    a.into_iter().zip(b).map(|(p, q)| p.wadd(q)).collect()
+}
+
+fn signed_distance<R: Ring>(a: R, b: R) -> f64 {
+    a.wsub(b).to_f64_signed().abs()
+}
+
+/// Element-wise multiplication is within 3 units of `floor(x̃·ỹ / 2^f)`, the product
+/// of the encoded inputs, for values from 0 up to the preset's bound.
+fn check_mul_error<R: Ring>(cfg: Config) {
+    let mut g = rng(5);
+    let n = 4000;
+    let bound = cfg.bound() * 0.999;
+    // Four magnitude bands: tiny, unit, large, at the bound.
+    let mut xs = Vec::new();
+    let mut ys = Vec::new();
+    for scale in [1e-3, 1.0, bound.sqrt(), bound] {
+        xs.extend(values(&mut g, n / 4, scale));
+        ys.extend(values(&mut g, n / 4, scale));
+    }
+    let (x, y) = (Array1::from(xs.clone()), Array1::from(ys.clone()));
+    let mut cluster = LocalCluster::new(cfg).with_seed(3);
+    let alice = cluster.client("alice");
+    cluster.upload(&alice, "x", &x).unwrap();
+    cluster.upload(&alice, "y", &y).unwrap();
+    let run = cluster
+        .run(|s| {
+            let (x, y) = (s.input::<Array1<f64>>("x")?, s.input::<Array1<f64>>("y")?);
+            s.output("alice", "z", &(&x * &y))
+        })
+        .unwrap();
+    let z = ring_output::<R>(&run, &alice, "z");
+    let f = cfg.frac_bits();
+    let mut worst = 0.0f64;
+    for k in 0..n {
+        let (xt, yt) = (
+            cfg.encode_scalar::<R>(xs[k]).unwrap(),
+            cfg.encode_scalar::<R>(ys[k]).unwrap(),
+        );
+        let exact = R::mul_trunc(xt, yt, f);
+        worst = worst.max(signed_distance(z[k], exact));
+    }
+    assert!(
+        worst <= 3.0,
+        "{:?}: {worst} units from the encoded product",
+        cfg.ring()
+    );
+}
+
+#[test]
+fn mul_within_3_units_of_encoded_product_z64() {
+    check_mul_error::<Z64>(Config::fast());
+}
+
+#[test]
+fn mul_within_3_units_of_encoded_product_z128() {
+    check_mul_error::<Z128>(Config::default());
+}
+
+#[test]
+fn mul_within_3_units_of_encoded_product_z256() {
+    check_mul_error::<Z256>(Config::paper());
+}
+
+/// Matrix product: each output element is within 3 units of
+/// `floor(Σ x̃ᵢₖ·ỹₖⱼ / 2^f)` — one truncation per element on each of the four servers.
+fn check_matmul_error<R: Ring>(cfg: Config) {
+    let mut g = rng(9);
+    let (m, k, n) = (9, 31, 7);
+    let scale = (cfg.bound() / k as f64).sqrt() * 0.9;
+    let a = arr(&[m, k], &mut g, scale);
+    let b = arr(&[k, n], &mut g, scale);
+    let mut cluster = LocalCluster::new(cfg).with_seed(4);
+    let alice = cluster.client("alice");
+    cluster.upload(&alice, "a", &a).unwrap();
+    cluster.upload(&alice, "b", &b).unwrap();
+    let run = cluster
+        .run(|s| {
+            let (a, b) = (s.input::<Array2<f64>>("a")?, s.input::<Array2<f64>>("b")?);
+            s.output("alice", "c", &a.dot(&b))
+        })
+        .unwrap();
+    let c = ring_output::<R>(&run, &alice, "c");
+    let enc = |v: f64| cfg.encode_scalar::<R>(v).unwrap();
+    for i in 0..m {
+        for j in 0..n {
+            let mut acc = R::acc_zero();
+            for kk in 0..k {
+                acc = R::mac(acc, enc(a[[i, kk]]), enc(b[[kk, j]]));
+            }
+            let exact = R::trunc(acc, cfg.frac_bits());
+            let d = signed_distance(c[i * n + j], exact);
+            assert!(d <= 3.0, "{:?} ({i},{j}): {d} units", cfg.ring());
+        }
+    }
+}
+
+#[test]
+fn matmul_within_3_units_all_rings() {
+    check_matmul_error::<Z64>(Config::fast());
+    check_matmul_error::<Z128>(Config::default());
+    check_matmul_error::<Z256>(Config::paper());
+}
+
+/// Tolerance for values of magnitude ~10 after a few operations.
+fn tolerance(cfg: &Config) -> f64 {
+    (cfg.ulp() * 2e4).max(1e-11)
+}
+
+/// Every operation of the front end, private vs cleartext, on every preset.
+#[test]
+fn composite_program_matches_cleartext_all_rings() {
+    let mut g = rng(21);
+    let x = arr(&[4, 3], &mut g, 3.0);
+    let y = arr(&[3], &mut g, 3.0);
+    let w = arr(&[3, 2], &mut g, 3.0);
+    let s0 = arr(&[], &mut g, 3.0);
+    let c = arr(&[3, 2], &mut g, 3.0)
+        .into_dimensionality::<ndarray::Ix2>()
+        .unwrap();
+    let inputs = [("x", x), ("y", y), ("w", w), ("s", s0)];
+    let names = [
+        "bcast", "xw", "xc", "cx", "sum0", "mean", "mean1", "resh", "negdiv", "pubsub", "yy", "xy",
+        "yw", "scalar", "total", "perm", "cpub",
+    ];
+    let program = |s: &Session| {
+        let x = s.input::<Array2<f64>>("x")?;
+        let y = s.input::<Array1<f64>>("y")?;
+        let w = s.input::<Array2<f64>>("w")?;
+        let sc = s.input::<f64>("s")?;
+        let out = |n: &str, v: Priv<ArrayD<f64>>| s.output("alice", n, &v);
+        out("bcast", (&x * &y + 2.5 - &x).into_dyn())?;
+        out("xw", x.dot(&w).into_dyn())?;
+        out("xc", x.dot(&c).into_dyn())?;
+        out("cx", dot(&c.t().to_owned(), &x.t()).into_dyn())?;
+        out("sum0", x.sum_axis(Axis(0)).into_dyn())?;
+        out("mean", x.mean().into_dyn())?;
+        out("mean1", x.mean_axis(Axis(1)).into_dyn())?;
+        out("resh", (x.t().reshape(12) * &sc).into_dyn())?;
+        out("negdiv", (-&x / 4.0).into_dyn())?;
+        out(
+            "pubsub",
+            (1.0 - &y + &c.column(0).to_owned() * 0.0).into_dyn(),
+        )?;
+        out("yy", y.dot(&y).into_dyn())?;
+        out("xy", x.dot(&y).into_dyn())?;
+        out("yw", y.dot(&w).into_dyn())?;
+        out("scalar", (&sc * &sc - 3.0 * &sc).into_dyn())?;
+        out("total", (x.sum() + y.sum()).into_dyn())?;
+        out("perm", x.clone().into_dyn().permuted_axes(&[1, 0]))?;
+        out("cpub", (s.constant(&c)? * &w).into_dyn())
+    };
+    for (name, cfg) in presets() {
+        let (p, q) = private_and_clear(cfg, &inputs, &names, program);
+        for (k, n) in names.iter().enumerate() {
+            let d = max_abs_diff(&p[k], &q[k]);
+            assert!(d <= tolerance(&cfg), "{name}: output {n} differs by {d}");
+        }
+    }
+}
+
+/// One step of logistic-regression SGD, written as NumPy code would be, with a
+/// polynomial sigmoid (comparisons are not needed for it).
+#[test]
+fn logistic_regression_step_matches_cleartext() {
+    let mut g = rng(33);
+    let (n, d) = (64, 12);
+    let x = arr(&[n, d], &mut g, 1.0);
+    let y = arr(&[n], &mut g, 1.0).mapv(|v| if v > 0.0 { 1.0 } else { 0.0 });
+    let w = arr(&[d], &mut g, 0.1);
+    let program = |s: &Session| {
+        let x = s.input::<Array2<f64>>("x")?;
+        let y = s.input::<Array1<f64>>("y")?;
+        let w = s.input::<Array1<f64>>("w")?;
+        let z = x.dot(&w);
+        let p = 0.5 + &z * 0.25 - &z * &z * &z / 48.0;
+        let grad = x.t().dot(&(p - &y)) / n as f64;
+        s.output("alice", "w", &(w - grad * 0.5))
+    };
+    let inputs = [("x", x), ("y", y), ("w", w)];
+    for (name, cfg) in presets() {
+        let (p, q) = private_and_clear(cfg, &inputs, &["w"], program);
+        let dd = max_abs_diff(&p[0], &q[0]);
+        assert!(dd <= tolerance(&cfg), "{name}: {dd}");
+    }
+}
+
+/// The paper's Figure 2 logistic function (Euler's method), private vs cleartext
+/// and vs the true sigmoid.
+#[test]
+fn euler_logistic_matches_cleartext_and_sigmoid() {
+    let x = ArrayD::from_shape_vec(vec![7], vec![-6.0, -2.0, -0.5, 0.0, 0.5, 2.0, 6.0]).unwrap();
+    let program = |s: &Session| {
+        let x = s.input::<Array1<f64>>("x")?;
+        let steps = 100;
+        let h = &x / steps as f64;
+        let mut y = s.constant(&Array1::from_elem(x.len(), 0.5))?;
+        for _ in 0..steps {
+            y = &y + &h * &y * (1.0 - &y);
+        }
+        s.output("alice", "y", &y)
+    };
+    let (p, q) = private_and_clear(Config::default(), &[("x", x.clone())], &["y"], program);
+    assert!(max_abs_diff(&p[0], &q[0]) < 1e-7);
+    let sigmoid = x.mapv(|v| 1.0 / (1.0 + (-v).exp()));
+    assert!(max_abs_diff(&p[0], &sigmoid) < 0.01);
+}

@@ -1,0 +1,8 @@
+//! privpy's integration tests: one test binary, one module per topic.
+
+mod arith;
+mod broadcasting;
+mod comm;
+mod common;
+mod errors;
+mod security;
