@@ -44,6 +44,11 @@ pub use privpy_core::{
 };
 pub use privpy_macros::private;
 
+/// The README's examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
+
 /// Everything a program usually needs: `Priv`, the cluster, the sessions, and
 /// ndarray's array types and macros.
 pub mod prelude {

@@ -131,6 +131,7 @@ impl_binop!(Mul, mul, BinOp::Mul);
 impl<A: PrivType + Broadcast<f64>> Div<f64> for &Priv<A> {
     type Output = Priv<<A as Broadcast<f64>>::Output>;
     #[track_caller]
+    #[allow(clippy::suspicious_arithmetic_impl)] // division is multiplication by the reciprocal
     fn div(self, rhs: f64) -> Self::Output {
         self * (1.0 / rhs)
     }
@@ -139,6 +140,7 @@ impl<A: PrivType + Broadcast<f64>> Div<f64> for &Priv<A> {
 impl<A: PrivType + Broadcast<f64>> Div<f64> for Priv<A> {
     type Output = Priv<<A as Broadcast<f64>>::Output>;
     #[track_caller]
+    #[allow(clippy::suspicious_arithmetic_impl)] // division is multiplication by the reciprocal
     fn div(self, rhs: f64) -> Self::Output {
         &self * (1.0 / rhs)
     }
@@ -151,6 +153,7 @@ where
 {
     type Output = Priv<<A as Broadcast<Array<f64, D>>>::Output>;
     #[track_caller]
+    #[allow(clippy::suspicious_arithmetic_impl)] // division is multiplication by the reciprocal
     fn div(self, rhs: &Array<f64, D>) -> Self::Output {
         self * rhs.mapv(|v| 1.0 / v)
     }

@@ -8,8 +8,8 @@ fn two_inputs(cfg: Config, n: usize) -> LocalCluster {
     let mut g = rng(8);
     let mut c = LocalCluster::new(cfg).with_seed(2);
     let alice = c.client("alice");
-    c.upload(&alice, "x", &arr(&[n], &mut g, 5.0)).unwrap();
-    c.upload(&alice, "y", &arr(&[n], &mut g, 5.0)).unwrap();
+    c.upload(&alice, "x", arr(&[n], &mut g, 5.0)).unwrap();
+    c.upload(&alice, "y", arr(&[n], &mut g, 5.0)).unwrap();
     c
 }
 
@@ -64,9 +64,9 @@ fn matrix_product_sends_both_operands_twice_and_result_twice() {
         let mut g = rng(1);
         let mut c = LocalCluster::new(cfg);
         let alice = c.client("alice");
-        c.upload(&alice, "a", &arr(&[m as usize, k as usize], &mut g, 1.0))
+        c.upload(&alice, "a", arr(&[m as usize, k as usize], &mut g, 1.0))
             .unwrap();
-        c.upload(&alice, "b", &arr(&[k as usize, n as usize], &mut g, 1.0))
+        c.upload(&alice, "b", arr(&[k as usize, n as usize], &mut g, 1.0))
             .unwrap();
         let run = c
             .run(|s| {

@@ -101,10 +101,9 @@ fn outputs_belong_to_their_client_only() {
     let mut c = LocalCluster::new(Config::default());
     let alice = c.client("alice");
     let bob = c.client("bob");
-    c.upload(&alice, "x", &Array1::from(vec![1.0, 2.0]))
-        .unwrap();
+    c.upload(&alice, "x", Array1::from(vec![1.0, 2.0])).unwrap();
     assert!(matches!(
-        c.upload(&bob, "x", &Array1::from(vec![3.0])),
+        c.upload(&bob, "x", Array1::from(vec![3.0])),
         Err(Error::DuplicateInput { owner, .. }) if owner == "alice"
     ));
     let run = c
@@ -142,7 +141,7 @@ fn outputs_belong_to_their_client_only() {
     let mut other = LocalCluster::new(Config::default());
     let carol = other.client("carol");
     assert!(matches!(
-        c.upload(&carol, "z", &Array1::from(vec![1.0])),
+        c.upload(&carol, "z", Array1::from(vec![1.0])),
         Err(Error::UnknownClient { .. })
     ));
 }

@@ -130,7 +130,7 @@ fn no_secret_or_share_in_debug_output_or_errors() {
     let secret = 98765.4321;
     let mut c = LocalCluster::new(Config::default()).with_seed(1);
     let alice = c.client("alice");
-    c.upload(&alice, "x", &Array1::from(vec![secret; 3]))
+    c.upload(&alice, "x", Array1::from(vec![secret; 3]))
         .unwrap();
     let debug_in_program = std::sync::Mutex::new(Vec::new());
     let run = c
