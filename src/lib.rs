@@ -38,9 +38,9 @@
 #![forbid(unsafe_code)]
 
 pub use privpy_core::{
-    Broadcast, Client, ClusterStats, CommStats, Config, DotOperand, DotWith, EncodeError, Error,
-    LocalCluster, Priv, PrivType, Public, Result, RingKind, Role, RunOutput, Session, ShapeArg,
-    ShapeError, broadcast_shape, dot, ring, share, transport,
+    Arg, Broadcast, Client, ClusterStats, CommStats, Config, DotOperand, DotWith, EncodeError,
+    Error, LocalCluster, Priv, PrivType, Public, Result, RingKind, Role, RunOutput, Session,
+    ShapeArg, ShapeError, broadcast_shape, dot, ring, share, transport,
 };
 pub use privpy_macros::private;
 

@@ -182,8 +182,8 @@ impl LocalCluster {
         };
         let held = match self.mode {
             Mode::Clear => {
-                // Same validation as the four-party engine, against the default preset.
-                Config::default().encode::<Z128>(&v).map_err(encode_err)?;
+                // Refuse what no preset can encode: NaN, ±inf, |x| >= 2^63 (the widest bound).
+                Config::paper().encode::<Z256>(&v).map_err(encode_err)?;
                 [Data::Clear(v.to_owned()), Data::Clear(v.to_owned())]
             }
             Mode::FourParty(cfg) => {

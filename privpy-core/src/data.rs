@@ -103,6 +103,64 @@ impl Data {
         Ok(map_data!(self, a => a.sum_axis(Axis(axis))))
     }
 
+    /// `out[k] = flat(self)[idx[k]]` (row-major), shaped `shape`: a public re-indexing.
+    pub(crate) fn gather(&self, idx: &[usize], shape: &[usize]) -> Data {
+        map_data!(self, a => {
+            let a = a.as_standard_layout();
+            let flat = a.as_slice().unwrap_or_else(|| unreachable!("standard layout"));
+            ArrayD::from_shape_vec(IxDyn(shape), idx.iter().map(|&i| flat[i]).collect())
+                .unwrap_or_else(|_| unreachable!("one index per output element"))
+        })
+    }
+
+    /// The parts stacked along a new leading axis (all parts have one shape).
+    pub(crate) fn stack(parts: &[&Data]) -> Data {
+        let n = parts[0].shape().iter().product::<usize>();
+        let mut shape = vec![parts.len()];
+        shape.extend_from_slice(parts[0].shape());
+        let joined = Data::concat_flat(parts);
+        let idx: Vec<usize> = (0..n * parts.len()).collect();
+        joined.gather(&idx, &shape)
+    }
+
+    /// All parts flattened and concatenated into one vector.
+    pub(crate) fn concat_flat(parts: &[&Data]) -> Data {
+        macro_rules! cat {
+            ($v:ident) => {{
+                let mut out = Vec::new();
+                for p in parts {
+                    match p {
+                        Data::$v(a) => out.extend(a.iter().copied()),
+                        _ => unreachable!("parts of one engine"),
+                    }
+                }
+                let n = out.len();
+                Data::$v(
+                    ArrayD::from_shape_vec(IxDyn(&[n]), out)
+                        .unwrap_or_else(|_| unreachable!("1-D")),
+                )
+            }};
+        }
+        match parts[0] {
+            Data::Clear(_) => cat!(Clear),
+            Data::Z64(_) => cat!(Z64),
+            Data::Z128(_) => cat!(Z128),
+            Data::Z256(_) => cat!(Z256),
+            Data::Shape(_) => {
+                let n = parts
+                    .iter()
+                    .map(|p| p.shape().iter().product::<usize>())
+                    .sum::<usize>();
+                Data::shape_only(&[n])
+            }
+        }
+    }
+
+    /// Part `k` along the leading axis.
+    pub(crate) fn index0(&self, k: usize) -> Data {
+        map_data!(self, a => a.index_axis(Axis(0), k).to_owned())
+    }
+
     pub(crate) fn sum_all(&self) -> Data {
         map_data!(self, a => ArrayD::from_elem(IxDyn(&[]), a.sum()))
     }

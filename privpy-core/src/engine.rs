@@ -15,7 +15,11 @@ use ndarray::{ArrayD, ArrayViewD, Ix2};
 pub(crate) enum BinOp {
     Add,
     Sub,
+    /// Fixed-point product (truncated).
     Mul,
+    /// Product with an integer-encoded operand (a comparison bit): no truncation,
+    /// so exact in the ring.
+    MulInt,
 }
 
 impl BinOp {
@@ -23,9 +27,18 @@ impl BinOp {
         match self {
             BinOp::Add => a + b,
             BinOp::Sub => a - b,
-            BinOp::Mul => a * b,
+            BinOp::Mul | BinOp::MulInt => a * b,
         }
     }
+}
+
+/// Which predicate of `z` a comparison computes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum CmpKind {
+    /// `z < 0`.
+    Negative,
+    /// `z == 0`.
+    Zero,
 }
 
 /// The operations a program's values are built from. Shapes are checked by the
@@ -53,6 +66,9 @@ pub(crate) trait Engine {
     fn matmul(&self, a: &Data, b: &Data) -> Result<Data>;
     /// Matrix product of a secret and a public 2-D array (`c · a` when `public_left`).
     fn matmul_public(&self, a: &Data, c: &ArrayViewD<'_, f64>, public_left: bool) -> Result<Data>;
+    /// Shares of `[z < 0]` or `[z == 0]` (paper Protocol 2): fixed-point 0/1, or the
+    /// integer bit when `bit` (for exact selection with [`BinOp::MulInt`]).
+    fn compare(&self, z: &Data, kind: CmpKind, bit: bool) -> Result<Data>;
     /// Opens `a` to all four servers.
     fn reveal(&self, a: &Data) -> Result<ArrayD<f64>>;
     /// A public array as a secret (no communication).
@@ -113,6 +129,12 @@ impl Engine for Cleartext {
         } else {
             dot2(a, c.view())
         }))
+    }
+    fn compare(&self, z: &Data, kind: CmpKind, _bit: bool) -> Result<Data> {
+        Ok(Data::Clear(f64::get(z).mapv(|v| match kind {
+            CmpKind::Negative => f64::from(u8::from(v < 0.0)),
+            CmpKind::Zero => f64::from(u8::from(v == 0.0)),
+        })))
     }
     fn reveal(&self, a: &Data) -> Result<ArrayD<f64>> {
         Ok(f64::get(a).clone())

@@ -41,6 +41,17 @@ impl PairPrg {
         rng
     }
 
+    /// A 16-byte key for an AES-based generator, derived from the seed under `tag`
+    /// (streams no operation counter reaches).
+    pub(crate) fn derive_key(&self, tag: u64) -> [u8; 16] {
+        use rand_core::Rng;
+        let mut rng = ChaCha12Rng::from_seed(self.seed);
+        rng.set_stream(u64::MAX - tag);
+        let mut k = [0u8; 16];
+        rng.fill_bytes(&mut k);
+        k
+    }
+
     /// `n` ring elements for `(op, purpose)`.
     pub(crate) fn draw<R: Ring>(&self, op: u64, purpose: Purpose, n: usize) -> Vec<R> {
         R::random_vec(&mut self.stream(op, purpose), n)

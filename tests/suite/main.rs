@@ -4,5 +4,6 @@ mod arith;
 mod broadcasting;
 mod comm;
 mod common;
+mod compare;
 mod errors;
 mod security;

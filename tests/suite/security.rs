@@ -7,7 +7,7 @@ use privpy::ring::{Ring, Z128};
 use privpy::share::share;
 
 /// Chi-square statistic of a byte histogram against the uniform distribution.
-fn chi_square_uniform(bytes: &[u8]) -> f64 {
+pub fn chi_square_uniform(bytes: &[u8]) -> f64 {
     let mut counts = [0u64; 256];
     for &b in bytes {
         counts[b as usize] += 1;
@@ -20,7 +20,7 @@ fn chi_square_uniform(bytes: &[u8]) -> f64 {
 }
 
 /// Chi-square statistic of homogeneity between two byte histograms.
-fn chi_square_two_sample(a: &[u8], b: &[u8]) -> f64 {
+pub fn chi_square_two_sample(a: &[u8], b: &[u8]) -> f64 {
     let (mut ca, mut cb) = ([0f64; 256], [0f64; 256]);
     a.iter().for_each(|&x| ca[x as usize] += 1.0);
     b.iter().for_each(|&x| cb[x as usize] += 1.0);
@@ -39,7 +39,7 @@ fn chi_square_two_sample(a: &[u8], b: &[u8]) -> f64 {
 }
 
 /// The 0.999 quantile of chi-square with 255 degrees of freedom.
-const CHI2_255_P001: f64 = 330.52;
+pub const CHI2_255_P001: f64 = 330.52;
 
 fn transcripts(cfg: Config, x: &ArrayD<f64>, y: &ArrayD<f64>) -> Vec<Vec<u8>> {
     let mut c = LocalCluster::new(cfg)

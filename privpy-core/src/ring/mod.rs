@@ -93,6 +93,8 @@ pub trait Ring:
     fn is_negative(self) -> bool;
     /// The signed reading `I(self)` as the nearest `f64`.
     fn to_f64_signed(self) -> f64;
+    /// Bit `i` (0 = least significant) of the element, for `i < l`.
+    fn bit(self, i: u32) -> bool;
 
     /// The zero accumulator.
     fn acc_zero() -> Self::Acc;

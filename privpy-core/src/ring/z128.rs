@@ -55,6 +55,10 @@ impl Ring for Z128 {
         self.0 as i128 as f64
     }
     #[inline]
+    fn bit(self, i: u32) -> bool {
+        (self.0 >> i) & 1 == 1
+    }
+    #[inline]
     fn acc_zero() -> Acc192 {
         Acc192::default()
     }

@@ -72,6 +72,10 @@ impl Ring for Z256 {
         if neg { -mag } else { mag }
     }
     #[inline]
+    fn bit(self, i: u32) -> bool {
+        (self.words()[(i / 64) as usize] >> (i % 64)) & 1 == 1
+    }
+    #[inline]
     fn acc_zero() -> [u64; 6] {
         [0; 6]
     }

@@ -48,6 +48,10 @@ impl Ring for Z64 {
         self.0 as i64 as f64
     }
     #[inline]
+    fn bit(self, i: u32) -> bool {
+        (self.0 >> i) & 1 == 1
+    }
+    #[inline]
     fn acc_zero() -> u128 {
         0
     }

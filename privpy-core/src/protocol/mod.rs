@@ -9,8 +9,9 @@
 use crate::broadcast::{broadcast_to, zip_map};
 use crate::config::Config;
 use crate::data::{Data, Held};
-use crate::engine::{BinOp, Engine};
+use crate::engine::{BinOp, CmpKind, Engine};
 use crate::error::{Error, Result};
+use crate::gc::{FixedKeyAes, LabelPrg};
 use crate::kernels::matmul_trunc;
 use crate::prg::{PairPrg, Purpose};
 use crate::ring::{Ring, Z64, Z128, Z256};
@@ -20,6 +21,8 @@ use std::cell::{Cell, RefCell};
 use std::marker::PhantomData;
 
 use Role::{S1, S2, Sa, Sb};
+
+mod compare;
 
 /// A ring whose arrays a [`Data`] can hold.
 pub(crate) trait RingData: Ring + Held {}
@@ -51,6 +54,11 @@ pub(crate) struct Party<R: RingData> {
     cfg: Config,
     link: RefCell<Link>,
     prg: [Option<PairPrg>; 4],
+    /// AES-CTR label generators shared with each peer (garbled-circuit input labels).
+    labels: [Option<LabelPrg>; 4],
+    /// Shared by `Sa`, `S1` and `S2` (not `Sb`): the free-XOR offsets.
+    delta_prg: Option<LabelPrg>,
+    hash: FixedKeyAes,
     op: Cell<u64>,
     _ring: PhantomData<R>,
 }
@@ -82,6 +90,9 @@ impl<R: RingData> Party<R> {
                 transcript: None,
             }),
             prg: [None, None, None, None],
+            labels: [None, None, None, None],
+            delta_prg: None,
+            hash: FixedKeyAes::new(),
             op: Cell::new(SETUP_OP),
             _ring: PhantomData,
         };
@@ -99,8 +110,27 @@ impl<R: RingData> Party<R> {
                 seed.copy_from_slice(&bytes);
                 seed
             };
-            party.prg[peer.index()] = Some(PairPrg::new(seed));
+            let prg = PairPrg::new(seed);
+            party.labels[peer.index()] = Some(LabelPrg::new(prg.derive_key(1)));
+            party.prg[peer.index()] = Some(prg);
         }
+        // A key that Sa, S1 and S2 share and Sb does not: Sa draws it and sends it
+        // to S1 and S2.
+        let key = match role {
+            Sa => {
+                let seed = fresh_seed(seeds, Sa, Sa)?;
+                party.send_bytes(S1, seed.to_vec())?;
+                party.send_bytes(S2, seed.to_vec())?;
+                Some(seed)
+            }
+            S1 | S2 => {
+                let mut seed = [0u8; 32];
+                seed.copy_from_slice(&party.recv_bytes(Sa, 32)?);
+                Some(seed)
+            }
+            Sb => None,
+        };
+        party.delta_prg = key.map(|k| LabelPrg::new(PairPrg::new(k).derive_key(2)));
         let link = party.link.get_mut();
         link.stats = CommStats::default();
         if record_transcript {
@@ -332,6 +362,7 @@ impl<R: RingData> Engine for Party<R> {
                     zip_map(x, y, out, |p, q| R::mul_trunc(p, q, f))
                 })
             }
+            BinOp::MulInt => self.protocol1(a, b, out, |x, y| zip_map(x, y, out, R::wmul)),
             BinOp::Add | BinOp::Sub if self.role.is_primary() => {
                 let (x, y) = (R::get(a), R::get(b));
                 Ok(R::wrap(if op == BinOp::Add {
@@ -352,6 +383,11 @@ impl<R: RingData> Engine for Party<R> {
         public_left: bool,
         out: &[usize],
     ) -> Result<Data> {
+        if op == BinOp::MulInt {
+            return Err(Error::Config(
+                "internal: integer product with a public operand".into(),
+            ));
+        }
         if op == BinOp::Mul {
             let f = self.cfg.frac_bits();
             return self.local_public_product(a, c, out, |x, ct| {
@@ -410,6 +446,10 @@ impl<R: RingData> Engine for Party<R> {
                 matmul_trunc(mat2(x), mat2(ct), f).into_dyn()
             }
         })
+    }
+
+    fn compare(&self, z: &Data, kind: CmpKind, bit: bool) -> Result<Data> {
+        self.compare_zero(z, kind, bit)
     }
 
     /// Opening to all servers: `S1` and `S2` each send their share to the three

@@ -1,0 +1,74 @@
+//! Fixed-key AES: the circular-correlation-robust hash of the half-gates paper,
+//! `H(W, t) = π(K) ⊕ K` with `K = 2W ⊕ t` (doubling in GF(2^128)), and an AES-CTR
+//! generator for wire labels.
+
+use super::Label;
+use aes::Aes128;
+use aes::cipher::{Array, BlockCipherEncrypt, KeyInit};
+
+/// The public permutation π: AES-128 under a fixed, published key.
+pub(crate) struct FixedKeyAes {
+    cipher: Aes128,
+}
+
+/// The fixed key (the first 16 bytes of the SHA-256 of "privpy fixed-key AES").
+const FIXED_KEY: [u8; 16] = [
+    0x61, 0x3c, 0x9e, 0x2d, 0x7b, 0x05, 0xf1, 0x48, 0xc2, 0x9a, 0x33, 0xd4, 0x6e, 0x10, 0xb7, 0x5f,
+];
+
+/// Doubling in GF(2^128) with the polynomial x^128 + x^7 + x^2 + x + 1.
+#[inline]
+fn double(w: Label) -> Label {
+    (w << 1) ^ (if w >> 127 == 1 { 0x87 } else { 0 })
+}
+
+fn encrypt_in_place(cipher: &Aes128, xs: &mut [u128]) {
+    let bytes: &mut [[u8; 16]] = bytemuck::cast_slice_mut(xs);
+    cipher.encrypt_blocks(aes::Block::cast_slice_from_core_mut(bytes));
+}
+
+impl FixedKeyAes {
+    pub(crate) fn new() -> Self {
+        FixedKeyAes {
+            cipher: Aes128::new(&Array::from(FIXED_KEY)),
+        }
+    }
+
+    /// `out[k] = H(ws[k], tweaks[k])` for a whole batch, with one AES call.
+    pub(crate) fn hash_many(
+        &self,
+        ws: &[Label],
+        tweak: impl Fn(usize) -> u128,
+        out: &mut Vec<Label>,
+    ) {
+        out.clear();
+        out.extend(ws.iter().enumerate().map(|(k, &w)| double(w) ^ tweak(k)));
+        let keys = out.clone();
+        encrypt_in_place(&self.cipher, out);
+        for (o, k) in out.iter_mut().zip(keys) {
+            *o ^= k;
+        }
+    }
+}
+
+/// AES-CTR under a key two or three servers share: wire labels addressed by
+/// `(operation, purpose, index)`, so each side derives the same labels with no message.
+pub(crate) struct LabelPrg {
+    cipher: Aes128,
+}
+
+impl LabelPrg {
+    pub(crate) fn new(key: [u8; 16]) -> Self {
+        LabelPrg {
+            cipher: Aes128::new(&Array::from(key)),
+        }
+    }
+
+    /// `n` pseudo-random labels for `(op, purpose)`.
+    pub(crate) fn labels(&self, op: u64, purpose: u8, n: usize) -> Vec<Label> {
+        let base = ((op as u128) << 64) | ((purpose as u128) << 56);
+        let mut v: Vec<u128> = (0..n as u128).map(|k| base | k).collect();
+        encrypt_in_place(&self.cipher, &mut v);
+        v
+    }
+}

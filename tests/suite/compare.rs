@@ -1,0 +1,357 @@
+//! Comparisons (Protocol 2) and the operations built on them, against the cleartext
+//! engine, on every ring.
+
+use crate::common::*;
+use privpy::Role::{S1, S2, Sa, Sb};
+use privpy::prelude::*;
+
+/// Values with ties, zeros, negatives and both extremes of the preset's range, all
+/// exactly representable so that encoded and cleartext comparisons agree.
+fn grid(cfg: &Config, n: usize, seed: u64) -> ArrayD<f64> {
+    let mut g = rng(seed);
+    let big = cfg.bound() * 0.75;
+    let mut v: Vec<f64> = values(&mut g, n, 8.0)
+        .into_iter()
+        .map(|x| (x * 2.0).round() / 2.0)
+        .collect();
+    v[0] = big;
+    v[1] = -big;
+    v[2] = 0.0;
+    v[3] = 0.5;
+    ArrayD::from_shape_vec(vec![n], v).unwrap()
+}
+
+#[test]
+fn all_predicates_match_cleartext_all_rings() {
+    for (name, cfg) in presets() {
+        let x = grid(&cfg, 300, 1);
+        let mut y = grid(&cfg, 300, 2);
+        y[5] = x[5]; // ties
+        y[6] = x[6];
+        let names = [
+            "lt", "gt", "le", "ge", "eq", "ne", "ltp", "gep", "eqp", "sel",
+        ];
+        let program = |s: &Session| {
+            let x = s.input::<Array1<f64>>("x")?;
+            let y = s.input::<Array1<f64>>("y")?;
+            s.output("alice", "lt", &x.lt(&y))?;
+            s.output("alice", "gt", &x.gt(&y))?;
+            s.output("alice", "le", &x.le(&y))?;
+            s.output("alice", "ge", &x.ge(&y))?;
+            s.output("alice", "eq", &x.eq(&y))?;
+            s.output("alice", "ne", &x.ne(&y))?;
+            s.output("alice", "ltp", &x.lt(0.5))?;
+            s.output("alice", "gep", &x.ge(&Array1::from_elem(300, -1.0)))?;
+            s.output("alice", "eqp", &x.eq(0.0))?;
+            // The result is usable in arithmetic: a select.
+            let c = x.gt(&y);
+            s.output("alice", "sel", &(&c * &(&x - &y) + &y))
+        };
+        let (p, q) = private_and_clear(cfg, &[("x", x.clone()), ("y", y.clone())], &names, program);
+        for (k, n) in names.iter().enumerate() {
+            let d = max_abs_diff(&p[k], &q[k]);
+            let tol = if *n == "sel" {
+                cfg.bound() * 1e-12 + 1e-3
+            } else {
+                0.0
+            };
+            assert!(d <= tol, "{name}: {n} differs by {d}");
+        }
+        // Spot-check the oracle itself.
+        assert_eq!(q[0][0], 0.0);
+        assert_eq!(q[4][5], 1.0);
+    }
+}
+
+#[test]
+fn comparison_broadcasts_like_arithmetic() {
+    let cfg = Config::default();
+    let mut g = rng(3);
+    let a = arr(&[4, 3], &mut g, 4.0).mapv(|v| v.round());
+    let b = arr(&[3], &mut g, 4.0).mapv(|v| v.round());
+    let (p, q) = private_and_clear(cfg, &[("a", a), ("b", b)], &["c"], |s| {
+        let a = s.input::<Array2<f64>>("a")?;
+        let b = s.input::<Array1<f64>>("b")?;
+        s.output("alice", "c", &a.le(&b))
+    });
+    assert_eq!(p[0].shape(), &[4, 3]);
+    assert_eq!(p[0], q[0]);
+}
+
+/// NumPy's semantics computed directly in f64 (selections are exact there too).
+fn expected(m: &Array2<f64>, o: &Array2<f64>) -> Vec<ArrayD<f64>> {
+    let first_arg = |v: &[f64], better: &dyn Fn(f64, f64) -> bool| {
+        (0..v.len()).fold(0, |b, i| if better(v[i], v[b]) { i } else { b }) as f64
+    };
+    let flat: Vec<f64> = m.iter().copied().collect();
+    let sorted = |v: &[f64]| {
+        let mut v = v.to_vec();
+        v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        v
+    };
+    let mut sort_rows = m.clone();
+    for mut r in sort_rows.rows_mut() {
+        let v = sorted(&r.to_vec());
+        r.assign(&Array1::from(v));
+    }
+    let mut sort_cols = m.clone();
+    for mut c in sort_cols.columns_mut() {
+        let v = sorted(&c.to_vec());
+        c.assign(&Array1::from(v));
+    }
+    let (h, w) = m.dim();
+    let pool = Array2::from_shape_fn(((h - 2) / 2 + 1, w - 1), |(i, j)| {
+        [
+            m[[2 * i, j]],
+            m[[2 * i, j + 1]],
+            m[[2 * i + 1, j]],
+            m[[2 * i + 1, j + 1]],
+        ]
+        .into_iter()
+        .fold(f64::MIN, f64::max)
+    });
+    let d = |a: Array2<f64>| a.into_dyn();
+    let s = |v: f64| ArrayD::from_elem(vec![], v);
+    vec![
+        d(m.mapv(|v| v.max(0.0))),
+        d(m.mapv(f64::abs)),
+        d(m.mapv(|v| {
+            if v > 0.0 {
+                1.0
+            } else if v < 0.0 {
+                -1.0
+            } else {
+                0.0
+            }
+        })),
+        d(ndarray::Zip::from(m).and(o).map_collect(|&a, &b| a.max(b))),
+        d(m.mapv(|v| v.min(2.0))),
+        d(m.mapv(|v| v.clamp(-2.5, 3.0))),
+        s(flat.iter().copied().fold(f64::MIN, f64::max)),
+        s(flat.iter().copied().fold(f64::MAX, f64::min)),
+        s(first_arg(&flat, &|a, b| a > b)),
+        s(first_arg(&flat, &|a, b| a < b)),
+        m.map_axis(Axis(0), |c| c.iter().copied().fold(f64::MIN, f64::max))
+            .into_dyn(),
+        m.map_axis(Axis(1), |r| first_arg(&r.to_vec(), &|a, b| a < b))
+            .into_dyn(),
+        d(sort_rows),
+        ArrayD::zeros(vec![30]), // argsort: checked as a sorting permutation
+        d(sort_cols),
+        d(pool),
+    ]
+}
+
+#[test]
+fn derived_operations_are_exact_all_rings() {
+    let names = [
+        "relu",
+        "abs",
+        "sign",
+        "max2",
+        "min2",
+        "clip",
+        "max",
+        "min",
+        "argmax",
+        "argmin",
+        "maxax0",
+        "argminax1",
+        "sort",
+        "argsort",
+        "sortax0",
+        "pool",
+    ];
+    for (name, cfg) in presets() {
+        let mut g = rng(9);
+        // Small integers (many ties) and both ends of the range.
+        let mut m = arr(&[6, 5], &mut g, 6.0)
+            .mapv(|v| v.round())
+            .into_dimensionality()
+            .unwrap();
+        m[[2, 3]] = cfg.bound() * 0.75;
+        m[[4, 1]] = -cfg.bound() * 0.75;
+        let other: Array2<f64> = arr(&[6, 5], &mut g, 6.0)
+            .mapv(|v| v.round())
+            .into_dimensionality()
+            .unwrap();
+        let program = |s: &Session| {
+            let x = s.input::<Array2<f64>>("m")?;
+            let o = s.input::<Array2<f64>>("o")?;
+            let out = |n: &str, v: Priv<ArrayD<f64>>| s.output("alice", n, &v);
+            out("relu", x.relu().into_dyn())?;
+            out("abs", x.abs().into_dyn())?;
+            out("sign", x.sign().into_dyn())?;
+            out("max2", x.maximum(&o).into_dyn())?;
+            out("min2", x.minimum(2.0).into_dyn())?;
+            out("clip", x.clip(-2.5, 3.0).into_dyn())?;
+            out("max", x.max().into_dyn())?;
+            out("min", x.min().into_dyn())?;
+            out("argmax", x.argmax().into_dyn())?;
+            out("argmin", x.argmin().into_dyn())?;
+            out("maxax0", x.max_axis(Axis(0)).into_dyn())?;
+            out("argminax1", x.argmin_axis(Axis(1)).into_dyn())?;
+            out("sort", x.sort().into_dyn())?;
+            out("argsort", o.reshape(30).argsort().into_dyn())?;
+            out("sortax0", x.sort_axis(Axis(0)).into_dyn())?;
+            out("pool", x.max_pool2d((2, 2), (2, 1)).into_dyn())
+        };
+        let inputs = [("m", m.clone().into_dyn()), ("o", other.clone().into_dyn())];
+        let (p, _) = run_on(
+            LocalCluster::new(cfg).with_seed(2),
+            &inputs,
+            &names,
+            program,
+        )
+        .unwrap();
+        let want = expected(&m, &other);
+        for (k, n) in names.iter().enumerate() {
+            if *n != "argsort" {
+                assert_eq!(p[k], want[k], "{name}: {n}");
+            }
+        }
+        // argsort: the secret permutation sorts the data.
+        let flat: Vec<f64> = other.iter().copied().collect();
+        let perm: Vec<usize> = p[13].iter().map(|&i| i as usize).collect();
+        let mut seen = perm.clone();
+        seen.sort();
+        assert_eq!(
+            seen,
+            (0..30).collect::<Vec<_>>(),
+            "{name}: argsort is a permutation"
+        );
+        for w in perm.windows(2) {
+            assert!(flat[w[0]] <= flat[w[1]], "{name}: argsort order");
+        }
+    }
+}
+
+/// The same programs on the cleartext engine agree with the direct computation where
+/// f64 arithmetic is exact (moderate magnitudes).
+#[test]
+fn derived_operations_on_the_cleartext_engine() {
+    let mut g = rng(10);
+    let m: Array2<f64> = arr(&[6, 5], &mut g, 6.0)
+        .mapv(|v| v.round())
+        .into_dimensionality()
+        .unwrap();
+    let o: Array2<f64> = arr(&[6, 5], &mut g, 6.0)
+        .mapv(|v| v.round())
+        .into_dimensionality()
+        .unwrap();
+    let (q, _) = run_on(
+        LocalCluster::cleartext(),
+        &[("m", m.clone().into_dyn()), ("o", o.clone().into_dyn())],
+        &["max2", "sort", "argmin", "pool"],
+        |s| {
+            let x = s.input::<Array2<f64>>("m")?;
+            let o = s.input::<Array2<f64>>("o")?;
+            s.output("alice", "max2", &x.maximum(&o))?;
+            s.output("alice", "sort", &x.sort())?;
+            s.output("alice", "argmin", &x.argmin())?;
+            s.output("alice", "pool", &x.max_pool2d((2, 2), (2, 1)))
+        },
+    )
+    .unwrap();
+    let want = expected(&m, &o);
+    assert_eq!(q[0], want[3]);
+    assert_eq!(q[1], want[12]);
+    assert_eq!(q[2], want[9]);
+    assert_eq!(q[3], want[15]);
+}
+
+#[test]
+fn comparison_costs_two_rounds_and_the_stated_bytes() {
+    for (name, cfg) in presets() {
+        let n = 257u64;
+        let l = cfg.ring().bits() as u64;
+        let bytes = cfg.ring().bytes() as u64;
+        let mut c = LocalCluster::new(cfg).with_seed(1);
+        let alice = c.client("alice");
+        c.upload(&alice, "x", grid(&cfg, n as usize, 4)).unwrap();
+        let run = c
+            .run(|s| {
+                let x = s.input::<Array1<f64>>("x")?;
+                s.output("alice", "c", &x.lt(1.0))
+            })
+            .unwrap();
+        let st = run.stats();
+        assert_eq!(st.rounds(), 2, "{name}");
+        assert_eq!(st.link_bytes(S1, Sb), n * l * 16, "{name}: a-labels");
+        assert_eq!(st.link_bytes(S2, Sb), n * l * 16, "{name}: b-labels");
+        assert_eq!(
+            st.link_bytes(Sa, Sb),
+            n * (l - 1) * 32,
+            "{name}: tables, 2 per AND gate"
+        );
+        assert_eq!(
+            st.link_bytes(Sa, S1),
+            n.div_ceil(8),
+            "{name}: output colours"
+        );
+        assert_eq!(st.link_bytes(Sb, S2), n * bytes, "{name}: masked result");
+        assert_eq!(
+            st.servers[Sa.index()].bytes_received.iter().sum::<u64>(),
+            0,
+            "{name}: Sa receives nothing"
+        );
+        assert_eq!(
+            st.total_messages(),
+            6,
+            "{name}: one message per link per round"
+        );
+    }
+}
+
+#[test]
+fn tree_reduction_takes_ceil_log2_n_comparison_layers() {
+    for n in [2usize, 5, 16, 33] {
+        let cfg = Config::fast();
+        let mut c = LocalCluster::new(cfg).with_seed(1);
+        let alice = c.client("alice");
+        c.upload(&alice, "x", grid(&cfg, n.max(4), 5)).unwrap();
+        let run = c
+            .run(|s| {
+                let x = s.input::<Array1<f64>>("x")?;
+                s.output("alice", "m", &x.max())
+            })
+            .unwrap();
+        let layers = (n.max(4) as f64).log2().ceil() as u64;
+        // Each layer: one comparison (2 rounds) and one multiplication (2 rounds).
+        assert_eq!(run.stats().rounds(), 4 * layers, "n = {n}");
+    }
+}
+
+#[test]
+fn comparison_transcripts_do_not_depend_on_inputs() {
+    use crate::security::{CHI2_255_P001, chi_square_two_sample, chi_square_uniform};
+    let cfg = Config::fast();
+    let run = |x: ArrayD<f64>| {
+        let mut c = LocalCluster::new(cfg).with_seed(5).record_transcripts(true);
+        let alice = c.client("alice");
+        c.upload(&alice, "x", x).unwrap();
+        let out = c
+            .run(|s| {
+                let x = s.input::<Array1<f64>>("x")?;
+                s.output("alice", "c", &x.lt(0.0))
+            })
+            .unwrap();
+        Role::ALL.map(|r| out.transcript(r).unwrap().to_vec())
+    };
+    let n = 2000;
+    let t0 = run(ArrayD::zeros(vec![n]));
+    let t1 = run(ArrayD::from_elem(vec![n], -cfg.bound() * 0.75));
+    assert!(t0[Sa.index()].is_empty() && t1[Sa.index()].is_empty());
+    // Sb: labels and tables; S2: colours and a masked ring element. Uniform either way.
+    for r in [Sb, S2] {
+        let (a, b) = (&t0[r.index()], &t1[r.index()]);
+        assert!(chi_square_uniform(a) < CHI2_255_P001, "{r}");
+        assert!(chi_square_uniform(b) < CHI2_255_P001, "{r}");
+        assert!(chi_square_two_sample(a, b) < CHI2_255_P001, "{r}");
+    }
+    // S1 receives only the colour bits: about half of them set, whatever the input.
+    for t in [&t0, &t1] {
+        let ones: u32 = t[S1.index()].iter().map(|b| b.count_ones()).sum();
+        assert!((900..1100).contains(&ones), "{ones} of {n}");
+    }
+}
