@@ -100,8 +100,8 @@ impl Gc for Garbler<'_> {
         let mut out = Vec::with_capacity(a.len());
         self.tables.reserve(2 * a.len());
         for k in 0..a.len() {
-            let pa = (a[k] & 1) as u128;
-            let pb = (b[k] & 1) as u128;
+            let pa = a[k] & 1;
+            let pb = b[k] & 1;
             let tg = ha0[k] ^ ha1[k] ^ (pb.wrapping_neg() & d);
             let wg = ha0[k] ^ (pa.wrapping_neg() & tg);
             let te = hb0[k] ^ hb1[k] ^ a[k];
@@ -155,8 +155,8 @@ impl Gc for Evaluator<'_> {
         self.pos += 2 * a.len();
         (0..a.len())
             .map(|k| {
-                let sa = (a[k] & 1) as u128;
-                let sb = (b[k] & 1) as u128;
+                let sa = a[k] & 1;
+                let sb = b[k] & 1;
                 let wg = ha[k] ^ (sa.wrapping_neg() & t[2 * k]);
                 let we = hb[k] ^ (sb.wrapping_neg() & (t[2 * k + 1] ^ a[k]));
                 wg ^ we
