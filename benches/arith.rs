@@ -7,55 +7,12 @@
 //!
 //! `cargo bench --bench arith`
 
+mod common;
+
+use common::{cluster_with, no_setup, presets, timed_run};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use privpy::prelude::*;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
-
-fn presets() -> [(&'static str, Config); 3] {
-    [
-        ("Z64", Config::fast()),
-        ("Z128", Config::default()),
-        ("Z256", Config::paper()),
-    ]
-}
-
-/// Runs `op` `iters` times inside one four-party session; returns S1's elapsed time,
-/// and the bytes and rounds of one operation.
-fn timed_run<F>(cluster: &LocalCluster, iters: u64, op: F) -> (Duration, u64, u64)
-where
-    F: Fn(&Session) -> Result<()> + Sync,
-{
-    let elapsed = Mutex::new(Duration::ZERO);
-    let run = cluster
-        .run(|s| {
-            let t = Instant::now();
-            for _ in 0..iters {
-                op(s)?;
-            }
-            if s.role() == Some(Role::S1) {
-                *elapsed.lock().expect("no poisoning") = t.elapsed();
-            }
-            Ok(())
-        })
-        .expect("benchmark program runs");
-    let st = run.stats();
-    let t = *elapsed.lock().expect("no poisoning");
-    (
-        t,
-        st.total_bytes() / iters.max(1),
-        st.rounds() / iters.max(1),
-    )
-}
-
-fn cluster_with(cfg: Config, inputs: &[(&str, ArrayD<f64>)]) -> LocalCluster {
-    let mut c = LocalCluster::new(cfg).with_seed(1);
-    let alice = c.client("alice");
-    for (n, v) in inputs {
-        c.upload(&alice, n, v).expect("upload");
-    }
-    c
-}
+use std::time::Duration;
 
 fn elementwise(c: &mut Criterion) {
     for n in [1usize, 1_000_000] {
@@ -72,13 +29,13 @@ fn elementwise(c: &mut Criterion) {
                 std::hint::black_box(&x * &y);
                 Ok(())
             };
-            let (_, bytes, rounds) = timed_run(&cluster, 1, op);
+            let (_, bytes, rounds) = timed_run(&cluster, 1, no_setup, op);
             eprintln!(
                 "mul/n={n}/{name}: {bytes} bytes sent in {rounds} rounds per operation ({} bytes/element)",
                 bytes / n as u64
             );
             g.bench_function(BenchmarkId::from_parameter(name), |b| {
-                b.iter_custom(|iters| timed_run(&cluster, iters, op).0)
+                b.iter_custom(|iters| timed_run(&cluster, iters, no_setup, op).0)
             });
         }
         g.finish();
@@ -100,10 +57,10 @@ fn matmul(c: &mut Criterion) {
             std::hint::black_box(a.dot(&b));
             Ok(())
         };
-        let (_, bytes, rounds) = timed_run(&cluster, 1, op);
+        let (_, bytes, rounds) = timed_run(&cluster, 1, no_setup, op);
         eprintln!("matmul/{name}: {bytes} bytes sent in {rounds} rounds per product");
         g.bench_function(BenchmarkId::from_parameter(name), |b| {
-            b.iter_custom(|iters| timed_run(&cluster, iters, op).0)
+            b.iter_custom(|iters| timed_run(&cluster, iters, no_setup, op).0)
         });
     }
     g.finish();

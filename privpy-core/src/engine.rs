@@ -69,6 +69,8 @@ pub(crate) trait Engine {
     /// Shares of `[z < 0]` or `[z == 0]` (paper Protocol 2): fixed-point 0/1, or the
     /// integer bit when `bit` (for exact selection with [`BinOp::MulInt`]).
     fn compare(&self, z: &Data, kind: CmpKind, bit: bool) -> Result<Data>;
+    /// Garbles `n` comparisons of `kind` ahead of their inputs (offline phase).
+    fn preprocess(&self, kind: CmpKind, n: usize) -> Result<()>;
     /// Opens `a` to all four servers.
     fn reveal(&self, a: &Data) -> Result<ArrayD<f64>>;
     /// A public array as a secret (no communication).
@@ -135,6 +137,9 @@ impl Engine for Cleartext {
             CmpKind::Negative => f64::from(u8::from(v < 0.0)),
             CmpKind::Zero => f64::from(u8::from(v == 0.0)),
         })))
+    }
+    fn preprocess(&self, _kind: CmpKind, _n: usize) -> Result<()> {
+        Ok(())
     }
     fn reveal(&self, a: &Data) -> Result<ArrayD<f64>> {
         Ok(f64::get(a).clone())

@@ -76,6 +76,27 @@ impl Session {
         Ok(Priv::new(d, self.eng.clone()))
     }
 
+    /// Offline phase: garbles `n` less-than comparisons before their inputs exist.
+    /// Later comparisons (`lt`, `gt`, `le`, `ge`, and everything built on them: relu,
+    /// max, sort, …) whose whole batch fits in what is left take their circuits from
+    /// this pool: then `Sa` is idle online, and only the input labels and the masked
+    /// result travel. A batch larger than what is left is garbled online.
+    ///
+    /// # Errors
+    /// A lost peer.
+    pub fn preprocess_comparisons(&self, n: usize) -> Result<()> {
+        self.eng.preprocess(crate::engine::CmpKind::Negative, n)
+    }
+
+    /// Offline phase for equality tests (`eq`, `ne`), as
+    /// [`Session::preprocess_comparisons`].
+    ///
+    /// # Errors
+    /// A lost peer.
+    pub fn preprocess_equalities(&self, n: usize) -> Result<()> {
+        self.eng.preprocess(crate::engine::CmpKind::Zero, n)
+    }
+
     /// The server this program runs on (`None` on the cleartext engine).
     pub fn role(&self) -> Option<Role> {
         self.eng.role()

@@ -355,3 +355,36 @@ fn comparison_transcripts_do_not_depend_on_inputs() {
         assert!((900..1100).contains(&ones), "{ones} of {n}");
     }
 }
+
+#[test]
+fn preprocessed_comparisons_agree_and_leave_sa_idle_online() {
+    for (name, cfg) in presets() {
+        let x = grid(&cfg, 300, 7);
+        let y = grid(&cfg, 300, 8);
+        let names = ["a", "b", "c", "e"];
+        let sa_online = std::sync::Mutex::new(None);
+        let program = |s: &Session| {
+            let x = s.input::<Array1<f64>>("x")?;
+            let y = s.input::<Array1<f64>>("y")?;
+            s.preprocess_comparisons(700)?;
+            s.preprocess_equalities(300)?;
+            let before = s.stats();
+            let a = x.lt(&y); // 300 from the pool
+            let c = y.lt(&x); // 300 more
+            let e = x.eq(&y); // the equality pool
+            if s.role() == Some(Role::Sa) {
+                *sa_online.lock().unwrap() = Some(s.stats().since(&before).total_bytes_sent());
+            }
+            s.output("alice", "a", &a)?;
+            s.output("alice", "c", &c)?;
+            s.output("alice", "e", &e)?;
+            // 100 left in the pool: the first layers garble online, the rest use it.
+            s.output("alice", "b", &x.max_axis(Axis(0)))
+        };
+        let (p, q) = private_and_clear(cfg, &[("x", x.clone()), ("y", y.clone())], &names, program);
+        for k in 0..names.len() {
+            assert_eq!(p[k], q[k], "{name}: {}", names[k]);
+        }
+        assert_eq!(*sa_online.lock().unwrap(), Some(0), "{name}: Sa sends nothing online");
+    }
+}

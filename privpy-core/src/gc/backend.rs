@@ -118,6 +118,8 @@ impl Gc for Garbler<'_> {
 pub(crate) struct Evaluator<'a> {
     pub(crate) hash: &'a FixedKeyAes,
     pub(crate) op: u64,
+    /// Index of the first instance within the garbled batch (preprocessed pools).
+    pub(crate) first: usize,
     pub(crate) gate: u32,
     pub(crate) tables: &'a [Label],
     pub(crate) pos: usize,
@@ -129,6 +131,7 @@ impl<'a> Evaluator<'a> {
         Evaluator {
             hash,
             op,
+            first: 0,
             gate: 0,
             tables,
             pos: 0,
@@ -146,11 +149,11 @@ impl Gc for Evaluator<'_> {
         a.clone()
     }
     fn and(&mut self, a: &Vec<Label>, b: &Vec<Label>) -> Vec<Label> {
-        let (op, gate) = (self.op, self.gate);
+        let (op, gate, first) = (self.op, self.gate, self.first);
         self.gate += 1;
         let [ha, hb] = &mut self.buf;
-        self.hash.hash_many(a, |k| tweak(op, gate, k, 0), ha);
-        self.hash.hash_many(b, |k| tweak(op, gate, k, 1), hb);
+        self.hash.hash_many(a, |k| tweak(op, gate, first + k, 0), ha);
+        self.hash.hash_many(b, |k| tweak(op, gate, first + k, 1), hb);
         let t = &self.tables[self.pos..self.pos + 2 * a.len()];
         self.pos += 2 * a.len();
         (0..a.len())

@@ -66,8 +66,13 @@ impl LabelPrg {
 
     /// `n` pseudo-random labels for `(op, purpose)`.
     pub(crate) fn labels(&self, op: u64, purpose: u8, n: usize) -> Vec<Label> {
+        self.labels_at(op, purpose, 0, n)
+    }
+
+    /// Labels `start..start + n` of the stream for `(op, purpose)`.
+    pub(crate) fn labels_at(&self, op: u64, purpose: u8, start: usize, n: usize) -> Vec<Label> {
         let base = ((op as u128) << 64) | ((purpose as u128) << 56);
-        let mut v: Vec<u128> = (0..n as u128).map(|k| base | k).collect();
+        let mut v: Vec<u128> = (start as u128..(start + n) as u128).map(|k| base | k).collect();
         encrypt_in_place(&self.cipher, &mut v);
         v
     }

@@ -45,6 +45,20 @@ use crate::prg::Purpose;
 use crate::transport::Role::{S1, S2, Sa, Sb};
 use ndarray::ArrayD;
 
+/// Comparisons garbled ahead of their inputs: `Sa` garbled `total` instances of
+/// `kind` under operation number `op`; `Sb` keeps the tables, `S1` and `S2` the
+/// output colours. Instances are used in order.
+pub(crate) struct Pool {
+    kind: CmpKind,
+    op: u64,
+    total: usize,
+    used: usize,
+    /// `Sb`: the tables, gate-major (`2·(gate·total + instance)`).
+    tables: Vec<Label>,
+    /// `S1`, `S2`: the output colours, one bit per instance.
+    colours: Vec<u8>,
+}
+
 /// Label stream purposes.
 const INPUT_LABELS: u8 = 1;
 const DELTA: u8 = 2;
@@ -101,16 +115,25 @@ impl<R: RingData> Party<R> {
     }
 
     /// Active labels for the bits of `vals` (wire-major: bit `i` of instance `k` at
-    /// `i·n + k`), from the zero-labels shared with `Sa`.
+    /// `i·n + k`), from the zero-labels shared with `Sa`. `(op, first, total)` names
+    /// the garbled batch: instances `first..first + n` of `total` garbled under `op`.
     fn active_labels(
         &self,
-        op: u64,
-        vals: impl Iterator<Item = R> + Clone,
+        (op, first, total): (u64, usize, usize),
+        vals: impl Iterator<Item = R>,
         n: usize,
     ) -> Vec<Label> {
         let l = R::BITS as usize;
         let delta = self.delta(op);
-        let mut w = self.label_prg(Sa).labels(op, INPUT_LABELS, n * l);
+        let prg = self.label_prg(Sa);
+        // Bit i of instance j of the garbled batch has zero-label number i·total + j.
+        let mut w = if first == 0 && total == n {
+            prg.labels(op, INPUT_LABELS, n * l)
+        } else {
+            (0..l)
+                .flat_map(|i| prg.labels_at(op, INPUT_LABELS, i * total + first, n))
+                .collect()
+        };
         let vals: Vec<R> = vals.collect();
         for i in 0..l {
             for (k, v) in vals.iter().enumerate() {
@@ -122,12 +145,81 @@ impl<R: RingData> Party<R> {
         w
     }
 
-    /// Protocol 2 on a whole array: shares of `[z < 0]` or `[z == 0]`.
+    /// The offline phase: `Sa` garbles `n` instances now and sends the tables to `Sb`
+    /// and the output colours to `S1` and `S2`. Nothing here depends on any input.
+    pub(crate) fn garble_pool(&self, kind: CmpKind, n: usize) -> Result<()> {
+        let op = self.next_op();
+        let l = R::BITS as usize;
+        let mut pool = Pool {
+            kind,
+            op,
+            total: n,
+            used: 0,
+            tables: Vec::new(),
+            colours: Vec::new(),
+        };
+        match self.role {
+            Sa => {
+                let (tables, p) = self.garble(op, kind, n);
+                self.send_bytes(Sb, labels_to_bytes(&tables))?;
+                self.send_bytes(S1, p.clone())?;
+                self.send_bytes(S2, p)?;
+            }
+            Sb => pool.tables = bytes_to_labels(&self.recv_bytes(Sa, n * (l - 1) * 32)?),
+            S1 | S2 => pool.colours = self.recv_bytes(Sa, n.div_ceil(8))?,
+        }
+        self.pools.borrow_mut().push(pool);
+        Ok(())
+    }
+
+    /// Garbles `n` instances for operation `op`: the tables and the output colours.
+    fn garble(&self, op: u64, kind: CmpKind, n: usize) -> (Vec<Label>, Vec<u8>) {
+        let l = R::BITS as usize;
+        let delta = self.delta(op);
+        let wa = self.label_prg(S1).labels(op, INPUT_LABELS, n * l);
+        let wb = self.label_prg(S2).labels(op, INPUT_LABELS, n * l);
+        let (wa, wb) = (wires_from_labels(wa, l, n), wires_from_labels(wb, l, n));
+        let mut g = Garbler::new(&self.hash, delta, op);
+        let out0 = circuit(&mut g, kind, &wa, &wb);
+        (g.tables, pack_bits(out0.iter().map(|w| w & 1 == 1), n))
+    }
+
+    /// Takes `n` preprocessed instances of `kind`, if a pool has them:
+    /// `(pool op, first instance, pool size, tables or colours)`.
+    fn take_pool(&self, kind: CmpKind, n: usize) -> Option<(u64, usize, usize, Vec<Label>, Vec<u8>)> {
+        let mut pools = self.pools.borrow_mut();
+        let pool = pools.iter_mut().find(|p| p.kind == kind && p.total - p.used >= n)?;
+        let first = pool.used;
+        pool.used += n;
+        let l = R::BITS as usize;
+        let tables = if pool.tables.is_empty() {
+            Vec::new()
+        } else {
+            (0..l - 1)
+                .flat_map(|g| pool.tables[2 * (g * pool.total + first)..2 * (g * pool.total + first + n)].iter().copied())
+                .collect()
+        };
+        let colours = if pool.colours.is_empty() {
+            Vec::new()
+        } else {
+            pack_bits((first..first + n).map(|k| unpack_bit(&pool.colours, k)), n)
+        };
+        Some((pool.op, first, pool.total, tables, colours))
+    }
+
+    /// Protocol 2 on a whole array: shares of `[z < 0]` or `[z == 0]`. Uses
+    /// preprocessed instances when a pool has enough (then `Sa` is idle and the
+    /// online messages are the labels and the masked result), and garbles online
+    /// otherwise.
     pub(crate) fn compare_zero(&self, z: &Data, kind: CmpKind, bit: bool) -> Result<Data> {
         let op = self.next_op();
         let shape = z.shape().to_vec();
         let n: usize = shape.iter().product();
         let l = R::BITS as usize;
+        let (batch, pre_tables, pre_colours) = match self.take_pool(kind, n) {
+            Some((pop, first, total, t, c)) => ((pop, first, total), Some(t), Some(c)),
+            None => ((op, 0, n), None, None),
+        };
         let one = if bit {
             R::from_u64(1)
         } else {
@@ -137,12 +229,15 @@ impl<R: RingData> Party<R> {
             S1 | S2 => {
                 let zs = R::get(z);
                 let labels = if self.role == S2 && kind == CmpKind::Zero {
-                    self.active_labels(op, zs.iter().map(|v| v.wneg()), n)
+                    self.active_labels(batch, zs.iter().map(|v| v.wneg()), n)
                 } else {
-                    self.active_labels(op, zs.iter().copied(), n)
+                    self.active_labels(batch, zs.iter().copied(), n)
                 };
                 self.send_bytes(Sb, labels_to_bytes(&labels))?;
-                let p = self.recv_bytes(Sa, n.div_ceil(8))?;
+                let p = match pre_colours {
+                    Some(c) => c,
+                    None => self.recv_bytes(Sa, n.div_ceil(8))?,
+                };
                 let d = if self.role == S1 {
                     self.draw(Sb, op, Purpose::Reshare, &shape)
                 } else {
@@ -160,24 +255,24 @@ impl<R: RingData> Party<R> {
                 Ok(R::wrap(from_vec(&shape, out)))
             }
             Sa => {
-                let delta = self.delta(op);
-                let wa = self.label_prg(S1).labels(op, INPUT_LABELS, n * l);
-                let wb = self.label_prg(S2).labels(op, INPUT_LABELS, n * l);
-                let (wa, wb) = (wires_from_labels(wa, l, n), wires_from_labels(wb, l, n));
-                let mut g = Garbler::new(&self.hash, delta, op);
-                let out0 = circuit(&mut g, kind, &wa, &wb);
-                self.send_bytes(Sb, labels_to_bytes(&g.tables))?;
-                let p = pack_bits(out0.iter().map(|w| w & 1 == 1), n);
-                self.send_bytes(S1, p.clone())?;
-                self.send_bytes(S2, p)?;
+                if pre_tables.is_none() {
+                    let (tables, p) = self.garble(op, kind, n);
+                    self.send_bytes(Sb, labels_to_bytes(&tables))?;
+                    self.send_bytes(S1, p.clone())?;
+                    self.send_bytes(S2, p)?;
+                }
                 Ok(Data::shape_only(&shape))
             }
             Sb => {
                 let la = bytes_to_labels(&self.recv_bytes(S1, n * l * 16)?);
                 let lb = bytes_to_labels(&self.recv_bytes(S2, n * l * 16)?);
-                let tables = bytes_to_labels(&self.recv_bytes(Sa, n * (l - 1) * 32)?);
+                let tables = match pre_tables {
+                    Some(t) => t,
+                    None => bytes_to_labels(&self.recv_bytes(Sa, n * (l - 1) * 32)?),
+                };
                 let (la, lb) = (wires_from_labels(la, l, n), wires_from_labels(lb, l, n));
-                let mut e = Evaluator::new(&self.hash, op, &tables);
+                let mut e = Evaluator::new(&self.hash, batch.0, &tables);
+                e.first = batch.1;
                 let out = circuit(&mut e, kind, &la, &lb);
                 if e.pos != tables.len() {
                     return Err(Error::Protocol {

@@ -59,6 +59,8 @@ pub(crate) struct Party<R: RingData> {
     /// Shared by `Sa`, `S1` and `S2` (not `Sb`): the free-XOR offsets.
     delta_prg: Option<LabelPrg>,
     hash: FixedKeyAes,
+    /// Comparisons garbled ahead of their inputs.
+    pools: RefCell<Vec<compare::Pool>>,
     op: Cell<u64>,
     _ring: PhantomData<R>,
 }
@@ -93,6 +95,7 @@ impl<R: RingData> Party<R> {
             labels: [None, None, None, None],
             delta_prg: None,
             hash: FixedKeyAes::new(),
+            pools: RefCell::new(Vec::new()),
             op: Cell::new(SETUP_OP),
             _ring: PhantomData,
         };
@@ -450,6 +453,10 @@ impl<R: RingData> Engine for Party<R> {
 
     fn compare(&self, z: &Data, kind: CmpKind, bit: bool) -> Result<Data> {
         self.compare_zero(z, kind, bit)
+    }
+
+    fn preprocess(&self, kind: CmpKind, n: usize) -> Result<()> {
+        self.garble_pool(kind, n)
     }
 
     /// Opening to all servers: `S1` and `S2` each send their share to the three
