@@ -6,7 +6,11 @@ use std::time::{Duration, Instant};
 
 /// The three presets, named by ring.
 pub fn presets() -> [(&'static str, Config); 3] {
-    [("Z64", Config::fast()), ("Z128", Config::default()), ("Z256", Config::paper())]
+    [
+        ("Z64", Config::fast()),
+        ("Z128", Config::default()),
+        ("Z256", Config::paper()),
+    ]
 }
 
 /// A seeded cluster with `inputs` uploaded by client "alice".

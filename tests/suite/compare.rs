@@ -385,6 +385,10 @@ fn preprocessed_comparisons_agree_and_leave_sa_idle_online() {
         for k in 0..names.len() {
             assert_eq!(p[k], q[k], "{name}: {}", names[k]);
         }
-        assert_eq!(*sa_online.lock().unwrap(), Some(0), "{name}: Sa sends nothing online");
+        assert_eq!(
+            *sa_online.lock().unwrap(),
+            Some(0),
+            "{name}: Sa sends nothing online"
+        );
     }
 }

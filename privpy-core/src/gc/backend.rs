@@ -1,6 +1,6 @@
 //! The gadget trait and its backends.
 
-use super::{FixedKeyAes, Label};
+use super::{FixedKeyAes, Label, double};
 
 /// Builds circuits from XOR, NOT and AND on batched wires.
 pub(crate) trait Gc {
@@ -53,15 +53,20 @@ fn tweak(op: u64, gate: u32, k: usize, h: u32) -> u128 {
     ((op as u128) << 64) | ((gate as u128) << 32) | ((k as u128) << 1) | h as u128
 }
 
+/// Instances hashed per AES call: 4 blocks each for the garbler, 2 for the evaluator.
+const CHUNK: usize = 64;
+
 /// The garbler: wires are zero-labels; `delta` is the free-XOR offset (odd, so a
-/// label's colour bit flips with its value). Tables go to `tables`, two per AND gate.
+/// label's colour bit flips with its value). Tables go to `tables`, two per AND gate,
+/// gate-major (`2·(gate·n + instance)`).
 pub(crate) struct Garbler<'a> {
     pub(crate) hash: &'a FixedKeyAes,
     pub(crate) delta: Label,
     pub(crate) op: u64,
+    /// Index of the first instance within the garbled batch (for the tweaks).
+    pub(crate) first: usize,
     pub(crate) gate: u32,
     pub(crate) tables: Vec<Label>,
-    buf: [Vec<Label>; 4],
 }
 
 impl<'a> Garbler<'a> {
@@ -70,9 +75,9 @@ impl<'a> Garbler<'a> {
             hash,
             delta: delta | 1,
             op,
+            first: 0,
             gate: 0,
             tables: Vec::new(),
-            buf: Default::default(),
         }
     }
 }
@@ -86,29 +91,42 @@ impl Gc for Garbler<'_> {
     fn not(&mut self, a: &Vec<Label>) -> Vec<Label> {
         a.iter().map(|x| x ^ self.delta).collect()
     }
-    /// Half-gates (Zahur, Rosulek, Evans 2015): a generator half and an evaluator half.
+    /// Half-gates (Zahur, Rosulek, Evans 2015): a generator half and an evaluator half,
+    /// four hashes per gate, batched [`CHUNK`] instances per AES call.
     fn and(&mut self, a: &Vec<Label>, b: &Vec<Label>) -> Vec<Label> {
-        let (op, gate, d) = (self.op, self.gate, self.delta);
+        let (op, gate, d, first) = (self.op, self.gate, self.delta, self.first);
         self.gate += 1;
-        let a1: Vec<Label> = a.iter().map(|x| x ^ d).collect();
-        let b1: Vec<Label> = b.iter().map(|x| x ^ d).collect();
-        let [ha0, ha1, hb0, hb1] = &mut self.buf;
-        self.hash.hash_many(a, |k| tweak(op, gate, k, 0), ha0);
-        self.hash.hash_many(&a1, |k| tweak(op, gate, k, 0), ha1);
-        self.hash.hash_many(b, |k| tweak(op, gate, k, 1), hb0);
-        self.hash.hash_many(&b1, |k| tweak(op, gate, k, 1), hb1);
-        let mut out = Vec::with_capacity(a.len());
-        self.tables.reserve(2 * a.len());
-        for k in 0..a.len() {
-            let pa = a[k] & 1;
-            let pb = b[k] & 1;
-            let tg = ha0[k] ^ ha1[k] ^ (pb.wrapping_neg() & d);
-            let wg = ha0[k] ^ (pa.wrapping_neg() & tg);
-            let te = hb0[k] ^ hb1[k] ^ a[k];
-            let we = hb0[k] ^ (pb.wrapping_neg() & (te ^ a[k]));
-            self.tables.push(tg);
-            self.tables.push(te);
-            out.push(wg ^ we);
+        let n = a.len();
+        let mut out = Vec::with_capacity(n);
+        self.tables.reserve(2 * n);
+        let mut h = [0u128; 4 * CHUNK];
+        let dd = double(d);
+        for c0 in (0..n).step_by(CHUNK) {
+            let m = (n - c0).min(CHUNK);
+            let hs = &mut h[..4 * m];
+            for k in 0..m {
+                // H(W, t) keys: 2W ⊕ t, and 2(W ⊕ Δ) = 2W ⊕ 2Δ.
+                let t0 = tweak(op, gate, first + c0 + k, 0);
+                let (da, db) = (double(a[c0 + k]) ^ t0, double(b[c0 + k]) ^ t0 ^ 1);
+                hs[4 * k] = da;
+                hs[4 * k + 1] = da ^ dd;
+                hs[4 * k + 2] = db;
+                hs[4 * k + 3] = db ^ dd;
+            }
+            self.hash.mmo_in_place(hs);
+            for k in 0..m {
+                let (ha0, ha1, hb0, hb1) = (hs[4 * k], hs[4 * k + 1], hs[4 * k + 2], hs[4 * k + 3]);
+                let (ak, bk) = (a[c0 + k], b[c0 + k]);
+                let pa = (ak & 1).wrapping_neg();
+                let pb = (bk & 1).wrapping_neg();
+                let tg = ha0 ^ ha1 ^ (pb & d);
+                let wg = ha0 ^ (pa & tg);
+                let te = hb0 ^ hb1 ^ ak;
+                let we = hb0 ^ (pb & (te ^ ak));
+                self.tables.push(tg);
+                self.tables.push(te);
+                out.push(wg ^ we);
+            }
         }
         out
     }
@@ -118,12 +136,11 @@ impl Gc for Garbler<'_> {
 pub(crate) struct Evaluator<'a> {
     pub(crate) hash: &'a FixedKeyAes,
     pub(crate) op: u64,
-    /// Index of the first instance within the garbled batch (preprocessed pools).
+    /// Index of the first instance within the garbled batch (for the tweaks).
     pub(crate) first: usize,
     pub(crate) gate: u32,
     pub(crate) tables: &'a [Label],
     pub(crate) pos: usize,
-    buf: [Vec<Label>; 2],
 }
 
 impl<'a> Evaluator<'a> {
@@ -135,7 +152,6 @@ impl<'a> Evaluator<'a> {
             gate: 0,
             tables,
             pos: 0,
-            buf: Default::default(),
         }
     }
 }
@@ -151,19 +167,29 @@ impl Gc for Evaluator<'_> {
     fn and(&mut self, a: &Vec<Label>, b: &Vec<Label>) -> Vec<Label> {
         let (op, gate, first) = (self.op, self.gate, self.first);
         self.gate += 1;
-        let [ha, hb] = &mut self.buf;
-        self.hash.hash_many(a, |k| tweak(op, gate, first + k, 0), ha);
-        self.hash.hash_many(b, |k| tweak(op, gate, first + k, 1), hb);
-        let t = &self.tables[self.pos..self.pos + 2 * a.len()];
-        self.pos += 2 * a.len();
-        (0..a.len())
-            .map(|k| {
-                let sa = a[k] & 1;
-                let sb = b[k] & 1;
-                let wg = ha[k] ^ (sa.wrapping_neg() & t[2 * k]);
-                let we = hb[k] ^ (sb.wrapping_neg() & (t[2 * k + 1] ^ a[k]));
-                wg ^ we
-            })
-            .collect()
+        let n = a.len();
+        let t = &self.tables[self.pos..self.pos + 2 * n];
+        self.pos += 2 * n;
+        let mut out = Vec::with_capacity(n);
+        let mut h = [0u128; 2 * CHUNK];
+        for c0 in (0..n).step_by(CHUNK) {
+            let m = (n - c0).min(CHUNK);
+            let hs = &mut h[..2 * m];
+            for k in 0..m {
+                let t0 = tweak(op, gate, first + c0 + k, 0);
+                hs[2 * k] = double(a[c0 + k]) ^ t0;
+                hs[2 * k + 1] = double(b[c0 + k]) ^ t0 ^ 1;
+            }
+            self.hash.mmo_in_place(hs);
+            for k in 0..m {
+                let i = c0 + k;
+                let sa = (a[i] & 1).wrapping_neg();
+                let sb = (b[i] & 1).wrapping_neg();
+                let wg = hs[2 * k] ^ (sa & t[2 * i]);
+                let we = hs[2 * k + 1] ^ (sb & (t[2 * i + 1] ^ a[i]));
+                out.push(wg ^ we);
+            }
+        }
+        out
     }
 }

@@ -18,7 +18,7 @@ const FIXED_KEY: [u8; 16] = [
 
 /// Doubling in GF(2^128) with the polynomial x^128 + x^7 + x^2 + x + 1.
 #[inline]
-fn double(w: Label) -> Label {
+pub(crate) fn double(w: Label) -> Label {
     (w << 1) ^ (if w >> 127 == 1 { 0x87 } else { 0 })
 }
 
@@ -34,19 +34,15 @@ impl FixedKeyAes {
         }
     }
 
-    /// `out[k] = H(ws[k], tweaks[k])` for a whole batch, with one AES call.
-    pub(crate) fn hash_many(
-        &self,
-        ws: &[Label],
-        tweak: impl Fn(usize) -> u128,
-        out: &mut Vec<Label>,
-    ) {
-        out.clear();
-        out.extend(ws.iter().enumerate().map(|(k, &w)| double(w) ^ tweak(k)));
-        let keys = out.clone();
-        encrypt_in_place(&self.cipher, out);
-        for (o, k) in out.iter_mut().zip(keys) {
-            *o ^= k;
+    /// `ks[k] = π(ks[k]) ⊕ ks[k]` for keys `K = 2W ⊕ tweak` prepared by the caller
+    /// (see [`double`]), at most 256 per call: one batched AES call.
+    pub(crate) fn mmo_in_place(&self, ks: &mut [Label]) {
+        let mut keys = [0u128; 256];
+        let keys = &mut keys[..ks.len()];
+        keys.copy_from_slice(ks);
+        encrypt_in_place(&self.cipher, ks);
+        for (w, k) in ks.iter_mut().zip(keys.iter()) {
+            *w ^= k;
         }
     }
 }
@@ -69,10 +65,21 @@ impl LabelPrg {
         self.labels_at(op, purpose, 0, n)
     }
 
+    /// Fills `out` with labels `start..start + out.len()` of the stream for `(op, purpose)`.
+    pub(crate) fn fill_at(&self, op: u64, purpose: u8, start: usize, out: &mut [Label]) {
+        let base = ((op as u128) << 64) | ((purpose as u128) << 56);
+        for (k, o) in out.iter_mut().enumerate() {
+            *o = base | (start + k) as u128;
+        }
+        encrypt_in_place(&self.cipher, out);
+    }
+
     /// Labels `start..start + n` of the stream for `(op, purpose)`.
     pub(crate) fn labels_at(&self, op: u64, purpose: u8, start: usize, n: usize) -> Vec<Label> {
         let base = ((op as u128) << 64) | ((purpose as u128) << 56);
-        let mut v: Vec<u128> = (start as u128..(start + n) as u128).map(|k| base | k).collect();
+        let mut v: Vec<u128> = (start as u128..(start + n) as u128)
+            .map(|k| base | k)
+            .collect();
         encrypt_in_place(&self.cipher, &mut v);
         v
     }

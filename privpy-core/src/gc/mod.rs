@@ -15,7 +15,7 @@ mod hash;
 pub(crate) use backend::{Counter, Plain};
 pub(crate) use backend::{Evaluator, Garbler, Gc};
 pub(crate) use circuits::{equal_zero, msb_of_sum};
-pub(crate) use hash::{FixedKeyAes, LabelPrg};
+pub(crate) use hash::{FixedKeyAes, LabelPrg, double};
 
 /// A wire label: 128 bits. Its least significant bit is the point-and-permute colour.
 pub(crate) type Label = u128;

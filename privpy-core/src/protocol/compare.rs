@@ -40,7 +40,7 @@ use super::{Party, RingData, from_vec};
 use crate::data::Data;
 use crate::engine::CmpKind;
 use crate::error::{Error, Result};
-use crate::gc::{Evaluator, Garbler, Gc, Label, equal_zero, msb_of_sum};
+use crate::gc::{Evaluator, Garbler, Gc, Label, LabelPrg, equal_zero, msb_of_sum};
 use crate::prg::Purpose;
 use crate::transport::Role::{S1, S2, Sa, Sb};
 use ndarray::ArrayD;
@@ -53,26 +53,30 @@ pub(crate) struct Pool {
     op: u64,
     total: usize,
     used: usize,
-    /// `Sb`: the tables, gate-major (`2·(gate·total + instance)`).
-    tables: Vec<Label>,
+    /// `Sb`: the tables as received (see [`Party::garble`] for the layout).
+    tables: Vec<u8>,
     /// `S1`, `S2`: the output colours, one bit per instance.
     colours: Vec<u8>,
 }
+
+/// Instances per circuit pass: the wires of one pass stay in the L2 cache.
+const GC_CHUNK: usize = 512;
 
 /// Label stream purposes.
 const INPUT_LABELS: u8 = 1;
 const DELTA: u8 = 2;
 
-fn labels_to_bytes(ls: &[Label]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(ls.len() * 16);
+/// Appends labels to a message, little-endian.
+fn put_labels(out: &mut Vec<u8>, ls: &[Label]) {
     for l in ls {
         out.extend_from_slice(&l.to_le_bytes());
     }
-    out
 }
 
-fn bytes_to_labels(b: &[u8]) -> Vec<Label> {
-    b.chunks_exact(16)
+/// Labels `from..to` of a message.
+fn get_labels(b: &[u8], from: usize, to: usize) -> Vec<Label> {
+    b[16 * from..16 * to]
+        .chunks_exact(16)
         .map(|c| {
             let mut a = [0u8; 16];
             a.copy_from_slice(c);
@@ -91,12 +95,6 @@ fn pack_bits(bits: impl Iterator<Item = bool>, n: usize) -> Vec<u8> {
 
 fn unpack_bit(bytes: &[u8], k: usize) -> bool {
     (bytes[k / 8] >> (k % 8)) & 1 == 1
-}
-
-/// Splits `n` values into `l` bit-wires (LSB first) of batch size `n`.
-fn wires_from_labels(flat: Vec<Label>, l: usize, n: usize) -> Vec<Vec<Label>> {
-    let mut it = flat.into_iter();
-    (0..l).map(|_| it.by_ref().take(n).collect()).collect()
 }
 
 impl<R: RingData> Party<R> {
@@ -120,29 +118,35 @@ impl<R: RingData> Party<R> {
     fn active_labels(
         &self,
         (op, first, total): (u64, usize, usize),
-        vals: impl Iterator<Item = R>,
+        vals: &ArrayD<R>,
+        negate: bool,
         n: usize,
-    ) -> Vec<Label> {
+    ) -> Vec<u8> {
         let l = R::BITS as usize;
         let delta = self.delta(op);
         let prg = self.label_prg(Sa);
-        // Bit i of instance j of the garbled batch has zero-label number i·total + j.
-        let mut w = if first == 0 && total == n {
-            prg.labels(op, INPUT_LABELS, n * l)
+        let vals: Vec<R> = if negate {
+            vals.iter().map(|v| v.wneg()).collect()
         } else {
-            (0..l)
-                .flat_map(|i| prg.labels_at(op, INPUT_LABELS, i * total + first, n))
-                .collect()
+            vals.iter().copied().collect()
         };
-        let vals: Vec<R> = vals.collect();
+        let mut out = Vec::with_capacity(16 * n * l);
+        let mut buf = vec![0u128; n.min(GC_CHUNK)];
+        // Bit i of instance j of the garbled batch has zero-label number i·total + j.
         for i in 0..l {
-            for (k, v) in vals.iter().enumerate() {
-                if v.bit(i as u32) {
-                    w[i * n + k] ^= delta;
+            for c0 in (0..n).step_by(GC_CHUNK) {
+                let m = (n - c0).min(GC_CHUNK);
+                let w = &mut buf[..m];
+                prg.fill_at(op, INPUT_LABELS, i * total + first + c0, w);
+                for (k, wk) in w.iter_mut().enumerate() {
+                    if vals[c0 + k].bit(i as u32) {
+                        *wk ^= delta;
+                    }
                 }
+                put_labels(&mut out, w);
             }
         }
-        w
+        out
     }
 
     /// The offline phase: `Sa` garbles `n` instances now and sends the tables to `Sb`
@@ -161,50 +165,104 @@ impl<R: RingData> Party<R> {
         match self.role {
             Sa => {
                 let (tables, p) = self.garble(op, kind, n);
-                self.send_bytes(Sb, labels_to_bytes(&tables))?;
+                self.send_bytes(Sb, tables)?;
                 self.send_bytes(S1, p.clone())?;
                 self.send_bytes(S2, p)?;
             }
-            Sb => pool.tables = bytes_to_labels(&self.recv_bytes(Sa, n * (l - 1) * 32)?),
+            Sb => pool.tables = self.recv_bytes(Sa, n * (l - 1) * 32)?,
             S1 | S2 => pool.colours = self.recv_bytes(Sa, n.div_ceil(8))?,
         }
         self.pools.borrow_mut().push(pool);
         Ok(())
     }
 
-    /// Garbles `n` instances for operation `op`: the tables and the output colours.
-    fn garble(&self, op: u64, kind: CmpKind, n: usize) -> (Vec<Label>, Vec<u8>) {
+    /// Garbles `n` instances for operation `op`: the tables (chunk-major, then
+    /// gate-major within a chunk of [`GC_CHUNK`] instances) and the output colours.
+    fn garble(&self, op: u64, kind: CmpKind, n: usize) -> (Vec<u8>, Vec<u8>) {
         let l = R::BITS as usize;
         let delta = self.delta(op);
-        let wa = self.label_prg(S1).labels(op, INPUT_LABELS, n * l);
-        let wb = self.label_prg(S2).labels(op, INPUT_LABELS, n * l);
-        let (wa, wb) = (wires_from_labels(wa, l, n), wires_from_labels(wb, l, n));
-        let mut g = Garbler::new(&self.hash, delta, op);
-        let out0 = circuit(&mut g, kind, &wa, &wb);
-        (g.tables, pack_bits(out0.iter().map(|w| w & 1 == 1), n))
+        let (pa, pb) = (self.label_prg(S1), self.label_prg(S2));
+        let mut tables = Vec::with_capacity(32 * n * (l - 1));
+        let mut colours = Vec::with_capacity(n);
+        for cs in (0..n).step_by(GC_CHUNK) {
+            let m = (n - cs).min(GC_CHUNK);
+            let wires = |p: &LabelPrg| -> Vec<Vec<Label>> {
+                (0..l)
+                    .map(|i| p.labels_at(op, INPUT_LABELS, i * n + cs, m))
+                    .collect()
+            };
+            let (wa, wb) = (wires(pa), wires(pb));
+            let mut g = Garbler::new(&self.hash, delta, op);
+            g.first = cs;
+            let out0 = circuit(&mut g, kind, &wa, &wb);
+            put_labels(&mut tables, &g.tables);
+            colours.extend(out0.iter().map(|w| w & 1 == 1));
+        }
+        (tables, pack_bits(colours.into_iter(), n))
+    }
+
+    /// Evaluates instances `first..first + n` of a batch of `total` garbled under `op`,
+    /// given the batch's tables and the active labels of the range (wire-major).
+    /// Returns the output colours.
+    fn evaluate(
+        &self,
+        (op, first, total): (u64, usize, usize),
+        kind: CmpKind,
+        tables: &[u8],
+        la: &[u8],
+        lb: &[u8],
+        n: usize,
+    ) -> Result<Vec<bool>> {
+        let l = R::BITS as usize;
+        if tables.len() != 32 * (l - 1) * total {
+            return Err(Error::Protocol {
+                peer: Sa,
+                reason: "garbled tables of the wrong size".into(),
+            });
+        }
+        let mut out = Vec::with_capacity(n);
+        let mut c = first / GC_CHUNK * GC_CHUNK;
+        while c < first + n {
+            let mc = (total - c).min(GC_CHUNK);
+            let (s0, s1) = (first.max(c), (first + n).min(c + mc));
+            let base = 2 * (l - 1) * c;
+            let seg: Vec<Label> = (0..l - 1)
+                .flat_map(|g| {
+                    get_labels(
+                        tables,
+                        base + 2 * (g * mc + s0 - c),
+                        base + 2 * (g * mc + s1 - c),
+                    )
+                })
+                .collect();
+            let wire = |w: &[u8], i: usize| get_labels(w, i * n + s0 - first, i * n + s1 - first);
+            let wa: Vec<Vec<Label>> = (0..l).map(|i| wire(la, i)).collect();
+            let wb: Vec<Vec<Label>> = (0..l).map(|i| wire(lb, i)).collect();
+            let mut e = Evaluator::new(&self.hash, op, &seg);
+            e.first = s0;
+            let o = circuit(&mut e, kind, &wa, &wb);
+            out.extend(o.iter().map(|w| w & 1 == 1));
+            c += GC_CHUNK;
+        }
+        Ok(out)
     }
 
     /// Takes `n` preprocessed instances of `kind`, if a pool has them:
-    /// `(pool op, first instance, pool size, tables or colours)`.
-    fn take_pool(&self, kind: CmpKind, n: usize) -> Option<(u64, usize, usize, Vec<Label>, Vec<u8>)> {
+    /// `(pool index, pool op, first instance, pool size, colours of the range)`.
+    fn take_pool(&self, kind: CmpKind, n: usize) -> Option<(usize, u64, usize, usize, Vec<u8>)> {
         let mut pools = self.pools.borrow_mut();
-        let pool = pools.iter_mut().find(|p| p.kind == kind && p.total - p.used >= n)?;
+        let (idx, pool) = pools
+            .iter_mut()
+            .enumerate()
+            .find(|(_, p)| p.kind == kind && p.total - p.used >= n)?;
         let first = pool.used;
         pool.used += n;
-        let l = R::BITS as usize;
-        let tables = if pool.tables.is_empty() {
-            Vec::new()
-        } else {
-            (0..l - 1)
-                .flat_map(|g| pool.tables[2 * (g * pool.total + first)..2 * (g * pool.total + first + n)].iter().copied())
-                .collect()
-        };
         let colours = if pool.colours.is_empty() {
             Vec::new()
         } else {
             pack_bits((first..first + n).map(|k| unpack_bit(&pool.colours, k)), n)
         };
-        Some((pool.op, first, pool.total, tables, colours))
+        Some((idx, pool.op, first, pool.total, colours))
     }
 
     /// Protocol 2 on a whole array: shares of `[z < 0]` or `[z == 0]`. Uses
@@ -216,8 +274,8 @@ impl<R: RingData> Party<R> {
         let shape = z.shape().to_vec();
         let n: usize = shape.iter().product();
         let l = R::BITS as usize;
-        let (batch, pre_tables, pre_colours) = match self.take_pool(kind, n) {
-            Some((pop, first, total, t, c)) => ((pop, first, total), Some(t), Some(c)),
+        let (batch, pool, pre_colours) = match self.take_pool(kind, n) {
+            Some((idx, pop, first, total, c)) => ((pop, first, total), Some(idx), Some(c)),
             None => ((op, 0, n), None, None),
         };
         let one = if bit {
@@ -228,12 +286,8 @@ impl<R: RingData> Party<R> {
         match self.role {
             S1 | S2 => {
                 let zs = R::get(z);
-                let labels = if self.role == S2 && kind == CmpKind::Zero {
-                    self.active_labels(batch, zs.iter().map(|v| v.wneg()), n)
-                } else {
-                    self.active_labels(batch, zs.iter().copied(), n)
-                };
-                self.send_bytes(Sb, labels_to_bytes(&labels))?;
+                let negate = self.role == S2 && kind == CmpKind::Zero;
+                self.send_bytes(Sb, self.active_labels(batch, zs, negate, n))?;
                 let p = match pre_colours {
                     Some(c) => c,
                     None => self.recv_bytes(Sa, n.div_ceil(8))?,
@@ -255,37 +309,33 @@ impl<R: RingData> Party<R> {
                 Ok(R::wrap(from_vec(&shape, out)))
             }
             Sa => {
-                if pre_tables.is_none() {
+                if pool.is_none() {
                     let (tables, p) = self.garble(op, kind, n);
-                    self.send_bytes(Sb, labels_to_bytes(&tables))?;
+                    self.send_bytes(Sb, tables)?;
                     self.send_bytes(S1, p.clone())?;
                     self.send_bytes(S2, p)?;
                 }
                 Ok(Data::shape_only(&shape))
             }
             Sb => {
-                let la = bytes_to_labels(&self.recv_bytes(S1, n * l * 16)?);
-                let lb = bytes_to_labels(&self.recv_bytes(S2, n * l * 16)?);
-                let tables = match pre_tables {
-                    Some(t) => t,
-                    None => bytes_to_labels(&self.recv_bytes(Sa, n * (l - 1) * 32)?),
+                let la = self.recv_bytes(S1, n * l * 16)?;
+                let lb = self.recv_bytes(S2, n * l * 16)?;
+                let out = match pool {
+                    Some(idx) => {
+                        let pools = self.pools.borrow();
+                        self.evaluate(batch, kind, &pools[idx].tables, &la, &lb, n)?
+                    }
+                    None => {
+                        let tables = self.recv_bytes(Sa, n * (l - 1) * 32)?;
+                        self.evaluate(batch, kind, &tables, &la, &lb, n)?
+                    }
                 };
-                let (la, lb) = (wires_from_labels(la, l, n), wires_from_labels(lb, l, n));
-                let mut e = Evaluator::new(&self.hash, batch.0, &tables);
-                e.first = batch.1;
-                let out = circuit(&mut e, kind, &la, &lb);
-                if e.pos != tables.len() {
-                    return Err(Error::Protocol {
-                        peer: Sa,
-                        reason: "garbled tables of the wrong size".into(),
-                    });
-                }
                 let d1 = self.draw(S1, op, Purpose::Reshare, &shape);
                 let masked: ArrayD<R> = from_vec(
                     &shape,
                     out.iter()
                         .zip(d1.iter())
-                        .map(|(w, &r)| if w & 1 == 1 { one.wsub(r) } else { r.wneg() })
+                        .map(|(&d, &r)| if d { one.wsub(r) } else { r.wneg() })
                         .collect(),
                 );
                 self.send(S2, &masked)?;
