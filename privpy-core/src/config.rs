@@ -101,6 +101,14 @@ impl Config {
         2f64.powi(-(self.frac_bits as i32))
     }
 
+    /// The exclusive bound on `|c|` for public operands and constants inside programs:
+    /// `2^(l - f - 2)`, so that `c̃` is a valid signed ring element. (A public factor
+    /// multiplies each share locally, which is exact for any encodable `c`; keeping the
+    /// *result* in range is the program's business, as in plain fixed-point code.)
+    pub fn public_bound(&self) -> f64 {
+        2f64.powi((self.ring.bits() - self.frac_bits - 2) as i32)
+    }
+
     /// Upper bound on the probability that one operand's shares wrap in a
     /// multiplication (paper Theorem 2), for an operand at the bound.
     pub fn wrap_failure_bound(&self) -> f64 {
@@ -120,8 +128,18 @@ impl Config {
         self.decode_one(t)
     }
 
-    /// Encodes one value, checking it against the bound.
+    /// Encodes one value, checking it against the input bound.
     pub(crate) fn encode_one<R: Ring>(&self, x: f64, index: &[usize]) -> Result<R, EncodeError> {
+        self.encode_within::<R>(x, index, self.bound())
+    }
+
+    /// Encodes one value, checking it against `bound`.
+    fn encode_within<R: Ring>(
+        &self,
+        x: f64,
+        index: &[usize],
+        bound: f64,
+    ) -> Result<R, EncodeError> {
         if x.is_nan() {
             return Err(EncodeError::NaN {
                 index: index.to_vec(),
@@ -132,24 +150,40 @@ impl Config {
                 index: index.to_vec(),
             });
         }
-        if x.abs() >= self.bound() {
+        if x.abs() >= bound {
             return Err(EncodeError::OutOfRange {
                 index: index.to_vec(),
                 value: x,
-                bound: self.bound(),
+                bound,
             });
         }
         Ok(encode_unchecked(x, self.frac_bits))
     }
 
-    /// Encodes an array, naming the first element that is out of range.
+    /// Encodes an input array, naming the first element outside the input bound.
     pub(crate) fn encode<R: Ring>(
         &self,
         x: &ArrayViewD<'_, f64>,
     ) -> Result<ndarray::ArrayD<R>, EncodeError> {
+        self.encode_array(x, self.bound())
+    }
+
+    /// Encodes a public operand, checked against [`Config::public_bound`].
+    pub(crate) fn encode_public<R: Ring>(
+        &self,
+        x: &ArrayViewD<'_, f64>,
+    ) -> Result<ndarray::ArrayD<R>, EncodeError> {
+        self.encode_array(x, self.public_bound())
+    }
+
+    fn encode_array<R: Ring>(
+        &self,
+        x: &ArrayViewD<'_, f64>,
+        bound: f64,
+    ) -> Result<ndarray::ArrayD<R>, EncodeError> {
         let mut out = Vec::with_capacity(x.len());
         for (idx, &v) in x.indexed_iter() {
-            out.push(self.encode_one(v, idx.slice())?);
+            out.push(self.encode_within(v, idx.slice(), bound)?);
         }
         Ok(ndarray::ArrayD::from_shape_vec(x.raw_dim(), out)
             .unwrap_or_else(|_| unreachable!("same length")))

@@ -65,7 +65,15 @@ pub(crate) trait Engine {
     /// Matrix product of two secret 2-D arrays with aligned inner dimensions.
     fn matmul(&self, a: &Data, b: &Data) -> Result<Data>;
     /// Matrix product of a secret and a public 2-D array (`c · a` when `public_left`).
-    fn matmul_public(&self, a: &Data, c: &ArrayViewD<'_, f64>, public_left: bool) -> Result<Data>;
+    /// With `truncate = false` the secret is integer-encoded (bits) and the product is
+    /// exact: no truncation.
+    fn matmul_public(
+        &self,
+        a: &Data,
+        c: &ArrayViewD<'_, f64>,
+        public_left: bool,
+        truncate: bool,
+    ) -> Result<Data>;
     /// Shares of `[z < 0]` or `[z == 0]` (paper Protocol 2): fixed-point 0/1, or the
     /// integer bit when `bit` (for exact selection with [`BinOp::MulInt`]).
     fn compare(&self, z: &Data, kind: CmpKind, bit: bool) -> Result<Data>;
@@ -124,7 +132,13 @@ impl Engine for Cleartext {
     fn matmul(&self, a: &Data, b: &Data) -> Result<Data> {
         Ok(Data::Clear(dot2(f64::get(a).view(), f64::get(b).view())))
     }
-    fn matmul_public(&self, a: &Data, c: &ArrayViewD<'_, f64>, public_left: bool) -> Result<Data> {
+    fn matmul_public(
+        &self,
+        a: &Data,
+        c: &ArrayViewD<'_, f64>,
+        public_left: bool,
+        _truncate: bool,
+    ) -> Result<Data> {
         let a = f64::get(a).view();
         Ok(Data::Clear(if public_left {
             dot2(c.view(), a)

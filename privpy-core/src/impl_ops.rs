@@ -172,3 +172,49 @@ impl<A: PrivType> Neg for Priv<A> {
         -&self
     }
 }
+
+/// `a / b` for secrets: `a · (1/b)` with [`Priv::reciprocal`] (its range applies to `b`).
+impl<A: PrivType + Broadcast<B>, B: PrivType> Div<&Priv<B>> for &Priv<A> {
+    type Output = Priv<<A as Broadcast<B>>::Output>;
+    #[track_caller]
+    #[allow(clippy::suspicious_arithmetic_impl)] // division is multiplication by the reciprocal
+    fn div(self, rhs: &Priv<B>) -> Self::Output {
+        self * &rhs.reciprocal()
+    }
+}
+
+impl<A: PrivType + Broadcast<B>, B: PrivType> Div<Priv<B>> for Priv<A> {
+    type Output = Priv<<A as Broadcast<B>>::Output>;
+    #[track_caller]
+    fn div(self, rhs: Priv<B>) -> Self::Output {
+        &self / &rhs
+    }
+}
+
+impl<A: PrivType + Broadcast<B>, B: PrivType> Div<&Priv<B>> for Priv<A> {
+    type Output = Priv<<A as Broadcast<B>>::Output>;
+    #[track_caller]
+    fn div(self, rhs: &Priv<B>) -> Self::Output {
+        &self / rhs
+    }
+}
+
+/// `c / b` for a public scalar and a secret: `c · (1/b)`, one local multiplication.
+impl<A: PrivType> Div<&Priv<A>> for f64
+where
+    f64: Broadcast<A>,
+    A: Broadcast<f64>,
+{
+    type Output = Priv<A>;
+    #[track_caller]
+    #[allow(clippy::suspicious_arithmetic_impl)]
+    fn div(self, rhs: &Priv<A>) -> Priv<A> {
+        let r = rhs.reciprocal();
+        let d = crate::priv_array::or_abort(r.binop(
+            BinOp::Mul,
+            Operand::Public(self.view_dyn()),
+            false,
+        ));
+        Priv::new(d, rhs.eng.clone())
+    }
+}

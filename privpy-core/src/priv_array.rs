@@ -442,11 +442,11 @@ fn dot_data(l: Operand<'_>, r: Operand<'_>) -> Result<Data> {
         }
         (Operand::Secret(a, eng), Operand::Public(c)) => {
             let c = c.to_shape(r2.as_slice()).map_err(|_| unreachable_shape())?;
-            eng.matmul_public(&a.reshape(&l2)?, &c.view(), false)?
+            eng.matmul_public(&a.reshape(&l2)?, &c.view(), false, true)?
         }
         (Operand::Public(c), Operand::Secret(b, eng)) => {
             let c = c.to_shape(l2.as_slice()).map_err(|_| unreachable_shape())?;
-            eng.matmul_public(&b.reshape(&r2)?, &c.view(), true)?
+            eng.matmul_public(&b.reshape(&r2)?, &c.view(), true, true)?
         }
         (Operand::Public(_), Operand::Public(_)) => {
             return Err(Error::Config(

@@ -54,7 +54,7 @@ fn public_operand_out_of_range_stops_the_program_with_an_error() {
         &[],
         |s| {
             let x = s.input::<Array1<f64>>("x")?;
-            s.output("alice", "y", &(&x * 1e12))
+            s.output("alice", "y", &(&x * 1e15))
         },
     )
     .unwrap_err();

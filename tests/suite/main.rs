@@ -6,4 +6,5 @@ mod comm;
 mod common;
 mod compare;
 mod errors;
+mod math;
 mod security;

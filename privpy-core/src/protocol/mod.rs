@@ -217,7 +217,7 @@ impl<R: RingData> Party<R> {
     }
 
     fn encode(&self, c: &ArrayViewD<'_, f64>) -> Result<ArrayD<R>> {
-        self.cfg.encode::<R>(c).map_err(Error::PublicOperand)
+        self.cfg.encode_public::<R>(c).map_err(Error::PublicOperand)
     }
 
     /// Paper Protocol 1 (§4.2), for any bilinear local product `prod`
@@ -435,8 +435,14 @@ impl<R: RingData> Engine for Party<R> {
         })
     }
 
-    fn matmul_public(&self, a: &Data, c: &ArrayViewD<'_, f64>, public_left: bool) -> Result<Data> {
-        let f = self.cfg.frac_bits();
+    fn matmul_public(
+        &self,
+        a: &Data,
+        c: &ArrayViewD<'_, f64>,
+        public_left: bool,
+        truncate: bool,
+    ) -> Result<Data> {
+        let f = if truncate { self.cfg.frac_bits() } else { 0 };
         let out = if public_left {
             [c.shape()[0], a.shape()[1]]
         } else {
