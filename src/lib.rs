@@ -40,7 +40,7 @@
 pub use privpy_core::{
     Arg, Broadcast, Client, ClusterStats, CommStats, Config, DotOperand, DotWith, EncodeError,
     Error, LocalCluster, Priv, PrivType, Public, Result, RingKind, Role, RunOutput, Session,
-    ShapeArg, ShapeError, broadcast_shape, dot, ring, share, transport,
+    ShapeArg, ShapeError, broadcast_shape, concatenate, dot, ring, share, stack, transport,
 };
 pub use privpy_macros::private;
 
@@ -53,7 +53,8 @@ pub struct ReadmeDoctests;
 /// ndarray's array types and macros.
 pub mod prelude {
     pub use crate::{
-        Client, Config, Error, LocalCluster, Priv, Result, Role, RunOutput, Session, dot, private,
+        Client, Config, Error, LocalCluster, Priv, Result, Role, RunOutput, Session, concatenate,
+        dot, private, stack,
     };
     pub use ndarray::{Array, Array1, Array2, ArrayD, Axis, array};
 }

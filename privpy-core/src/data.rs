@@ -49,6 +49,7 @@ macro_rules! map_data {
         }
     };
 }
+pub(crate) use map_data;
 
 macro_rules! with_data {
     ($d:expr, $a:ident => $e:expr) => {

@@ -76,6 +76,22 @@ impl Session {
         Ok(Priv::new(d, self.eng.clone()))
     }
 
+    /// A secret array of zeros (NumPy's `zeros`), shared trivially.
+    pub fn zeros<S: crate::types::ShapeArg>(&self, shape: S) -> Priv<S::Output> {
+        self.filled(shape, 0.0)
+    }
+
+    /// A secret array of ones (NumPy's `ones`), shared trivially.
+    pub fn ones<S: crate::types::ShapeArg>(&self, shape: S) -> Priv<S::Output> {
+        self.filled(shape, 1.0)
+    }
+
+    fn filled<S: crate::types::ShapeArg>(&self, shape: S, v: f64) -> Priv<S::Output> {
+        let a = ndarray::ArrayD::from_elem(ndarray::IxDyn(&shape.dims()), v);
+        let d = crate::priv_array::or_abort(self.eng.constant(&a.view()));
+        Priv::new(d, self.eng.clone())
+    }
+
     /// Offline phase: garbles `n` less-than comparisons before their inputs exist.
     /// Later comparisons (`lt`, `gt`, `le`, `ge`, and everything built on them: relu,
     /// max, sort, …) whose whole batch fits in what is left take their circuits from

@@ -7,4 +7,5 @@ mod common;
 mod compare;
 mod errors;
 mod math;
+mod parity;
 mod security;
