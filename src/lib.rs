@@ -40,7 +40,7 @@
 pub use privpy_core::{
     Arg, Broadcast, Client, ClusterStats, CommStats, Config, DotOperand, DotWith, EncodeError,
     Error, LocalCluster, Priv, PrivType, Public, Result, RingKind, Role, RunOutput, Session,
-    ShapeArg, ShapeError, broadcast_shape, concatenate, dot, ring, share, stack, transport,
+    ShapeArg, ShapeError, broadcast_shape, concatenate, dot, ring, select, share, stack, transport,
 };
 pub use privpy_macros::private;
 
@@ -54,7 +54,7 @@ pub struct ReadmeDoctests;
 pub mod prelude {
     pub use crate::{
         Client, Config, Error, LocalCluster, Priv, Result, Role, RunOutput, Session, concatenate,
-        dot, private, stack,
+        dot, private, select, stack,
     };
     pub use ndarray::{Array, Array1, Array2, ArrayD, Axis, array};
 }

@@ -483,6 +483,24 @@ impl<A: PrivType> Priv<A> {
     }
 }
 
+/// `np.where(cond, a, b)` for a secret 0/1 `cond`: `b + cond·(a − b)`, one
+/// multiplication, same shape (broadcast) whatever the condition.
+pub fn select<C, T, F>(
+    cond: &Priv<C>,
+    if_true: &Priv<T>,
+    if_false: &Priv<F>,
+) -> Priv<<C as crate::types::Broadcast<<T as crate::types::Broadcast<F>>::Output>>::Output>
+where
+    C: PrivType + crate::types::Broadcast<<T as crate::types::Broadcast<F>>::Output>,
+    T: PrivType + crate::types::Broadcast<F>,
+    F: PrivType,
+{
+    let d = if_true - if_false;
+    let cd = cond * &d;
+    let r = Ops { eng: &cond.eng }.add(&if_false.data, &cd.data);
+    Priv::new(or_abort(r), cond.eng.clone())
+}
+
 /// Concatenation along `axis` of values of one shape off that axis.
 fn concat_data(parts: &[&Data], axis: Axis) -> Result<Data> {
     let mut offset = 0;

@@ -38,7 +38,7 @@ pub use cluster::{Client, LocalCluster, RunOutput};
 pub use config::Config;
 pub use error::{EncodeError, Error, Result, ShapeError};
 pub use impl_compare::Arg;
-pub use impl_methods::{concatenate, stack};
+pub use impl_methods::{concatenate, select, stack};
 pub use priv_array::{DotOperand, Priv, dot};
 pub use ring::RingKind;
 pub use session::Session;

@@ -45,7 +45,7 @@ fn all_predicates_match_cleartext_all_rings() {
             s.output("alice", "eqp", &x.eq(0.0))?;
             // The result is usable in arithmetic: a select.
             let c = x.gt(&y);
-            s.output("alice", "sel", &(&c * &(&x - &y) + &y))
+            s.output("alice", "sel", &select(&c, &x, &y))
         };
         let (p, q) = private_and_clear(cfg, &[("x", x.clone()), ("y", y.clone())], &names, program);
         for (k, n) in names.iter().enumerate() {
