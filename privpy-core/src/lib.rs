@@ -10,6 +10,9 @@
 #![deny(missing_docs, unsafe_op_in_unsafe_fn)]
 #![forbid(unsafe_code)]
 
+#[doc(hidden)]
+#[path = "private_support.rs"]
+pub mod __private;
 mod broadcast;
 mod cluster;
 mod config;

@@ -333,6 +333,15 @@ impl<A: PrivType> Priv<A> {
         Ok(A::from_dyn(v)?)
     }
 
+    /// A public value as a secret of this session (used by `#[private]`'s selects).
+    #[doc(hidden)]
+    pub fn __lift<P: Public>(&self, value: P) -> Priv<P::Kind> {
+        Priv::new(
+            or_abort(self.eng.constant(&value.view_dyn())),
+            self.eng.clone(),
+        )
+    }
+
     /// Converts the static type, checking the rank (for example `ArrayD` to `Array2`).
     ///
     /// # Errors

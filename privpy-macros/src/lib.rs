@@ -1,22 +1,89 @@
 //! The `#[private]` attribute of privpy.
 //!
-//! Today the attribute marks a function as a privpy program and leaves its body
-//! unchanged: the function is written directly against `Priv<A>` values, whose
-//! operators already run the private protocols. Secret-aware rewriting (comparisons
-//! and `if` on secrets, the optimizer, compile-time rejection of control flow on
-//! secrets) comes with the macro front end.
+//! `#[private]` on a function (or on an `impl` block, for each of its methods) turns
+//! ordinary ndarray-style code on `Priv<…>` values into private code:
+//!
+//! * comparisons of secrets (`< > <= >= == !=`) become secret comparisons, and
+//!   `&&`, `||`, `!` on their results become arithmetic;
+//! * `if` on a secret condition becomes an oblivious select, for value branches and
+//!   for branches that assign variables (nested too);
+//! * secrets are borrowed by arithmetic, so `x * y + x * w` leaves `x` usable;
+//! * `v[i]` with a public `i` reads or assigns one element;
+//! * control flow that would depend on a secret is a compile error naming it;
+//! * the optimizer (paper §6.2) vectorizes element-wise loops, extracts common
+//!   factors and turns sums of products into one batched multiplication;
+//!   `#[private(optimize = false)]` turns it off.
+//!
+//! Stages, each in its own file: `analyze` (which names are secret), `rewrite`
+//! (operators, selects and every diagnostic), `optimize` (the three rewrites).
 #![deny(missing_docs)]
 
-use proc_macro::TokenStream;
+mod analyze;
+mod optimize;
+mod rewrite;
 
-/// Marks a function as a privpy program. The function is emitted unchanged; an
-/// attribute argument is refused, since none is defined yet.
+use proc_macro::TokenStream;
+use quote::ToTokens;
+
+/// Marks a function (or every method of an `impl` block) as a privpy program; see
+/// the crate documentation. Arguments: `optimize = true | false` (default `true`).
 #[proc_macro_attribute]
 pub fn private(attr: TokenStream, item: TokenStream) -> TokenStream {
-    if !attr.is_empty() {
-        return "compile_error!(\"#[private] takes no arguments yet\");"
-            .parse()
-            .unwrap_or_default();
+    let original: proc_macro2::TokenStream = item.clone().into();
+    match expand(attr.into(), item.into()) {
+        Ok(ts) => ts.into(),
+        Err(e) => {
+            // The original item plus the errors: one real error, no cascade.
+            let mut out = original;
+            out.extend(e.to_compile_error());
+            out.into()
+        }
     }
-    item
+}
+
+fn expand(
+    attr: proc_macro2::TokenStream,
+    item: proc_macro2::TokenStream,
+) -> syn::Result<proc_macro2::TokenStream> {
+    let optimize = parse_args(attr)?;
+    if let Ok(mut f) = syn::parse2::<syn::ItemFn>(item.clone()) {
+        rewrite::function(&f.sig, &mut f.block, optimize)?;
+        return Ok(f.into_token_stream());
+    }
+    let mut imp = syn::parse2::<syn::ItemImpl>(item)?;
+    let mut errors: Option<syn::Error> = None;
+    for it in &mut imp.items {
+        if let syn::ImplItem::Fn(m) = it {
+            if let Err(e) = rewrite::function(&m.sig, &mut m.block, optimize) {
+                match &mut errors {
+                    Some(all) => all.combine(e),
+                    None => errors = Some(e),
+                }
+            }
+        }
+    }
+    match errors {
+        Some(e) => Err(e),
+        None => Ok(imp.into_token_stream()),
+    }
+}
+
+fn parse_args(attr: proc_macro2::TokenStream) -> syn::Result<bool> {
+    let mut optimize = true;
+    if attr.is_empty() {
+        return Ok(optimize);
+    }
+    let parser = syn::meta::parser(|meta| {
+        if meta.path.is_ident("optimize") {
+            let v: syn::LitBool = meta.value()?.parse()?;
+            optimize = v.value;
+            Ok(())
+        } else {
+            Err(meta.error(
+                "unknown argument: #[private] accepts `optimize = true` or `optimize = false`",
+            ))
+        }
+    });
+    syn::parse::Parser::parse2(parser, attr)?;
+    Ok(optimize)
 }

@@ -6,6 +6,7 @@ mod comm;
 mod common;
 mod compare;
 mod errors;
+mod macros;
 mod math;
 mod parity;
 mod security;
