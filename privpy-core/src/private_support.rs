@@ -27,6 +27,7 @@ impl<P: Public + Clone> Lift for P {
 }
 
 /// `if c { t } else { f }` on a secret `c`: `f + c·(t − f)`.
+#[allow(clippy::type_complexity)]
 pub fn select<C, T, F>(
     c: &Priv<C>,
     t: &T,
@@ -91,12 +92,12 @@ where
 {
     let same =
         a.iter().all(|x| x.shape() == a[0].shape()) && b.iter().all(|y| y.shape() == a[0].shape());
-    if same && !a.is_empty() {
-        if let (Ok(sa), Ok(sb)) = (crate::stack(a, Axis(0)), crate::stack(b, Axis(0))) {
-            if let Ok(r) = (&sa * &sb).sum_axis(Axis(0)).into_type::<A::Output>() {
-                return r;
-            }
-        }
+    if same
+        && !a.is_empty()
+        && let (Ok(sa), Ok(sb)) = (crate::stack(a, Axis(0)), crate::stack(b, Axis(0)))
+        && let Ok(r) = (&sa * &sb).sum_axis(Axis(0)).into_type::<A::Output>()
+    {
+        return r;
     }
     let mut acc = a[0] * b[0];
     for k in 1..a.len() {
