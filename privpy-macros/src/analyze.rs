@@ -43,12 +43,12 @@ fn type_is_secret(t: &Type) -> bool {
 pub(crate) fn secret_params(sig: &Signature) -> HashSet<String> {
     let mut out = HashSet::new();
     for arg in &sig.inputs {
-        if let FnArg::Typed(pt) = arg {
-            if type_is_secret(&pt.ty) {
-                let mut ids = Vec::new();
-                pat_idents(&pt.pat, &mut ids);
-                out.extend(ids.into_iter().map(|i| i.to_string()));
-            }
+        if let FnArg::Typed(pt) = arg
+            && type_is_secret(&pt.ty)
+        {
+            let mut ids = Vec::new();
+            pat_idents(&pt.pat, &mut ids);
+            out.extend(ids.into_iter().map(|i| i.to_string()));
         }
     }
     out
@@ -72,21 +72,21 @@ pub(crate) fn secret_in(e: &Expr, secrets: &HashSet<String>) -> Option<syn::Iden
         }
         fn visit_expr_closure(&mut self, _: &'a syn::ExprClosure) {}
         fn visit_expr_path(&mut self, p: &'a syn::ExprPath) {
-            if self.found.is_none() {
-                if let Some(id) = p.path.get_ident() {
-                    if self.secrets.contains(&id.to_string()) {
-                        self.found = Some(id.clone());
-                    }
-                }
+            if self.found.is_none()
+                && let Some(id) = p.path.get_ident()
+                && self.secrets.contains(&id.to_string())
+            {
+                self.found = Some(id.clone());
             }
         }
         fn visit_macro(&mut self, m: &'a syn::Macro) {
             // Look into the tokens of macros like vec![..] for secret names.
             for t in m.tokens.clone() {
-                if let proc_macro2::TokenTree::Ident(id) = t {
-                    if self.found.is_none() && self.secrets.contains(&id.to_string()) {
-                        self.found = Some(id);
-                    }
+                if let proc_macro2::TokenTree::Ident(id) = t
+                    && self.found.is_none()
+                    && self.secrets.contains(&id.to_string())
+                {
+                    self.found = Some(id);
                 }
             }
         }

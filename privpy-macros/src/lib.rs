@@ -53,12 +53,12 @@ fn expand(
     let mut imp = syn::parse2::<syn::ItemImpl>(item)?;
     let mut errors: Option<syn::Error> = None;
     for it in &mut imp.items {
-        if let syn::ImplItem::Fn(m) = it {
-            if let Err(e) = rewrite::function(&m.sig, &mut m.block, optimize) {
-                match &mut errors {
-                    Some(all) => all.combine(e),
-                    None => errors = Some(e),
-                }
+        if let syn::ImplItem::Fn(m) = it
+            && let Err(e) = rewrite::function(&m.sig, &mut m.block, optimize)
+        {
+            match &mut errors {
+                Some(all) => all.combine(e),
+                None => errors = Some(e),
             }
         }
     }

@@ -78,10 +78,10 @@ impl Cx {
     }
 
     fn binary(&mut self, e: &mut Expr) {
-        if self.optimize {
-            if let Some(new) = optimize::sum_of_products(self, e) {
-                *e = new;
-            }
+        if self.optimize
+            && let Some(new) = optimize::sum_of_products(self, e)
+        {
+            *e = new;
         }
         let Expr::Binary(b) = e else {
             visit_mut::visit_expr_mut(self, e);
@@ -244,7 +244,7 @@ impl Cx {
         vars.retain(|v| seen.insert(v.to_string()) && self.secrets.contains(&v.to_string()));
         if vars.is_empty() {
             self.error(
-                &i.if_token,
+                i.if_token,
                 format!(
                     "this `if` on the secret `{sname}` has no effect that can be made oblivious: its branches must \
                      either both produce a value (`if c {{ a }} else {{ b }}`) or assign secret variables"
@@ -336,21 +336,20 @@ fn assigned(e: &Expr, out: &mut Vec<Ident>) {
     struct A<'o>(&'o mut Vec<Ident>);
     impl<'a> syn::visit::Visit<'a> for A<'_> {
         fn visit_expr_assign(&mut self, a: &'a syn::ExprAssign) {
-            if let Expr::Path(p) = strip(&a.left) {
-                if let Some(i) = p.path.get_ident() {
-                    self.0.push(i.clone());
-                }
+            if let Expr::Path(p) = strip(&a.left)
+                && let Some(i) = p.path.get_ident()
+            {
+                self.0.push(i.clone());
             }
             syn::visit::visit_expr_assign(self, a);
         }
         fn visit_expr_method_call(&mut self, m: &'a syn::ExprMethodCall) {
             // `z.itemset(..)` from `z[i] = v` assigns `z`.
-            if m.method == "itemset" || m.method == "put" {
-                if let Expr::Path(p) = strip(&m.receiver) {
-                    if let Some(i) = p.path.get_ident() {
-                        self.0.push(i.clone());
-                    }
-                }
+            if (m.method == "itemset" || m.method == "put")
+                && let Expr::Path(p) = strip(&m.receiver)
+                && let Some(i) = p.path.get_ident()
+            {
+                self.0.push(i.clone());
             }
             syn::visit::visit_expr_method_call(self, m);
         }
@@ -439,12 +438,12 @@ impl VisitMut for Cx {
                     );
                     return;
                 }
-                if self.optimize {
-                    if let Some(new) = optimize::vectorize_loop(self, f) {
-                        *e = new;
-                        visit_mut::visit_expr_mut(self, e);
-                        return;
-                    }
+                if self.optimize
+                    && let Some(new) = optimize::vectorize_loop(self, f)
+                {
+                    *e = new;
+                    visit_mut::visit_expr_mut(self, e);
+                    return;
                 }
                 visit_mut::visit_expr_for_loop_mut(self, f);
             }

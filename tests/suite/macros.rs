@@ -6,7 +6,11 @@ use privpy::prelude::*;
 
 // DESIGN §1's example: a secret condition on values becomes an oblivious select.
 #[private]
-fn relu_layer(x: Priv<Array2<f64>>, w: Priv<Array2<f64>>, b: Priv<Array1<f64>>) -> Priv<Array2<f64>> {
+fn relu_layer(
+    x: Priv<Array2<f64>>,
+    w: Priv<Array2<f64>>,
+    b: Priv<Array1<f64>>,
+) -> Priv<Array2<f64>> {
     let h = x.dot(&w) + b;
     if h > 0.0 { h } else { 0.0 }
 }
@@ -110,22 +114,34 @@ fn inputs1(s: &Session) -> Result<(Priv<Array1<f64>>, Priv<Array1<f64>>)> {
 #[test]
 fn rewritten_functions_match_cleartext_and_plain_rust() {
     let progs: Vec<(&str, Box<dyn Fn(&Session) -> Result<()> + Sync>)> = vec![
-        ("relu_layer", Box::new(|s| {
-            let r = relu_layer(s.input("m")?, s.input("w")?, s.input("b")?);
-            s.output("alice", "out", &r)
-        })),
-        ("logic", Box::new(|s| {
-            let (x, y) = inputs1(s)?;
-            s.output("alice", "out", &logic(x, y))
-        })),
-        ("piecewise", Box::new(|s| {
-            let (x, _) = inputs1(s)?;
-            s.output("alice", "out", &piecewise(x, -5.0))
-        })),
-        ("method", Box::new(|s| {
-            let (x, _) = inputs1(s)?;
-            s.output("alice", "out", &Model { scale: 3.0 }.apply(x))
-        })),
+        (
+            "relu_layer",
+            Box::new(|s| {
+                let r = relu_layer(s.input("m")?, s.input("w")?, s.input("b")?);
+                s.output("alice", "out", &r)
+            }),
+        ),
+        (
+            "logic",
+            Box::new(|s| {
+                let (x, y) = inputs1(s)?;
+                s.output("alice", "out", &logic(x, y))
+            }),
+        ),
+        (
+            "piecewise",
+            Box::new(|s| {
+                let (x, _) = inputs1(s)?;
+                s.output("alice", "out", &piecewise(x, -5.0))
+            }),
+        ),
+        (
+            "method",
+            Box::new(|s| {
+                let (x, _) = inputs1(s)?;
+                s.output("alice", "out", &Model { scale: 3.0 }.apply(x))
+            }),
+        ),
     ];
     for (name, p) in &progs {
         let (clear, _) = run(None, p);
@@ -138,9 +154,19 @@ fn rewritten_functions_match_cleartext_and_plain_rust() {
         }
     }
     // The cleartext runs equal plain Rust for the same inputs.
-    let (x, _) = run(None, |s| s.output("alice", "out", &s.input::<Array1<f64>>("x")?));
+    let (x, _) = run(None, |s| {
+        s.output("alice", "out", &s.input::<Array1<f64>>("x")?)
+    });
     let (pw, _) = run(None, &progs[2].1);
-    let want = x[0].mapv(|v| if v < -5.0 { -5.0 + 100.0 } else if v > 10.0 { v * 0.5 + if v > 20.0 { 200.0 } else { 0.0 } } else { v });
+    let want = x[0].mapv(|v| {
+        if v < -5.0 {
+            -5.0 + 100.0
+        } else if v > 10.0 {
+            v * 0.5 + if v > 20.0 { 200.0 } else { 0.0 }
+        } else {
+            v
+        }
+    });
     assert_eq!(pw[0], want);
     let (relu, _) = run(None, &progs[0].1);
     assert!(relu[0].iter().all(|&v| v >= 0.0));
@@ -153,13 +179,25 @@ fn compare_opt(
 ) {
     let (clear, _) = run(None, &plain);
     let (clear_opt, _) = run(None, &opt);
-    assert!(max_abs_diff(&clear[0], &clear_opt[0]) < 1e-9, "{name}: the rewrite changes the cleartext result");
+    assert!(
+        max_abs_diff(&clear[0], &clear_opt[0]) < 1e-9,
+        "{name}: the rewrite changes the cleartext result"
+    );
     let cfg = Config::default();
     let (p_opt, r_opt) = run(Some(cfg), &opt);
     let (p_plain, r_plain) = run(Some(cfg), &plain);
-    assert!(max_abs_diff(&p_opt[0], &clear[0]) < 1e-6, "{name}: optimized vs cleartext");
-    assert!(max_abs_diff(&p_plain[0], &clear[0]) < 1e-6, "{name}: unoptimized vs cleartext");
-    assert!(r_opt < r_plain, "{name}: {r_opt} rounds optimized, {r_plain} without");
+    assert!(
+        max_abs_diff(&p_opt[0], &clear[0]) < 1e-6,
+        "{name}: optimized vs cleartext"
+    );
+    assert!(
+        max_abs_diff(&p_plain[0], &clear[0]) < 1e-6,
+        "{name}: unoptimized vs cleartext"
+    );
+    assert!(
+        r_opt < r_plain,
+        "{name}: {r_opt} rounds optimized, {r_plain} without"
+    );
 }
 
 #[test]
@@ -187,11 +225,19 @@ fn common_factor_extraction_is_equivalent_and_saves_rounds() {
         "factor",
         move |s| {
             let v = get(s)?;
-            s.output("alice", "out", &factor_opt(v[0].clone(), v[1].clone(), v[2].clone(), v[3].clone()))
+            s.output(
+                "alice",
+                "out",
+                &factor_opt(v[0].clone(), v[1].clone(), v[2].clone(), v[3].clone()),
+            )
         },
         move |s| {
             let v = get(s)?;
-            s.output("alice", "out", &factor_plain(v[0].clone(), v[1].clone(), v[2].clone(), v[3].clone()))
+            s.output(
+                "alice",
+                "out",
+                &factor_plain(v[0].clone(), v[1].clone(), v[2].clone(), v[3].clone()),
+            )
         },
     );
 }
@@ -206,20 +252,34 @@ fn expression_vectorization_is_equivalent_and_saves_rounds() {
         "dot",
         move |s| {
             let v = get(s)?;
-            s.output("alice", "out", &dot_opt(v[0].clone(), v[1].clone(), v[2].clone(), v[3].clone()))
+            s.output(
+                "alice",
+                "out",
+                &dot_opt(v[0].clone(), v[1].clone(), v[2].clone(), v[3].clone()),
+            )
         },
         move |s| {
             let v = get(s)?;
-            s.output("alice", "out", &dot_plain(v[0].clone(), v[1].clone(), v[2].clone(), v[3].clone()))
+            s.output(
+                "alice",
+                "out",
+                &dot_plain(v[0].clone(), v[1].clone(), v[2].clone(), v[3].clone()),
+            )
         },
     );
 }
 
 #[test]
 fn loops_with_carried_dependencies_are_left_alone() {
-    let (clear, _) = run(None, |s| s.output("alice", "out", &carried_plain(s.input("x")?, 6)));
-    let (opt, r_opt) = run(Some(Config::default()), |s| s.output("alice", "out", &carried_opt(s.input("x")?, 6)));
-    let (_, r_plain) = run(Some(Config::default()), |s| s.output("alice", "out", &carried_plain(s.input("x")?, 6)));
+    let (clear, _) = run(None, |s| {
+        s.output("alice", "out", &carried_plain(s.input("x")?, 6))
+    });
+    let (opt, r_opt) = run(Some(Config::default()), |s| {
+        s.output("alice", "out", &carried_opt(s.input("x")?, 6))
+    });
+    let (_, r_plain) = run(Some(Config::default()), |s| {
+        s.output("alice", "out", &carried_plain(s.input("x")?, 6))
+    });
     assert!(max_abs_diff(&opt[0], &clear[0]) < 1e-6);
     assert_eq!(r_opt, r_plain, "the optimizer did not fire");
 }
