@@ -107,13 +107,16 @@ fn run(cfg: Option<Config>, f: impl Fn(&Session) -> Result<()> + Sync) -> (Vec<A
     (out, run.stats().rounds())
 }
 
-fn inputs1(s: &Session) -> Result<(Priv<Array1<f64>>, Priv<Array1<f64>>)> {
+type Vecs = (Priv<Array1<f64>>, Priv<Array1<f64>>);
+type Program = Box<dyn Fn(&Session) -> Result<()> + Sync>;
+
+fn inputs1(s: &Session) -> Result<Vecs> {
     Ok((s.input("x")?, s.input("y")?))
 }
 
 #[test]
 fn rewritten_functions_match_cleartext_and_plain_rust() {
-    let progs: Vec<(&str, Box<dyn Fn(&Session) -> Result<()> + Sync>)> = vec![
+    let progs: Vec<(&str, Program)> = vec![
         (
             "relu_layer",
             Box::new(|s| {
