@@ -29,33 +29,66 @@ use quote::ToTokens;
 /// the crate documentation. Arguments: `optimize = true | false` (default `true`).
 #[proc_macro_attribute]
 pub fn private(attr: TokenStream, item: TokenStream) -> TokenStream {
-    let original: proc_macro2::TokenStream = item.clone().into();
     match expand(attr.into(), item.into()) {
         Ok(ts) => ts.into(),
-        Err(e) => {
-            // The original item plus the errors: one real error, no cascade.
-            let mut out = original;
+        Err((stub, e)) => {
+            // The item with an unreachable body plus the errors: the user sees
+            // privpy's messages and no cascade from code that cannot type-check.
+            let mut out = stub;
             out.extend(e.to_compile_error());
             out.into()
         }
     }
 }
 
+/// The item with every rejected body replaced by `unreachable!()`.
+fn stubbed(mut f: syn::ItemFn) -> proc_macro2::TokenStream {
+    f.block = Box::new(syn::parse_quote!({
+        ::core::unreachable!("rejected by #[private]")
+    }));
+    f.attrs.push(syn::parse_quote!(#[allow(unused)]));
+    f.into_token_stream()
+}
+
+type Failed = (proc_macro2::TokenStream, syn::Error);
+
 fn expand(
     attr: proc_macro2::TokenStream,
     item: proc_macro2::TokenStream,
-) -> syn::Result<proc_macro2::TokenStream> {
-    let optimize = parse_args(attr)?;
+) -> Result<proc_macro2::TokenStream, Failed> {
+    let optimize = match parse_args(attr) {
+        Ok(o) => o,
+        Err(e) => {
+            let stub = match syn::parse2::<syn::ItemFn>(item.clone()) {
+                Ok(f) => stubbed(f),
+                Err(_) => item,
+            };
+            return Err((stub, e));
+        }
+    };
     if let Ok(mut f) = syn::parse2::<syn::ItemFn>(item.clone()) {
-        rewrite::function(&f.sig, &mut f.block, optimize)?;
-        return Ok(f.into_token_stream());
+        let orig = f.clone();
+        return match rewrite::function(&f.sig, &mut f.block, optimize) {
+            Ok(()) => Ok(f.into_token_stream()),
+            Err(e) => Err((stubbed(orig), e)),
+        };
     }
-    let mut imp = syn::parse2::<syn::ItemImpl>(item)?;
+    let mut imp = match syn::parse2::<syn::ItemImpl>(item.clone()) {
+        Ok(i) => i,
+        Err(_) => {
+            let e = syn::Error::new_spanned(
+                &item,
+                "#[private] applies to a function or to an `impl` block",
+            );
+            return Err((item, e));
+        }
+    };
     let mut errors: Option<syn::Error> = None;
     for it in &mut imp.items {
         if let syn::ImplItem::Fn(m) = it
             && let Err(e) = rewrite::function(&m.sig, &mut m.block, optimize)
         {
+            m.block = syn::parse_quote!({ ::core::unreachable!("rejected by #[private]") });
             match &mut errors {
                 Some(all) => all.combine(e),
                 None => errors = Some(e),
@@ -63,7 +96,7 @@ fn expand(
         }
     }
     match errors {
-        Some(e) => Err(e),
+        Some(e) => Err((imp.into_token_stream(), e)),
         None => Ok(imp.into_token_stream()),
     }
 }

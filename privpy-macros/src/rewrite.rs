@@ -13,6 +13,7 @@ pub(crate) fn function(sig: &Signature, block: &mut Block, optimize: bool) -> sy
     let mut cx = Cx {
         secrets: secret_params(sig),
         errors: None,
+        reported: 0,
         branch: Vec::new(),
         optimize,
         tmp: 0,
@@ -34,6 +35,8 @@ struct Branch {
 pub(crate) struct Cx {
     pub(crate) secrets: HashSet<String>,
     errors: Option<syn::Error>,
+    /// How many diagnostics so far (to avoid a second one for the same mistake).
+    reported: usize,
     branch: Vec<Branch>,
     pub(crate) optimize: bool,
     tmp: usize,
@@ -41,6 +44,7 @@ pub(crate) struct Cx {
 
 impl Cx {
     fn error(&mut self, at: impl ToTokens, msg: String) {
+        self.reported += 1;
         let e = syn::Error::new_spanned(at, msg);
         match &mut self.errors {
             Some(all) => all.combine(e),
@@ -195,6 +199,7 @@ impl Cx {
             return;
         };
         let sname = secret.to_string();
+        let before = self.reported;
         self.branch.push(Branch {
             secret: sname.clone(),
             locals: HashSet::new(),
@@ -243,6 +248,9 @@ impl Cx {
         let mut seen = HashSet::new();
         vars.retain(|v| seen.insert(v.to_string()) && self.secrets.contains(&v.to_string()));
         if vars.is_empty() {
+            if self.reported > before {
+                return; // the branch's own error explains it
+            }
             self.error(
                 i.if_token,
                 format!(

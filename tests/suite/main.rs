@@ -10,3 +10,4 @@ mod macros;
 mod math;
 mod parity;
 mod security;
+mod ui;
