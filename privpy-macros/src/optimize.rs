@@ -56,7 +56,14 @@ fn vectorized(
         Expr::Binary(bin)
             if matches!(
                 bin.op,
-                BinOp::Add(_) | BinOp::Sub(_) | BinOp::Mul(_) | BinOp::Div(_)
+                BinOp::Add(_)
+                    | BinOp::Sub(_)
+                    | BinOp::Mul(_)
+                    | BinOp::Div(_)
+                    | BinOp::Lt(_)
+                    | BinOp::Gt(_)
+                    | BinOp::Le(_)
+                    | BinOp::Ge(_)
             ) =>
         {
             let l = vectorized(cx, &bin.left, i, range, used)?;

@@ -416,6 +416,22 @@ impl VisitMut for Cx {
 
     fn visit_expr_closure_mut(&mut self, _: &mut syn::ExprClosure) {}
 
+    fn visit_macro_mut(&mut self, m: &mut syn::Macro) {
+        // `s![..]` ranges (ndarray slicing) must be public.
+        if m.path.segments.last().is_some_and(|s| s.ident == "s") {
+            let tokens: Expr = parse_quote!(#m);
+            if let Some(secret) = self.secret(&tokens) {
+                self.error(
+                    &*m,
+                    format!(
+                        "slicing with the secret `{secret}`: which elements are taken would reveal it; use public \
+                         ranges, and select obliviously (multiply by a comparison) where the range depends on a secret"
+                    ),
+                );
+            }
+        }
+    }
+
     fn visit_item_mut(&mut self, _: &mut syn::Item) {}
 
     fn visit_expr_mut(&mut self, e: &mut Expr) {
