@@ -39,12 +39,16 @@ loops!(cmp_opt, cmp_plain, (x, y, n) {
 
 macro_rules! sums {
     ($n:literal, $fo:ident, $fp:ident, $vo:ident, $vp:ident, $y0:ident $(, $y:ident)*) => {
+        #[allow(clippy::too_many_arguments)]
         #[private]
         fn $fo(x: Priv<f64>, $y0: Priv<f64> $(, $y: Priv<f64>)*) -> Priv<f64> { x * $y0 $(+ x * $y)* }
+        #[allow(clippy::too_many_arguments)]
         #[private(optimize = false)]
         fn $fp(x: Priv<f64>, $y0: Priv<f64> $(, $y: Priv<f64>)*) -> Priv<f64> { x * $y0 $(+ x * $y)* }
+        #[allow(clippy::too_many_arguments)]
         #[private]
         fn $vo(x: Priv<f64>, $y0: Priv<f64> $(, $y: Priv<f64>)*) -> Priv<f64> { $y0 * $y0 $(+ x * $y)* }
+        #[allow(clippy::too_many_arguments)]
         #[private(optimize = false)]
         fn $vp(x: Priv<f64>, $y0: Priv<f64> $(, $y: Priv<f64>)*) -> Priv<f64> { $y0 * $y0 $(+ x * $y)* }
     };
