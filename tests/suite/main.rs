@@ -8,6 +8,7 @@ mod compare;
 mod errors;
 mod macros;
 mod math;
+mod ml;
 mod parity;
 mod security;
 mod ui;

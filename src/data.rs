@@ -1,0 +1,254 @@
+//! Loaders for the evaluation data sets, with validation: a malformed file is an
+//! error naming the file and the place, never a panic or silent garbage.
+//!
+//! Files ending in `.gz` are decompressed. [`data_dir`] finds the full sets;
+//! [`shipped`] names the slices in the repository's `data/` folder.
+
+use ndarray::{Array1, Array2};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+/// What went wrong reading a data file.
+#[derive(Debug, thiserror::Error)]
+pub enum DataError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file's contents are not in the expected format.
+    #[error("{path}: {place}: {reason}")]
+    Format {
+        /// The file.
+        path: PathBuf,
+        /// Where: a line number or a byte offset.
+        place: String,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+fn format_err(path: &Path, place: impl Into<String>, reason: impl Into<String>) -> DataError {
+    DataError::Format {
+        path: path.to_path_buf(),
+        place: place.into(),
+        reason: reason.into(),
+    }
+}
+
+/// The bytes of a file, decompressed when its name ends in `.gz`.
+///
+/// # Errors
+/// [`DataError::Io`] when it cannot be read or decompressed.
+pub fn read_bytes(path: &Path) -> Result<Vec<u8>, DataError> {
+    let io = |source| DataError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let raw = std::fs::read(path).map_err(io)?;
+    if path.extension().is_some_and(|e| e == "gz") {
+        let mut out = Vec::new();
+        flate2::read::GzDecoder::new(raw.as_slice())
+            .read_to_end(&mut out)
+            .map_err(io)?;
+        Ok(out)
+    } else {
+        Ok(raw)
+    }
+}
+
+/// The directory with the full data sets: `$PRIVPY_DATA`, else `../shared/data`
+/// (relative to the crate) when it exists.
+pub fn data_dir() -> Option<PathBuf> {
+    if let Some(d) = std::env::var_os("PRIVPY_DATA") {
+        return Some(PathBuf::from(d));
+    }
+    let candidate = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data");
+    candidate.is_dir().then_some(candidate)
+}
+
+/// A file of the slices shipped in the repository (`data/…`).
+pub fn shipped(relative: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("data")
+        .join(relative)
+}
+
+/// MNIST images (`n × 784`, pixels scaled to `[0, 1]`) and labels.
+#[derive(Clone, Debug)]
+pub struct Mnist {
+    /// One image per row, 28×28 pixels row-major, divided by 255.
+    pub images: Array2<f64>,
+    /// The digit of each image.
+    pub labels: Array1<u8>,
+}
+
+fn be_u32(b: &[u8], at: usize, path: &Path) -> Result<u32, DataError> {
+    b.get(at..at + 4)
+        .map(|s| u32::from_be_bytes([s[0], s[1], s[2], s[3]]))
+        .ok_or_else(|| {
+            format_err(
+                path,
+                format!("byte {at}"),
+                "file ends inside the IDX header",
+            )
+        })
+}
+
+/// Reads MNIST from IDX files (LeCun's format; `.gz` allowed), at most `limit` images.
+///
+/// # Errors
+/// A missing file, a wrong magic number (0x803 for images, 0x801 for labels), image
+/// sizes other than 28×28, a count that the file's length does not match, counts that
+/// differ between the two files, or a label above 9.
+pub fn load_mnist(images: &Path, labels: &Path, limit: Option<usize>) -> Result<Mnist, DataError> {
+    let ib = read_bytes(images)?;
+    let lb = read_bytes(labels)?;
+    if be_u32(&ib, 0, images)? != 0x803 {
+        return Err(format_err(
+            images,
+            "byte 0",
+            "not an IDX image file (magic is not 0x00000803)",
+        ));
+    }
+    if be_u32(&lb, 0, labels)? != 0x801 {
+        return Err(format_err(
+            labels,
+            "byte 0",
+            "not an IDX label file (magic is not 0x00000801)",
+        ));
+    }
+    let n = be_u32(&ib, 4, images)? as usize;
+    let (rows, cols) = (be_u32(&ib, 8, images)?, be_u32(&ib, 12, images)?);
+    if (rows, cols) != (28, 28) {
+        return Err(format_err(
+            images,
+            "byte 8",
+            format!("images are {rows}x{cols}, expected 28x28"),
+        ));
+    }
+    if ib.len() != 16 + n * 784 {
+        return Err(format_err(
+            images,
+            "header",
+            format!(
+                "{n} images need {} bytes, the file has {}",
+                16 + n * 784,
+                ib.len()
+            ),
+        ));
+    }
+    let nl = be_u32(&lb, 4, labels)? as usize;
+    if lb.len() != 8 + nl {
+        return Err(format_err(
+            labels,
+            "header",
+            format!(
+                "{nl} labels need {} bytes, the file has {}",
+                8 + nl,
+                lb.len()
+            ),
+        ));
+    }
+    if nl != n {
+        return Err(format_err(
+            labels,
+            "header",
+            format!("{nl} labels for {n} images"),
+        ));
+    }
+    let m = limit.map_or(n, |l| l.min(n));
+    let label_bytes = &lb[8..8 + m];
+    if let Some(k) = label_bytes.iter().position(|&v| v > 9) {
+        return Err(format_err(
+            labels,
+            format!("label {k}"),
+            format!("label {} is not a digit", label_bytes[k]),
+        ));
+    }
+    let px = Array2::from_shape_fn((m, 784), |(i, j)| ib[16 + i * 784 + j] as f64 / 255.0);
+    Ok(Mnist {
+        images: px,
+        labels: Array1::from(label_bytes.to_vec()),
+    })
+}
+
+/// A LIBSVM data set as a dense matrix with a trailing bias column of ones, and
+/// labels mapped to `{0, 1}` (`+1 → 1`, `-1`/`0 → 0`).
+#[derive(Clone, Debug)]
+pub struct Libsvm {
+    /// `n × (dims + 1)`: the features, then 1.
+    pub x: Array2<f64>,
+    /// 0 or 1 per row.
+    pub y: Array1<f64>,
+}
+
+/// Reads a LIBSVM file (`label index:value …`, indices from 1), at most `limit` rows,
+/// with the dimension fixed at `dims` (Adult/a9a: 123; the test file never uses 123).
+///
+/// # Errors
+/// A malformed line (naming it): a label other than ±1/0, a pair that is not
+/// `index:value`, an index of 0 or above `dims`, a value that is not a finite number.
+pub fn load_libsvm(path: &Path, dims: usize, limit: Option<usize>) -> Result<Libsvm, DataError> {
+    let bytes = read_bytes(path)?;
+    let text = String::from_utf8(bytes)
+        .map_err(|e| format_err(path, "file", format!("not UTF-8: {e}")))?;
+    let mut xs = Vec::new();
+    let mut ys = Vec::new();
+    for (ln, line) in text.lines().enumerate() {
+        if limit.is_some_and(|l| ys.len() >= l) {
+            break;
+        }
+        let place = || format!("line {}", ln + 1);
+        let mut parts = line.split_whitespace();
+        let Some(label) = parts.next() else { continue };
+        let y = match label {
+            "+1" | "1" => 1.0,
+            "-1" | "0" => 0.0,
+            other => {
+                return Err(format_err(
+                    path,
+                    place(),
+                    format!("label {other:?} is not +1, -1 or 0"),
+                ));
+            }
+        };
+        let mut row = vec![0.0; dims + 1];
+        row[dims] = 1.0;
+        for p in parts {
+            let (i, v) = p
+                .split_once(':')
+                .ok_or_else(|| format_err(path, place(), format!("{p:?} is not index:value")))?;
+            let i: usize = i
+                .parse()
+                .map_err(|_| format_err(path, place(), format!("index {i:?} is not a number")))?;
+            if i == 0 || i > dims {
+                return Err(format_err(
+                    path,
+                    place(),
+                    format!("index {i} is outside 1..={dims}"),
+                ));
+            }
+            let v: f64 = v
+                .parse()
+                .ok()
+                .filter(|v: &f64| v.is_finite())
+                .ok_or_else(|| {
+                    format_err(path, place(), format!("value {v:?} is not a finite number"))
+                })?;
+            row[i - 1] = v;
+        }
+        xs.extend(row);
+        ys.push(y);
+    }
+    let n = ys.len();
+    Ok(Libsvm {
+        x: Array2::from_shape_vec((n, dims + 1), xs)
+            .map_err(|e| format_err(path, "file", e.to_string()))?,
+        y: Array1::from(ys),
+    })
+}

@@ -1,0 +1,116 @@
+//! Data loaders (valid and malformed files) and private training fidelity.
+
+use privpy::data::{DataError, load_libsvm, load_mnist, shipped};
+use privpy::ml::{accuracy, logistic_regression};
+use privpy::prelude::*;
+use std::path::PathBuf;
+
+fn temp(name: &str, bytes: &[u8]) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("privpy-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let p = dir.join(name);
+    std::fs::write(&p, bytes).unwrap();
+    p
+}
+
+#[test]
+fn shipped_slices_load_with_the_published_properties() {
+    let m = load_mnist(
+        &shipped("mnist/t10k-300-images-idx3-ubyte"),
+        &shipped("mnist/t10k-300-labels-idx1-ubyte"),
+        None,
+    )
+    .unwrap();
+    assert_eq!(m.images.dim(), (300, 784));
+    // The first test labels of MNIST, as its README records them.
+    assert_eq!(
+        m.labels.slice(s![..10]).to_vec(),
+        vec![7, 2, 1, 0, 4, 1, 4, 9, 5, 9]
+    );
+    assert!(m.images.iter().all(|&p| (0.0..=1.0).contains(&p)));
+    let a = load_libsvm(&shipped("adult/a9a-first-2000"), 123, None).unwrap();
+    assert_eq!(a.x.dim(), (2000, 124));
+    assert!(a.x.column(123).iter().all(|&b| b == 1.0), "bias column");
+    assert!(a.y.iter().all(|&y| y == 0.0 || y == 1.0));
+    let limited = load_libsvm(&shipped("adult/a9a.t-first-1000"), 123, Some(10)).unwrap();
+    assert_eq!(limited.y.len(), 10);
+}
+
+#[test]
+fn malformed_files_are_clear_errors() {
+    let lab = shipped("mnist/t10k-300-labels-idx1-ubyte");
+    let img = std::fs::read(shipped("mnist/t10k-300-images-idx3-ubyte")).unwrap();
+    // Truncated images.
+    let p = temp("trunc-images", &img[..1000]);
+    let e = load_mnist(&p, &lab, None).unwrap_err();
+    assert!(
+        matches!(e, DataError::Format { .. }) && e.to_string().contains("300 images need"),
+        "{e}"
+    );
+    // Wrong magic.
+    let mut bad = img.clone();
+    bad[3] = 0x01;
+    let e = load_mnist(&temp("bad-magic", &bad), &lab, None).unwrap_err();
+    assert!(e.to_string().contains("magic"), "{e}");
+    // Header shorter than 16 bytes.
+    let e = load_mnist(&temp("tiny", &img[..6]), &lab, None).unwrap_err();
+    assert!(e.to_string().contains("header"), "{e}");
+    // A missing file names the path.
+    let e = load_mnist(&PathBuf::from("/nonexistent/x"), &lab, None).unwrap_err();
+    assert!(matches!(e, DataError::Io { .. }) && e.to_string().contains("/nonexistent/x"));
+    // LIBSVM: a bad label, a bad pair, an index out of range, a non-number, naming the line.
+    for (text, needle) in [
+        ("+1 3:1\n2 4:1\n", "line 2"),
+        ("-1 3:1 7\n", "not index:value"),
+        ("-1 124:1\n", "outside 1..=123"),
+        ("-1 3:abc\n", "not a finite number"),
+        ("-1 3:NaN\n", "not a finite number"),
+    ] {
+        let e = load_libsvm(&temp("bad.svm", text.as_bytes()), 123, None).unwrap_err();
+        assert!(e.to_string().contains(needle), "{text:?}: {e}");
+    }
+}
+
+#[test]
+fn private_logistic_regression_matches_cleartext() {
+    let train = load_libsvm(&shipped("adult/a9a-first-2000"), 123, Some(600)).unwrap();
+    let test = load_libsvm(&shipped("adult/a9a.t-first-1000"), 123, None).unwrap();
+    let program = |s: &Session| {
+        let xa = s.input::<Array2<f64>>("xa")?;
+        let xb = s.input::<Array2<f64>>("xb")?;
+        let ya = s.input::<Array1<f64>>("ya")?;
+        let yb = s.input::<Array1<f64>>("yb")?;
+        let x = concatenate(&[&xa, &xb], Axis(0))?.into_type::<Array2<f64>>()?;
+        let y = concatenate(&[&ya, &yb], Axis(0))?.into_type::<Array1<f64>>()?;
+        s.output(
+            "carol",
+            "w",
+            &logistic_regression(x, y, s.zeros(124), 100, 12, 0.5),
+        )
+    };
+    let run = |mut c: LocalCluster| -> Array1<f64> {
+        let (a, b, carol) = (c.client("alice"), c.client("bob"), c.client("carol"));
+        c.upload(&a, "xa", train.x.slice(s![..300, ..]).to_owned())
+            .unwrap();
+        c.upload(&a, "ya", train.y.slice(s![..300]).to_owned())
+            .unwrap();
+        c.upload(&b, "xb", train.x.slice(s![300.., ..]).to_owned())
+            .unwrap();
+        c.upload(&b, "yb", train.y.slice(s![300..]).to_owned())
+            .unwrap();
+        c.run(program).unwrap().open(&carol, "w").unwrap()
+    };
+    let wc = run(LocalCluster::cleartext());
+    for cfg in [Config::default(), Config::fast()] {
+        let wp = run(LocalCluster::new(cfg).with_seed(1));
+        let rrmse = (&wp - &wc).mapv(|d| d * d).sum().sqrt() / wc.mapv(|d| d * d).sum().sqrt();
+        let tol = if cfg == Config::fast() { 1e-2 } else { 1e-6 };
+        assert!(rrmse < tol, "{cfg:?}: RRMSE {rrmse}");
+        let (ap, ac) = (
+            accuracy(&test.x, &test.y, &wp),
+            accuracy(&test.x, &test.y, &wc),
+        );
+        assert!((ap - ac).abs() <= 0.002, "{cfg:?}: accuracy {ap} vs {ac}");
+        assert!(ac > 0.75, "the model learned something: {ac}");
+    }
+}
