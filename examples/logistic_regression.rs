@@ -54,10 +54,10 @@ fn main() -> std::result::Result<(), Box<dyn std::error::Error>> {
             cluster.client("bob"),
             cluster.client("carol"),
         );
-        cluster.upload(&alice, "x_alice", &train.x.slice(s![..half, ..]).to_owned())?;
-        cluster.upload(&alice, "y_alice", &train.y.slice(s![..half]).to_owned())?;
-        cluster.upload(&bob, "x_bob", &train.x.slice(s![half.., ..]).to_owned())?;
-        cluster.upload(&bob, "y_bob", &train.y.slice(s![half..]).to_owned())?;
+        cluster.upload(&alice, "x_alice", train.x.slice(s![..half, ..]).to_owned())?;
+        cluster.upload(&alice, "y_alice", train.y.slice(s![..half]).to_owned())?;
+        cluster.upload(&bob, "x_bob", train.x.slice(s![half.., ..]).to_owned())?;
+        cluster.upload(&bob, "y_bob", train.y.slice(s![half..]).to_owned())?;
         let out = cluster.run(program)?;
         Ok((out.open(&carol, "w")?, out))
     };
