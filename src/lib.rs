@@ -46,6 +46,7 @@ pub use privpy_macros::private;
 
 pub mod data;
 pub mod ml;
+pub mod model;
 
 /// The README's examples, compiled and run as doctests.
 #[cfg(doctest)]

@@ -30,6 +30,24 @@ pub fn logistic_regression(
     w
 }
 
+/// Inference with the feed-forward network 784-625-625-10 (ReLU, then argmax): secret
+/// images (one per row of `x`) and a secret model; the secret predicted digits.
+#[private]
+pub fn mlp_predict(
+    x: Priv<Array2<f64>>,
+    w1: Priv<Array2<f64>>,
+    b1: Priv<Array1<f64>>,
+    w2: Priv<Array2<f64>>,
+    b2: Priv<Array1<f64>>,
+    w3: Priv<Array2<f64>>,
+    b3: Priv<Array1<f64>>,
+) -> Priv<Array1<f64>> {
+    let h1 = (x.dot(&w1) + b1).relu();
+    let h2 = (h1.dot(&w2) + b2).relu();
+    let scores = h2.dot(&w3) + b3;
+    scores.argmax_axis(Axis(1))
+}
+
 /// The share of rows of `x` (with a bias column) that a public model `w` classifies
 /// correctly against labels `y` in `{0, 1}`.
 pub fn accuracy(x: &Array2<f64>, y: &Array1<f64>, w: &Array1<f64>) -> f64 {

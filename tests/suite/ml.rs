@@ -114,3 +114,62 @@ fn private_logistic_regression_matches_cleartext() {
         assert!(ac > 0.75, "the model learned something: {ac}");
     }
 }
+
+#[test]
+fn private_mnist_predictions_equal_cleartext() {
+    use privpy::ml::mlp_predict;
+    use privpy::model::load_safetensors;
+    let test = load_mnist(
+        &shipped("mnist/t10k-300-images-idx3-ubyte"),
+        &shipped("mnist/t10k-300-labels-idx1-ubyte"),
+        Some(12),
+    )
+    .unwrap();
+    let model = load_safetensors(
+        &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models/mnist-mlp.safetensors"),
+    )
+    .unwrap();
+    assert_eq!(model["w1"].shape(), &[784, 625]);
+    assert_eq!(model["b3"].shape(), &[10]);
+    let predict = |mut c: LocalCluster| -> Array1<f64> {
+        let (owner, user) = (c.client("owner"), c.client("user"));
+        for (k, t) in &model {
+            c.upload(&owner, k, t).unwrap();
+        }
+        c.upload(&user, "x", &test.images).unwrap();
+        c.run(|s| {
+            let g2 = |k: &str| s.input::<Array2<f64>>(k);
+            let g1 = |k: &str| s.input::<Array1<f64>>(k);
+            let d = mlp_predict(
+                g2("x")?,
+                g2("w1")?,
+                g1("b1")?,
+                g2("w2")?,
+                g1("b2")?,
+                g2("w3")?,
+                g1("b3")?,
+            );
+            s.output("user", "d", &d)
+        })
+        .unwrap()
+        .open(&user, "d")
+        .unwrap()
+    };
+    let clear = predict(LocalCluster::cleartext());
+    for cfg in [Config::fast(), Config::default()] {
+        assert_eq!(
+            predict(LocalCluster::new(cfg).with_seed(1)),
+            clear,
+            "{cfg:?}"
+        );
+    }
+    let hits = clear
+        .iter()
+        .zip(test.labels.iter())
+        .filter(|(p, l)| **p as u8 == **l)
+        .count();
+    assert!(
+        hits >= 11,
+        "the shipped model classifies the shipped images: {hits}/12"
+    );
+}
