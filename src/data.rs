@@ -252,3 +252,158 @@ pub fn load_libsvm(path: &Path, dims: usize, limit: Option<usize>) -> Result<Lib
         y: Array1::from(ys),
     })
 }
+
+/// The Credit Card Fraud set: the 28 PCA features and `Amount` (29 columns, plus a
+/// bias column of ones), and `Class` (1 = fraud).
+#[derive(Clone, Debug)]
+pub struct CreditCard {
+    /// `n × 30`: V1..V28, Amount, then 1.
+    pub x: Array2<f64>,
+    /// 0 or 1 per row.
+    pub y: Array1<f64>,
+}
+
+/// Reads `creditcard.csv` (ULB/Kaggle; `.gz` allowed), at most `limit` rows.
+///
+/// # Errors
+/// A header other than `"Time","V1",…,"V28","Amount","Class"`, a row without 31
+/// fields, a field that is not a finite number, or a class other than 0/1 (naming the line).
+pub fn load_creditcard(path: &Path, limit: Option<usize>) -> Result<CreditCard, DataError> {
+    let text = String::from_utf8(read_bytes(path)?)
+        .map_err(|e| format_err(path, "file", format!("not UTF-8: {e}")))?;
+    let mut lines = text.lines();
+    let header: Vec<String> = lines
+        .next()
+        .unwrap_or("")
+        .split(',')
+        .map(|h| h.trim_matches('"').to_string())
+        .collect();
+    let mut want = vec!["Time".to_string()];
+    want.extend((1..=28).map(|k| format!("V{k}")));
+    want.extend(["Amount".to_string(), "Class".to_string()]);
+    if header != want {
+        return Err(format_err(
+            path,
+            "line 1",
+            "header is not \"Time\",\"V1\",…,\"V28\",\"Amount\",\"Class\"",
+        ));
+    }
+    let (mut xs, mut ys) = (Vec::new(), Vec::new());
+    for (ln, line) in lines.enumerate() {
+        if limit.is_some_and(|l| ys.len() >= l) {
+            break;
+        }
+        let place = || format!("line {}", ln + 2);
+        let f: Vec<&str> = line.split(',').collect();
+        if f.len() != 31 {
+            return Err(format_err(
+                path,
+                place(),
+                format!("{} fields, expected 31", f.len()),
+            ));
+        }
+        let num = |s: &str| -> Result<f64, DataError> {
+            s.trim_matches('"')
+                .parse::<f64>()
+                .ok()
+                .filter(|v| v.is_finite())
+                .ok_or_else(|| format_err(path, place(), format!("{s:?} is not a finite number")))
+        };
+        for s in &f[1..30] {
+            xs.push(num(s)?);
+        }
+        xs.push(1.0);
+        let c = num(f[30])?;
+        if c != 0.0 && c != 1.0 {
+            return Err(format_err(
+                path,
+                place(),
+                format!("class {c} is not 0 or 1"),
+            ));
+        }
+        ys.push(c);
+    }
+    let n = ys.len();
+    Ok(CreditCard {
+        x: Array2::from_shape_vec((n, 30), xs)
+            .map_err(|e| format_err(path, "file", e.to_string()))?,
+        y: Array1::from(ys),
+    })
+}
+
+/// Ratings as `(user, item, rating)` with 0-based ids, and the numbers of users and items.
+#[derive(Clone, Debug)]
+pub struct Ratings {
+    /// `(user, item, rating)` triples.
+    pub triples: Vec<(usize, usize, f64)>,
+    /// One more than the largest user id.
+    pub users: usize,
+    /// One more than the largest item id.
+    pub items: usize,
+}
+
+impl Ratings {
+    /// The dense rating matrix (`users × items`, 0 where unrated) and its 0/1 mask.
+    pub fn dense(&self) -> (Array2<f64>, Array2<f64>) {
+        let mut r = Array2::zeros((self.users, self.items));
+        let mut m = Array2::zeros((self.users, self.items));
+        for &(u, i, v) in &self.triples {
+            r[[u, i]] = v;
+            m[[u, i]] = 1.0;
+        }
+        (r, m)
+    }
+}
+
+/// Reads MovieLens ratings: the 100K `u.data` (tab-separated `user item rating time`)
+/// or the 1M `ratings.dat` (`user::item::rating::time`), detected per line.
+///
+/// # Errors
+/// A line without four fields, an id of 0 or not a number, or a rating outside 1..=5.
+pub fn load_movielens(path: &Path) -> Result<Ratings, DataError> {
+    let text = String::from_utf8(read_bytes(path)?)
+        .map_err(|e| format_err(path, "file", format!("not UTF-8: {e}")))?;
+    let mut out = Ratings {
+        triples: Vec::new(),
+        users: 0,
+        items: 0,
+    };
+    for (ln, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let place = || format!("line {}", ln + 1);
+        let f: Vec<&str> = if line.contains("::") {
+            line.split("::").collect()
+        } else {
+            line.split('\t').collect()
+        };
+        if f.len() != 4 {
+            return Err(format_err(
+                path,
+                place(),
+                format!("{} fields, expected user, item, rating, timestamp", f.len()),
+            ));
+        }
+        let id = |s: &str| -> Result<usize, DataError> {
+            s.trim()
+                .parse::<usize>()
+                .ok()
+                .filter(|&v| v > 0)
+                .ok_or_else(|| format_err(path, place(), format!("{s:?} is not a positive id")))
+        };
+        let (u, i) = (id(f[0])?, id(f[1])?);
+        let r: f64 = f[2]
+            .trim()
+            .parse()
+            .ok()
+            .filter(|r| (1.0..=5.0).contains(r))
+            .ok_or_else(|| {
+                format_err(path, place(), format!("rating {:?} is not in 1..=5", f[2]))
+            })?;
+        out.users = out.users.max(u);
+        out.items = out.items.max(i);
+        out.triples.push((u - 1, i - 1, r));
+    }
+    Ok(out)
+}

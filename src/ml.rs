@@ -48,6 +48,55 @@ pub fn mlp_predict(
     scores.argmax_axis(Axis(1))
 }
 
+/// k-means (Lloyd's algorithm) for `iterations` rounds from the centroids `c0`
+/// (`k × d`): the assignment of each row is a secret one-hot (argmin of the squared
+/// distances), and each centroid the mean of its rows (an empty cluster keeps 0 rows'
+/// mean, 0). Returns the centroids.
+#[private]
+pub fn kmeans(x: Priv<Array2<f64>>, c0: Priv<Array2<f64>>, iterations: usize) -> Priv<Array2<f64>> {
+    let n = x.shape()[0];
+    let k = c0.shape()[0];
+    let labels = Array2::from_shape_fn((1, k), |(_, j)| j as f64);
+    let mut c = c0;
+    for _ in 0..iterations {
+        // ||x - c||² up to the per-row constant ||x||²: ||c||² - 2 x·c.
+        let cross = x.dot(&c.t());
+        let norms = (c * c).sum_axis(Axis(1));
+        let d = norms - cross * 2.0;
+        let nearest = d.argmin_axis(Axis(1)).reshape((n, 1));
+        let onehot = nearest.eq(&labels);
+        let counts = onehot.sum_axis(Axis(0)).maximum(1.0);
+        let sums = onehot.t().dot(&x);
+        c = sums * counts.reciprocal().reshape((k, 1));
+    }
+    c
+}
+
+/// Matrix factorization `R ≈ U Vᵀ` by gradient descent on the observed entries
+/// (`mask` is 1 where a rating exists; the mask is secret too), with L2
+/// regularization `lambda`. Returns `(U, V)`.
+#[private]
+pub fn matrix_factorization(
+    r: Priv<Array2<f64>>,
+    mask: Priv<Array2<f64>>,
+    u0: Priv<Array2<f64>>,
+    v0: Priv<Array2<f64>>,
+    iterations: usize,
+    lr: f64,
+    lambda: f64,
+) -> (Priv<Array2<f64>>, Priv<Array2<f64>>) {
+    let mut u = u0;
+    let mut v = v0;
+    for _ in 0..iterations {
+        let e = (u.dot(&v.t()) - r) * mask;
+        let gu = e.dot(&v) + u * lambda;
+        let gv = e.t().dot(&u) + v * lambda;
+        u = u - gu * lr;
+        v = v - gv * lr;
+    }
+    (u, v)
+}
+
 /// The share of rows of `x` (with a bias column) that a public model `w` classifies
 /// correctly against labels `y` in `{0, 1}`.
 pub fn accuracy(x: &Array2<f64>, y: &Array1<f64>, w: &Array1<f64>) -> f64 {

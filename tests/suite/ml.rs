@@ -173,3 +173,175 @@ fn private_mnist_predictions_equal_cleartext() {
         "the shipped model classifies the shipped images: {hits}/12"
     );
 }
+
+#[test]
+fn creditcard_and_movielens_loaders_validate() {
+    use privpy::data::{load_creditcard, load_movielens};
+    let mut header = String::from("\"Time\"");
+    for k in 1..=28 {
+        header.push_str(&format!(",\"V{k}\""));
+    }
+    header.push_str(",\"Amount\",\"Class\"\n");
+    let row = |class: &str| {
+        let mut r = String::from("0");
+        for k in 1..=28 {
+            r.push_str(&format!(",{}", k as f64 * 0.1));
+        }
+        r.push_str(&format!(",12.5,\"{class}\"\n"));
+        r
+    };
+    let ok = format!("{header}{}{}", row("0"), row("1"));
+    let c = load_creditcard(&temp("cc.csv", ok.as_bytes()), None).unwrap();
+    assert_eq!(c.x.dim(), (2, 30));
+    assert_eq!(c.y.to_vec(), vec![0.0, 1.0]);
+    assert_eq!(c.x[[0, 28]], 12.5);
+    let e = load_creditcard(
+        &temp("cc-bad.csv", format!("{header}{}", row("2")).as_bytes()),
+        None,
+    )
+    .unwrap_err();
+    assert!(
+        e.to_string().contains("line 2") && e.to_string().contains("class"),
+        "{e}"
+    );
+    let e = load_creditcard(&temp("cc-hdr.csv", b"a,b\n"), None).unwrap_err();
+    assert!(e.to_string().contains("header"), "{e}");
+
+    let r = load_movielens(&temp(
+        "u.data",
+        b"196\t242\t3\t881250949\n186\t302\t3\t891717742\n",
+    ))
+    .unwrap();
+    assert_eq!(
+        (r.users, r.items, r.triples[0]),
+        (196, 302, (195, 241, 3.0))
+    );
+    let r1m = load_movielens(&temp(
+        "ratings.dat",
+        b"1::1193::5::978300760\n2::661::3::978302109\n",
+    ))
+    .unwrap();
+    assert_eq!((r1m.users, r1m.items), (2, 1193));
+    let (dense, mask) = r1m.dense();
+    assert_eq!((dense[[0, 1192]], mask.sum()), (5.0, 2.0));
+    for (text, needle) in [
+        (&b"1\t2\t6\t0\n"[..], "rating"),
+        (b"0\t2\t3\t0\n", "positive id"),
+        (b"1\t2\t3\n", "fields"),
+    ] {
+        let e = load_movielens(&temp("bad.data", text)).unwrap_err();
+        assert!(e.to_string().contains(needle), "{e}");
+    }
+}
+
+fn synthetic_clusters() -> Array2<f64> {
+    let centers = [
+        [0.0, 0.0, 5.0],
+        [6.0, 0.0, 0.0],
+        [0.0, 6.0, 0.0],
+        [6.0, 6.0, 6.0],
+        [-6.0, 3.0, -3.0],
+    ];
+    Array2::from_shape_fn((100, 3), |(i, j)| {
+        centers[i % 5][j] + ((i * 7 + j * 3) % 11) as f64 * 0.05
+    })
+}
+
+#[test]
+fn private_kmeans_matches_cleartext() {
+    use privpy::ml::kmeans;
+    let x = synthetic_clusters();
+    let run = |mut c: LocalCluster| -> Array2<f64> {
+        let (a, b, m) = (c.client("alice"), c.client("bob"), c.client("owner"));
+        c.upload(&a, "xa", x.slice(s![..50, ..]).to_owned())
+            .unwrap();
+        c.upload(&b, "xb", x.slice(s![50.., ..]).to_owned())
+            .unwrap();
+        c.run(|s| {
+            let xa = s.input::<Array2<f64>>("xa")?;
+            let xb = s.input::<Array2<f64>>("xb")?;
+            let x = concatenate(&[&xa, &xb], Axis(0))?.into_type::<Array2<f64>>()?;
+            let c0 = x.slice(s![..5, ..]);
+            s.output("owner", "c", &kmeans(x, c0, 4))
+        })
+        .unwrap()
+        .open(&m, "c")
+        .unwrap()
+    };
+    let clear = run(LocalCluster::cleartext());
+    let private = run(LocalCluster::new(Config::default()).with_seed(1));
+    let d = (&private - &clear)
+        .mapv(f64::abs)
+        .fold(0.0f64, |a, &b| a.max(b));
+    assert!(d < 1e-6, "centroids differ by {d}");
+    // The five true centres are found.
+    for row in clear.rows() {
+        assert!(row.iter().all(|v| v.abs() < 7.0));
+    }
+}
+
+#[test]
+fn private_matrix_factorization_matches_cleartext_on_a_low_rank_matrix() {
+    use privpy::ml::matrix_factorization;
+    // MovieLens may not be redistributed: a generated rank-5 matrix with 60% observed.
+    let (m, n, k) = (24, 30, 5);
+    let a = Array2::from_shape_fn((m, k), |(i, j)| ((i * 3 + j * 5) % 7) as f64 * 0.2 + 0.3);
+    let b = Array2::from_shape_fn((n, k), |(i, j)| ((i * 5 + j * 2) % 6) as f64 * 0.2 + 0.2);
+    let r_full = a.dot(&b.t());
+    let mask = Array2::from_shape_fn(
+        (m, n),
+        |(i, j)| if (i * 7 + j * 3) % 5 < 3 { 1.0 } else { 0.0 },
+    );
+    let r = &r_full * &mask;
+    let u0 = Array2::from_shape_fn((m, k), |(i, j)| 0.3 + ((i + j) % 3) as f64 * 0.1);
+    let v0 = Array2::from_shape_fn((n, k), |(i, j)| 0.3 + ((i * 2 + j) % 3) as f64 * 0.1);
+    let run = |mut c: LocalCluster| -> (Array2<f64>, Array2<f64>) {
+        let (ua, ub, o) = (c.client("users_a"), c.client("users_b"), c.client("owner"));
+        c.upload(&ua, "ra", r.slice(s![..12, ..]).to_owned())
+            .unwrap();
+        c.upload(&ua, "ma", mask.slice(s![..12, ..]).to_owned())
+            .unwrap();
+        c.upload(&ub, "rb", r.slice(s![12.., ..]).to_owned())
+            .unwrap();
+        c.upload(&ub, "mb", mask.slice(s![12.., ..]).to_owned())
+            .unwrap();
+        c.upload(&o, "u0", &u0).unwrap();
+        c.upload(&o, "v0", &v0).unwrap();
+        let out = c
+            .run(|s| {
+                let cat = |x: &str, y: &str| -> Result<Priv<Array2<f64>>> {
+                    concatenate(
+                        &[&s.input::<Array2<f64>>(x)?, &s.input::<Array2<f64>>(y)?],
+                        Axis(0),
+                    )?
+                    .into_type()
+                };
+                let (u, v) = matrix_factorization(
+                    cat("ra", "rb")?,
+                    cat("ma", "mb")?,
+                    s.input("u0")?,
+                    s.input("v0")?,
+                    30,
+                    0.02,
+                    0.001,
+                );
+                s.output("owner", "u", &u)?;
+                s.output("owner", "v", &v)
+            })
+            .unwrap();
+        (out.open(&o, "u").unwrap(), out.open(&o, "v").unwrap())
+    };
+    let (uc, vc) = run(LocalCluster::cleartext());
+    let (up, vp) = run(LocalCluster::new(Config::default()).with_seed(1));
+    let rrmse = |p: &Array2<f64>, c: &Array2<f64>| {
+        (p - c).mapv(|d| d * d).sum().sqrt() / c.mapv(|d| d * d).sum().sqrt()
+    };
+    assert!(rrmse(&up, &uc) < 1e-6 && rrmse(&vp, &vc) < 1e-6);
+    let err = |u: &Array2<f64>, v: &Array2<f64>| {
+        ((u.dot(&v.t()) - &r_full) * &mask).mapv(|d| d * d).sum()
+    };
+    assert!(
+        err(&uc, &vc) < 0.5 * err(&u0, &v0),
+        "training reduced the error"
+    );
+}
