@@ -1,0 +1,181 @@
+//! Reproduces the paper's Tables 4 and 6 (default preset): time per instance of one
+//! training iteration of logistic regression, k-means and matrix factorization at
+//! batch sizes 1, 10, 100, 1000, and private inference time per MNIST image at the
+//! same batch sizes, with bytes (all servers) and rounds per batch. Time is measured
+//! on S1 inside the session (uploads excluded); median of three runs below batch
+//! 1000, one run at 1000. Written to `target/ml_tables.md` too.
+//!
+//! Uses the shipped slices (Adult, MNIST) and, where available, the full Credit Card
+//! and MovieLens sets (`$PRIVPY_DATA` or `../shared/data`), else generated data.
+//!
+//! `cargo bench --bench ml_tables`
+
+mod common;
+
+use common::{cluster_with, no_setup, timed_run};
+use privpy::data::{data_dir, load_creditcard, load_libsvm, load_mnist, shipped};
+use privpy::ml::{kmeans, logistic_regression, matrix_factorization, mlp_predict};
+use privpy::model::load_safetensors;
+use privpy::prelude::*;
+use std::fmt::Write as _;
+use std::time::Duration;
+
+const BATCHES: [usize; 4] = [1, 10, 100, 1000];
+
+fn measure(runs: usize, f: impl Fn() -> (Duration, u64, u64)) -> (f64, u64, u64) {
+    let mut v: Vec<(Duration, u64, u64)> = (0..runs).map(|_| f()).collect();
+    v.sort();
+    let m = v[v.len() / 2];
+    (m.0.as_secs_f64() * 1e3, m.1, m.2)
+}
+
+fn row(out: &mut String, what: &str, b: usize, (ms, bytes, rounds): (f64, u64, u64)) {
+    let _ = writeln!(
+        out,
+        "| {what} | {b} | {:.3} | {:.1} | {} |",
+        ms / b as f64,
+        bytes as f64 / b as f64 / 1e3,
+        rounds
+    );
+}
+
+fn tile_rows(x: &Array2<f64>, n: usize) -> Array2<f64> {
+    let idx: Vec<usize> = (0..n).map(|i| i % x.nrows()).collect();
+    x.select(Axis(0), &idx)
+}
+
+fn main() -> std::result::Result<(), Box<dyn std::error::Error>> {
+    let cfg = Config::default();
+    let mut out =
+        String::from("# Tables 4 and 6: machine learning, default preset (Z_2^128, f = 32)\n\n");
+    let _ = writeln!(
+        out,
+        "| task | batch | ms per instance | kB per instance | rounds per batch |\n|---|---|---|---|---|"
+    );
+    let adult = load_libsvm(&shipped("adult/a9a-first-2000"), 123, None)?;
+    let cc = data_dir()
+        .map(|d| d.join("creditcard/creditcard.csv.gz"))
+        .filter(|p| p.exists())
+        .map(|p| load_creditcard(&p, Some(2000)))
+        .transpose()?;
+    for b in BATCHES {
+        let runs = if b >= 1000 { 1 } else { 3 };
+        // One logistic-regression SGD step on a batch of b Adult rows.
+        let x = tile_rows(&adult.x, b).into_dyn();
+        let y = Array1::from_shape_fn(b, |i| adult.y[i % adult.y.len()]).into_dyn();
+        let c = cluster_with(cfg, &[("x", x), ("y", y), ("w", ArrayD::zeros(vec![124]))]);
+        let r = measure(runs, || {
+            timed_run(&c, 1, no_setup, |s| {
+                std::hint::black_box(logistic_regression(
+                    s.input("x")?,
+                    s.input("y")?,
+                    s.input("w")?,
+                    b,
+                    1,
+                    0.5,
+                ));
+                Ok(())
+            })
+        });
+        row(&mut out, "logistic regression (Adult, 124 dims)", b, r);
+        // One k-means iteration (k = 5) on b rows.
+        let (name, data) = match &cc {
+            Some(c) => (
+                "k-means (Credit Card, 29 dims)",
+                c.x.slice(s![.., ..29]).to_owned(),
+            ),
+            None => (
+                "k-means (Adult, 123 dims)",
+                adult.x.slice(s![.., ..123]).to_owned(),
+            ),
+        };
+        let x = tile_rows(&data, b.max(5)).into_dyn();
+        let c = cluster_with(cfg, &[("x", x)]);
+        let r = measure(runs, || {
+            timed_run(&c, 1, no_setup, |s| {
+                let x = s.input::<Array2<f64>>("x")?;
+                let c0 = x.slice(s![..5, ..]);
+                std::hint::black_box(kmeans(x, c0, 1));
+                Ok(())
+            })
+        });
+        row(&mut out, name, b, r);
+        // One matrix-factorization step (rank 5) on b users × 1,682 items.
+        let items = 1682;
+        let rr = ArrayD::from_shape_fn(vec![b, items], |i| {
+            if (i[0] * 31 + i[1] * 17) % 16 == 0 {
+                ((i[0] + i[1]) % 5 + 1) as f64
+            } else {
+                0.0
+            }
+        });
+        let mask = rr.mapv(|v| if v > 0.0 { 1.0 } else { 0.0 });
+        let c = cluster_with(
+            cfg,
+            &[
+                ("r", rr),
+                ("m", mask),
+                ("u", ArrayD::from_elem(vec![b, 5], 0.8)),
+                ("v", ArrayD::from_elem(vec![items, 5], 0.8)),
+            ],
+        );
+        let r = measure(runs, || {
+            timed_run(&c, 1, no_setup, |s| {
+                std::hint::black_box(matrix_factorization(
+                    s.input("r")?,
+                    s.input("m")?,
+                    s.input("u")?,
+                    s.input("v")?,
+                    1,
+                    0.001,
+                    0.01,
+                ));
+                Ok(())
+            })
+        });
+        row(&mut out, "matrix factorization (users x 1,682 items)", b, r);
+    }
+    // Private inference per image (Table 6).
+    let test = load_mnist(
+        &shipped("mnist/t10k-300-images-idx3-ubyte"),
+        &shipped("mnist/t10k-300-labels-idx1-ubyte"),
+        None,
+    )?;
+    let model = load_safetensors(
+        &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models/mnist-mlp.safetensors"),
+    )?;
+    for b in BATCHES {
+        let mut inputs: Vec<(&str, ArrayD<f64>)> =
+            model.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
+        inputs.push(("x", tile_rows(&test.images, b).into_dyn()));
+        let c = cluster_with(cfg, &inputs);
+        let r = measure(if b >= 1000 { 1 } else { 3 }, || {
+            timed_run(&c, 1, no_setup, |s| {
+                let g2 = |k: &str| s.input::<Array2<f64>>(k);
+                let g1 = |k: &str| s.input::<Array1<f64>>(k);
+                std::hint::black_box(mlp_predict(
+                    g2("x")?,
+                    g2("w1")?,
+                    g1("b1")?,
+                    g2("w2")?,
+                    g1("b2")?,
+                    g2("w3")?,
+                    g1("b3")?,
+                ));
+                Ok(())
+            })
+        });
+        row(
+            &mut out,
+            "MNIST inference, 784-625-625-10 (per image)",
+            b,
+            r,
+        );
+    }
+    println!("{out}");
+    let _ = std::fs::create_dir_all("target");
+    if let Err(e) = std::fs::write("target/ml_tables.md", &out) {
+        eprintln!("could not write target/ml_tables.md: {e}");
+    }
+    Ok(())
+}
