@@ -14,7 +14,7 @@ mod common;
 
 use common::{cluster_with, no_setup, timed_run};
 use privpy::data::{data_dir, load_creditcard, load_libsvm, load_mnist, shipped};
-use privpy::ml::{kmeans, logistic_regression, matrix_factorization, mlp_predict};
+use privpy::ml::{kmeans, logistic_regression, matrix_factorization, mlp_predict_inputs};
 use privpy::model::load_safetensors;
 use privpy::prelude::*;
 use std::fmt::Write as _;

@@ -6,7 +6,7 @@
 //! `cargo run --release --example kmeans [-- --rows 2000 --iterations 5]`
 
 use privpy::data::{data_dir, load_creditcard, load_libsvm, shipped};
-use privpy::ml::kmeans;
+use privpy::ml::{kmeans, rows};
 use privpy::prelude::*;
 use std::time::Instant;
 
@@ -20,14 +20,14 @@ fn arg(name: &str, default: usize) -> usize {
 }
 
 fn main() -> std::result::Result<(), Box<dyn std::error::Error>> {
-    let rows = arg("--rows", 2000);
+    let n_rows = arg("--rows", 2000);
     let iterations = arg("--iterations", 5);
     let (name, x) = match data_dir()
         .map(|d| d.join("creditcard/creditcard.csv.gz"))
         .filter(|p| p.exists())
     {
         Some(p) => {
-            let c = load_creditcard(&p, Some(rows))?;
+            let c = load_creditcard(&p, Some(n_rows))?;
             // Standardize Amount (column 28), which dwarfs the PCA features.
             let mut x = c.x.slice(s![.., ..29]).to_owned();
             let amount = x.column(28).to_owned();
@@ -36,7 +36,7 @@ fn main() -> std::result::Result<(), Box<dyn std::error::Error>> {
             ("Credit Card", x)
         }
         None => {
-            let a = load_libsvm(&shipped("adult/a9a-first-2000"), 123, Some(rows))?;
+            let a = load_libsvm(&shipped("adult/a9a-first-2000"), 123, Some(n_rows))?;
             ("Adult (shipped slice)", a.x.slice(s![.., ..123]).to_owned())
         }
     };
@@ -47,9 +47,7 @@ fn main() -> std::result::Result<(), Box<dyn std::error::Error>> {
         n - half
     );
     let program = |s: &Session| {
-        let xa = s.input::<Array2<f64>>("xa")?;
-        let xb = s.input::<Array2<f64>>("xb")?;
-        let x = concatenate(&[&xa, &xb], Axis(0))?.into_type::<Array2<f64>>()?;
+        let x = rows(s, &["xa", "xb"])?;
         let c0 = x.slice(s![..5, ..]);
         s.output("analyst", "centroids", &kmeans(x, c0, iterations))
     };

@@ -10,7 +10,7 @@
 //! `data/`; `-- --full` uses the full set from `$PRIVPY_DATA` (or `../shared/data`).
 
 use privpy::data::{data_dir, load_libsvm, shipped};
-use privpy::ml::{accuracy, logistic_regression};
+use privpy::ml::{accuracy, entries, logistic_regression, rows};
 use privpy::prelude::*;
 use std::time::Instant;
 
@@ -39,12 +39,8 @@ fn main() -> std::result::Result<(), Box<dyn std::error::Error>> {
     println!("mini-batch SGD: batch {batch}, {iterations} iterations, learning rate {lr}");
 
     let program = |s: &Session| {
-        let xa = s.input::<Array2<f64>>("x_alice")?;
-        let xb = s.input::<Array2<f64>>("x_bob")?;
-        let ya = s.input::<Array1<f64>>("y_alice")?;
-        let yb = s.input::<Array1<f64>>("y_bob")?;
-        let x = concatenate(&[&xa, &xb], Axis(0))?.into_type::<Array2<f64>>()?;
-        let y = concatenate(&[&ya, &yb], Axis(0))?.into_type::<Array1<f64>>()?;
+        let x = rows(s, &["x_alice", "x_bob"])?;
+        let y = entries(s, &["y_alice", "y_bob"])?;
         let w = logistic_regression(x, y, s.zeros(124), batch, iterations, lr);
         s.output("carol", "w", &w)
     };

@@ -6,7 +6,7 @@
 //! `cargo run --release --example matrix_factorization [-- --iterations 10]`
 
 use privpy::data::{data_dir, load_movielens};
-use privpy::ml::matrix_factorization;
+use privpy::ml::{matrix_factorization, rows};
 use privpy::prelude::*;
 use std::time::Instant;
 
@@ -57,16 +57,9 @@ fn main() -> std::result::Result<(), Box<dyn std::error::Error>> {
         (mean / 5.0).sqrt() * (0.9 + ((2 * i + j) % 5) as f64 * 0.05)
     });
     let program = |s: &Session| {
-        let cat = |x: &str, y: &str| -> privpy::Result<Priv<Array2<f64>>> {
-            concatenate(
-                &[&s.input::<Array2<f64>>(x)?, &s.input::<Array2<f64>>(y)?],
-                Axis(0),
-            )?
-            .into_type()
-        };
         let (u, v) = matrix_factorization(
-            cat("ra", "rb")?,
-            cat("ma", "mb")?,
+            rows(s, &["ra", "rb"])?,
+            rows(s, &["ma", "mb"])?,
             s.input("u0")?,
             s.input("v0")?,
             iterations,

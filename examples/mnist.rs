@@ -10,7 +10,7 @@
 //! uses the 300 images shipped in `data/`.
 
 use privpy::data::{load_mnist, shipped};
-use privpy::ml::mlp_predict;
+use privpy::ml::mlp_predict_inputs;
 use privpy::model::load_safetensors;
 use privpy::prelude::*;
 use std::time::Instant;
@@ -46,20 +46,7 @@ fn main() -> std::result::Result<(), Box<dyn std::error::Error>> {
         cfg.ring()
     );
 
-    let program = |s: &Session| {
-        let get2 = |k: &str| s.input::<Array2<f64>>(k);
-        let get1 = |k: &str| s.input::<Array1<f64>>(k);
-        let digits = mlp_predict(
-            get2("images")?,
-            get2("w1")?,
-            get1("b1")?,
-            get2("w2")?,
-            get1("b2")?,
-            get2("w3")?,
-            get1("b3")?,
-        );
-        s.output("imageowner", "digits", &digits)
-    };
+    let program = |s: &Session| s.output("imageowner", "digits", &mlp_predict_inputs(s, "images")?);
     let predict =
         |mut cluster: LocalCluster, images: Array2<f64>| -> privpy::Result<(Array1<f64>, u64)> {
             let owner = cluster.client("modelowner");

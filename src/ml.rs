@@ -97,6 +97,52 @@ pub fn matrix_factorization(
     (u, v)
 }
 
+/// The secret inputs `names` (row slices of one data set, one per data owner)
+/// stacked into one matrix, in order.
+///
+/// # Errors
+/// An unknown input, or slices whose column counts differ.
+pub fn rows(s: &Session, names: &[&str]) -> Result<Priv<Array2<f64>>> {
+    let parts = names
+        .iter()
+        .map(|n| s.input::<Array2<f64>>(n))
+        .collect::<Result<Vec<_>>>()?;
+    let refs: Vec<&Priv<Array2<f64>>> = parts.iter().collect();
+    concatenate(&refs, Axis(0))?.into_type()
+}
+
+/// [`rows`] for vectors (labels).
+///
+/// # Errors
+/// An unknown input.
+pub fn entries(s: &Session, names: &[&str]) -> Result<Priv<Array1<f64>>> {
+    let parts = names
+        .iter()
+        .map(|n| s.input::<Array1<f64>>(n))
+        .collect::<Result<Vec<_>>>()?;
+    let refs: Vec<&Priv<Array1<f64>>> = parts.iter().collect();
+    concatenate(&refs, Axis(0))?.into_type()
+}
+
+/// [`mlp_predict`] on the images in input `images` with the weights uploaded as inputs
+/// `w1, b1, w2, b2, w3, b3` (the names in `models/mnist-mlp.safetensors`).
+///
+/// # Errors
+/// A missing input or one of the wrong rank.
+pub fn mlp_predict_inputs(s: &Session, images: &str) -> Result<Priv<Array1<f64>>> {
+    let m = |k: &str| s.input::<Array2<f64>>(k);
+    let v = |k: &str| s.input::<Array1<f64>>(k);
+    Ok(mlp_predict(
+        m(images)?,
+        m("w1")?,
+        v("b1")?,
+        m("w2")?,
+        v("b2")?,
+        m("w3")?,
+        v("b3")?,
+    ))
+}
+
 /// The share of rows of `x` (with a bias column) that a public model `w` classifies
 /// correctly against labels `y` in `{0, 1}`.
 pub fn accuracy(x: &Array2<f64>, y: &Array1<f64>, w: &Array1<f64>) -> f64 {

@@ -1,7 +1,7 @@
 //! Data loaders (valid and malformed files) and private training fidelity.
 
 use privpy::data::{DataError, load_libsvm, load_mnist, shipped};
-use privpy::ml::{accuracy, logistic_regression};
+use privpy::ml::{accuracy, entries, logistic_regression, rows};
 use privpy::prelude::*;
 use std::path::PathBuf;
 
@@ -76,12 +76,7 @@ fn private_logistic_regression_matches_cleartext() {
     let train = load_libsvm(&shipped("adult/a9a-first-2000"), 123, Some(600)).unwrap();
     let test = load_libsvm(&shipped("adult/a9a.t-first-1000"), 123, None).unwrap();
     let program = |s: &Session| {
-        let xa = s.input::<Array2<f64>>("xa")?;
-        let xb = s.input::<Array2<f64>>("xb")?;
-        let ya = s.input::<Array1<f64>>("ya")?;
-        let yb = s.input::<Array1<f64>>("yb")?;
-        let x = concatenate(&[&xa, &xb], Axis(0))?.into_type::<Array2<f64>>()?;
-        let y = concatenate(&[&ya, &yb], Axis(0))?.into_type::<Array1<f64>>()?;
+        let (x, y) = (rows(s, &["xa", "xb"])?, entries(s, &["ya", "yb"])?);
         s.output(
             "carol",
             "w",
@@ -117,7 +112,7 @@ fn private_logistic_regression_matches_cleartext() {
 
 #[test]
 fn private_mnist_predictions_equal_cleartext() {
-    use privpy::ml::mlp_predict;
+    use privpy::ml::mlp_predict_inputs;
     use privpy::model::load_safetensors;
     let test = load_mnist(
         &shipped("mnist/t10k-300-images-idx3-ubyte"),
@@ -258,9 +253,7 @@ fn private_kmeans_matches_cleartext() {
         c.upload(&b, "xb", x.slice(s![50.., ..]).to_owned())
             .unwrap();
         c.run(|s| {
-            let xa = s.input::<Array2<f64>>("xa")?;
-            let xb = s.input::<Array2<f64>>("xb")?;
-            let x = concatenate(&[&xa, &xb], Axis(0))?.into_type::<Array2<f64>>()?;
+            let x = rows(s, &["xa", "xb"])?;
             let c0 = x.slice(s![..5, ..]);
             s.output("owner", "c", &kmeans(x, c0, 4))
         })
@@ -309,16 +302,9 @@ fn private_matrix_factorization_matches_cleartext_on_a_low_rank_matrix() {
         c.upload(&o, "v0", &v0).unwrap();
         let out = c
             .run(|s| {
-                let cat = |x: &str, y: &str| -> Result<Priv<Array2<f64>>> {
-                    concatenate(
-                        &[&s.input::<Array2<f64>>(x)?, &s.input::<Array2<f64>>(y)?],
-                        Axis(0),
-                    )?
-                    .into_type()
-                };
                 let (u, v) = matrix_factorization(
-                    cat("ra", "rb")?,
-                    cat("ma", "mb")?,
+                    rows(s, &["ra", "rb"])?,
+                    rows(s, &["ma", "mb"])?,
                     s.input("u0")?,
                     s.input("v0")?,
                     30,
