@@ -151,17 +151,7 @@ fn main() -> std::result::Result<(), Box<dyn std::error::Error>> {
         let c = cluster_with(cfg, &inputs);
         let r = measure(if b >= 1000 { 1 } else { 3 }, || {
             timed_run(&c, 1, no_setup, |s| {
-                let g2 = |k: &str| s.input::<Array2<f64>>(k);
-                let g1 = |k: &str| s.input::<Array1<f64>>(k);
-                std::hint::black_box(mlp_predict(
-                    g2("x")?,
-                    g2("w1")?,
-                    g1("b1")?,
-                    g2("w2")?,
-                    g1("b2")?,
-                    g2("w3")?,
-                    g1("b3")?,
-                ));
+                std::hint::black_box(mlp_predict_inputs(s, "x")?);
                 Ok(())
             })
         });
