@@ -132,23 +132,10 @@ fn private_mnist_predictions_equal_cleartext() {
             c.upload(&owner, k, t).unwrap();
         }
         c.upload(&user, "x", &test.images).unwrap();
-        c.run(|s| {
-            let g2 = |k: &str| s.input::<Array2<f64>>(k);
-            let g1 = |k: &str| s.input::<Array1<f64>>(k);
-            let d = mlp_predict(
-                g2("x")?,
-                g2("w1")?,
-                g1("b1")?,
-                g2("w2")?,
-                g1("b2")?,
-                g2("w3")?,
-                g1("b3")?,
-            );
-            s.output("user", "d", &d)
-        })
-        .unwrap()
-        .open(&user, "d")
-        .unwrap()
+        c.run(|s| s.output("user", "d", &mlp_predict_inputs(s, "x")?))
+            .unwrap()
+            .open(&user, "d")
+            .unwrap()
     };
     let clear = predict(LocalCluster::cleartext());
     for cfg in [Config::fast(), Config::default()] {
