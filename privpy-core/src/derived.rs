@@ -78,6 +78,21 @@ impl Ops<'_> {
         }
     }
 
+    /// When indices are tracked: the indices at positions `a` and `b` (shaped `sh`)
+    /// and their difference `b − a`, for a select that moves them with the values.
+    fn index_pair(
+        &self,
+        idx: Option<&Data>,
+        a: &[usize],
+        b: &[usize],
+        sh: &[usize],
+    ) -> Result<Option<(Data, Data, Data)>> {
+        let Some(i) = idx else { return Ok(None) };
+        let (ia, ib) = (i.gather(a, sh), i.gather(b, sh));
+        let d = self.bin(BinOp::Sub, &ib, &ia)?;
+        Ok(Some((ia, ib, d)))
+    }
+
     /// Column indices `0..n` of a `(rows, n)` array, as a secret.
     fn column_indices(&self, rows: usize, n: usize) -> Result<Data> {
         self.constant(ArrayD::from_shape_fn(IxDyn(&[rows, n]), |i| i[1] as f64))
@@ -119,18 +134,11 @@ impl Ops<'_> {
                 diff.clone()
             };
             let c = self.negative_bit(&z)?;
-            let (il, ir) = match &idx {
-                Some(i) => (Some(i.gather(&left, &sh)), Some(i.gather(&right, &sh))),
-                None => (None, None),
-            };
-            let idiff = match (&il, &ir) {
-                (Some(a), Some(b)) => Some(self.bin(BinOp::Sub, b, a)?),
-                _ => None,
-            };
-            let (prod, iprod) = self.times(&c, &diff, idiff.as_ref())?;
+            let tracked = self.index_pair(idx.as_ref(), &left, &right, &sh)?;
+            let (prod, iprod) = self.times(&c, &diff, tracked.as_ref().map(|t| &t.2))?;
             let sel = self.bin(BinOp::Add, &l, &prod)?;
-            let isel = match (il, iprod) {
-                (Some(a), Some(p)) => Some(self.bin(BinOp::Add, &a, &p)?),
+            let isel = match (tracked, iprod) {
+                (Some((il, _, _)), Some(p)) => Some(self.bin(BinOp::Add, &il, &p)?),
                 _ => None,
             };
             let next = pairs + usize::from(odd);
@@ -190,16 +198,9 @@ impl Ops<'_> {
             let sh = [rows, t];
             let (a, b) = (vals.gather(&ps, &sh), vals.gather(&qs, &sh));
             let (c, diff) = self.greater(&a, &b)?;
-            let (ia, ib) = match &idx {
-                Some(i) => (Some(i.gather(&ps, &sh)), Some(i.gather(&qs, &sh))),
-                None => (None, None),
-            };
-            let idiff = match (&ia, &ib) {
-                (Some(a), Some(b)) => Some(self.bin(BinOp::Sub, b, a)?),
-                _ => None,
-            };
+            let tracked = self.index_pair(idx.as_ref(), &ps, &qs, &sh)?;
             // min = a + c·(b − a) goes to p, max = b − c·(b − a) to q.
-            let (prod, iprod) = self.times(&c, &diff, idiff.as_ref())?;
+            let (prod, iprod) = self.times(&c, &diff, tracked.as_ref().map(|t| &t.2))?;
             let lo = self.bin(BinOp::Add, &a, &prod)?;
             let hi = self.bin(BinOp::Sub, &b, &prod)?;
             let mut place: Vec<usize> = (0..rows * n).collect();
@@ -211,7 +212,7 @@ impl Ops<'_> {
                 }
             }
             vals = Data::concat_flat(&[&vals, &lo, &hi]).gather(&place, &[rows, n]);
-            if let (Some(all), Some(ia), Some(ib), Some(ip)) = (&idx, ia, ib, iprod) {
+            if let (Some(all), Some((ia, ib, _)), Some(ip)) = (&idx, tracked, iprod) {
                 let ilo = self.bin(BinOp::Add, &ia, &ip)?;
                 let ihi = self.bin(BinOp::Sub, &ib, &ip)?;
                 idx = Some(Data::concat_flat(&[all, &ilo, &ihi]).gather(&place, &[rows, n]));
