@@ -154,3 +154,140 @@ pub fn accuracy(x: &Array2<f64>, y: &Array1<f64>, w: &Array1<f64>) -> f64 {
         .count();
     hits as f64 / y.len().max(1) as f64
 }
+
+/// The weights of LeNet-5 as secrets (the tensors of `models/mnist-lenet5.safetensors`).
+pub struct LeNet5 {
+    /// C1: 25 × 6 (5×5 windows of one channel to 6 maps), and its bias.
+    pub c1: Priv<Array2<f64>>,
+    /// C1 bias.
+    pub c1b: Priv<Array1<f64>>,
+    /// C3: 150 × 16, and its bias.
+    pub c3: Priv<Array2<f64>>,
+    /// C3 bias.
+    pub c3b: Priv<Array1<f64>>,
+    /// C5: 400 × 120.
+    pub c5: Priv<Array2<f64>>,
+    /// C5 bias.
+    pub c5b: Priv<Array1<f64>>,
+    /// F6: 120 × 84.
+    pub f6: Priv<Array2<f64>>,
+    /// F6 bias.
+    pub f6b: Priv<Array1<f64>>,
+    /// The RBF prototypes, 10 × 84.
+    pub rbf: Priv<Array2<f64>>,
+}
+
+impl LeNet5 {
+    /// The model from the session's inputs named as in the safetensors file.
+    ///
+    /// # Errors
+    /// A missing input or one of the wrong rank.
+    pub fn from_inputs(s: &Session) -> Result<Self> {
+        let m = |k: &str| s.input::<Array2<f64>>(k);
+        let v = |k: &str| s.input::<Array1<f64>>(k);
+        Ok(LeNet5 {
+            c1: m("c1")?,
+            c1b: v("c1b")?,
+            c3: m("c3")?,
+            c3b: v("c3b")?,
+            c5: m("c5")?,
+            c5b: v("c5b")?,
+            f6: m("f6")?,
+            f6b: v("f6b")?,
+            rbf: m("rbf")?,
+        })
+    }
+
+    /// The secret predicted digit of each image (one 28×28 image per row of `x`):
+    /// zero-padding to 32×32, C1, S2, C3, S4, C5 (5×5 convolutions as a public
+    /// re-indexing, im2col, and one secret matrix product each; sigmoid), F6 (sigmoid),
+    /// and the nearest RBF prototype.
+    pub fn predict(&self, x: &Priv<Array2<f64>>) -> Priv<Array1<f64>> {
+        let b = x.shape()[0];
+        // Zero-pad: positions into [x, 0].
+        let zero = x.item(&[0, 0]) * 0.0;
+        let flat =
+            concatenate(&[&x.flatten(), &zero.reshape(1)], Axis(0)).unwrap_or_else(|e| stop(e));
+        let pad: Vec<usize> = (0..b * 1024)
+            .map(|p| {
+                let (n, i, j) = (p / 1024, p % 1024 / 32, p % 32);
+                if (2..30).contains(&i) && (2..30).contains(&j) {
+                    n * 784 + (i - 2) * 28 + (j - 2)
+                } else {
+                    b * 784
+                }
+            })
+            .collect();
+        let img = flat
+            .into_type::<Array1<f64>>()
+            .unwrap_or_else(|e| stop(e))
+            .take(&pad, Axis(0));
+        let a1 = conv(&img, (b, 1, 32, 32), &self.c1, &self.c1b);
+        let p1 = pool(&a1, (b, 6, 28, 28));
+        let a3 = conv(&p1, (b, 6, 14, 14), &self.c3, &self.c3b);
+        let p3 = pool(&a3, (b, 16, 10, 10));
+        let a5 = conv(&p3, (b, 16, 5, 5), &self.c5, &self.c5b).reshape((b, 120));
+        let f6 = (a5.dot(&self.f6) + &self.f6b).sigmoid();
+        // ||f6 − p||² up to the per-image constant ||f6||²: ||p||² − 2 f6·p.
+        let norms = (&self.rbf * &self.rbf).sum_axis(Axis(1));
+        let d = norms - f6.dot(&self.rbf.t()) * 2.0;
+        d.argmin_axis(Axis(1))
+    }
+}
+
+#[track_caller]
+fn stop(e: Error) -> ! {
+    panic!("LeNet5: {e}")
+}
+
+/// A 5×5 convolution with sigmoid of a flat `(b, c, h, w)` secret: im2col by public
+/// positions, one matrix product with `w` (`c·25 × f`), bias; flat `(b, f, h−4, w−4)`.
+fn conv(
+    x: &Priv<Array1<f64>>,
+    (b, c, h, w): (usize, usize, usize, usize),
+    wt: &Priv<Array2<f64>>,
+    bias: &Priv<Array1<f64>>,
+) -> Priv<Array1<f64>> {
+    let k = 5;
+    let (ho, wo) = (h - k + 1, w - k + 1);
+    let mut idx = Vec::with_capacity(b * ho * wo * c * k * k);
+    for n in 0..b {
+        for i in 0..ho {
+            for j in 0..wo {
+                for ch in 0..c {
+                    for di in 0..k {
+                        for dj in 0..k {
+                            idx.push(((n * c + ch) * h + i + di) * w + j + dj);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    let cols = x.take(&idx, Axis(0)).reshape((b * ho * wo, c * k * k));
+    let f = wt.shape()[1];
+    let z = (cols.dot(wt) + bias).sigmoid();
+    // (b, ho, wo, f) → (b, f, ho, wo), flat.
+    z.reshape([b, ho, wo, f])
+        .permuted_axes(&[0, 3, 1, 2])
+        .flatten()
+}
+
+/// 2×2 sum pooling (scaled by 1/4) of a flat `(b, c, h, w)` secret.
+fn pool(x: &Priv<Array1<f64>>, (b, c, h, w): (usize, usize, usize, usize)) -> Priv<Array1<f64>> {
+    let (ho, wo) = (h / 2, w / 2);
+    let mut idx = Vec::with_capacity(b * c * ho * wo * 4);
+    for m in 0..b * c {
+        for i in 0..ho {
+            for j in 0..wo {
+                for (di, dj) in [(0, 0), (0, 1), (1, 0), (1, 1)] {
+                    idx.push((m * h + 2 * i + di) * w + 2 * j + dj);
+                }
+            }
+        }
+    }
+    x.take(&idx, Axis(0))
+        .reshape((b * c * ho * wo, 4))
+        .sum_axis(Axis(1))
+        * 0.25
+}

@@ -318,3 +318,50 @@ fn private_matrix_factorization_matches_cleartext_on_a_low_rank_matrix() {
         "training reduced the error"
     );
 }
+
+#[test]
+fn private_lenet5_predictions_equal_cleartext() {
+    use privpy::ml::LeNet5;
+    use privpy::model::load_safetensors;
+    let test = load_mnist(
+        &shipped("mnist/t10k-300-images-idx3-ubyte"),
+        &shipped("mnist/t10k-300-labels-idx1-ubyte"),
+        Some(3),
+    )
+    .unwrap();
+    let model = load_safetensors(
+        &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models/mnist-lenet5.safetensors"),
+    )
+    .unwrap();
+    assert_eq!(model["c3"].shape(), &[150, 16]);
+    let predict = |mut c: LocalCluster| -> Array1<f64> {
+        let (owner, user) = (c.client("owner"), c.client("user"));
+        for (k, t) in &model {
+            c.upload(&owner, k, t).unwrap();
+        }
+        c.upload(&user, "x", &test.images).unwrap();
+        c.run(|s| {
+            s.output(
+                "user",
+                "d",
+                &LeNet5::from_inputs(s)?.predict(&s.input("x")?),
+            )
+        })
+        .unwrap()
+        .open(&user, "d")
+        .unwrap()
+    };
+    let clear = predict(LocalCluster::cleartext());
+    assert_eq!(
+        clear.mapv(|v| v as u8),
+        test.labels,
+        "the shipped LeNet-5 classifies these images"
+    );
+    for cfg in [Config::fast(), Config::default()] {
+        assert_eq!(
+            predict(LocalCluster::new(cfg).with_seed(1)),
+            clear,
+            "{cfg:?}"
+        );
+    }
+}
