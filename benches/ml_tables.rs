@@ -162,6 +162,24 @@ fn main() -> std::result::Result<(), Box<dyn std::error::Error>> {
             r,
         );
     }
+    // LeNet-5 (batches 1 and 10 only: ~6,500 sigmoids per image make larger batches
+    // take minutes here).
+    let lenet = load_safetensors(
+        &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models/mnist-lenet5.safetensors"),
+    )?;
+    for b in [1usize, 10] {
+        let mut inputs: Vec<(&str, ArrayD<f64>)> =
+            lenet.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
+        inputs.push(("x", tile_rows(&test.images, b).into_dyn()));
+        let c = cluster_with(cfg, &inputs);
+        let r = measure(1, || {
+            timed_run(&c, 1, no_setup, |s| {
+                std::hint::black_box(privpy::ml::LeNet5::from_inputs(s)?.predict(&s.input("x")?));
+                Ok(())
+            })
+        });
+        row(&mut out, "MNIST inference, LeNet-5 (per image)", b, r);
+    }
     println!("{out}");
     let _ = std::fs::create_dir_all("target");
     if let Err(e) = std::fs::write("target/ml_tables.md", &out) {
