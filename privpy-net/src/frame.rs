@@ -190,7 +190,7 @@ mod tests {
             rng.fill_bytes(&mut b);
             if case % 3 == 0 && n >= 4 {
                 // Plausible lengths make the interesting paths reachable.
-                let len = (rng.next_u32() % 300) as u32;
+                let len = rng.next_u32() % 300;
                 b[..4].copy_from_slice(&len.to_le_bytes());
                 if n > 4 {
                     b[4] = if case % 2 == 0 { TAG_MESSAGE } else { b[4] };
