@@ -174,7 +174,7 @@ fn main() -> std::result::Result<(), Box<dyn std::error::Error>> {
         let c = cluster_with(cfg, &inputs);
         let r = measure(1, || {
             timed_run(&c, 1, no_setup, |s| {
-                std::hint::black_box(privpy::ml::LeNet5::from_inputs(s)?.predict(&s.input("x")?));
+                std::hint::black_box(privpy::ml::LeNet5::from_inputs(s)?.predict(&s.input("x")?)?);
                 Ok(())
             })
         });

@@ -64,7 +64,7 @@ fn main() -> std::result::Result<(), Box<dyn std::error::Error>> {
 
     let program = |s: &Session| {
         let digits = if lenet {
-            LeNet5::from_inputs(s)?.predict(&s.input("images")?)
+            LeNet5::from_inputs(s)?.predict(&s.input("images")?)?
         } else {
             mlp_predict_inputs(s, "images")?
         };

@@ -202,7 +202,11 @@ impl LeNet5 {
     /// zero-padding to 32×32, C1, S2, C3, S4, C5 (5×5 convolutions as a public
     /// re-indexing, im2col, and one secret matrix product each; sigmoid), F6 (sigmoid),
     /// and the nearest RBF prototype.
-    pub fn predict(&self, x: &Priv<Array2<f64>>) -> Priv<Array1<f64>> {
+    ///
+    /// # Errors
+    /// Only on internal shape inconsistencies; a wrong image width stops the program
+    /// with an out-of-bounds error from the re-indexing.
+    pub fn predict(&self, x: &Priv<Array2<f64>>) -> Result<Priv<Array1<f64>>> {
         let b = x.shape()[0];
         // Zero-pad: positions into [x, 0].
         let zero = x.item(&[0, 0]) * 0.0;
@@ -231,13 +235,8 @@ impl LeNet5 {
         // ||f6 − p||² up to the per-image constant ||f6||²: ||p||² − 2 f6·p.
         let norms = (&self.rbf * &self.rbf).sum_axis(Axis(1));
         let d = norms - f6.dot(&self.rbf.t()) * 2.0;
-        d.argmin_axis(Axis(1))
+        Ok(d.argmin_axis(Axis(1)))
     }
-}
-
-#[track_caller]
-fn stop(e: Error) -> ! {
-    panic!("LeNet5: {e}")
 }
 
 /// A 5×5 convolution with sigmoid of a flat `(b, c, h, w)` secret: im2col by public

@@ -91,12 +91,18 @@ impl std::fmt::Debug for LocalCluster {
 
 impl LocalCluster {
     /// Four servers computing on shares in the configured ring.
+    ///
+    /// # Panics
+    /// When the operating system's random generator fails (there is no secure way on).
     pub fn new(cfg: Config) -> Self {
         Self::with_mode(Mode::FourParty(cfg))
     }
 
     /// The cleartext engine behind the same API: plain `f64`, one thread. The oracle
     /// that tests compare private results against.
+    ///
+    /// # Panics
+    /// When the operating system's random generator fails.
     pub fn cleartext() -> Self {
         Self::with_mode(Mode::Clear)
     }

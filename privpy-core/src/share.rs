@@ -89,6 +89,9 @@ fn to_array<T>(shape: &[usize], v: Vec<T>) -> ArrayD<T> {
 ///
 /// # Errors
 /// NaN, ±inf or `|x|` at or above the configuration's bound, naming the element.
+///
+/// # Panics
+/// When the operating system's random generator fails (there is no secure way on).
 pub fn share(cfg: &Config, x: &ArrayViewD<'_, f64>) -> Result<[Share; 2], EncodeError> {
     let mut seed = [0u8; 32];
     // A failing OS generator is fatal for a client; there is no safe fallback.

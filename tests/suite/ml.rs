@@ -344,7 +344,7 @@ fn private_lenet5_predictions_equal_cleartext() {
             s.output(
                 "user",
                 "d",
-                &LeNet5::from_inputs(s)?.predict(&s.input("x")?),
+                &LeNet5::from_inputs(s)?.predict(&s.input("x")?)?,
             )
         })
         .unwrap()
