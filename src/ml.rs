@@ -210,8 +210,7 @@ impl LeNet5 {
         let b = x.shape()[0];
         // Zero-pad: positions into [x, 0].
         let zero = x.item(&[0, 0]) * 0.0;
-        let flat =
-            concatenate(&[&x.flatten(), &zero.reshape(1)], Axis(0)).unwrap_or_else(|e| stop(e));
+        let flat = concatenate(&[&x.flatten(), &zero.reshape(1)], Axis(0))?;
         let pad: Vec<usize> = (0..b * 1024)
             .map(|p| {
                 let (n, i, j) = (p / 1024, p % 1024 / 32, p % 32);
@@ -222,10 +221,7 @@ impl LeNet5 {
                 }
             })
             .collect();
-        let img = flat
-            .into_type::<Array1<f64>>()
-            .unwrap_or_else(|e| stop(e))
-            .take(&pad, Axis(0));
+        let img = flat.into_type::<Array1<f64>>()?.take(&pad, Axis(0));
         let a1 = conv(&img, (b, 1, 32, 32), &self.c1, &self.c1b);
         let p1 = pool(&a1, (b, 6, 28, 28));
         let a3 = conv(&p1, (b, 6, 14, 14), &self.c3, &self.c3b);
