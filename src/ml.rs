@@ -155,6 +155,10 @@ pub fn accuracy(x: &Array2<f64>, y: &Array1<f64>, w: &Array1<f64>) -> f64 {
     hits as f64 / y.len().max(1) as f64
 }
 
+/// Absolute error of the sigmoids in inference: far below what changes a prediction,
+/// and half the comparisons of the full-precision sigmoid.
+pub const INFERENCE_TOLERANCE: f64 = 1e-4;
+
 /// The weights of LeNet-5 as secrets (the tensors of `models/mnist-lenet5.safetensors`).
 pub struct LeNet5 {
     /// C1: 25 × 6 (5×5 windows of one channel to 6 maps), and its bias.
@@ -227,7 +231,7 @@ impl LeNet5 {
         let a3 = conv(&p1, (b, 6, 14, 14), &self.c3, &self.c3b);
         let p3 = pool(&a3, (b, 16, 10, 10));
         let a5 = conv(&p3, (b, 16, 5, 5), &self.c5, &self.c5b).reshape((b, 120));
-        let f6 = (a5.dot(&self.f6) + &self.f6b).sigmoid();
+        let f6 = (a5.dot(&self.f6) + &self.f6b).sigmoid_with_tolerance(INFERENCE_TOLERANCE);
         // ||f6 − p||² up to the per-image constant ||f6||²: ||p||² − 2 f6·p.
         let norms = (&self.rbf * &self.rbf).sum_axis(Axis(1));
         let d = norms - f6.dot(&self.rbf.t()) * 2.0;
@@ -261,7 +265,7 @@ fn conv(
     }
     let cols = x.take(&idx, Axis(0)).reshape((b * ho * wo, c * k * k));
     let f = wt.shape()[1];
-    let z = (cols.dot(wt) + bias).sigmoid();
+    let z = (cols.dot(wt) + bias).sigmoid_with_tolerance(INFERENCE_TOLERANCE);
     // (b, ho, wo, f) → (b, f, ho, wo), flat.
     z.reshape([b, ho, wo, f])
         .permuted_axes(&[0, 3, 1, 2])

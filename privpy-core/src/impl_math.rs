@@ -138,6 +138,32 @@ impl<A: PrivType> Priv<A> {
         )
     }
 
+    /// The sigmoid to an absolute error of about `tol` (plus a few units in the last
+    /// place), cheaper than [`Priv::sigmoid`] when `tol` is larger than the preset's
+    /// resolution: `⌈log2(1/tol)⌉ + 1` comparisons per element instead of `f`, and a
+    /// shorter polynomial. For inference, `1e-4` is usually ample. `tol` below the
+    /// resolution gives [`Priv::sigmoid`].
+    pub fn sigmoid_with_tolerance(&self, tol: f64) -> Priv<A> {
+        self.unary(
+            |v| 1.0 / (1.0 + (-v).exp()),
+            |ops, f, _| {
+                let want = (1.0 / tol.clamp(1e-300, 0.5)).log2().ceil() as u32 + 1;
+                if want >= f {
+                    return ops.sigmoid(&self.data, f);
+                }
+                // 2^r on [0, 1] by Chebyshev: degree d errs by about 2·(ln2/2)^(d+1)/(d+1)!.
+                let mut deg = 2;
+                while 2.0 * (std::f64::consts::LN_2 / 2.0).powi(deg as i32 + 1)
+                    / (1..=deg + 1).map(|k| k as f64).product::<f64>()
+                    > tol / 8.0
+                {
+                    deg += 1;
+                }
+                ops.sigmoid_bits(&self.data, want, deg, newton_iters(want))
+            },
+        )
+    }
+
     /// The logistic function by the paper's Euler method: `y' = x·y·(1 - y)`,
     /// `y(0) = 1/2`, `iterations` steps from 0 to 1 (two multiplications each). Its
     /// error falls like `1/iterations` (about 0.004 at 100 steps for `|x| ≤ 6`).
@@ -241,13 +267,25 @@ impl<A: PrivType> Priv<A> {
 impl Ops<'_> {
     /// σ(x) = r + [x<0]·(1 − 2r) with r = 1/(1 + e^-|x|).
     pub(crate) fn sigmoid(&self, x: &Data, f: u32) -> Result<Data> {
+        self.sigmoid_bits(x, f, 12, newton_iters(f))
+    }
+
+    /// The sigmoid with `e^-|x|` resolved down to `2^-bits` (`bits` thresholds), a
+    /// degree-`deg` polynomial and `iters` Newton steps.
+    pub(crate) fn sigmoid_bits(
+        &self,
+        x: &Data,
+        bits: u32,
+        deg: usize,
+        iters: usize,
+    ) -> Result<Data> {
         let s = self.negative_bit(x)?;
         let sx = self.select(&s, x)?;
         let ax = self.sub(x, &self.scalar(BinOp::Mul, &sx, 2.0, false)?)?;
         let y = self.scalar(BinOp::Mul, &ax, -std::f64::consts::LOG2_E, false)?;
-        let u = self.exp2(&y, -(f as i32), 0, 12)?;
+        let u = self.exp2(&y, -(bits as i32), 0, deg)?;
         let d = self.scalar(BinOp::Add, &u, 1.0, false)?;
-        let r = self.reciprocal_1_2(&d, newton_iters(f))?;
+        let r = self.reciprocal_1_2(&d, iters)?;
         let flip = self.affine(&r, -2.0, 1.0)?;
         self.add(&r, &self.select(&s, &flip)?)
     }

@@ -202,6 +202,37 @@ fn sigmoid_tanh_softmax_hold_their_bounds() {
         let got = run(cfg, &xs, |x| x.tanh());
         check(name, &cfg, "tanh", &xs, &got, f64::tanh, false);
     }
+    // The cheaper sigmoid holds its tolerance and costs fewer bytes.
+    let cfg = Config::default();
+    let xs = lin_grid(&cfg, -20.0, 20.0, 161);
+    for tol in [1e-3, 1e-4, 1e-6] {
+        let got = run(cfg, &xs, |x| x.sigmoid_with_tolerance(tol));
+        for (x, g) in xs.iter().zip(got.iter()) {
+            let w = 1.0 / (1.0 + (-x).exp());
+            assert!(
+                (g - w).abs() <= tol + 64.0 * cfg.ulp(),
+                "tol {tol}: sigmoid({x}) = {g}, want {w}"
+            );
+        }
+    }
+    let bytes = |f: fn(&Priv<Array1<f64>>) -> Priv<Array1<f64>>| {
+        let (_, run) = run_on(
+            LocalCluster::new(cfg).with_seed(1),
+            &[("x", xs.clone().into_dyn())],
+            &["y"],
+            |s| s.output("alice", "y", &f(&s.input::<Array1<f64>>("x")?)),
+        )
+        .unwrap();
+        run.stats().total_bytes()
+    };
+    let (full, cheap) = (
+        bytes(|x| x.sigmoid()),
+        bytes(|x| x.sigmoid_with_tolerance(1e-4)),
+    );
+    assert!(
+        cheap * 3 < full * 2,
+        "tolerance 1e-4: {cheap} bytes vs {full}"
+    );
     // The paper's Euler method converges like 1/iterations.
     let cfg = Config::default();
     let xs = lin_grid(&cfg, -6.0, 6.0, 49);
