@@ -10,7 +10,7 @@
 //! `cargo run --release --example train_lenet` (needs `$PRIVPY_DATA` or `../shared/data`)
 
 use ndarray::{Array1, Array2, Array4, Axis};
-use privpy::data::{data_dir, load_mnist};
+use privpy::data::{data_dir, mnist_test, mnist_train};
 use privpy::model::save_safetensors;
 use rand_chacha::ChaCha12Rng;
 use rand_core::{Rng, SeedableRng};
@@ -152,16 +152,8 @@ impl Net {
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let d = data_dir().ok_or("needs PRIVPY_DATA or ../shared/data")?;
-    let train = load_mnist(
-        &d.join("mnist/train-images-idx3-ubyte.gz"),
-        &d.join("mnist/train-labels-idx1-ubyte.gz"),
-        None,
-    )?;
-    let test = load_mnist(
-        &d.join("mnist/t10k-images-idx3-ubyte.gz"),
-        &d.join("mnist/t10k-labels-idx1-ubyte.gz"),
-        Some(2000),
-    )?;
+    let train = mnist_train(&d, None)?;
+    let test = mnist_test(&d, Some(2000))?;
     let mut rng = ChaCha12Rng::seed_from_u64(5);
     let protos = prototypes();
     let mut net = Net {

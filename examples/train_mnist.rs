@@ -6,7 +6,7 @@
 //! `cargo run --release --example train_mnist` (needs `$PRIVPY_DATA` or `../shared/data`)
 
 use ndarray::{Array1, Array2, Axis};
-use privpy::data::{data_dir, load_mnist};
+use privpy::data::{data_dir, mnist_test, mnist_train};
 use privpy::model::save_safetensors;
 use rand_chacha::ChaCha12Rng;
 use rand_core::{Rng, SeedableRng};
@@ -24,16 +24,8 @@ fn init(rng: &mut ChaCha12Rng, fan_in: usize, fan_out: usize) -> Array2<f32> {
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let d = data_dir().ok_or("needs PRIVPY_DATA or ../shared/data")?;
-    let train = load_mnist(
-        &d.join("mnist/train-images-idx3-ubyte.gz"),
-        &d.join("mnist/train-labels-idx1-ubyte.gz"),
-        None,
-    )?;
-    let test = load_mnist(
-        &d.join("mnist/t10k-images-idx3-ubyte.gz"),
-        &d.join("mnist/t10k-labels-idx1-ubyte.gz"),
-        None,
-    )?;
+    let train = mnist_train(&d, None)?;
+    let test = mnist_test(&d, None)?;
     let x = train.images.mapv(|v| v as f32);
     let mut rng = ChaCha12Rng::seed_from_u64(2026);
     let sizes = [784, 625, 625, 10];

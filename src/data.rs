@@ -407,3 +407,28 @@ pub fn load_movielens(path: &Path) -> Result<Ratings, DataError> {
     }
     Ok(out)
 }
+
+/// The MNIST training set (60,000 images) from a data directory in the layout of
+/// `shared/data/` (`mnist/train-*-ubyte.gz`), at most `limit` images.
+///
+/// # Errors
+/// As [`load_mnist`].
+pub fn mnist_train(dir: &Path, limit: Option<usize>) -> Result<Mnist, DataError> {
+    load_mnist(
+        &dir.join("mnist/train-images-idx3-ubyte.gz"),
+        &dir.join("mnist/train-labels-idx1-ubyte.gz"),
+        limit,
+    )
+}
+
+/// The MNIST test set (10,000 images) from a data directory, at most `limit` images.
+///
+/// # Errors
+/// As [`load_mnist`].
+pub fn mnist_test(dir: &Path, limit: Option<usize>) -> Result<Mnist, DataError> {
+    load_mnist(
+        &dir.join("mnist/t10k-images-idx3-ubyte.gz"),
+        &dir.join("mnist/t10k-labels-idx1-ubyte.gz"),
+        limit,
+    )
+}

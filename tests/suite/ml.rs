@@ -365,3 +365,26 @@ fn private_lenet5_predictions_equal_cleartext() {
         );
     }
 }
+
+#[test]
+fn full_mnist_test_set_loads_from_the_data_directory() {
+    use privpy::data::{data_dir, mnist_test};
+    let Some(dir) = data_dir().filter(|d| d.join("mnist/t10k-images-idx3-ubyte.gz").exists())
+    else {
+        eprintln!("no data directory (PRIVPY_DATA or ../shared/data): skipped");
+        return;
+    };
+    let m = mnist_test(&dir, None).unwrap();
+    assert_eq!(m.images.dim(), (10_000, 784));
+    assert_eq!(
+        m.labels.slice(s![..10]).to_vec(),
+        vec![7, 2, 1, 0, 4, 1, 4, 9, 5, 9]
+    );
+    let counts = (0..10)
+        .map(|d| m.labels.iter().filter(|&&l| l == d).count())
+        .collect::<Vec<_>>();
+    assert_eq!(
+        counts,
+        vec![980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
+    );
+}
