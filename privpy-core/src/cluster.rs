@@ -328,7 +328,6 @@ impl LocalCluster {
     where
         F: Fn(&Session) -> Result<()>,
     {
-        let who = role.unwrap_or(Role::S1);
         let primary = role.is_none_or(Role::is_primary);
         let inputs = self
             .inputs
@@ -342,49 +341,65 @@ impl LocalCluster {
                 (name.clone(), d)
             })
             .collect();
-        let session = Session {
-            eng: eng.clone(),
-            inputs,
-            clients: self.clients.clone(),
-            outputs: RefCell::new(Vec::new()),
-        };
-        match catch_unwind(AssertUnwindSafe(|| program(&session))) {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => return Err((who, e)),
-            Err(payload) => {
-                return Err((
-                    who,
-                    match payload.downcast::<Abort>() {
-                        Ok(a) => a.0,
-                        Err(p) => Error::ProgramPanic {
-                            role: who,
-                            message: panic_message(&*p),
-                        },
-                    },
-                ));
-            }
-        }
-        let outputs = session
-            .outputs
-            .into_inner()
-            .into_iter()
-            .map(|(c, n, d)| ((c, n), d))
-            .collect();
-        Ok(PartyOut {
-            outputs,
-            stats: eng.stats(),
-            transcript: None,
-        })
+        run_session(eng, inputs, self.clients.clone(), program, role)
     }
 }
 
-struct PartyOut {
-    outputs: Vec<((String, String), Data)>,
-    stats: CommStats,
-    transcript: Option<Vec<u8>>,
+/// Runs `program` with a fresh [`Session`] on `eng`, turning operator aborts and
+/// panics into errors attributed to `role`.
+pub(crate) fn run_session<F>(
+    eng: Rc<dyn Engine>,
+    inputs: BTreeMap<String, Data>,
+    clients: Vec<String>,
+    program: &F,
+    role: Option<Role>,
+) -> std::result::Result<PartyOut, (Role, Error)>
+where
+    F: Fn(&Session) -> Result<()> + ?Sized,
+{
+    let who = role.unwrap_or(Role::S1);
+    let session = Session {
+        eng: eng.clone(),
+        inputs,
+        clients,
+        outputs: RefCell::new(Vec::new()),
+    };
+    match catch_unwind(AssertUnwindSafe(|| program(&session))) {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => return Err((who, e)),
+        Err(payload) => {
+            return Err((
+                who,
+                match payload.downcast::<Abort>() {
+                    Ok(a) => a.0,
+                    Err(p) => Error::ProgramPanic {
+                        role: who,
+                        message: panic_message(&*p),
+                    },
+                },
+            ));
+        }
+    }
+    let outputs = session
+        .outputs
+        .into_inner()
+        .into_iter()
+        .map(|(c, n, d)| ((c, n), d))
+        .collect();
+    Ok(PartyOut {
+        outputs,
+        stats: eng.stats(),
+        transcript: None,
+    })
 }
 
-fn make_party(
+pub(crate) struct PartyOut {
+    pub(crate) outputs: Vec<((String, String), Data)>,
+    pub(crate) stats: CommStats,
+    pub(crate) transcript: Option<Vec<u8>>,
+}
+
+pub(crate) fn make_party(
     role: Role,
     cfg: Config,
     t: Box<dyn Transport>,

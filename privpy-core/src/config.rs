@@ -19,7 +19,7 @@ use crate::ring::{Ring, RingKind};
 use ndarray::{ArrayViewD, Dimension};
 
 /// The ring, the number of fractional bits and the bound on input magnitudes.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Config {
     ring: RingKind,
     frac_bits: u32,
@@ -79,6 +79,11 @@ impl Config {
             frac_bits,
             bound_log2,
         })
+    }
+
+    /// `log2` of the bound on input magnitudes.
+    pub fn bound_log2(&self) -> u32 {
+        self.bound_log2
     }
 
     /// The ring.

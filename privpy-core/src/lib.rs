@@ -27,6 +27,7 @@ mod impl_methods;
 mod impl_ops;
 mod kernels;
 mod math;
+pub mod node;
 mod prg;
 mod priv_array;
 mod protocol;

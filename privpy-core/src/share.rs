@@ -80,6 +80,49 @@ impl Share {
     }
 }
 
+impl Share {
+    /// The shares of several arrays concatenated along the first axis (the share of
+    /// their concatenation): how a server joins row slices uploaded by several
+    /// data owners. No communication; each server does it on its own shares.
+    ///
+    /// # Errors
+    /// [`Error::ShareMismatch`] for no parts, parts of different rings, 0-dimensional
+    /// parts, or parts whose shapes differ beyond the first axis.
+    pub fn concat_rows(parts: &[Share]) -> Result<Share> {
+        let Some(first) = parts.first() else {
+            return Err(Error::ShareMismatch("nothing to concatenate".into()));
+        };
+        let trailing = first.shape().get(1..).ok_or_else(|| {
+            Error::ShareMismatch("0-dimensional shares have no rows to concatenate".into())
+        })?;
+        let mut rows = 0;
+        for p in parts {
+            if p.ring() != first.ring() || p.ring().is_none() {
+                return Err(Error::ShareMismatch(format!(
+                    "rings {:?} and {:?}",
+                    first.ring(),
+                    p.ring()
+                )));
+            }
+            if p.shape().is_empty() || &p.shape()[1..] != trailing {
+                return Err(Error::ShareMismatch(format!(
+                    "shapes {:?} and {:?} differ beyond the first axis",
+                    first.shape(),
+                    p.shape()
+                )));
+            }
+            rows += p.shape()[0];
+        }
+        let mut shape = vec![rows];
+        shape.extend_from_slice(trailing);
+        let refs: Vec<&Data> = parts.iter().map(|p| &p.data).collect();
+        let data = Data::concat_flat(&refs)
+            .reshape(&shape)
+            .map_err(|e| Error::ShareMismatch(e.to_string()))?;
+        Ok(Share { data })
+    }
+}
+
 fn to_array<T>(shape: &[usize], v: Vec<T>) -> ArrayD<T> {
     ArrayD::from_shape_vec(IxDyn(shape), v).unwrap_or_else(|_| unreachable!("length checked"))
 }

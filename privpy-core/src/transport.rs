@@ -110,6 +110,14 @@ pub enum TransportError {
         /// What was wrong.
         reason: String,
     },
+    /// The peer stopped its program and said why (for example, it lost another peer).
+    #[error("{peer} stopped the program: {reason}")]
+    Aborted {
+        /// The peer that stopped.
+        peer: Role,
+        /// The reason it gave.
+        reason: String,
+    },
 }
 
 impl TransportError {
@@ -118,7 +126,8 @@ impl TransportError {
         match self {
             TransportError::Disconnected { peer }
             | TransportError::Timeout { peer, .. }
-            | TransportError::Malformed { peer, .. } => *peer,
+            | TransportError::Malformed { peer, .. }
+            | TransportError::Aborted { peer, .. } => *peer,
         }
     }
 }

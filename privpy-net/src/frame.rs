@@ -1,7 +1,9 @@
 //! Framing of server-to-server messages on a byte stream (sans-IO).
 //!
 //! A frame is a 4-byte little-endian length `n` followed by `n` bytes of body:
-//! `tag (1 byte) | op (8 bytes LE) | round (8 bytes LE) | payload`. The length is
+//! `tag (1 byte) | op (8 bytes LE) | round (8 bytes LE) | payload`. Tag 1 carries a
+//! protocol [`Message`]; tag 2 a control message ([`crate::wire`]), with op and round
+//! zero. The length is
 //! capped by configuration; a short read is *incomplete* (wait for more bytes), never
 //! an error; an oversized or malformed frame is an error that names what is wrong and
 //! leaves the buffer untouched. The decoder is fuzzed (`privpy-net/fuzz`) and
@@ -9,8 +11,20 @@
 
 use privpy_core::transport::Message;
 
-/// The tag of a protocol message frame (room is left for control frames).
+/// The tag of a protocol message frame.
 pub const TAG_MESSAGE: u8 = 1;
+
+/// The tag of a control frame (session set-up, client requests and replies).
+pub const TAG_CONTROL: u8 = 2;
+
+/// A decoded frame.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Frame {
+    /// A protocol message between servers.
+    Message(Message),
+    /// The bytes of a control message, decoded by [`crate::wire::Control::decode`].
+    Control(Vec<u8>),
+}
 
 /// Bytes of the length prefix.
 pub const LEN_BYTES: usize = 4;
@@ -41,6 +55,14 @@ pub enum FrameError {
         /// The tag found.
         tag: u8,
     },
+    /// A control frame whose op and round fields are not zero.
+    #[error("control frame with op {op} and round {round} (both must be 0)")]
+    ControlHeader {
+        /// The op field found.
+        op: u64,
+        /// The round field found.
+        round: u64,
+    },
 }
 
 /// Encodes and decodes frames with a body size limit.
@@ -67,7 +89,37 @@ impl FrameCodec {
     /// # Errors
     /// [`FrameError::TooLarge`] when the body would exceed the limit (nothing is written).
     pub fn encode(&self, msg: &Message, out: &mut Vec<u8>) -> Result<(), FrameError> {
-        let len = HEADER_BYTES + msg.payload.len();
+        self.encode_parts(TAG_MESSAGE, msg.op, msg.round, &msg.payload, out)
+    }
+
+    /// Appends a control frame carrying `body` to `out`.
+    ///
+    /// # Errors
+    /// [`FrameError::TooLarge`] when the body would exceed the limit (nothing is written).
+    pub fn encode_control(&self, body: &[u8], out: &mut Vec<u8>) -> Result<(), FrameError> {
+        self.encode_parts(TAG_CONTROL, 0, 0, body, out)
+    }
+
+    /// Appends any decoded frame again.
+    ///
+    /// # Errors
+    /// [`FrameError::TooLarge`] as [`FrameCodec::encode`].
+    pub fn encode_frame(&self, frame: &Frame, out: &mut Vec<u8>) -> Result<(), FrameError> {
+        match frame {
+            Frame::Message(m) => self.encode(m, out),
+            Frame::Control(b) => self.encode_control(b, out),
+        }
+    }
+
+    fn encode_parts(
+        &self,
+        tag: u8,
+        op: u64,
+        round: u64,
+        payload: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<(), FrameError> {
+        let len = HEADER_BYTES + payload.len();
         if len > self.max_body || u32::try_from(len).is_err() {
             return Err(FrameError::TooLarge {
                 len,
@@ -76,10 +128,10 @@ impl FrameCodec {
         }
         out.reserve(LEN_BYTES + len);
         out.extend_from_slice(&(len as u32).to_le_bytes());
-        out.push(TAG_MESSAGE);
-        out.extend_from_slice(&msg.op.to_le_bytes());
-        out.extend_from_slice(&msg.round.to_le_bytes());
-        out.extend_from_slice(&msg.payload);
+        out.push(tag);
+        out.extend_from_slice(&op.to_le_bytes());
+        out.extend_from_slice(&round.to_le_bytes());
+        out.extend_from_slice(payload);
         Ok(())
     }
 
@@ -89,7 +141,7 @@ impl FrameCodec {
     /// # Errors
     /// An oversized, truncated-header or unknown-tag frame; the caller should close the
     /// connection, since the stream cannot be resynchronized.
-    pub fn decode(&self, buf: &[u8]) -> Result<Option<(Message, usize)>, FrameError> {
+    pub fn decode(&self, buf: &[u8]) -> Result<Option<(Frame, usize)>, FrameError> {
         let Some(len_bytes) = buf.get(..LEN_BYTES) else {
             return Ok(None);
         };
@@ -107,20 +159,69 @@ impl FrameCodec {
         let Some(body) = buf.get(LEN_BYTES..LEN_BYTES + len) else {
             return Ok(None);
         };
-        if body[0] != TAG_MESSAGE {
-            return Err(FrameError::UnknownTag { tag: body[0] });
+        let frame = self.decode_body(body.to_vec())?;
+        Ok(Some((frame, LEN_BYTES + len)))
+    }
+}
+
+impl FrameCodec {
+    /// Decodes a frame body (everything after the length prefix), reusing its buffer
+    /// for the payload: what a socket reader calls after reading exactly the
+    /// announced number of bytes.
+    ///
+    /// # Errors
+    /// As [`FrameCodec::decode`].
+    pub fn decode_body(&self, mut body: Vec<u8>) -> Result<Frame, FrameError> {
+        let len = body.len();
+        if len > self.max_body {
+            return Err(FrameError::TooLarge {
+                len,
+                max: self.max_body,
+            });
+        }
+        if len < HEADER_BYTES {
+            return Err(FrameError::TooShort { len });
         }
         let u64_at = |at: usize| {
             let mut b = [0u8; 8];
             b.copy_from_slice(&body[at..at + 8]);
             u64::from_le_bytes(b)
         };
-        let msg = Message {
-            op: u64_at(1),
-            round: u64_at(9),
-            payload: body[HEADER_BYTES..].to_vec(),
-        };
-        Ok(Some((msg, LEN_BYTES + len)))
+        let (tag, op, round) = (body[0], u64_at(1), u64_at(9));
+        if tag == TAG_CONTROL && (op != 0 || round != 0) {
+            return Err(FrameError::ControlHeader { op, round });
+        }
+        if tag != TAG_MESSAGE && tag != TAG_CONTROL {
+            return Err(FrameError::UnknownTag { tag });
+        }
+        body.drain(..HEADER_BYTES);
+        Ok(if tag == TAG_MESSAGE {
+            Frame::Message(Message {
+                op,
+                round,
+                payload: body,
+            })
+        } else {
+            Frame::Control(body)
+        })
+    }
+
+    /// The body length announced by a 4-byte prefix, checked against the limits.
+    ///
+    /// # Errors
+    /// [`FrameError::TooLarge`] or [`FrameError::TooShort`].
+    pub fn body_len(&self, prefix: [u8; LEN_BYTES]) -> Result<usize, FrameError> {
+        let len = u32::from_le_bytes(prefix) as usize;
+        if len > self.max_body {
+            return Err(FrameError::TooLarge {
+                len,
+                max: self.max_body,
+            });
+        }
+        if len < HEADER_BYTES {
+            return Err(FrameError::TooShort { len });
+        }
+        Ok(len)
     }
 }
 
@@ -149,7 +250,18 @@ mod tests {
         for k in 0..buf.len() {
             assert_eq!(c.decode(&buf[..k]), Ok(None), "prefix of {k} bytes");
         }
-        assert_eq!(c.decode(&buf), Ok(Some((m, buf.len()))));
+        assert_eq!(c.decode(&buf), Ok(Some((Frame::Message(m), buf.len()))));
+        let mut ctl = Vec::new();
+        c.encode_control(b"hello", &mut ctl).unwrap();
+        assert_eq!(
+            c.decode(&ctl),
+            Ok(Some((Frame::Control(b"hello".to_vec()), ctl.len())))
+        );
+        ctl[6] = 1; // op byte of a control frame
+        assert!(matches!(
+            c.decode(&ctl),
+            Err(FrameError::ControlHeader { .. })
+        ));
     }
 
     #[test]
@@ -193,13 +305,20 @@ mod tests {
                 let len = rng.next_u32() % 300;
                 b[..4].copy_from_slice(&len.to_le_bytes());
                 if n > 4 {
-                    b[4] = if case % 2 == 0 { TAG_MESSAGE } else { b[4] };
+                    b[4] = match case % 4 {
+                        0 => TAG_MESSAGE,
+                        2 => TAG_CONTROL,
+                        _ => b[4],
+                    };
+                }
+                if case % 4 == 2 && n >= 21 {
+                    b[5..21].fill(0); // a well-formed control header
                 }
             }
             if let Ok(Some((m, used))) = c.decode(&b) {
                 assert!(used <= b.len());
                 let mut again = Vec::new();
-                c.encode(&m, &mut again).unwrap();
+                c.encode_frame(&m, &mut again).unwrap();
                 assert_eq!(again, b[..used]);
             }
         }
@@ -226,6 +345,9 @@ mod tests {
                 buf.extend_from_slice(&stream[pos..(pos + step).min(stream.len())]);
                 pos += step;
                 while let Some((m, used)) = c.decode(&buf).unwrap() {
+                    let Frame::Message(m) = m else {
+                        panic!("only messages were sent")
+                    };
                     got.push(m);
                     buf.drain(..used);
                 }

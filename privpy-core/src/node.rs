@@ -1,0 +1,153 @@
+//! One server of a networked deployment: runs a program over any [`Transport`].
+//!
+//! [`LocalCluster`](crate::LocalCluster) runs the four servers as threads of one
+//! process; a networked server (`privpy-net`) runs one of them, connected to the
+//! other three by TLS. Both call the same engine: [`run_node`] sets up the server's
+//! side of the session over the transport it is given (seed agreement included),
+//! runs the program and hands back this server's output shares.
+//!
+//! ```
+//! use privpy_core::node::{NodeInput, run_node};
+//! use privpy_core::transport::{Role, channel_mesh};
+//! use privpy_core::{Config, Session, share::share};
+//! use std::collections::BTreeMap;
+//! use std::time::Duration;
+//!
+//! let cfg = Config::default();
+//! let x = ndarray::array![1.0, 2.0, -3.5].into_dyn();
+//! let [a, b] = share(&cfg, &x.view())?;
+//! let program = |s: &Session| {
+//!     let x = s.input::<ndarray::Array1<f64>>("x")?;
+//!     s.output("alice", "y", &(&x * 2.0))
+//! };
+//! let clients = vec!["alice".to_string()];
+//! let outs = std::thread::scope(|sc| {
+//!     let hs: Vec<_> = channel_mesh(Duration::from_secs(10))
+//!         .into_iter()
+//!         .zip(Role::ALL)
+//!         .map(|(t, role)| {
+//!             let input = match role {
+//!                 Role::S1 => NodeInput::Share(a.clone()),
+//!                 Role::S2 => NodeInput::Share(b.clone()),
+//!                 _ => NodeInput::Shape(vec![3]),
+//!             };
+//!             let inputs = BTreeMap::from([("x".to_string(), input)]);
+//!             let clients = clients.clone();
+//!             sc.spawn(move || run_node(role, cfg, Box::new(t), inputs, clients, &program))
+//!         })
+//!         .collect();
+//!     hs.into_iter().map(|h| h.join().unwrap()).collect::<Vec<_>>()
+//! });
+//! let s1 = &outs[0].as_ref().unwrap().outputs[0].share;
+//! let s2 = &outs[1].as_ref().unwrap().outputs[0].share;
+//! let y = privpy_core::share::reconstruct(&cfg, s1, s2)?;
+//! assert!((y[2] + 7.0).abs() < 1e-6);
+//! # Ok::<(), privpy_core::Error>(())
+//! ```
+
+use crate::cluster::{make_party, run_session};
+use crate::config::Config;
+use crate::data::Data;
+use crate::error::{Error, Result};
+use crate::protocol::SeedSource;
+use crate::session::Session;
+use crate::share::Share;
+use crate::transport::{CommStats, Role, Transport};
+use std::collections::BTreeMap;
+
+/// What a server holds of one input.
+#[derive(Clone, Debug)]
+pub enum NodeInput {
+    /// `S1`'s or `S2`'s share.
+    Share(Share),
+    /// The shape only: what the assistants `Sa` and `Sb` know of an input.
+    Shape(Vec<usize>),
+}
+
+impl NodeInput {
+    /// The input's shape.
+    pub fn shape(&self) -> &[usize] {
+        match self {
+            NodeInput::Share(s) => s.shape(),
+            NodeInput::Shape(s) => s,
+        }
+    }
+}
+
+/// One output the program wrote, as this server holds it.
+#[derive(Clone, Debug)]
+pub struct NodeOutput {
+    /// The client entitled to open it.
+    pub client: String,
+    /// The output's name.
+    pub name: String,
+    /// This server's share (shape only on `Sa` and `Sb`).
+    pub share: Share,
+}
+
+/// The result of [`run_node`] on one server.
+#[derive(Clone, Debug)]
+pub struct NodeResult {
+    /// The outputs in the order the program wrote them.
+    pub outputs: Vec<NodeOutput>,
+    /// This server's communication during the program.
+    pub stats: CommStats,
+}
+
+/// Runs `program` as server `role` over `transport`, with seeds from the operating
+/// system's generator.
+///
+/// The other three servers must call it at the same time with the same program,
+/// configuration, input names and shapes, and client list. `S1` and `S2` pass their
+/// shares, `Sa` and `Sb` the shapes ([`NodeInput::Shape`]).
+///
+/// # Errors
+/// [`Error::Config`] when a primary server is given a shape instead of a share (or
+/// an assistant a share), or a share of another ring; the program's own error; a
+/// panic in the program ([`Error::ProgramPanic`]); a lost peer ([`Error::PeerLost`]).
+pub fn run_node(
+    role: Role,
+    cfg: Config,
+    transport: Box<dyn Transport>,
+    inputs: BTreeMap<String, NodeInput>,
+    clients: Vec<String>,
+    program: &(dyn Fn(&Session) -> Result<()> + Sync),
+) -> Result<NodeResult> {
+    let mut held = BTreeMap::new();
+    for (name, input) in inputs {
+        let d = match (input, role.is_primary()) {
+            (NodeInput::Share(s), true) => {
+                if s.ring() != Some(cfg.ring()) {
+                    return Err(Error::Config(format!(
+                        "input {name:?} is a share of {:?}, the configuration uses {:?}",
+                        s.ring(),
+                        cfg.ring()
+                    )));
+                }
+                s.data
+            }
+            (NodeInput::Shape(shape), false) => Data::shape_only(&shape),
+            (NodeInput::Share(s), false) => Data::shape_only(s.shape()),
+            (NodeInput::Shape(_), true) => {
+                return Err(Error::Config(format!(
+                    "{role} needs its share of input {name:?}, not only the shape"
+                )));
+            }
+        };
+        held.insert(name, d);
+    }
+    let eng = make_party(role, cfg, transport, SeedSource::Os, false)?;
+    let out = run_session(eng, held, clients, program, Some(role)).map_err(|(_, e)| e)?;
+    Ok(NodeResult {
+        outputs: out
+            .outputs
+            .into_iter()
+            .map(|((client, name), data)| NodeOutput {
+                client,
+                name,
+                share: Share { data },
+            })
+            .collect(),
+        stats: out.stats,
+    })
+}

@@ -1,0 +1,322 @@
+//! The client library: upload shares, run programs, fetch and open results.
+//!
+//! ```no_run
+//! use privpy_net::client::Client;
+//! use privpy_net::config::ClientConfig;
+//! use ndarray::{Array1, array};
+//!
+//! let mut alice = Client::connect(&ClientConfig::from_file("dev-cluster/alice.toml".as_ref())?)?;
+//! alice.upload("x", &array![1.0, 2.0, 3.0], &[])?;
+//! let job = alice.run("square", &[("x", &["x"])])?;
+//! let y: Array1<f64> = alice.fetch(&job, "y")?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! The client splits each input into two shares on its own machine and sends one to
+//! `S1`, the other to `S2`; servers never see the value. Results come back as two
+//! shares, one from each, and only the client adds them up. The calls block; a
+//! small tokio runtime inside the client does the I/O.
+
+use crate::config::ClientConfig;
+use crate::link::{Conn, ConnError};
+use crate::tls::{TlsError, client_tls, dial_name};
+use crate::wire::{Control, Reply, Request};
+use privpy_core::share::{Share, reconstruct, share};
+use privpy_core::transport::{CommStats, Role};
+use privpy_core::{Config, PrivType, Public};
+use std::time::Duration;
+use tokio::net::TcpStream;
+use tokio_rustls::{TlsConnector, TlsStream};
+
+/// A client operation that failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// Certificates or keys.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    /// Connecting to a server failed (address, TLS handshake: for example, a
+    /// certificate from the wrong authority).
+    #[error("cannot connect to {server}: {reason}")]
+    Connect {
+        /// The server.
+        server: Role,
+        /// Why.
+        reason: String,
+    },
+    /// The server refused the request; the reason says why.
+    #[error("{server} refused: {reason}")]
+    Refused {
+        /// The server.
+        server: Role,
+        /// Its reason.
+        reason: String,
+    },
+    /// The connection failed during a request.
+    #[error("{server}: {source}")]
+    Conn {
+        /// The server.
+        server: Role,
+        /// What happened.
+        source: ConnError,
+    },
+    /// The two servers disagree (number format), or answered out of protocol.
+    #[error("protocol: {0}")]
+    Protocol(String),
+    /// Encoding, sharing or reconstruction failed (NaN, out of range, shapes).
+    #[error(transparent)]
+    Core(#[from] privpy_core::Error),
+    /// The local runtime could not start.
+    #[error("runtime: {0}")]
+    Runtime(std::io::Error),
+}
+
+/// A finished job: its id, the outputs waiting for this client, and traffic.
+#[derive(Clone, Debug)]
+pub struct JobResult {
+    /// The job id.
+    pub id: u64,
+    /// Outputs for this client: name and shape.
+    pub outputs: Vec<(String, Vec<usize>)>,
+    /// Each server's communication during the program, by role index.
+    pub stats: [CommStats; 4],
+}
+
+/// A connected client.
+pub struct Client {
+    name: String,
+    config: Config,
+    rt: tokio::runtime::Runtime,
+    conns: [Conn; 2],
+    timeout: Duration,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("name", &self.name)
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+const PRIMARIES: [Role; 2] = [Role::S1, Role::S2];
+
+impl Client {
+    /// Connects to `S1` and `S2` with the client certificate and asks both for the
+    /// cluster's number format.
+    ///
+    /// # Errors
+    /// Unreadable certificates; unreachable servers; a failed handshake (a server
+    /// certificate not from the configured authority, or ours not accepted); a
+    /// certificate naming no accepted client; servers that disagree.
+    pub fn connect(cfg: &ClientConfig) -> Result<Client, ClientError> {
+        let tls = client_tls(&cfg.cert, &cfg.key, &cfg.server_ca)?;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(ClientError::Runtime)?;
+        let connector = TlsConnector::from(tls);
+        let timeout = cfg.timeout;
+        let dial = |server: Role, addr| {
+            let connector = connector.clone();
+            async move {
+                let connect = async {
+                    let tcp = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
+                    let _ = tcp.set_nodelay(true);
+                    connector
+                        .connect(dial_name(server), tcp)
+                        .await
+                        .map_err(|e| format!("TLS handshake failed: {e}"))
+                };
+                match tokio::time::timeout(timeout.min(Duration::from_secs(30)), connect).await {
+                    Ok(Ok(s)) => Ok(Conn::new(TlsStream::Client(s), cfg.max_frame)),
+                    Ok(Err(reason)) => Err(ClientError::Connect {
+                        server,
+                        reason: format!("{addr}: {reason}"),
+                    }),
+                    Err(_) => Err(ClientError::Connect {
+                        server,
+                        reason: format!("{addr}: no answer"),
+                    }),
+                }
+            }
+        };
+        let c1 = rt.block_on(dial(Role::S1, cfg.s1))?;
+        let c2 = rt.block_on(dial(Role::S2, cfg.s2))?;
+        let mut client = Client {
+            name: cfg.name.clone(),
+            config: Config::default(),
+            rt,
+            conns: [c1, c2],
+            timeout,
+        };
+        let mut configs = Vec::new();
+        for (k, server) in PRIMARIES.into_iter().enumerate() {
+            match client.request(k, &Request::Info)? {
+                Reply::Info {
+                    config,
+                    client: who,
+                    ..
+                } => {
+                    if who != cfg.name {
+                        return Err(ClientError::Protocol(format!(
+                            "{server} knows this certificate as {who:?}, not {:?}",
+                            cfg.name
+                        )));
+                    }
+                    configs.push(config);
+                }
+                other => return Err(unexpected(server, &other)),
+            }
+        }
+        if configs[0] != configs[1] {
+            return Err(ClientError::Protocol(format!(
+                "S1 computes with {:?} but S2 with {:?}",
+                configs[0], configs[1]
+            )));
+        }
+        client.config = configs[0];
+        Ok(client)
+    }
+
+    /// The cluster's number format (what inputs are encoded with).
+    pub fn config(&self) -> Config {
+        self.config
+    }
+
+    /// This client's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn request(&mut self, k: usize, req: &Request) -> Result<Reply, ClientError> {
+        let server = PRIMARIES[k];
+        let timeout = self.timeout;
+        let conn = &mut self.conns[k];
+        let res = self.rt.block_on(async {
+            conn.send(&Control::Request(req.clone()))
+                .await
+                .map_err(ConnError::Io)?;
+            conn.recv(timeout).await
+        });
+        match res {
+            Ok(Control::Reply(Reply::Refused(reason))) => {
+                Err(ClientError::Refused { server, reason })
+            }
+            Ok(Control::Reply(r)) => Ok(r),
+            Ok(_) => Err(ClientError::Protocol(format!(
+                "{server} sent something that is not a reply"
+            ))),
+            Err(source) => Err(ClientError::Conn { server, source }),
+        }
+    }
+
+    /// Secret-shares `value` and stores the shares on `S1` and `S2` under `name`.
+    /// `readers` are other clients allowed to use it in their jobs. Uploading an
+    /// existing name of your own replaces it; another client's name is refused.
+    ///
+    /// # Errors
+    /// NaN, ±inf or out-of-range elements (nothing is sent); a refusal. If `S1`
+    /// stored its share and `S2` refused, upload again: the owner may replace.
+    pub fn upload<P: Public>(
+        &mut self,
+        name: &str,
+        value: P,
+        readers: &[&str],
+    ) -> Result<(), ClientError> {
+        let v = value.view_dyn();
+        let shares = share(&self.config, &v).map_err(|source| privpy_core::Error::Encode {
+            name: name.to_string(),
+            source,
+        })?;
+        for (k, s) in shares.iter().enumerate() {
+            let req = Request::Upload {
+                name: name.to_string(),
+                readers: readers.iter().map(|r| r.to_string()).collect(),
+                ring: self.config.ring(),
+                shape: s.shape().to_vec(),
+                bytes: s.to_bytes(),
+            };
+            match self.request(k, &req)? {
+                Reply::Uploaded => {}
+                other => return Err(unexpected(PRIMARIES[k], &other)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs `program` on the cluster, binding each parameter to one or more stored
+    /// inputs (several are stacked by rows, in order). Blocks until the job ends.
+    ///
+    /// # Errors
+    /// A refusal (unknown program, missing or foreign input, wrong shape, another
+    /// program version on some server) or a failure during the job (a lost server:
+    /// the message names it).
+    pub fn run(
+        &mut self,
+        program: &str,
+        bindings: &[(&str, &[&str])],
+    ) -> Result<JobResult, ClientError> {
+        let req = Request::Run {
+            program: program.to_string(),
+            bindings: bindings
+                .iter()
+                .map(|(p, srcs)| (p.to_string(), srcs.iter().map(|s| s.to_string()).collect()))
+                .collect(),
+        };
+        match self.request(0, &req)? {
+            Reply::RunDone {
+                job,
+                outputs,
+                stats,
+            } => Ok(JobResult {
+                id: job,
+                outputs,
+                stats,
+            }),
+            other => Err(unexpected(Role::S1, &other)),
+        }
+    }
+
+    /// Fetches both shares of output `name` of `job` and opens it. The servers
+    /// delete their shares once fetched.
+    ///
+    /// # Errors
+    /// A refusal (no such output for this client), shares that do not fit together,
+    /// or an output of another rank than `A`.
+    pub fn fetch<A: PrivType>(&mut self, job: &JobResult, name: &str) -> Result<A, ClientError> {
+        let [s1, s2] = self.fetch_shares(job.id, name)?;
+        let value = reconstruct(&self.config, &s1, &s2)?;
+        Ok(A::from_dyn(value).map_err(privpy_core::Error::from)?)
+    }
+
+    /// The two shares of output `name` of job `id`, as the servers sent them.
+    ///
+    /// # Errors
+    /// As [`Client::fetch`].
+    pub fn fetch_shares(&mut self, id: u64, name: &str) -> Result<[Share; 2], ClientError> {
+        let mut shares = Vec::new();
+        for (k, server) in PRIMARIES.into_iter().enumerate() {
+            let req = Request::Fetch {
+                job: id,
+                name: name.to_string(),
+            };
+            match self.request(k, &req)? {
+                Reply::Share { ring, shape, bytes } => {
+                    shares.push(Share::from_bytes(ring, &shape, &bytes)?);
+                }
+                other => return Err(unexpected(server, &other)),
+            }
+        }
+        let s2 = shares.pop();
+        let s1 = shares.pop();
+        match (s1, s2) {
+            (Some(a), Some(b)) => Ok([a, b]),
+            _ => Err(ClientError::Protocol("missing share".into())),
+        }
+    }
+}
+
+fn unexpected(server: Role, r: &Reply) -> ClientError {
+    ClientError::Protocol(format!("unexpected reply from {server}: {r:?}"))
+}

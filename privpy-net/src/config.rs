@@ -1,0 +1,425 @@
+//! `cluster.toml` (servers) and the client's configuration file.
+//!
+//! ```toml
+//! preset = "default"          # "fast" (Z64), "default" (Z128) or "paper" (Z256)
+//! timeout_secs = 30           # how long a server waits for a peer
+//! output_ttl_secs = 86400     # unfetched outputs are deleted after this
+//! max_frame_mib = 1024        # largest frame accepted
+//! server_ca = "certs/server-ca.pem"
+//! client_ca = "certs/client-ca.pem"
+//! clients = ["alice", "bob"]  # accepted client names (their certificates name them)
+//!
+//! [servers.s1]
+//! peer_addr = "10.0.0.1:7101"     # server links
+//! client_addr = "10.0.0.1:7201"   # clients (s1 and s2 only)
+//! cert = "certs/s1.pem"
+//! key = "certs/s1.key"
+//! data_dir = "data/s1"            # the share store (s1 and s2 only)
+//! # ... [servers.s2], [servers.sa], [servers.sb]
+//! ```
+//!
+//! Relative paths are relative to the directory of the configuration file. A server
+//! needs the addresses of all four servers but only its own certificate and key.
+
+use privpy_core::Config;
+use privpy_core::transport::Role;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// A configuration that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for this format.
+    #[error("{path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The parser's message (line and column included).
+        message: String,
+    },
+    /// A value is missing or wrong.
+    #[error("{path}: {message}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// The number format preset of a cluster.
+pub fn preset(name: &str) -> Option<Config> {
+    match name {
+        "fast" => Some(Config::fast()),
+        "default" => Some(Config::default()),
+        "paper" => Some(Config::paper()),
+        _ => None,
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCluster {
+    #[serde(default = "default_preset")]
+    preset: String,
+    #[serde(default = "default_timeout")]
+    timeout_secs: f64,
+    #[serde(default = "default_ttl")]
+    output_ttl_secs: u64,
+    #[serde(default = "default_frame")]
+    max_frame_mib: usize,
+    server_ca: PathBuf,
+    client_ca: PathBuf,
+    #[serde(default)]
+    clients: Vec<String>,
+    servers: BTreeMap<String, RawServer>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawServer {
+    peer_addr: SocketAddr,
+    client_addr: Option<SocketAddr>,
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+    data_dir: Option<PathBuf>,
+}
+
+fn default_preset() -> String {
+    "default".into()
+}
+fn default_timeout() -> f64 {
+    30.0
+}
+fn default_ttl() -> u64 {
+    86_400
+}
+fn default_frame() -> usize {
+    1024
+}
+
+/// One server's entry in `cluster.toml`.
+#[derive(Clone, Debug)]
+pub struct ServerEntry {
+    /// Where the other servers connect.
+    pub peer_addr: SocketAddr,
+    /// Where clients connect (`S1` and `S2`).
+    pub client_addr: Option<SocketAddr>,
+    /// Certificate chain (PEM) of this server; needed only on its own host.
+    pub cert: Option<PathBuf>,
+    /// Private key (PEM, PKCS#8); needed only on its own host.
+    pub key: Option<PathBuf>,
+    /// Directory of the share store (`S1` and `S2`).
+    pub data_dir: Option<PathBuf>,
+}
+
+/// The whole cluster's configuration, as every server reads it.
+#[derive(Clone, Debug)]
+pub struct ClusterConfig {
+    /// The number format.
+    pub config: Config,
+    /// The preset's name.
+    pub preset: String,
+    /// How long a server waits for a peer before giving up.
+    pub timeout: Duration,
+    /// Unfetched outputs are deleted after this.
+    pub output_ttl: Duration,
+    /// Largest frame body accepted, in bytes.
+    pub max_frame: usize,
+    /// Authority that signs server certificates.
+    pub server_ca: PathBuf,
+    /// Authority that signs client certificates.
+    pub client_ca: PathBuf,
+    /// Accepted client names.
+    pub clients: Vec<String>,
+    /// The four servers, by [`Role::index`].
+    pub servers: [ServerEntry; 4],
+}
+
+impl ClusterConfig {
+    /// Reads and checks a `cluster.toml`.
+    ///
+    /// # Errors
+    /// An unreadable file, invalid TOML, an unknown preset or key, a missing server,
+    /// a primary server without client address or data directory, a bad client name.
+    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::from_toml(&text, path.parent().unwrap_or(Path::new(".")), path)
+    }
+
+    /// Parses `text` with relative paths resolved against `base`; `path` names the
+    /// file in errors.
+    ///
+    /// # Errors
+    /// As [`ClusterConfig::from_file`].
+    pub fn from_toml(text: &str, base: &Path, path: &Path) -> Result<Self, ConfigError> {
+        let raw: RawCluster = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        let invalid = |message: String| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            message,
+        };
+        let config = preset(&raw.preset).ok_or_else(|| {
+            invalid(format!(
+                "unknown preset {:?} (use \"fast\", \"default\" or \"paper\")",
+                raw.preset
+            ))
+        })?;
+        if !(raw.timeout_secs > 0.0 && raw.timeout_secs <= 86_400.0) {
+            return Err(invalid(format!(
+                "timeout_secs = {} must be in (0, 86400]",
+                raw.timeout_secs
+            )));
+        }
+        if raw.max_frame_mib == 0 || raw.max_frame_mib > 4095 {
+            return Err(invalid(format!(
+                "max_frame_mib = {} must be in 1..=4095",
+                raw.max_frame_mib
+            )));
+        }
+        for c in &raw.clients {
+            check_name(c).map_err(|m| invalid(format!("client {c:?}: {m}")))?;
+        }
+        let resolve = |p: PathBuf| if p.is_absolute() { p } else { base.join(p) };
+        let mut servers = raw.servers;
+        for k in servers.keys() {
+            if !Role::ALL.iter().any(|r| r.name() == k) {
+                return Err(invalid(format!(
+                    "unknown server [servers.{k}] (use s1, s2, sa, sb)"
+                )));
+            }
+        }
+        let mut entries = Vec::new();
+        for role in Role::ALL {
+            let s = servers
+                .remove(role.name())
+                .ok_or_else(|| invalid(format!("missing [servers.{}]", role.name())))?;
+            if role.is_primary() && (s.client_addr.is_none() || s.data_dir.is_none()) {
+                return Err(invalid(format!(
+                    "[servers.{}] needs client_addr and data_dir",
+                    role.name()
+                )));
+            }
+            entries.push(ServerEntry {
+                peer_addr: s.peer_addr,
+                client_addr: s.client_addr,
+                cert: s.cert.map(resolve),
+                key: s.key.map(resolve),
+                data_dir: s.data_dir.map(resolve),
+            });
+        }
+        let servers: [ServerEntry; 4] = entries
+            .try_into()
+            .map_err(|_| invalid("four servers expected".into()))?;
+        Ok(ClusterConfig {
+            config,
+            preset: raw.preset,
+            timeout: Duration::from_secs_f64(raw.timeout_secs),
+            output_ttl: Duration::from_secs(raw.output_ttl_secs),
+            max_frame: raw.max_frame_mib << 20,
+            server_ca: resolve(raw.server_ca),
+            client_ca: resolve(raw.client_ca),
+            clients: raw.clients,
+            servers,
+        })
+    }
+
+    /// The entry of `role`.
+    pub fn server(&self, role: Role) -> &ServerEntry {
+        &self.servers[role.index()]
+    }
+}
+
+/// A name usable for a client, an input or an output: 1–64 characters from
+/// `[A-Za-z0-9_.-]`, not starting with `.` or `-`.
+///
+/// # Errors
+/// What is wrong with the name.
+pub fn check_name(name: &str) -> Result<(), String> {
+    if name.is_empty() || name.len() > 64 {
+        return Err("names have 1 to 64 characters".into());
+    }
+    if name.starts_with(['.', '-']) {
+        return Err("names do not start with '.' or '-'".into());
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-')))
+    {
+        return Err(format!(
+            "{c:?} is not allowed in names (use A-Z a-z 0-9 _ . -)"
+        ));
+    }
+    Ok(())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawClient {
+    name: String,
+    server_ca: PathBuf,
+    cert: PathBuf,
+    key: PathBuf,
+    s1: SocketAddr,
+    s2: SocketAddr,
+    #[serde(default = "default_client_timeout")]
+    timeout_secs: f64,
+    #[serde(default = "default_frame")]
+    max_frame_mib: usize,
+}
+
+fn default_client_timeout() -> f64 {
+    600.0
+}
+
+/// A client's configuration file:
+///
+/// ```toml
+/// name = "alice"
+/// server_ca = "certs/server-ca.pem"
+/// cert = "certs/alice.pem"
+/// key = "certs/alice.key"
+/// s1 = "127.0.0.1:7201"
+/// s2 = "127.0.0.1:7202"
+/// timeout_secs = 600     # longest wait for a reply (a run waits for the program)
+/// ```
+#[derive(Clone, Debug)]
+pub struct ClientConfig {
+    /// The client's name (its certificate is issued for `<name>.client.privpy`).
+    pub name: String,
+    /// Authority that signs the servers' certificates.
+    pub server_ca: PathBuf,
+    /// The client's certificate chain (PEM).
+    pub cert: PathBuf,
+    /// The client's private key (PEM, PKCS#8).
+    pub key: PathBuf,
+    /// `S1`'s client address.
+    pub s1: SocketAddr,
+    /// `S2`'s client address.
+    pub s2: SocketAddr,
+    /// Longest wait for a reply.
+    pub timeout: Duration,
+    /// Largest frame accepted.
+    pub max_frame: usize,
+}
+
+impl ClientConfig {
+    /// Reads a client configuration file.
+    ///
+    /// # Errors
+    /// An unreadable file, invalid TOML, a bad name or timeout.
+    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let raw: RawClient = toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        let invalid = |message: String| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            message,
+        };
+        check_name(&raw.name).map_err(|m| invalid(format!("name {:?}: {m}", raw.name)))?;
+        if !(raw.timeout_secs > 0.0 && raw.timeout_secs <= 86_400.0) {
+            return Err(invalid("timeout_secs must be in (0, 86400]".into()));
+        }
+        let base = path.parent().unwrap_or(Path::new("."));
+        let resolve = |p: PathBuf| if p.is_absolute() { p } else { base.join(p) };
+        Ok(ClientConfig {
+            name: raw.name,
+            server_ca: resolve(raw.server_ca),
+            cert: resolve(raw.cert),
+            key: resolve(raw.key),
+            s1: raw.s1,
+            s2: raw.s2,
+            timeout: Duration::from_secs_f64(raw.timeout_secs),
+            max_frame: raw.max_frame_mib.clamp(1, 4095) << 20,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+preset = "fast"
+server_ca = "ca.pem"
+client_ca = "cca.pem"
+clients = ["alice"]
+[servers.s1]
+peer_addr = "127.0.0.1:1"
+client_addr = "127.0.0.1:2"
+data_dir = "d1"
+[servers.s2]
+peer_addr = "127.0.0.1:3"
+client_addr = "127.0.0.1:4"
+data_dir = "/abs/d2"
+[servers.sa]
+peer_addr = "127.0.0.1:5"
+[servers.sb]
+peer_addr = "127.0.0.1:6"
+"#;
+
+    #[test]
+    fn parses_and_resolves_paths() {
+        let c = ClusterConfig::from_toml(GOOD, Path::new("/etc/p"), Path::new("c.toml")).unwrap();
+        assert_eq!(c.config, Config::fast());
+        assert_eq!(c.server_ca, Path::new("/etc/p/ca.pem"));
+        assert_eq!(
+            c.server(Role::S1).data_dir.as_deref(),
+            Some(Path::new("/etc/p/d1"))
+        );
+        assert_eq!(
+            c.server(Role::S2).data_dir.as_deref(),
+            Some(Path::new("/abs/d2"))
+        );
+        assert_eq!(c.timeout, Duration::from_secs(30));
+    }
+
+    #[test]
+    fn bad_files_name_the_problem() {
+        let err = |t: &str| {
+            ClusterConfig::from_toml(t, Path::new("."), Path::new("c.toml"))
+                .unwrap_err()
+                .to_string()
+        };
+        assert!(err(&GOOD.replace("fast", "turbo")).contains("unknown preset"));
+        assert!(
+            err(&GOOD.replace("[servers.sb]\npeer_addr = \"127.0.0.1:6\"", ""))
+                .contains("missing [servers.sb]")
+        );
+        assert!(
+            err(&GOOD.replace("data_dir = \"d1\"", "")).contains("needs client_addr and data_dir")
+        );
+        assert!(err(&GOOD.replace("\"alice\"", "\"al ice\"")).contains("not allowed"));
+        assert!(err(&GOOD.replace("127.0.0.1:1", "nowhere")).contains("c.toml"));
+        assert!(err(&format!("{GOOD}\nextra = 1")).contains("extra"));
+    }
+
+    #[test]
+    fn names() {
+        assert!(check_name("x_alice-1.v2").is_ok());
+        for bad in ["", "-x", ".x", "a/b", "a b", &"x".repeat(65)] {
+            assert!(check_name(bad).is_err(), "{bad:?}");
+        }
+    }
+}

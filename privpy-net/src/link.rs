@@ -1,0 +1,361 @@
+//! Framed TLS connections, and the [`Transport`] the engine runs over.
+//!
+//! A [`Conn`] is one TLS connection with frame reading and writing, used while a
+//! link is being set up and for client requests. Once the four servers of a job are
+//! connected, [`NetTransport::new`] hands each link to two tasks on the tokio
+//! runtime: a reader that decodes frames into a channel, and a writer that drains a
+//! queue of outgoing frames (flushing whenever the queue runs empty). The program
+//! thread stays synchronous: `send` only queues, `recv` blocks on the channel with
+//! the configured timeout.
+
+use crate::frame::{Frame, FrameCodec, FrameError, LEN_BYTES};
+use crate::wire::{Control, WireError};
+use privpy_core::transport::{Message, Role, Transport, TransportError};
+use std::sync::{Arc, Mutex, mpsc as std_mpsc};
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio_rustls::TlsStream;
+
+/// The stream under a connection.
+pub type Stream = TlsStream<TcpStream>;
+
+/// Why reading from a connection failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnError {
+    /// The peer closed the connection between frames.
+    #[error("connection closed")]
+    Closed,
+    /// The peer closed the connection in the middle of a frame.
+    #[error("connection closed in the middle of a frame (truncated frame)")]
+    Truncated,
+    /// A socket or TLS error.
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    /// A frame that cannot be decoded.
+    #[error("bad frame: {0}")]
+    Frame(#[from] FrameError),
+    /// A control message that cannot be decoded.
+    #[error("bad control message: {0}")]
+    Wire(#[from] WireError),
+    /// A protocol frame where a control message was expected.
+    #[error("expected a control message, got a protocol message")]
+    NotControl,
+    /// Nothing arrived in time.
+    #[error("no answer within {0:?}")]
+    Timeout(Duration),
+}
+
+/// Reads one frame from `rd`.
+///
+/// # Errors
+/// [`ConnError`].
+pub async fn read_frame<S: AsyncRead + Unpin>(
+    rd: &mut S,
+    codec: &FrameCodec,
+) -> Result<Frame, ConnError> {
+    let mut prefix = [0u8; LEN_BYTES];
+    let mut got = 0;
+    while got < LEN_BYTES {
+        let n = rd.read(&mut prefix[got..]).await?;
+        if n == 0 {
+            return Err(if got == 0 {
+                ConnError::Closed
+            } else {
+                ConnError::Truncated
+            });
+        }
+        got += n;
+    }
+    let len = codec.body_len(prefix)?;
+    let mut body = vec![0u8; len];
+    match rd.read_exact(&mut body).await {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+            return Err(ConnError::Truncated);
+        }
+        Err(e) => return Err(e.into()),
+    }
+    Ok(codec.decode_body(body)?)
+}
+
+async fn write_frame<S: AsyncWrite + Unpin>(
+    wr: &mut S,
+    codec: &FrameCodec,
+    frame: &Frame,
+) -> std::io::Result<()> {
+    // Header and payload go out as two writes: no copy of large payloads.
+    let (tag, op, round, payload): (u8, u64, u64, &[u8]) = match frame {
+        Frame::Message(m) => (crate::frame::TAG_MESSAGE, m.op, m.round, &m.payload),
+        Frame::Control(b) => (crate::frame::TAG_CONTROL, 0, 0, b),
+    };
+    let len = crate::frame::HEADER_BYTES + payload.len();
+    if len > codec.max_body() || u32::try_from(len).is_err() {
+        return Err(std::io::Error::other(FrameError::TooLarge {
+            len,
+            max: codec.max_body(),
+        }));
+    }
+    let mut head = Vec::with_capacity(LEN_BYTES + crate::frame::HEADER_BYTES);
+    head.extend_from_slice(&(len as u32).to_le_bytes());
+    head.push(tag);
+    head.extend_from_slice(&op.to_le_bytes());
+    head.extend_from_slice(&round.to_le_bytes());
+    wr.write_all(&head).await?;
+    wr.write_all(payload).await
+}
+
+/// A TLS connection that reads and writes frames.
+pub struct Conn {
+    stream: Stream,
+    codec: FrameCodec,
+}
+
+impl std::fmt::Debug for Conn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Conn").finish_non_exhaustive()
+    }
+}
+
+impl Conn {
+    /// Wraps an established TLS stream.
+    pub fn new(stream: Stream, max_frame: usize) -> Conn {
+        Conn {
+            stream,
+            codec: FrameCodec::new(max_frame),
+        }
+    }
+
+    /// The peer's certificate chain (verified during the handshake).
+    pub fn peer_certificates(&self) -> Option<&[rustls::pki_types::CertificateDer<'static>]> {
+        self.stream.get_ref().1.peer_certificates()
+    }
+
+    /// Sends a control message.
+    ///
+    /// # Errors
+    /// A socket error, or a message larger than the frame limit.
+    pub async fn send(&mut self, c: &Control) -> std::io::Result<()> {
+        write_frame(&mut self.stream, &self.codec, &Frame::Control(c.encode())).await?;
+        self.stream.flush().await
+    }
+
+    /// Receives the next control message, waiting at most `timeout`.
+    ///
+    /// # Errors
+    /// [`ConnError`].
+    pub async fn recv(&mut self, timeout: Duration) -> Result<Control, ConnError> {
+        let frame = tokio::time::timeout(timeout, read_frame(&mut self.stream, &self.codec))
+            .await
+            .map_err(|_| ConnError::Timeout(timeout))??;
+        match frame {
+            Frame::Control(b) => Ok(Control::decode(&b)?),
+            Frame::Message(_) => Err(ConnError::NotControl),
+        }
+    }
+
+    /// Closes the connection politely (TLS close_notify), ignoring errors.
+    pub async fn close(mut self) {
+        let _ = self.stream.shutdown().await;
+    }
+
+    /// The underlying stream (for tests that write raw bytes).
+    pub fn stream_mut(&mut self) -> &mut Stream {
+        &mut self.stream
+    }
+}
+
+type Incoming = Result<Frame, TransportError>;
+
+struct LinkEnd {
+    tx: mpsc::UnboundedSender<Frame>,
+    rx: Mutex<std_mpsc::Receiver<Incoming>>,
+}
+
+/// The links of one server to the other three during a job.
+///
+/// Cloning shares the links: the engine owns one clone (as its [`Transport`]), the
+/// job keeps another to exchange control messages after the program. The
+/// connections close when the last clone is dropped, after the queued frames are
+/// written.
+#[derive(Clone)]
+pub struct NetTransport {
+    me: Role,
+    links: Arc<[Option<LinkEnd>; 4]>,
+    timeout: Duration,
+}
+
+impl std::fmt::Debug for NetTransport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NetTransport")
+            .field("me", &self.me)
+            .finish_non_exhaustive()
+    }
+}
+
+impl NetTransport {
+    /// Starts the reader and writer tasks of each connection on `rt`.
+    pub fn new(
+        me: Role,
+        conns: [Option<Conn>; 4],
+        timeout: Duration,
+        rt: &tokio::runtime::Handle,
+    ) -> NetTransport {
+        let links = conns.into_iter().enumerate().map(|(k, c)| {
+            let c = c?;
+            let peer = Role::ALL[k];
+            let (mut rd, mut wr) = tokio::io::split(c.stream);
+            let codec = c.codec;
+            let (in_tx, in_rx) = std_mpsc::channel::<Incoming>();
+            let (out_tx, mut out_rx) = mpsc::unbounded_channel::<Frame>();
+            rt.spawn(async move {
+                loop {
+                    match read_frame(&mut rd, &codec).await {
+                        Ok(f) => {
+                            if in_tx.send(Ok(f)).is_err() {
+                                return;
+                            }
+                        }
+                        Err(e) => {
+                            let err = match e {
+                                ConnError::Closed => TransportError::Disconnected { peer },
+                                ConnError::Io(e)
+                                    if matches!(
+                                        e.kind(),
+                                        std::io::ErrorKind::ConnectionReset
+                                            | std::io::ErrorKind::ConnectionAborted
+                                            | std::io::ErrorKind::BrokenPipe
+                                            | std::io::ErrorKind::UnexpectedEof
+                                    ) =>
+                                {
+                                    TransportError::Disconnected { peer }
+                                }
+                                other => TransportError::Malformed {
+                                    peer,
+                                    reason: other.to_string(),
+                                },
+                            };
+                            let _ = in_tx.send(Err(err));
+                            return;
+                        }
+                    }
+                }
+            });
+            rt.spawn(async move {
+                while let Some(f) = out_rx.recv().await {
+                    if write_frame(&mut wr, &codec, &f).await.is_err() {
+                        return; // the reader reports the broken link
+                    }
+                    // Flush when nothing else is queued: batches small frames.
+                    if out_rx.is_empty() && wr.flush().await.is_err() {
+                        return;
+                    }
+                }
+                let _ = wr.shutdown().await;
+            });
+            Some(LinkEnd {
+                tx: out_tx,
+                rx: Mutex::new(in_rx),
+            })
+        });
+        let links: Vec<Option<LinkEnd>> = links.collect();
+        let links: [Option<LinkEnd>; 4] = match links.try_into() {
+            Ok(l) => l,
+            Err(_) => unreachable!("four links"),
+        };
+        NetTransport {
+            me,
+            links: Arc::new(links),
+            timeout,
+        }
+    }
+
+    fn end(&self, peer: Role) -> Result<&LinkEnd, TransportError> {
+        self.links[peer.index()]
+            .as_ref()
+            .ok_or(TransportError::Disconnected { peer })
+    }
+
+    fn next(&self, peer: Role, timeout: Duration) -> Incoming {
+        let end = self.end(peer)?;
+        let rx = end
+            .rx
+            .lock()
+            .map_err(|_| TransportError::Disconnected { peer })?;
+        match rx.recv_timeout(timeout) {
+            Ok(x) => x,
+            Err(std_mpsc::RecvTimeoutError::Timeout) => {
+                Err(TransportError::Timeout { peer, timeout })
+            }
+            Err(std_mpsc::RecvTimeoutError::Disconnected) => {
+                Err(TransportError::Disconnected { peer })
+            }
+        }
+    }
+
+    /// Queues a control message to `peer`.
+    ///
+    /// # Errors
+    /// The link is gone.
+    pub fn send_control(&self, peer: Role, c: &Control) -> Result<(), TransportError> {
+        self.end(peer)?
+            .tx
+            .send(Frame::Control(c.encode()))
+            .map_err(|_| TransportError::Disconnected { peer })
+    }
+
+    /// Tells every peer that this server stops, and why.
+    pub fn abort_all(&self, reason: &str) {
+        for peer in Role::ALL {
+            if peer != self.me {
+                let _ = self.send_control(peer, &Control::Abort(reason.to_string()));
+            }
+        }
+    }
+
+    /// The next control message from `peer` (protocol messages still queued are
+    /// skipped), waiting at most `timeout`.
+    ///
+    /// # Errors
+    /// Disconnection, timeout, or a malformed message.
+    pub fn recv_control(&self, peer: Role, timeout: Duration) -> Result<Control, TransportError> {
+        loop {
+            match self.next(peer, timeout)? {
+                Frame::Message(_) => continue,
+                Frame::Control(b) => {
+                    return Control::decode(&b).map_err(|e| TransportError::Malformed {
+                        peer,
+                        reason: e.to_string(),
+                    });
+                }
+            }
+        }
+    }
+}
+
+impl Transport for NetTransport {
+    fn send(&mut self, to: Role, msg: Message) -> Result<(), TransportError> {
+        self.end(to)?
+            .tx
+            .send(Frame::Message(msg))
+            .map_err(|_| TransportError::Disconnected { peer: to })
+    }
+
+    fn recv(&mut self, from: Role) -> Result<Message, TransportError> {
+        match self.next(from, self.timeout)? {
+            Frame::Message(m) => Ok(m),
+            Frame::Control(b) => Err(match Control::decode(&b) {
+                Ok(Control::Abort(reason)) => TransportError::Aborted { peer: from, reason },
+                Ok(other) => TransportError::Malformed {
+                    peer: from,
+                    reason: format!("unexpected control message during the program: {other:?}"),
+                },
+                Err(e) => TransportError::Malformed {
+                    peer: from,
+                    reason: e.to_string(),
+                },
+            }),
+        }
+    }
+}

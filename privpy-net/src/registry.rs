@@ -1,0 +1,176 @@
+//! Programs a server can run, registered under names and versions.
+//!
+//! ```
+//! use privpy_net::registry::{Program, Registry};
+//! use privpy_core::Session;
+//! use ndarray::Array1;
+//!
+//! let mut programs = Registry::new();
+//! programs.register(
+//!     Program::new("square", "1", |s: &Session, job| {
+//!         let x = s.input::<Array1<f64>>("x")?;
+//!         s.output(job.client(), "y", &(&x * &x))
+//!     })
+//!     .input("x", [None]),
+//! );
+//! assert!(programs.get("square").is_some());
+//! ```
+//!
+//! Every server of a cluster must carry the same name with the same version; a job
+//! whose program is missing or has another version on any server is refused at
+//! session start, before any share moves.
+
+use privpy_core::{Result, Session};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+
+/// What a running program knows about its job.
+#[derive(Clone, Debug)]
+pub struct Job {
+    pub(crate) id: u64,
+    pub(crate) client: String,
+}
+
+impl Job {
+    /// The job's identifier.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// The client that asked for the run (the usual recipient of the outputs).
+    pub fn client(&self) -> &str {
+        &self.client
+    }
+}
+
+type Body = dyn Fn(&Session, &Job) -> Result<()> + Send + Sync;
+
+/// A named, versioned program with its declared inputs.
+#[derive(Clone)]
+pub struct Program {
+    name: String,
+    version: String,
+    params: Vec<(String, Vec<Option<usize>>)>,
+    body: Arc<Body>,
+}
+
+impl fmt::Debug for Program {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Program")
+            .field("name", &self.name)
+            .field("version", &self.version)
+            .field("params", &self.params)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Program {
+    /// A program: `body` runs on all four servers with a [`Session`] whose inputs are
+    /// the declared parameters.
+    pub fn new(
+        name: &str,
+        version: &str,
+        body: impl Fn(&Session, &Job) -> Result<()> + Send + Sync + 'static,
+    ) -> Program {
+        Program {
+            name: name.to_string(),
+            version: version.to_string(),
+            params: Vec::new(),
+            body: Arc::new(body),
+        }
+    }
+
+    /// Declares an input parameter and its shape: `Some(n)` fixes a dimension,
+    /// `None` accepts any size. Jobs whose inputs do not match are refused before
+    /// they start, with a message naming the parameter.
+    pub fn input<const N: usize>(mut self, name: &str, shape: [Option<usize>; N]) -> Program {
+        self.params.push((name.to_string(), shape.to_vec()));
+        self
+    }
+
+    /// The program's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The program's version.
+    pub fn version(&self) -> &str {
+        &self.version
+    }
+
+    /// The declared parameters and shapes.
+    pub fn params(&self) -> &[(String, Vec<Option<usize>>)] {
+        &self.params
+    }
+
+    /// Checks a parameter's shape against the declaration.
+    ///
+    /// # Errors
+    /// A message naming the parameter, the shape and the expectation.
+    pub fn check_shape(&self, param: &str, shape: &[usize]) -> std::result::Result<(), String> {
+        let Some((_, want)) = self.params.iter().find(|(n, _)| n == param) else {
+            return Err(format!(
+                "program {:?} has no input {param:?} (its inputs: {})",
+                self.name,
+                self.param_names()
+            ));
+        };
+        let ok = want.len() == shape.len()
+            && want
+                .iter()
+                .zip(shape)
+                .all(|(w, &d)| w.is_none_or(|w| w == d));
+        if ok {
+            Ok(())
+        } else {
+            let pattern: Vec<String> = want
+                .iter()
+                .map(|w| w.map_or("_".to_string(), |d| d.to_string()))
+                .collect();
+            Err(format!(
+                "input {param:?} of program {:?} must have shape [{}], got {shape:?}",
+                self.name,
+                pattern.join(", ")
+            ))
+        }
+    }
+
+    fn param_names(&self) -> String {
+        let names: Vec<&str> = self.params.iter().map(|(n, _)| n.as_str()).collect();
+        names.join(", ")
+    }
+
+    pub(crate) fn body(&self) -> Arc<Body> {
+        self.body.clone()
+    }
+}
+
+/// The programs a server carries.
+#[derive(Clone, Debug, Default)]
+pub struct Registry {
+    programs: BTreeMap<String, Program>,
+}
+
+impl Registry {
+    /// No programs.
+    pub fn new() -> Registry {
+        Registry::default()
+    }
+
+    /// Adds (or replaces) a program.
+    pub fn register(&mut self, program: Program) -> &mut Registry {
+        self.programs.insert(program.name.clone(), program);
+        self
+    }
+
+    /// The program registered under `name`.
+    pub fn get(&self, name: &str) -> Option<&Program> {
+        self.programs.get(name)
+    }
+
+    /// Every program, by name.
+    pub fn iter(&self) -> impl Iterator<Item = &Program> {
+        self.programs.values()
+    }
+}

@@ -1,0 +1,938 @@
+//! One server of a networked cluster.
+//!
+//! [`start`] binds the server's peer port (and, on `S1`/`S2`, its client port) and
+//! serves on its own tokio runtime until the returned [`ServerHandle`] stops it.
+//!
+//! A job goes like this:
+//! 1. A client sends `Run` to `S1`. `S1` checks the program, the bindings of its
+//!    parameters to stored inputs, the client's right to read them, and their shapes;
+//!    a refusal names the problem and nothing starts.
+//! 2. `S1` dials `S2`, `Sa` and `Sb`; `S2` dials `Sa` and `Sb`; `Sa` dials `Sb` (one
+//!    TLS 1.3 connection per server pair, the lower role dials). Every connection
+//!    opens with `Hello` (the job: program, version, number format, parameters and
+//!    their shapes); the accepting server checks the dialer's certificate names the
+//!    role it claims and that it has the same program version (and, on `S2`, the same
+//!    inputs), then acknowledges or refuses with the reason.
+//! 3. Each server runs the program ([`privpy_core::node::run_node`]) on a thread of
+//!    its own over a [`NetTransport`]. When it fails (for example, a peer is lost), it
+//!    sends `Abort` with the reason to every peer and drops its links, so every server
+//!    stops within the timeout, with a message that names the lost peer.
+//! 4. `S1` and `S2` store their output shares; `S2`, `Sa` and `Sb` report `Finished`
+//!    to `S1`, which replies to the client with the outputs and everyone's traffic.
+//!
+//! Logs (tracing) carry job ids, names, shapes, sizes and peer roles; never share
+//! bytes or values.
+
+use crate::config::{ClusterConfig, check_name};
+use crate::link::{Conn, ConnError, NetTransport};
+use crate::registry::{Job, Program, Registry};
+use crate::store::{Store, StoredInput};
+use crate::tls::{ServerTls, TlsError, cert_names, client_identity, dial_name, server_name};
+use crate::wire::{Control, JobSpec, Param, Reply, Request};
+use privpy_core::node::{NodeInput, run_node};
+use privpy_core::share::Share;
+use privpy_core::transport::{CommStats, Role};
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, watch};
+use tokio_rustls::{TlsAcceptor, TlsConnector, TlsStream};
+use tracing::{debug, info, warn};
+
+/// A server that cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// The configuration lacks something this role needs.
+    #[error("configuration: {0}")]
+    Config(String),
+    /// Certificates or keys.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    /// The share store.
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    /// A port could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The runtime could not start.
+    #[error("runtime: {0}")]
+    Runtime(std::io::Error),
+}
+
+/// Links arriving for a job, handed to its runner.
+type Arrivals = mpsc::UnboundedSender<(Role, JobSpec, Conn)>;
+
+struct Shared {
+    role: Role,
+    cluster: ClusterConfig,
+    registry: Registry,
+    tls: ServerTls,
+    store: Option<Store>,
+    pending: Mutex<HashMap<u64, Arrivals>>,
+    rt: tokio::runtime::Handle,
+}
+
+/// A running server. Dropping it stops the server abruptly (as [`ServerHandle::kill`]).
+pub struct ServerHandle {
+    role: Role,
+    rt: Option<tokio::runtime::Runtime>,
+    stop: watch::Sender<bool>,
+}
+
+impl std::fmt::Debug for ServerHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerHandle")
+            .field("role", &self.role)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ServerHandle {
+    /// The server's role.
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    /// Stops accepting connections and gives running work a second to finish.
+    pub fn shutdown(mut self) {
+        let _ = self.stop.send(true);
+        if let Some(rt) = self.rt.take() {
+            rt.shutdown_timeout(Duration::from_secs(1));
+        }
+    }
+
+    /// Stops at once, dropping every connection, as if the process died.
+    pub fn kill(mut self) {
+        if let Some(rt) = self.rt.take() {
+            rt.shutdown_background();
+        }
+    }
+
+    /// Blocks until the process receives Ctrl-C (SIGINT) or SIGTERM, then shuts down.
+    pub fn wait_for_signal(self) {
+        if let Some(rt) = &self.rt {
+            rt.block_on(async {
+                #[cfg(unix)]
+                {
+                    use tokio::signal::unix::{SignalKind, signal};
+                    match signal(SignalKind::terminate()) {
+                        Ok(mut term) => {
+                            tokio::select! {
+                                _ = tokio::signal::ctrl_c() => {}
+                                _ = term.recv() => {}
+                            }
+                        }
+                        Err(_) => {
+                            let _ = tokio::signal::ctrl_c().await;
+                        }
+                    }
+                }
+                #[cfg(not(unix))]
+                let _ = tokio::signal::ctrl_c().await;
+            });
+        }
+        info!(role = %self.role, "shutting down");
+        self.shutdown();
+    }
+}
+
+impl Drop for ServerHandle {
+    fn drop(&mut self) {
+        if let Some(rt) = self.rt.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+/// Starts server `role` of `cluster` with `registry`'s programs.
+///
+/// # Errors
+/// Missing certificate, key or data directory for this role; unreadable
+/// certificates; a store that cannot be opened (for example, held by another
+/// process); a port that cannot be bound.
+pub fn start(
+    role: Role,
+    cluster: ClusterConfig,
+    registry: Registry,
+) -> Result<ServerHandle, ServerError> {
+    let me = cluster.server(role).clone();
+    let (cert, key) = match (&me.cert, &me.key) {
+        (Some(c), Some(k)) => (c.clone(), k.clone()),
+        _ => {
+            return Err(ServerError::Config(format!(
+                "[servers.{}] needs cert and key on this host",
+                role.name()
+            )));
+        }
+    };
+    let tls = ServerTls::new(&cert, &key, &cluster.server_ca, &cluster.client_ca)?;
+    let store = match (&me.data_dir, role.is_primary()) {
+        (Some(dir), true) => {
+            let store = Store::open(dir)?;
+            let swept = store.sweep(cluster.output_ttl)?;
+            if swept > 0 {
+                info!(role = %role, swept, "expired outputs deleted");
+            }
+            Some(store)
+        }
+        _ => None,
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name(format!("privpy-{}", role.name()))
+        .enable_all()
+        .build()
+        .map_err(ServerError::Runtime)?;
+    let peer_listener = rt
+        .block_on(TcpListener::bind(me.peer_addr))
+        .map_err(|source| ServerError::Bind {
+            addr: me.peer_addr,
+            source,
+        })?;
+    let client_listener = match (role.is_primary(), me.client_addr) {
+        (true, Some(addr)) => Some(
+            rt.block_on(TcpListener::bind(addr))
+                .map_err(|source| ServerError::Bind { addr, source })?,
+        ),
+        _ => None,
+    };
+    let (stop, stop_rx) = watch::channel(false);
+    let shared = Arc::new(Shared {
+        role,
+        cluster,
+        registry,
+        tls,
+        store,
+        pending: Mutex::new(HashMap::new()),
+        rt: rt.handle().clone(),
+    });
+    rt.spawn(accept_loop(
+        shared.clone(),
+        peer_listener,
+        stop_rx.clone(),
+        false,
+    ));
+    if let Some(l) = client_listener {
+        rt.spawn(accept_loop(shared.clone(), l, stop_rx.clone(), true));
+    }
+    if shared.store.is_some() {
+        rt.spawn(sweeper(shared.clone(), stop_rx));
+    }
+    info!(role = %role, peer_addr = %me.peer_addr, client_addr = ?me.client_addr, "server started");
+    Ok(ServerHandle {
+        role,
+        rt: Some(rt),
+        stop,
+    })
+}
+
+async fn sweeper(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+    let every =
+        (shared.cluster.output_ttl / 4).clamp(Duration::from_secs(1), Duration::from_secs(3600));
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = stop.changed() => return,
+        }
+        let s = shared.clone();
+        let swept = tokio::task::spawn_blocking(move || {
+            s.store.as_ref().map(|st| st.sweep(s.cluster.output_ttl))
+        })
+        .await;
+        match swept {
+            Ok(Some(Ok(n))) if n > 0 => info!(swept = n, "expired outputs deleted"),
+            Ok(Some(Err(e))) => warn!(error = %e, "sweeping expired outputs failed"),
+            _ => {}
+        }
+    }
+}
+
+async fn accept_loop(
+    shared: Arc<Shared>,
+    listener: TcpListener,
+    mut stop: watch::Receiver<bool>,
+    clients: bool,
+) {
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = stop.changed() => return,
+        };
+        match accepted {
+            Ok((tcp, addr)) => {
+                let _ = tcp.set_nodelay(true);
+                let s = shared.clone();
+                if clients {
+                    tokio::spawn(serve_client(s, tcp, addr));
+                } else {
+                    tokio::spawn(accept_peer(s, tcp, addr));
+                }
+            }
+            Err(e) => {
+                warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------- peers
+
+async fn accept_peer(shared: Arc<Shared>, tcp: TcpStream, addr: SocketAddr) {
+    let t = shared.cluster.timeout;
+    let acceptor = TlsAcceptor::from(shared.tls.peer_acceptor.clone());
+    let tls = match tokio::time::timeout(t, acceptor.accept(tcp)).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
+            warn!(%addr, error = %e, "server link refused: TLS handshake failed");
+            return;
+        }
+        Err(_) => {
+            warn!(%addr, "server link refused: no TLS handshake within the timeout");
+            return;
+        }
+    };
+    let mut conn = Conn::new(TlsStream::Server(tls), shared.cluster.max_frame);
+    let (from, job) = match conn.recv(t).await {
+        Ok(Control::Hello { from, job }) => (from, job),
+        Ok(_) => {
+            warn!(%addr, "server link refused: first message is not Hello");
+            refuse_peer(conn, "the first message on a server link must be Hello").await;
+            return;
+        }
+        Err(e) => {
+            warn!(%addr, error = %e, "server link refused: bad Hello");
+            return;
+        }
+    };
+    let me = shared.role;
+    let named = conn
+        .peer_certificates()
+        .and_then(|c| c.first())
+        .is_some_and(|c| cert_names(c, &server_name(from)));
+    if !named {
+        warn!(%addr, claimed = %from, "server link refused: certificate does not name the claimed role");
+        refuse_peer(
+            conn,
+            &format!(
+                "your certificate is not issued to {from} ({})",
+                server_name(from)
+            ),
+        )
+        .await;
+        return;
+    }
+    if from >= me {
+        warn!(%addr, %from, "server link refused: only lower roles dial");
+        refuse_peer(
+            conn,
+            &format!("{from} must not dial {me}; the lower role dials"),
+        )
+        .await;
+        return;
+    }
+    let s = shared.clone();
+    let job2 = job.clone();
+    let check = tokio::task::spawn_blocking(move || s.check_job(&job2)).await;
+    let check = check.unwrap_or_else(|_| Err("the check panicked".into()));
+    if let Err(reason) = check {
+        warn!(job = %hex(job.id), program = %job.program, %from, %reason, "job refused");
+        refuse_peer(conn, &reason).await;
+        return;
+    }
+    if conn.send(&Control::HelloAck(Ok(()))).await.is_err() {
+        return;
+    }
+    debug!(job = %hex(job.id), %from, "server link accepted");
+    let tx = {
+        let mut pending = match shared.pending.lock() {
+            Ok(p) => p,
+            Err(p) => p.into_inner(),
+        };
+        match pending.get(&job.id) {
+            Some(tx) => tx.clone(),
+            None => {
+                let (tx, rx) = mpsc::unbounded_channel();
+                pending.insert(job.id, tx.clone());
+                let s = shared.clone();
+                let j = job.clone();
+                tokio::spawn(async move {
+                    let id = j.id;
+                    match run_job(s, j, rx).await {
+                        Ok(_) => info!(job = %hex(id), "job finished"),
+                        Err(reason) => warn!(job = %hex(id), %reason, "job failed"),
+                    }
+                });
+                tx
+            }
+        }
+    };
+    let _ = tx.send((from, job, conn));
+}
+
+async fn refuse_peer(mut conn: Conn, reason: &str) {
+    let _ = conn.send(&Control::HelloAck(Err(reason.to_string()))).await;
+    conn.close().await;
+}
+
+async fn dial(shared: Arc<Shared>, peer: Role, job: JobSpec) -> Result<Conn, String> {
+    let t = shared.cluster.timeout;
+    let addr = shared.cluster.server(peer).peer_addr;
+    let connector = TlsConnector::from(shared.tls.peer_connector.clone());
+    let attempt = async {
+        let tcp = TcpStream::connect(addr)
+            .await
+            .map_err(|e| format!("cannot connect to {peer} at {addr}: {e}"))?;
+        let _ = tcp.set_nodelay(true);
+        let tls = connector
+            .connect(dial_name(peer), tcp)
+            .await
+            .map_err(|e| format!("TLS handshake with {peer} at {addr} failed: {e}"))?;
+        let mut conn = Conn::new(TlsStream::Client(tls), shared.cluster.max_frame);
+        conn.send(&Control::Hello {
+            from: shared.role,
+            job,
+        })
+        .await
+        .map_err(|e| format!("{peer}: {e}"))?;
+        match conn.recv(t).await {
+            Ok(Control::HelloAck(Ok(()))) => Ok(conn),
+            Ok(Control::HelloAck(Err(reason))) => Err(format!("{peer} refused the job: {reason}")),
+            Ok(_) => Err(format!("{peer} answered Hello with something else")),
+            Err(e) => Err(format!("{peer} did not acknowledge the job: {e}")),
+        }
+    };
+    tokio::time::timeout(t, attempt)
+        .await
+        .map_err(|_| format!("{peer} at {addr} did not answer within {t:?}"))?
+}
+
+struct JobDone {
+    outputs: Vec<(String, String, Vec<usize>)>,
+    stats: [CommStats; 4],
+}
+
+/// Connects the job's links, runs the program, stores outputs, reports.
+async fn run_job(
+    shared: Arc<Shared>,
+    job: JobSpec,
+    mut incoming: mpsc::UnboundedReceiver<(Role, JobSpec, Conn)>,
+) -> Result<JobDone, String> {
+    let me = shared.role;
+    let t = shared.cluster.timeout;
+    info!(job = %hex(job.id), program = %job.program, client = %job.client, "job starting");
+    let mut dials = tokio::task::JoinSet::new();
+    for peer in Role::ALL.into_iter().filter(|&p| p > me) {
+        let s = shared.clone();
+        let j = job.clone();
+        dials.spawn(async move { (peer, dial(s, peer, j).await) });
+    }
+    let mut conns: [Option<Conn>; 4] = Default::default();
+    let deadline = tokio::time::Instant::now() + t;
+    let mut failure = None;
+    let missing = |conns: &[Option<Conn>; 4]| -> Vec<Role> {
+        Role::ALL
+            .into_iter()
+            .filter(|&p| p < me && conns[p.index()].is_none())
+            .collect()
+    };
+    while failure.is_none() && !missing(&conns).is_empty() {
+        match tokio::time::timeout_at(deadline, incoming.recv()).await {
+            Ok(Some((from, spec, conn))) => {
+                if spec != job {
+                    failure = Some(format!(
+                        "{from} describes job {} differently from the first server that connected",
+                        hex(job.id)
+                    ));
+                }
+                conns[from.index()] = Some(conn);
+            }
+            Ok(None) | Err(_) => {
+                failure = Some(format!(
+                    "no connection from {:?} within {t:?}",
+                    missing(&conns)
+                ));
+            }
+        }
+    }
+    if let Ok(mut p) = shared.pending.lock() {
+        p.remove(&job.id);
+    }
+    while let Some(r) = dials.join_next().await {
+        match r {
+            Ok((peer, Ok(conn))) => conns[peer.index()] = Some(conn),
+            Ok((_, Err(e))) => {
+                failure.get_or_insert(e);
+            }
+            Err(e) => {
+                failure.get_or_insert(format!("dialing failed: {e}"));
+            }
+        }
+    }
+    if let Some(reason) = failure {
+        for c in conns.into_iter().flatten() {
+            c.close().await;
+        }
+        return Err(reason);
+    }
+    let transport = NetTransport::new(me, conns, t, &shared.rt);
+    let s = shared.clone();
+    tokio::task::spawn_blocking(move || s.execute(job, transport))
+        .await
+        .map_err(|e| format!("the job's thread failed: {e}"))?
+}
+
+impl Shared {
+    /// Whether this server can take part in `job` (run by the accepting side of a link).
+    fn check_job(&self, job: &JobSpec) -> Result<(), String> {
+        let me = self.role;
+        let program = self
+            .registry
+            .get(&job.program)
+            .ok_or_else(|| format!("{me} has no program {:?}", job.program))?;
+        if program.version() != job.version {
+            return Err(format!(
+                "program {:?}: {me} runs version {:?}, the job asks for version {:?}; all four servers must run the same version",
+                job.program,
+                program.version(),
+                job.version
+            ));
+        }
+        if job.config != self.cluster.config {
+            return Err(format!(
+                "{me} computes with preset {:?} ({:?}), the job with {:?}",
+                self.cluster.preset, self.cluster.config, job.config
+            ));
+        }
+        if !self.cluster.clients.contains(&job.client) {
+            return Err(format!("{me} does not accept client {:?}", job.client));
+        }
+        if job.params.len() != program.params().len() {
+            return Err(format!(
+                "program {:?} takes {} inputs, the job binds {}",
+                job.program,
+                program.params().len(),
+                job.params.len()
+            ));
+        }
+        for p in &job.params {
+            program.check_shape(&p.name, &p.shape)?;
+        }
+        if me.is_primary() {
+            let bindings: Vec<(String, Vec<String>)> = job
+                .params
+                .iter()
+                .map(|p| (p.name.clone(), p.sources.clone()))
+                .collect();
+            let mine = self.resolve(program, &job.client, &bindings)?;
+            if mine != job.params {
+                return Err(format!(
+                    "{me} holds inputs of other shapes than the job describes"
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks a run request against the program and the store; the job's parameters.
+    fn resolve(
+        &self,
+        program: &Program,
+        client: &str,
+        bindings: &[(String, Vec<String>)],
+    ) -> Result<Vec<Param>, String> {
+        let store = self
+            .store
+            .as_ref()
+            .ok_or_else(|| format!("{} has no share store", self.role))?;
+        for (name, _) in bindings {
+            if !program.params().iter().any(|(p, _)| p == name) {
+                return Err(format!(
+                    "program {:?} has no input {name:?} (its inputs: {})",
+                    program.name(),
+                    program
+                        .params()
+                        .iter()
+                        .map(|(p, _)| p.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ));
+            }
+        }
+        let mut params = Vec::new();
+        for (pname, _) in program.params() {
+            let mut found = bindings.iter().filter(|(n, _)| n == pname);
+            let (Some((_, sources)), None) = (found.next(), found.next()) else {
+                return Err(format!(
+                    "bind input {pname:?} of program {:?} exactly once",
+                    program.name()
+                ));
+            };
+            if sources.is_empty() {
+                return Err(format!("input {pname:?} is bound to no stored input"));
+            }
+            let mut shapes = Vec::new();
+            for src in sources {
+                let inp = store
+                    .input(src)
+                    .map_err(|e| e.to_string())?
+                    .ok_or_else(|| format!("no input named {src:?} is stored"))?;
+                if !inp.readable_by(client) {
+                    return Err(format!(
+                        "input {src:?} belongs to {} and is not shared with {client}",
+                        inp.owner
+                    ));
+                }
+                shapes.push(inp.share.shape().to_vec());
+            }
+            let shape = if shapes.len() == 1 {
+                shapes.remove(0)
+            } else {
+                let trailing = shapes[0].get(1..).map(<[usize]>::to_vec);
+                let ok = shapes
+                    .iter()
+                    .all(|s| !s.is_empty() && s.get(1..).map(<[usize]>::to_vec) == trailing);
+                if !ok {
+                    return Err(format!(
+                        "the inputs bound to {pname:?} cannot be stacked by rows: shapes {shapes:?}"
+                    ));
+                }
+                let mut s = shapes[0].clone();
+                s[0] = shapes.iter().map(|s| s[0]).sum();
+                s
+            };
+            program.check_shape(pname, &shape)?;
+            params.push(Param {
+                name: pname.clone(),
+                sources: sources.clone(),
+                shape,
+            });
+        }
+        Ok(params)
+    }
+
+    /// Runs this server's part of the job (on a blocking thread).
+    fn execute(&self, job: JobSpec, transport: NetTransport) -> Result<JobDone, String> {
+        let me = self.role;
+        let t = self.cluster.timeout;
+        let keep = transport.clone();
+        let fail = |reason: String| {
+            keep.abort_all(&reason);
+            Err(reason)
+        };
+        let program = match self.registry.get(&job.program) {
+            Some(p) => p.body(),
+            None => return fail(format!("{me} has no program {:?}", job.program)),
+        };
+        let inputs = match self.load_inputs(&job) {
+            Ok(i) => i,
+            Err(e) => return fail(e),
+        };
+        let ctx = Job {
+            id: job.id,
+            client: job.client.clone(),
+        };
+        let body = |s: &privpy_core::Session| program(s, &ctx);
+        let result = run_node(
+            me,
+            job.config,
+            Box::new(transport),
+            inputs,
+            self.cluster.clients.clone(),
+            &body,
+        );
+        let result = match result {
+            Ok(r) => r,
+            Err(e) => return fail(e.to_string()),
+        };
+        if let Some(store) = &self.store {
+            let outs: Vec<(String, String, Share)> = result
+                .outputs
+                .iter()
+                .map(|o| (o.client.clone(), o.name.clone(), o.share.clone()))
+                .collect();
+            if let Err(e) = store.put_outputs(job.id, &outs) {
+                let reason = format!("{me} could not store the outputs: {e}");
+                if me != Role::S1 {
+                    let _ = keep.send_control(Role::S1, &Control::Finished(Err(reason.clone())));
+                }
+                return Err(reason);
+            }
+        }
+        let outputs = result
+            .outputs
+            .iter()
+            .map(|o| (o.client.clone(), o.name.clone(), o.share.shape().to_vec()))
+            .collect();
+        let mut stats: [CommStats; 4] = Default::default();
+        stats[me.index()] = result.stats.clone();
+        if me != Role::S1 {
+            let _ = keep.send_control(Role::S1, &Control::Finished(Ok(result.stats)));
+            return Ok(JobDone { outputs, stats });
+        }
+        for peer in [Role::S2, Role::Sa, Role::Sb] {
+            match keep.recv_control(peer, t) {
+                Ok(Control::Finished(Ok(s))) => stats[peer.index()] = s,
+                Ok(Control::Finished(Err(r))) | Ok(Control::Abort(r)) => {
+                    return Err(format!("{peer}: {r}"));
+                }
+                Ok(_) => {
+                    return Err(format!(
+                        "{peer} sent an unexpected message at the end of the job"
+                    ));
+                }
+                Err(e) => return Err(format!("{peer} did not finish: {e}")),
+            }
+        }
+        Ok(JobDone { outputs, stats })
+    }
+
+    fn load_inputs(&self, job: &JobSpec) -> Result<BTreeMap<String, NodeInput>, String> {
+        let mut inputs = BTreeMap::new();
+        for p in &job.params {
+            let input = match &self.store {
+                Some(store) => {
+                    let mut parts = Vec::new();
+                    for src in &p.sources {
+                        let inp = store
+                            .input(src)
+                            .map_err(|e| e.to_string())?
+                            .ok_or_else(|| format!("{} lost input {src:?}", self.role))?;
+                        parts.push(inp.share);
+                    }
+                    let share = if parts.len() == 1 {
+                        parts.remove(0)
+                    } else {
+                        Share::concat_rows(&parts).map_err(|e| e.to_string())?
+                    };
+                    NodeInput::Share(share)
+                }
+                None => NodeInput::Shape(p.shape.clone()),
+            };
+            inputs.insert(p.name.clone(), input);
+        }
+        Ok(inputs)
+    }
+}
+
+// ---------------------------------------------------------------- clients
+
+async fn serve_client(shared: Arc<Shared>, tcp: TcpStream, addr: SocketAddr) {
+    let t = shared.cluster.timeout;
+    let acceptor = TlsAcceptor::from(shared.tls.client_acceptor.clone());
+    let tls = match tokio::time::timeout(t, acceptor.accept(tcp)).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
+            warn!(%addr, error = %e, "client refused: TLS handshake failed");
+            return;
+        }
+        Err(_) => {
+            warn!(%addr, "client refused: no TLS handshake within the timeout");
+            return;
+        }
+    };
+    let mut conn = Conn::new(TlsStream::Server(tls), shared.cluster.max_frame);
+    let client = conn
+        .peer_certificates()
+        .and_then(|c| c.first())
+        .and_then(|c| client_identity(c, &shared.cluster.clients))
+        .map(str::to_string);
+    let Some(client) = client else {
+        warn!(%addr, "client refused: the certificate names no accepted client");
+        let _ = conn
+            .send(&Control::Reply(Reply::Refused(
+                "unknown client: the certificate names none of the clients this cluster accepts"
+                    .into(),
+            )))
+            .await;
+        conn.close().await;
+        return;
+    };
+    info!(%client, %addr, "client connected");
+    let idle = Duration::from_secs(3600);
+    loop {
+        let req = match conn.recv(idle).await {
+            Ok(Control::Request(r)) => r,
+            Ok(_) => {
+                warn!(%client, "client sent a message that is not a request");
+                let _ = conn
+                    .send(&Control::Reply(Reply::Refused("expected a request".into())))
+                    .await;
+                break;
+            }
+            Err(ConnError::Closed) => break,
+            Err(e) => {
+                warn!(%client, error = %e, "client connection dropped");
+                let _ = conn
+                    .send(&Control::Reply(Reply::Refused(format!("bad request: {e}"))))
+                    .await;
+                break;
+            }
+        };
+        debug!(%client, request = ?req, "request");
+        let reply = handle_request(&shared, &client, req).await;
+        if let Reply::Refused(reason) = &reply {
+            warn!(%client, %reason, "request refused");
+        }
+        if conn.send(&Control::Reply(reply)).await.is_err() {
+            break;
+        }
+    }
+    conn.close().await;
+}
+
+async fn handle_request(shared: &Arc<Shared>, client: &str, req: Request) -> Reply {
+    let me = shared.role;
+    match req {
+        Request::Info => Reply::Info {
+            role: me,
+            config: shared.cluster.config,
+            client: client.to_string(),
+            programs: shared
+                .registry
+                .iter()
+                .map(|p| (p.name().to_string(), p.version().to_string()))
+                .collect(),
+        },
+        Request::Upload {
+            name,
+            readers,
+            ring,
+            shape,
+            bytes,
+        } => {
+            if let Err(m) = check_name(&name) {
+                return Reply::Refused(format!("input name {name:?}: {m}"));
+            }
+            if let Some(r) = readers.iter().find(|r| !shared.cluster.clients.contains(r)) {
+                return Reply::Refused(format!("reader {r:?} is not a client of this cluster"));
+            }
+            if ring != shared.cluster.config.ring() {
+                return Reply::Refused(format!(
+                    "a share of {ring:?}, but the cluster computes in {:?} (preset {:?})",
+                    shared.cluster.config.ring(),
+                    shared.cluster.preset
+                ));
+            }
+            let share = match Share::from_bytes(ring, &shape, &bytes) {
+                Ok(s) => s,
+                Err(e) => return Reply::Refused(format!("input {name:?}: {e}")),
+            };
+            let s = shared.clone();
+            let owner = client.to_string();
+            let n = name.clone();
+            let stored = tokio::task::spawn_blocking(move || match &s.store {
+                Some(st) => st
+                    .put_input(
+                        &n,
+                        &StoredInput {
+                            owner,
+                            readers,
+                            share,
+                        },
+                    )
+                    .map_err(|e| e.to_string()),
+                None => Err(format!("{} stores no shares", s.role)),
+            })
+            .await
+            .unwrap_or_else(|e| Err(e.to_string()));
+            match stored {
+                Ok(()) => {
+                    info!(%client, input = %name, ?shape, "input stored");
+                    Reply::Uploaded
+                }
+                Err(e) => Reply::Refused(e),
+            }
+        }
+        Request::Run { program, bindings } => {
+            if me != Role::S1 {
+                return Reply::Refused(format!("send Run to S1, not {me}"));
+            }
+            let Some(p) = shared.registry.get(&program).cloned() else {
+                return Reply::Refused(format!("S1 has no program {program:?}"));
+            };
+            let s = shared.clone();
+            let c = client.to_string();
+            let params = tokio::task::spawn_blocking(move || s.resolve(&p, &c, &bindings))
+                .await
+                .unwrap_or_else(|e| Err(e.to_string()));
+            let params = match params {
+                Ok(p) => p,
+                Err(e) => return Reply::Refused(e),
+            };
+            let mut id = [0u8; 8];
+            if getrandom::fill(&mut id).is_err() {
+                return Reply::Refused("S1 could not draw a job id".into());
+            }
+            let version = shared
+                .registry
+                .get(&program)
+                .map(|p| p.version().to_string())
+                .unwrap_or_default();
+            let job = JobSpec {
+                id: u64::from_le_bytes(id),
+                program,
+                version,
+                config: shared.cluster.config,
+                client: client.to_string(),
+                params,
+            };
+            let id = job.id;
+            let (_tx, rx) = mpsc::unbounded_channel();
+            match run_job(shared.clone(), job, rx).await {
+                Ok(done) => {
+                    info!(job = %hex(id), %client, "job finished");
+                    Reply::RunDone {
+                        job: id,
+                        outputs: done
+                            .outputs
+                            .into_iter()
+                            .filter(|(c, _, _)| c == client)
+                            .map(|(_, n, s)| (n, s))
+                            .collect(),
+                        stats: done.stats,
+                    }
+                }
+                Err(reason) => {
+                    warn!(job = %hex(id), %reason, "job failed");
+                    Reply::Refused(format!("job {} failed: {reason}", hex(id)))
+                }
+            }
+        }
+        Request::Fetch { job, name } => {
+            let s = shared.clone();
+            let c = client.to_string();
+            let n = name.clone();
+            let got = tokio::task::spawn_blocking(move || match &s.store {
+                Some(st) => st.take_output(job, &n, &c).map_err(|e| e.to_string()),
+                None => Err(format!("{} stores no shares", s.role)),
+            })
+            .await
+            .unwrap_or_else(|e| Err(e.to_string()));
+            match got {
+                Ok(Some(share)) => Reply::Share {
+                    ring: share.ring().unwrap_or(shared.cluster.config.ring()),
+                    shape: share.shape().to_vec(),
+                    bytes: share.to_bytes(),
+                },
+                Ok(None) => Reply::Refused(format!(
+                    "{me} has no output {name:?} of job {} for {client} (already fetched, expired, or not yours)",
+                    hex(job)
+                )),
+                Err(e) => Reply::Refused(e),
+            }
+        }
+    }
+}
+
+/// A job id as 16 hex digits.
+pub fn hex(id: u64) -> String {
+    format!("{id:016x}")
+}

@@ -1,0 +1,845 @@
+//! Control messages: session set-up between servers, client requests and replies.
+//!
+//! They travel in control frames ([`crate::frame::TAG_CONTROL`]). The encoding is a
+//! plain tagged binary format: integers little-endian, strings and byte strings with
+//! a `u32` length, lists with a `u32` count. Decoding checks every length against
+//! what is left and against fixed limits ([`MAX_STRING`], [`MAX_LIST`], [`MAX_DIMS`]),
+//! so a malformed or hostile message is an error ([`WireError`]), never a panic or
+//! an allocation its size did not pay for. The decoder is fuzzed with the frame
+//! decoder and property-tested on arbitrary bytes.
+//!
+//! Share bytes travel only in [`Request::Upload`] and [`Reply::Share`]; `Debug` on
+//! those prints their length, never their contents.
+
+use privpy_core::transport::{CommStats, Role};
+use privpy_core::{Config, RingKind};
+use std::fmt;
+
+/// Longest string accepted (names, versions, reasons).
+pub const MAX_STRING: usize = 4096;
+/// Most entries in a list.
+pub const MAX_LIST: usize = 4096;
+/// Most dimensions of a shape.
+pub const MAX_DIMS: usize = 8;
+
+/// A control message that cannot be decoded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WireError {
+    /// The message ended before a field.
+    #[error("message truncated while reading {what}")]
+    Truncated {
+        /// The field being read.
+        what: &'static str,
+    },
+    /// An unknown message or field tag.
+    #[error("unknown {what} tag {tag}")]
+    UnknownTag {
+        /// Which kind of tag.
+        what: &'static str,
+        /// The tag found.
+        tag: u8,
+    },
+    /// A length or count above its limit.
+    #[error("{what} of {len} exceeds the limit of {max}")]
+    TooLong {
+        /// The field.
+        what: &'static str,
+        /// The announced length.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// A field with an invalid value.
+    #[error("invalid {what}: {reason}")]
+    Invalid {
+        /// The field.
+        what: &'static str,
+        /// What is wrong.
+        reason: String,
+    },
+    /// Bytes left over after the message.
+    #[error("{0} bytes after the end of the message")]
+    Trailing(usize),
+}
+
+/// One parameter of a job: its name in the program, the stored inputs it is made of
+/// (concatenated along the first axis), and the resulting shape.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Param {
+    /// The name the program reads with `Session::input`.
+    pub name: String,
+    /// Stored input names, concatenated along axis 0 in this order.
+    pub sources: Vec<String>,
+    /// The shape of the concatenation.
+    pub shape: Vec<usize>,
+}
+
+/// What `S1` tells the other servers about a job when it opens their links.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct JobSpec {
+    /// Random job identifier, chosen by `S1`.
+    pub id: u64,
+    /// The registered program's name.
+    pub program: String,
+    /// Its version: every server must have the same.
+    pub version: String,
+    /// The number format of the cluster.
+    pub config: Config,
+    /// The client that asked for the run.
+    pub client: String,
+    /// The program's parameters.
+    pub params: Vec<Param>,
+}
+
+/// A client's request to `S1` or `S2`.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Request {
+    /// The cluster's configuration and programs, and who the server thinks you are.
+    Info,
+    /// Store this server's share of an input.
+    Upload {
+        /// The input's name (unique in the cluster).
+        name: String,
+        /// Other clients allowed to use it in their jobs (the owner always can).
+        readers: Vec<String>,
+        /// Ring of the share.
+        ring: RingKind,
+        /// Shape of the share.
+        shape: Vec<usize>,
+        /// The share's elements (see `Share::to_bytes`).
+        bytes: Vec<u8>,
+    },
+    /// Run a program (sent to `S1`).
+    Run {
+        /// Registered program name.
+        program: String,
+        /// Parameter name → stored inputs.
+        bindings: Vec<(String, Vec<String>)>,
+    },
+    /// This server's share of an output of a finished job.
+    Fetch {
+        /// The job.
+        job: u64,
+        /// The output's name.
+        name: String,
+    },
+}
+
+/// A server's reply to a client.
+#[derive(Clone, PartialEq, Eq)]
+#[allow(clippy::large_enum_variant)] // one message at a time; boxing buys nothing
+pub enum Reply {
+    /// Answer to [`Request::Info`].
+    Info {
+        /// The server answering.
+        role: Role,
+        /// The cluster's number format.
+        config: Config,
+        /// The client name the server recognised from the certificate.
+        client: String,
+        /// Registered programs: name and version.
+        programs: Vec<(String, String)>,
+    },
+    /// The upload is stored (durably).
+    Uploaded,
+    /// A job finished; its outputs for the asking client wait on `S1` and `S2`.
+    RunDone {
+        /// The job identifier to fetch outputs with.
+        job: u64,
+        /// Outputs written for the asking client: name and shape.
+        outputs: Vec<(String, Vec<usize>)>,
+        /// Communication of each server during the program, by role index.
+        stats: [CommStats; 4],
+    },
+    /// This server's share of an output.
+    Share {
+        /// Ring of the share.
+        ring: RingKind,
+        /// Shape of the share.
+        shape: Vec<usize>,
+        /// The share's elements.
+        bytes: Vec<u8>,
+    },
+    /// The request was refused or failed; the reason says why.
+    Refused(String),
+}
+
+/// Every control message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[allow(clippy::large_enum_variant)] // one message at a time; boxing buys nothing
+pub enum Control {
+    /// First frame on a server link: who connects and for which job.
+    Hello {
+        /// The connecting server.
+        from: Role,
+        /// The job.
+        job: JobSpec,
+    },
+    /// The accepting server's answer to [`Control::Hello`]: `Err` with the reason
+    /// when it refuses the job (unknown program, other version, missing input).
+    HelloAck(Result<(), String>),
+    /// Sent to `S1` by each other server when its part of the job is over.
+    Finished(Result<CommStats, String>),
+    /// Sent to every peer when a server's program stops with an error.
+    Abort(String),
+    /// Client to server.
+    Request(Request),
+    /// Server to client.
+    Reply(Reply),
+}
+
+impl fmt::Debug for Request {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Request::Info => f.write_str("Info"),
+            Request::Upload {
+                name,
+                readers,
+                ring,
+                shape,
+                bytes,
+            } => f
+                .debug_struct("Upload")
+                .field("name", name)
+                .field("readers", readers)
+                .field("ring", ring)
+                .field("shape", shape)
+                .field("bytes_len", &bytes.len())
+                .finish(),
+            Request::Run { program, bindings } => f
+                .debug_struct("Run")
+                .field("program", program)
+                .field("bindings", bindings)
+                .finish(),
+            Request::Fetch { job, name } => f
+                .debug_struct("Fetch")
+                .field("job", job)
+                .field("name", name)
+                .finish(),
+        }
+    }
+}
+
+impl fmt::Debug for Reply {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Reply::Info {
+                role,
+                config,
+                client,
+                programs,
+            } => f
+                .debug_struct("Info")
+                .field("role", role)
+                .field("config", config)
+                .field("client", client)
+                .field("programs", programs)
+                .finish(),
+            Reply::Uploaded => f.write_str("Uploaded"),
+            Reply::RunDone { job, outputs, .. } => f
+                .debug_struct("RunDone")
+                .field("job", job)
+                .field("outputs", outputs)
+                .finish_non_exhaustive(),
+            Reply::Share { ring, shape, bytes } => f
+                .debug_struct("Share")
+                .field("ring", ring)
+                .field("shape", shape)
+                .field("bytes_len", &bytes.len())
+                .finish(),
+            Reply::Refused(r) => f.debug_tuple("Refused").field(r).finish(),
+        }
+    }
+}
+
+// ---- encoding ----
+
+pub(crate) struct W(pub(crate) Vec<u8>);
+
+impl W {
+    pub(crate) fn u8(&mut self, v: u8) {
+        self.0.push(v);
+    }
+    pub(crate) fn u32(&mut self, v: u32) {
+        self.0.extend_from_slice(&v.to_le_bytes());
+    }
+    pub(crate) fn u64(&mut self, v: u64) {
+        self.0.extend_from_slice(&v.to_le_bytes());
+    }
+    pub(crate) fn len(&mut self, n: usize) {
+        // Lengths come from values the encoder built; the frame limit caps them anyway.
+        self.u32(u32::try_from(n).unwrap_or(u32::MAX));
+    }
+    pub(crate) fn bytes(&mut self, b: &[u8]) {
+        self.len(b.len());
+        self.0.extend_from_slice(b);
+    }
+    pub(crate) fn str(&mut self, s: &str) {
+        self.bytes(s.as_bytes());
+    }
+    pub(crate) fn strs(&mut self, v: &[String]) {
+        self.len(v.len());
+        for s in v {
+            self.str(s);
+        }
+    }
+    pub(crate) fn shape(&mut self, s: &[usize]) {
+        self.len(s.len());
+        for &d in s {
+            self.u64(d as u64);
+        }
+    }
+    pub(crate) fn role(&mut self, r: Role) {
+        self.u8(r.index() as u8);
+    }
+    pub(crate) fn ring(&mut self, r: RingKind) {
+        self.u8(match r {
+            RingKind::Z64 => 0,
+            RingKind::Z128 => 1,
+            RingKind::Z256 => 2,
+        });
+    }
+    pub(crate) fn config(&mut self, c: &Config) {
+        self.ring(c.ring());
+        self.u32(c.frac_bits());
+        self.u32(c.bound_log2());
+    }
+    pub(crate) fn stats(&mut self, s: &CommStats) {
+        for a in [&s.bytes_sent, &s.bytes_received, &s.messages_sent] {
+            for &v in a {
+                self.u64(v);
+            }
+        }
+        self.u64(s.rounds);
+    }
+    pub(crate) fn result<T>(&mut self, r: &Result<T, String>, ok: impl FnOnce(&mut Self, &T)) {
+        match r {
+            Ok(v) => {
+                self.u8(0);
+                ok(self, v);
+            }
+            Err(e) => {
+                self.u8(1);
+                self.str(e);
+            }
+        }
+    }
+}
+
+pub(crate) struct R<'a>(pub(crate) &'a [u8]);
+
+impl<'a> R<'a> {
+    pub(crate) fn take(&mut self, n: usize, what: &'static str) -> Result<&'a [u8], WireError> {
+        if self.0.len() < n {
+            return Err(WireError::Truncated { what });
+        }
+        let (a, b) = self.0.split_at(n);
+        self.0 = b;
+        Ok(a)
+    }
+    pub(crate) fn u8(&mut self, what: &'static str) -> Result<u8, WireError> {
+        Ok(self.take(1, what)?[0])
+    }
+    pub(crate) fn u32(&mut self, what: &'static str) -> Result<u32, WireError> {
+        let b = self.take(4, what)?;
+        Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    }
+    pub(crate) fn u64(&mut self, what: &'static str) -> Result<u64, WireError> {
+        let b = self.take(8, what)?;
+        let mut a = [0u8; 8];
+        a.copy_from_slice(b);
+        Ok(u64::from_le_bytes(a))
+    }
+    pub(crate) fn count(&mut self, what: &'static str, max: usize) -> Result<usize, WireError> {
+        let n = self.u32(what)? as usize;
+        if n > max {
+            return Err(WireError::TooLong { what, len: n, max });
+        }
+        Ok(n)
+    }
+    pub(crate) fn bytes(&mut self, what: &'static str) -> Result<Vec<u8>, WireError> {
+        let n = self.u32(what)? as usize;
+        Ok(self.take(n, what)?.to_vec())
+    }
+    pub(crate) fn str(&mut self, what: &'static str) -> Result<String, WireError> {
+        let n = self.count(what, MAX_STRING)?;
+        let b = self.take(n, what)?;
+        String::from_utf8(b.to_vec()).map_err(|_| WireError::Invalid {
+            what,
+            reason: "not UTF-8".into(),
+        })
+    }
+    pub(crate) fn strs(&mut self, what: &'static str) -> Result<Vec<String>, WireError> {
+        let n = self.count(what, MAX_LIST)?;
+        (0..n).map(|_| self.str(what)).collect()
+    }
+    pub(crate) fn shape(&mut self) -> Result<Vec<usize>, WireError> {
+        let n = self.count("shape", MAX_DIMS)?;
+        let mut dims = Vec::with_capacity(n);
+        let mut total: usize = 1;
+        for _ in 0..n {
+            let d = usize::try_from(self.u64("dimension")?).map_err(|_| WireError::Invalid {
+                what: "shape",
+                reason: "dimension does not fit in usize".into(),
+            })?;
+            total = total.checked_mul(d).ok_or_else(|| WireError::Invalid {
+                what: "shape",
+                reason: "element count overflows".into(),
+            })?;
+            dims.push(d);
+        }
+        Ok(dims)
+    }
+    pub(crate) fn role(&mut self) -> Result<Role, WireError> {
+        let t = self.u8("role")?;
+        Role::ALL
+            .get(t as usize)
+            .copied()
+            .ok_or(WireError::UnknownTag {
+                what: "role",
+                tag: t,
+            })
+    }
+    pub(crate) fn ring(&mut self) -> Result<RingKind, WireError> {
+        match self.u8("ring")? {
+            0 => Ok(RingKind::Z64),
+            1 => Ok(RingKind::Z128),
+            2 => Ok(RingKind::Z256),
+            t => Err(WireError::UnknownTag {
+                what: "ring",
+                tag: t,
+            }),
+        }
+    }
+    pub(crate) fn config(&mut self) -> Result<Config, WireError> {
+        let ring = self.ring()?;
+        let f = self.u32("fractional bits")?;
+        let b = self.u32("bound")?;
+        Config::new(ring, f, b).map_err(|e| WireError::Invalid {
+            what: "configuration",
+            reason: e.to_string(),
+        })
+    }
+    pub(crate) fn stats(&mut self) -> Result<CommStats, WireError> {
+        let mut s = CommStats::default();
+        for a in [
+            &mut s.bytes_sent,
+            &mut s.bytes_received,
+            &mut s.messages_sent,
+        ] {
+            for v in a.iter_mut() {
+                *v = self.u64("statistics")?;
+            }
+        }
+        s.rounds = self.u64("statistics")?;
+        Ok(s)
+    }
+    pub(crate) fn result<T>(
+        &mut self,
+        ok: impl FnOnce(&mut Self) -> Result<T, WireError>,
+    ) -> Result<Result<T, String>, WireError> {
+        match self.u8("result")? {
+            0 => Ok(Ok(ok(self)?)),
+            1 => Ok(Err(self.str("reason")?)),
+            t => Err(WireError::UnknownTag {
+                what: "result",
+                tag: t,
+            }),
+        }
+    }
+}
+
+impl Control {
+    /// The message's bytes (the body of a control frame).
+    pub fn encode(&self) -> Vec<u8> {
+        let mut w = W(Vec::new());
+        match self {
+            Control::Hello { from, job } => {
+                w.u8(1);
+                w.role(*from);
+                w.u64(job.id);
+                w.str(&job.program);
+                w.str(&job.version);
+                w.config(&job.config);
+                w.str(&job.client);
+                w.len(job.params.len());
+                for p in &job.params {
+                    w.str(&p.name);
+                    w.strs(&p.sources);
+                    w.shape(&p.shape);
+                }
+            }
+            Control::HelloAck(r) => {
+                w.u8(2);
+                w.result(r, |_, _| {});
+            }
+            Control::Finished(r) => {
+                w.u8(3);
+                w.result(r, |w, s| w.stats(s));
+            }
+            Control::Abort(reason) => {
+                w.u8(4);
+                w.str(reason);
+            }
+            Control::Request(req) => {
+                w.u8(5);
+                match req {
+                    Request::Info => w.u8(1),
+                    Request::Upload {
+                        name,
+                        readers,
+                        ring,
+                        shape,
+                        bytes,
+                    } => {
+                        w.u8(2);
+                        w.str(name);
+                        w.strs(readers);
+                        w.ring(*ring);
+                        w.shape(shape);
+                        w.bytes(bytes);
+                    }
+                    Request::Run { program, bindings } => {
+                        w.u8(3);
+                        w.str(program);
+                        w.len(bindings.len());
+                        for (p, srcs) in bindings {
+                            w.str(p);
+                            w.strs(srcs);
+                        }
+                    }
+                    Request::Fetch { job, name } => {
+                        w.u8(4);
+                        w.u64(*job);
+                        w.str(name);
+                    }
+                }
+            }
+            Control::Reply(rep) => {
+                w.u8(6);
+                match rep {
+                    Reply::Info {
+                        role,
+                        config,
+                        client,
+                        programs,
+                    } => {
+                        w.u8(1);
+                        w.role(*role);
+                        w.config(config);
+                        w.str(client);
+                        w.len(programs.len());
+                        for (n, v) in programs {
+                            w.str(n);
+                            w.str(v);
+                        }
+                    }
+                    Reply::Uploaded => w.u8(2),
+                    Reply::RunDone {
+                        job,
+                        outputs,
+                        stats,
+                    } => {
+                        w.u8(3);
+                        w.u64(*job);
+                        w.len(outputs.len());
+                        for (n, s) in outputs {
+                            w.str(n);
+                            w.shape(s);
+                        }
+                        for s in stats {
+                            w.stats(s);
+                        }
+                    }
+                    Reply::Share { ring, shape, bytes } => {
+                        w.u8(4);
+                        w.ring(*ring);
+                        w.shape(shape);
+                        w.bytes(bytes);
+                    }
+                    Reply::Refused(reason) => {
+                        w.u8(5);
+                        w.str(reason);
+                    }
+                }
+            }
+        }
+        w.0
+    }
+
+    /// Parses a control message.
+    ///
+    /// # Errors
+    /// Truncated, oversized, unknown-tag or invalid fields, or trailing bytes.
+    pub fn decode(bytes: &[u8]) -> Result<Control, WireError> {
+        let mut r = R(bytes);
+        let msg = match r.u8("message")? {
+            1 => {
+                let from = r.role()?;
+                let id = r.u64("job id")?;
+                let program = r.str("program")?;
+                let version = r.str("version")?;
+                let config = r.config()?;
+                let client = r.str("client")?;
+                let n = r.count("parameters", MAX_LIST)?;
+                let mut params = Vec::new();
+                for _ in 0..n {
+                    params.push(Param {
+                        name: r.str("parameter")?,
+                        sources: r.strs("sources")?,
+                        shape: r.shape()?,
+                    });
+                }
+                Control::Hello {
+                    from,
+                    job: JobSpec {
+                        id,
+                        program,
+                        version,
+                        config,
+                        client,
+                        params,
+                    },
+                }
+            }
+            2 => Control::HelloAck(r.result(|_| Ok(()))?),
+            3 => Control::Finished(r.result(|r| r.stats())?),
+            4 => Control::Abort(r.str("reason")?),
+            5 => Control::Request(match r.u8("request")? {
+                1 => Request::Info,
+                2 => Request::Upload {
+                    name: r.str("input name")?,
+                    readers: r.strs("readers")?,
+                    ring: r.ring()?,
+                    shape: r.shape()?,
+                    bytes: r.bytes("share")?,
+                },
+                3 => {
+                    let program = r.str("program")?;
+                    let n = r.count("bindings", MAX_LIST)?;
+                    let mut bindings = Vec::new();
+                    for _ in 0..n {
+                        bindings.push((r.str("parameter")?, r.strs("sources")?));
+                    }
+                    Request::Run { program, bindings }
+                }
+                4 => Request::Fetch {
+                    job: r.u64("job id")?,
+                    name: r.str("output name")?,
+                },
+                t => {
+                    return Err(WireError::UnknownTag {
+                        what: "request",
+                        tag: t,
+                    });
+                }
+            }),
+            6 => Control::Reply(match r.u8("reply")? {
+                1 => {
+                    let role = r.role()?;
+                    let config = r.config()?;
+                    let client = r.str("client")?;
+                    let n = r.count("programs", MAX_LIST)?;
+                    let mut programs = Vec::new();
+                    for _ in 0..n {
+                        programs.push((r.str("program")?, r.str("version")?));
+                    }
+                    Reply::Info {
+                        role,
+                        config,
+                        client,
+                        programs,
+                    }
+                }
+                2 => Reply::Uploaded,
+                3 => {
+                    let job = r.u64("job id")?;
+                    let n = r.count("outputs", MAX_LIST)?;
+                    let mut outputs = Vec::new();
+                    for _ in 0..n {
+                        outputs.push((r.str("output name")?, r.shape()?));
+                    }
+                    let mut stats: [CommStats; 4] = Default::default();
+                    for s in &mut stats {
+                        *s = r.stats()?;
+                    }
+                    Reply::RunDone {
+                        job,
+                        outputs,
+                        stats,
+                    }
+                }
+                4 => Reply::Share {
+                    ring: r.ring()?,
+                    shape: r.shape()?,
+                    bytes: r.bytes("share")?,
+                },
+                5 => Reply::Refused(r.str("reason")?),
+                t => {
+                    return Err(WireError::UnknownTag {
+                        what: "reply",
+                        tag: t,
+                    });
+                }
+            }),
+            t => {
+                return Err(WireError::UnknownTag {
+                    what: "message",
+                    tag: t,
+                });
+            }
+        };
+        if !r.0.is_empty() {
+            return Err(WireError::Trailing(r.0.len()));
+        }
+        Ok(msg)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand_chacha::ChaCha12Rng;
+    use rand_core::{Rng, SeedableRng};
+
+    pub(crate) fn samples() -> Vec<Control> {
+        let job = JobSpec {
+            id: 0xdead_beef,
+            program: "logistic_regression".into(),
+            version: "1".into(),
+            config: Config::default(),
+            client: "alice".into(),
+            params: vec![Param {
+                name: "x".into(),
+                sources: vec!["x_alice".into(), "x_bob".into()],
+                shape: vec![20, 124],
+            }],
+        };
+        let st = CommStats {
+            bytes_sent: [1, 2, 3, 4],
+            rounds: 9,
+            ..Default::default()
+        };
+        vec![
+            Control::Hello {
+                from: Role::S2,
+                job,
+            },
+            Control::HelloAck(Ok(())),
+            Control::HelloAck(Err("unknown program".into())),
+            Control::Finished(Ok(st.clone())),
+            Control::Finished(Err("disk full".into())),
+            Control::Abort("lost Sb".into()),
+            Control::Request(Request::Info),
+            Control::Request(Request::Upload {
+                name: "x".into(),
+                readers: vec!["bob".into()],
+                ring: RingKind::Z128,
+                shape: vec![2, 3],
+                bytes: vec![7; 96],
+            }),
+            Control::Request(Request::Run {
+                program: "p".into(),
+                bindings: vec![("x".into(), vec!["a".into(), "b".into()])],
+            }),
+            Control::Request(Request::Fetch {
+                job: 5,
+                name: "w".into(),
+            }),
+            Control::Reply(Reply::Info {
+                role: Role::S1,
+                config: Config::fast(),
+                client: "alice".into(),
+                programs: vec![("p".into(), "2".into())],
+            }),
+            Control::Reply(Reply::Uploaded),
+            Control::Reply(Reply::RunDone {
+                job: 5,
+                outputs: vec![("w".into(), vec![124])],
+                stats: [st.clone(), st.clone(), st.clone(), st],
+            }),
+            Control::Reply(Reply::Share {
+                ring: RingKind::Z64,
+                shape: vec![],
+                bytes: vec![1; 8],
+            }),
+            Control::Reply(Reply::Refused("no".into())),
+        ]
+    }
+
+    #[test]
+    fn every_message_round_trips_and_every_prefix_is_an_error() {
+        for m in samples() {
+            let b = m.encode();
+            assert_eq!(Control::decode(&b), Ok(m.clone()));
+            for k in 0..b.len() {
+                assert!(Control::decode(&b[..k]).is_err(), "{m:?} prefix {k}");
+            }
+            let mut long = b.clone();
+            long.push(0);
+            assert_eq!(Control::decode(&long), Err(WireError::Trailing(1)));
+        }
+    }
+
+    #[test]
+    fn limits_and_bad_values_are_refused() {
+        // A string announced longer than the limit.
+        let mut b = vec![4u8];
+        b.extend_from_slice(&(MAX_STRING as u32 + 1).to_le_bytes());
+        assert!(matches!(
+            Control::decode(&b),
+            Err(WireError::TooLong { .. })
+        ));
+        // A shape whose element count overflows.
+        let mut b = vec![6u8, 4, 0];
+        b.extend_from_slice(&2u32.to_le_bytes());
+        b.extend_from_slice(&u64::MAX.to_le_bytes());
+        b.extend_from_slice(&u64::MAX.to_le_bytes());
+        assert!(matches!(
+            Control::decode(&b),
+            Err(WireError::Invalid { what: "shape", .. })
+        ));
+        assert!(matches!(
+            Control::decode(&[9]),
+            Err(WireError::UnknownTag { .. })
+        ));
+        // Shares never appear in Debug output.
+        let up = Request::Upload {
+            name: "x".into(),
+            readers: vec![],
+            ring: RingKind::Z64,
+            shape: vec![1],
+            bytes: vec![0xAB; 8],
+        };
+        assert!(!format!("{up:?}").contains("171"));
+    }
+
+    /// Property: on arbitrary bytes, and on valid messages with bytes flipped, the
+    /// decoder never panics, and whatever it accepts re-encodes to the same bytes.
+    #[test]
+    fn arbitrary_and_mutated_bytes_never_panic() {
+        let mut rng = ChaCha12Rng::seed_from_u64(5);
+        let valid: Vec<Vec<u8>> = samples().iter().map(Control::encode).collect();
+        for case in 0..40_000 {
+            let b = if case % 2 == 0 {
+                let n = (rng.next_u32() % 120) as usize;
+                let mut b = vec![0u8; n];
+                rng.fill_bytes(&mut b);
+                if n > 0 {
+                    b[0] = 1 + (rng.next_u32() % 6) as u8;
+                }
+                b
+            } else {
+                let mut b = valid[case % valid.len()].clone();
+                for _ in 0..1 + rng.next_u32() % 3 {
+                    let k = rng.next_u32() as usize % b.len();
+                    b[k] = rng.next_u32() as u8;
+                }
+                b
+            };
+            if let Ok(m) = Control::decode(&b) {
+                assert_eq!(m.encode(), b);
+            }
+        }
+    }
+}
