@@ -47,6 +47,13 @@ pub use privpy_macros::private;
 pub mod data;
 pub mod ml;
 pub mod model;
+#[cfg(feature = "net")]
+pub mod programs;
+
+/// The networked deployment (four servers over mutually authenticated TLS, clients,
+/// the share store): the `privpy-net` crate.
+#[cfg(feature = "net")]
+pub use privpy_net as net;
 
 /// The README's examples, compiled and run as doctests.
 #[cfg(doctest)]

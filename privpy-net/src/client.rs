@@ -86,7 +86,7 @@ pub struct Client {
     name: String,
     config: Config,
     rt: tokio::runtime::Runtime,
-    conns: [Conn; 2],
+    conns: Vec<Conn>,
     timeout: Duration,
 }
 
@@ -147,7 +147,7 @@ impl Client {
             name: cfg.name.clone(),
             config: Config::default(),
             rt,
-            conns: [c1, c2],
+            conns: vec![c1, c2],
             timeout,
         };
         let mut configs = Vec::new();
@@ -192,7 +192,9 @@ impl Client {
     fn request(&mut self, k: usize, req: &Request) -> Result<Reply, ClientError> {
         let server = PRIMARIES[k];
         let timeout = self.timeout;
-        let conn = &mut self.conns[k];
+        let Some(conn) = self.conns.get_mut(k) else {
+            return Err(ClientError::Protocol(format!("no connection to {server}")));
+        };
         let res = self.rt.block_on(async {
             conn.send(&Control::Request(req.clone()))
                 .await
@@ -257,12 +259,27 @@ impl Client {
         program: &str,
         bindings: &[(&str, &[&str])],
     ) -> Result<JobResult, ClientError> {
+        self.run_with(program, bindings, &[])
+    }
+
+    /// [`Client::run`] with public arguments (hyperparameters the program declares,
+    /// such as `("iterations", 200.0)`); undeclared arguments are refused.
+    ///
+    /// # Errors
+    /// As [`Client::run`].
+    pub fn run_with(
+        &mut self,
+        program: &str,
+        bindings: &[(&str, &[&str])],
+        args: &[(&str, f64)],
+    ) -> Result<JobResult, ClientError> {
         let req = Request::Run {
             program: program.to_string(),
             bindings: bindings
                 .iter()
                 .map(|(p, srcs)| (p.to_string(), srcs.iter().map(|s| s.to_string()).collect()))
                 .collect(),
+            args: args.iter().map(|(n, v)| (n.to_string(), *v)).collect(),
         };
         match self.request(0, &req)? {
             Reply::RunDone {
@@ -314,6 +331,18 @@ impl Client {
             (Some(a), Some(b)) => Ok([a, b]),
             _ => Err(ClientError::Protocol("missing share".into())),
         }
+    }
+}
+
+impl Drop for Client {
+    /// Closes both connections politely (TLS close_notify).
+    fn drop(&mut self) {
+        let conns = std::mem::take(&mut self.conns);
+        self.rt.block_on(async {
+            for c in conns {
+                let _ = tokio::time::timeout(Duration::from_secs(1), c.close()).await;
+            }
+        });
     }
 }
 

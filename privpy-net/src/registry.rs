@@ -30,6 +30,7 @@ use std::sync::Arc;
 pub struct Job {
     pub(crate) id: u64,
     pub(crate) client: String,
+    pub(crate) args: Vec<(String, f64)>,
 }
 
 impl Job {
@@ -42,6 +43,25 @@ impl Job {
     pub fn client(&self) -> &str {
         &self.client
     }
+
+    /// Public argument `name` of this run (the program declared it with
+    /// [`Program::arg`]; the client's value, or the declared default).
+    pub fn arg(&self, name: &str) -> f64 {
+        self.args
+            .iter()
+            .find(|(n, _)| n == name)
+            .map_or(f64::NAN, |(_, v)| *v)
+    }
+
+    /// [`Job::arg`] as a count (rounded, at least 0).
+    pub fn count(&self, name: &str) -> usize {
+        let v = self.arg(name);
+        if v.is_finite() && v > 0.0 {
+            v.round() as usize
+        } else {
+            0
+        }
+    }
 }
 
 type Body = dyn Fn(&Session, &Job) -> Result<()> + Send + Sync;
@@ -52,6 +72,7 @@ pub struct Program {
     name: String,
     version: String,
     params: Vec<(String, Vec<Option<usize>>)>,
+    args: Vec<(String, f64)>,
     body: Arc<Body>,
 }
 
@@ -61,6 +82,7 @@ impl fmt::Debug for Program {
             .field("name", &self.name)
             .field("version", &self.version)
             .field("params", &self.params)
+            .field("args", &self.args)
             .finish_non_exhaustive()
     }
 }
@@ -77,6 +99,7 @@ impl Program {
             name: name.to_string(),
             version: version.to_string(),
             params: Vec::new(),
+            args: Vec::new(),
             body: Arc::new(body),
         }
     }
@@ -87,6 +110,49 @@ impl Program {
     pub fn input<const N: usize>(mut self, name: &str, shape: [Option<usize>; N]) -> Program {
         self.params.push((name.to_string(), shape.to_vec()));
         self
+    }
+
+    /// Declares a public argument (a hyperparameter: iterations, learning rate …)
+    /// with its default. Clients may set it per run; it is public to all servers.
+    pub fn arg(mut self, name: &str, default: f64) -> Program {
+        self.args.push((name.to_string(), default));
+        self
+    }
+
+    /// The declared arguments and defaults.
+    pub fn args(&self) -> &[(String, f64)] {
+        &self.args
+    }
+
+    /// The full argument list of a run: the declared defaults overridden by `given`.
+    ///
+    /// # Errors
+    /// An argument the program does not declare, or a non-finite value.
+    pub fn resolve_args(
+        &self,
+        given: &[(String, f64)],
+    ) -> std::result::Result<Vec<(String, f64)>, String> {
+        let mut out = self.args.clone();
+        for (n, v) in given {
+            if !v.is_finite() {
+                return Err(format!("argument {n:?} must be a finite number"));
+            }
+            match out.iter_mut().find(|(m, _)| m == n) {
+                Some(slot) => slot.1 = *v,
+                None => {
+                    return Err(format!(
+                        "program {:?} has no argument {n:?} (its arguments: {})",
+                        self.name,
+                        self.args
+                            .iter()
+                            .map(|(a, _)| a.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ));
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// The program's name.

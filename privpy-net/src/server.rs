@@ -525,6 +525,11 @@ impl Shared {
         for p in &job.params {
             program.check_shape(&p.name, &p.shape)?;
         }
+        if program.resolve_args(&job.args)? != job.args {
+            return Err(format!(
+                "the job's arguments do not match {me}'s program declaration"
+            ));
+        }
         if me.is_primary() {
             let bindings: Vec<(String, Vec<String>)> = job
                 .params
@@ -638,6 +643,7 @@ impl Shared {
         let ctx = Job {
             id: job.id,
             client: job.client.clone(),
+            args: job.args.clone(),
         };
         let body = |s: &privpy_core::Session| program(s, &ctx);
         let result = run_node(
@@ -768,6 +774,10 @@ async fn serve_client(shared: Arc<Shared>, tcp: TcpStream, addr: SocketAddr) {
                 break;
             }
             Err(ConnError::Closed) => break,
+            Err(ConnError::Io(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                debug!(%client, "client left without closing TLS");
+                break;
+            }
             Err(e) => {
                 warn!(%client, error = %e, "client connection dropped");
                 let _ = conn
@@ -851,12 +861,20 @@ async fn handle_request(shared: &Arc<Shared>, client: &str, req: Request) -> Rep
                 Err(e) => Reply::Refused(e),
             }
         }
-        Request::Run { program, bindings } => {
+        Request::Run {
+            program,
+            bindings,
+            args,
+        } => {
             if me != Role::S1 {
                 return Reply::Refused(format!("send Run to S1, not {me}"));
             }
             let Some(p) = shared.registry.get(&program).cloned() else {
                 return Reply::Refused(format!("S1 has no program {program:?}"));
+            };
+            let args = match p.resolve_args(&args) {
+                Ok(a) => a,
+                Err(e) => return Reply::Refused(e),
             };
             let s = shared.clone();
             let c = client.to_string();
@@ -883,6 +901,7 @@ async fn handle_request(shared: &Arc<Shared>, client: &str, req: Request) -> Rep
                 config: shared.cluster.config,
                 client: client.to_string(),
                 params,
+                args,
             };
             let id = job.id;
             let (_tx, rx) = mpsc::unbounded_channel();

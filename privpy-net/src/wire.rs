@@ -75,7 +75,7 @@ pub struct Param {
 }
 
 /// What `S1` tells the other servers about a job when it opens their links.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct JobSpec {
     /// Random job identifier, chosen by `S1`.
     pub id: u64,
@@ -89,10 +89,12 @@ pub struct JobSpec {
     pub client: String,
     /// The program's parameters.
     pub params: Vec<Param>,
+    /// Public arguments (hyperparameters such as an iteration count), by name.
+    pub args: Vec<(String, f64)>,
 }
 
 /// A client's request to `S1` or `S2`.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq)]
 pub enum Request {
     /// The cluster's configuration and programs, and who the server thinks you are.
     Info,
@@ -115,6 +117,8 @@ pub enum Request {
         program: String,
         /// Parameter name → stored inputs.
         bindings: Vec<(String, Vec<String>)>,
+        /// Public arguments, by name.
+        args: Vec<(String, f64)>,
     },
     /// This server's share of an output of a finished job.
     Fetch {
@@ -165,7 +169,7 @@ pub enum Reply {
 }
 
 /// Every control message.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 #[allow(clippy::large_enum_variant)] // one message at a time; boxing buys nothing
 pub enum Control {
     /// First frame on a server link: who connects and for which job.
@@ -206,10 +210,15 @@ impl fmt::Debug for Request {
                 .field("shape", shape)
                 .field("bytes_len", &bytes.len())
                 .finish(),
-            Request::Run { program, bindings } => f
+            Request::Run {
+                program,
+                bindings,
+                args,
+            } => f
                 .debug_struct("Run")
                 .field("program", program)
                 .field("bindings", bindings)
+                .field("args", args)
                 .finish(),
             Request::Fetch { job, name } => f
                 .debug_struct("Fetch")
@@ -311,6 +320,13 @@ impl W {
             }
         }
         self.u64(s.rounds);
+    }
+    pub(crate) fn args(&mut self, args: &[(String, f64)]) {
+        self.len(args.len());
+        for (n, v) in args {
+            self.str(n);
+            self.u64(v.to_bits());
+        }
     }
     pub(crate) fn result<T>(&mut self, r: &Result<T, String>, ok: impl FnOnce(&mut Self, &T)) {
         match r {
@@ -434,6 +450,22 @@ impl<'a> R<'a> {
         s.rounds = self.u64("statistics")?;
         Ok(s)
     }
+    pub(crate) fn args(&mut self) -> Result<Vec<(String, f64)>, WireError> {
+        let n = self.count("arguments", MAX_LIST)?;
+        let mut out = Vec::new();
+        for _ in 0..n {
+            let name = self.str("argument")?;
+            let v = f64::from_bits(self.u64("argument value")?);
+            if !v.is_finite() {
+                return Err(WireError::Invalid {
+                    what: "argument",
+                    reason: format!("{name} is not a finite number"),
+                });
+            }
+            out.push((name, v));
+        }
+        Ok(out)
+    }
     pub(crate) fn result<T>(
         &mut self,
         ok: impl FnOnce(&mut Self) -> Result<T, WireError>,
@@ -468,6 +500,7 @@ impl Control {
                     w.strs(&p.sources);
                     w.shape(&p.shape);
                 }
+                w.args(&job.args);
             }
             Control::HelloAck(r) => {
                 w.u8(2);
@@ -499,7 +532,11 @@ impl Control {
                         w.shape(shape);
                         w.bytes(bytes);
                     }
-                    Request::Run { program, bindings } => {
+                    Request::Run {
+                        program,
+                        bindings,
+                        args,
+                    } => {
                         w.u8(3);
                         w.str(program);
                         w.len(bindings.len());
@@ -507,6 +544,7 @@ impl Control {
                             w.str(p);
                             w.strs(srcs);
                         }
+                        w.args(args);
                     }
                     Request::Fetch { job, name } => {
                         w.u8(4);
@@ -590,6 +628,7 @@ impl Control {
                         shape: r.shape()?,
                     });
                 }
+                let args = r.args()?;
                 Control::Hello {
                     from,
                     job: JobSpec {
@@ -599,6 +638,7 @@ impl Control {
                         config,
                         client,
                         params,
+                        args,
                     },
                 }
             }
@@ -621,7 +661,12 @@ impl Control {
                     for _ in 0..n {
                         bindings.push((r.str("parameter")?, r.strs("sources")?));
                     }
-                    Request::Run { program, bindings }
+                    let args = r.args()?;
+                    Request::Run {
+                        program,
+                        bindings,
+                        args,
+                    }
                 }
                 4 => Request::Fetch {
                     job: r.u64("job id")?,
@@ -714,6 +759,7 @@ mod tests {
                 sources: vec!["x_alice".into(), "x_bob".into()],
                 shape: vec![20, 124],
             }],
+            args: vec![("iterations".into(), 20.0)],
         };
         let st = CommStats {
             bytes_sent: [1, 2, 3, 4],
@@ -741,6 +787,7 @@ mod tests {
             Control::Request(Request::Run {
                 program: "p".into(),
                 bindings: vec![("x".into(), vec!["a".into(), "b".into()])],
+                args: vec![("lr".into(), 0.5)],
             }),
             Control::Request(Request::Fetch {
                 job: 5,

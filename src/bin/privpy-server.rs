@@ -1,0 +1,215 @@
+//! `privpy-server`: one server of a privpy cluster, carrying the stock programs
+//! (`privpy::programs`).
+//!
+//! ```text
+//! privpy-server --role s1 --config cluster.toml     run one server (one per host)
+//! privpy-server dev                                 certificates + config for loopback, then all four servers
+//! privpy-server certs --dir DIR --hosts A,B,C,D     certificates + config for a four-host deployment
+//! ```
+//!
+//! Logs go to standard error; `RUST_LOG` sets the level (default `info`). They
+//! never contain shares or secret values.
+
+use clap::{Parser, Subcommand};
+use privpy::net::config::ClusterConfig;
+use privpy::net::dev::write_dev_cluster;
+use privpy::net::server;
+use privpy::transport::Role;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "privpy-server",
+    version,
+    about = "A server of a privpy cluster"
+)]
+#[command(args_conflicts_with_subcommands = true)]
+struct Cli {
+    /// Which server this is: s1, s2 (share holders), sa, sb (assistants).
+    #[arg(long, value_parser = parse_role)]
+    role: Option<Role>,
+    /// The cluster's configuration file.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Generates development certificates and configuration for loopback, then starts
+    /// the four servers as child processes (Ctrl-C stops them).
+    Dev {
+        /// Where certificates, configuration and data go.
+        #[arg(long, default_value = "target/dev-cluster")]
+        dir: PathBuf,
+        /// First of six consecutive ports.
+        #[arg(long, default_value_t = 7100)]
+        base_port: u16,
+        /// Number format: fast, default or paper.
+        #[arg(long, default_value = "default")]
+        preset: String,
+        /// Client names to issue certificates for.
+        #[arg(long, value_delimiter = ',', default_value = "alice,bob")]
+        clients: Vec<String>,
+    },
+    /// Writes certificates and `cluster.toml` for four hosts (copy the directory to
+    /// each host; each needs only its own key).
+    Certs {
+        /// Output directory.
+        #[arg(long)]
+        dir: PathBuf,
+        /// The four hosts' addresses, in the order s1,s2,sa,sb.
+        #[arg(long, value_delimiter = ',', num_args = 4)]
+        hosts: Vec<String>,
+        /// First of six consecutive ports.
+        #[arg(long, default_value_t = 7100)]
+        base_port: u16,
+        /// Number format: fast, default or paper.
+        #[arg(long, default_value = "default")]
+        preset: String,
+        /// Client names to issue certificates for.
+        #[arg(long, value_delimiter = ',', default_value = "alice,bob")]
+        clients: Vec<String>,
+    },
+}
+
+fn parse_role(s: &str) -> Result<Role, String> {
+    Role::ALL
+        .into_iter()
+        .find(|r| r.name() == s.to_ascii_lowercase())
+        .ok_or_else(|| format!("unknown role {s:?}: use s1, s2, sa or sb"))
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_thread_names(true)
+        .with_writer(std::io::stderr)
+        .init();
+    let result = match (cli.command, cli.role, cli.config) {
+        (
+            Some(Command::Dev {
+                dir,
+                base_port,
+                preset,
+                clients,
+            }),
+            _,
+            _,
+        ) => dev(&dir, base_port, &preset, &clients),
+        (
+            Some(Command::Certs {
+                dir,
+                hosts,
+                base_port,
+                preset,
+                clients,
+            }),
+            _,
+            _,
+        ) => certs(&dir, &hosts, base_port, &preset, &clients),
+        (None, Some(role), Some(config)) => run(role, &config),
+        (None, _, _) => {
+            Err("give --role and --config, or a subcommand (dev, certs); see --help".into())
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("privpy-server: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(role: Role, config: &Path) -> Result<(), String> {
+    let cluster = ClusterConfig::from_file(config).map_err(|e| e.to_string())?;
+    let handle =
+        server::start(role, cluster, privpy::programs::stock()).map_err(|e| e.to_string())?;
+    handle.wait_for_signal();
+    Ok(())
+}
+
+fn refs(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}
+
+fn certs(
+    dir: &Path,
+    hosts: &[String],
+    base: u16,
+    preset: &str,
+    clients: &[String],
+) -> Result<(), String> {
+    let hosts: [&str; 4] = refs(hosts)
+        .try_into()
+        .map_err(|_| "--hosts needs four addresses: s1,s2,sa,sb".to_string())?;
+    check_preset(preset)?;
+    write_dev_cluster(dir, base, &refs(clients), preset, Some(hosts)).map_err(|e| e.to_string())?;
+    println!(
+        "wrote {}: certs/, cluster.toml and one .toml per client",
+        dir.display()
+    );
+    println!(
+        "on each host: privpy-server --role <s1|s2|sa|sb> --config {}/cluster.toml",
+        dir.display()
+    );
+    Ok(())
+}
+
+fn check_preset(preset: &str) -> Result<(), String> {
+    privpy::net::config::preset(preset)
+        .map(|_| ())
+        .ok_or_else(|| format!("unknown preset {preset:?}: use fast, default or paper"))
+}
+
+fn dev(dir: &Path, base: u16, preset: &str, clients: &[String]) -> Result<(), String> {
+    check_preset(preset)?;
+    write_dev_cluster(dir, base, &refs(clients), preset, None).map_err(|e| e.to_string())?;
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let config = dir.join("cluster.toml");
+    let mut children = Vec::new();
+    for role in Role::ALL {
+        let child = std::process::Command::new(&exe)
+            .args(["--role", role.name(), "--config"])
+            .arg(&config)
+            .spawn()
+            .map_err(|e| format!("cannot start {role}: {e}"))?;
+        children.push((role, child));
+    }
+    println!(
+        "four servers on 127.0.0.1:{}..{} (configuration in {}); clients: {}",
+        base,
+        base + 5,
+        dir.display(),
+        clients
+            .iter()
+            .map(|c| format!("{}/{c}.toml", dir.display()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    println!(
+        "try: cargo run --release --example net_client -- --cluster {}",
+        dir.display()
+    );
+    println!("Ctrl-C stops the cluster.");
+    // Children receive Ctrl-C themselves (same process group); watch for early exits.
+    loop {
+        for (role, child) in &mut children {
+            if let Ok(Some(status)) = child.try_wait() {
+                let msg = format!("{role} exited ({status})");
+                for (_, other) in &mut children {
+                    let _ = other.kill();
+                    let _ = other.wait();
+                }
+                return if status.success() { Ok(()) } else { Err(msg) };
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}

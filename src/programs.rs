@@ -1,0 +1,107 @@
+//! The programs the stock `privpy-server` carries: the examples' computations,
+//! registered under names so that clients can run them on a networked cluster.
+//!
+//! | name | inputs (shape) | arguments (default) | outputs for the caller |
+//! |---|---|---|---|
+//! | `stats` | `x` (n) | | `sum`, `mean`, `var`, `max` |
+//! | `logistic_regression` | `x` (n × d), `y` (n) | `batch` (100), `iterations` (60), `lr` (0.5) | `w` (d) |
+//! | `kmeans` | `x` (n × d), `c0` (k × d) | `iterations` (5) | `centroids` (k × d) |
+//! | `matrix_factorization` | `r`, `mask` (m × n), `u0` (m × k), `v0` (n × k) | `iterations` (20), `lr` (0.01), `lambda` (0.05) | `u`, `v` |
+//! | `mlp_predict` | `images` (b × 784), `w1` (784 × 625), `b1`, `w2` (625 × 625), `b2`, `w3` (625 × 10), `b3` | | `digits` (b) |
+//!
+//! Every input may be bound to several uploads (for example, row slices of two data
+//! owners), which the servers stack by rows. A server binary of your own registers
+//! its own functions the same way (see `examples/custom_server.rs`).
+
+use crate::ml;
+use crate::prelude::*;
+use privpy_net::registry::{Job, Program, Registry};
+
+/// Version of the stock programs; every server of a cluster must carry the same.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+fn at_least_one(job: &Job, name: &str) -> Result<usize> {
+    match job.count(name) {
+        0 => Err(Error::Config(format!("argument {name} must be at least 1"))),
+        n => Ok(n),
+    }
+}
+
+/// The stock registry.
+pub fn stock() -> Registry {
+    let mut r = Registry::new();
+    r.register(
+        Program::new("stats", VERSION, |s: &Session, job: &Job| {
+            let x = s.input::<Array1<f64>>("x")?;
+            s.output(job.client(), "sum", &x.sum())?;
+            s.output(job.client(), "mean", &x.mean())?;
+            s.output(job.client(), "var", &x.var())?;
+            s.output(job.client(), "max", &x.max())
+        })
+        .input("x", [None]),
+    );
+    r.register(
+        Program::new("logistic_regression", VERSION, |s: &Session, job: &Job| {
+            let x = s.input::<Array2<f64>>("x")?;
+            let y = s.input::<Array1<f64>>("y")?;
+            let d = x.shape()[1];
+            let batch = at_least_one(job, "batch")?;
+            let iterations = job.count("iterations");
+            let w = ml::logistic_regression(x, y, s.zeros(d), batch, iterations, job.arg("lr"));
+            s.output(job.client(), "w", &w)
+        })
+        .input("x", [None, None])
+        .input("y", [None])
+        .arg("batch", 100.0)
+        .arg("iterations", 60.0)
+        .arg("lr", 0.5),
+    );
+    r.register(
+        Program::new("kmeans", VERSION, |s: &Session, job: &Job| {
+            let x = s.input::<Array2<f64>>("x")?;
+            let c0 = s.input::<Array2<f64>>("c0")?;
+            let c = ml::kmeans(x, c0, job.count("iterations"));
+            s.output(job.client(), "centroids", &c)
+        })
+        .input("x", [None, None])
+        .input("c0", [None, None])
+        .arg("iterations", 5.0),
+    );
+    r.register(
+        Program::new("matrix_factorization", VERSION, |s: &Session, job: &Job| {
+            let m = |k: &str| s.input::<Array2<f64>>(k);
+            let (u, v) = ml::matrix_factorization(
+                m("r")?,
+                m("mask")?,
+                m("u0")?,
+                m("v0")?,
+                job.count("iterations"),
+                job.arg("lr"),
+                job.arg("lambda"),
+            );
+            s.output(job.client(), "u", &u)?;
+            s.output(job.client(), "v", &v)
+        })
+        .input("r", [None, None])
+        .input("mask", [None, None])
+        .input("u0", [None, None])
+        .input("v0", [None, None])
+        .arg("iterations", 20.0)
+        .arg("lr", 0.01)
+        .arg("lambda", 0.05),
+    );
+    r.register(
+        Program::new("mlp_predict", VERSION, |s: &Session, job: &Job| {
+            let digits = ml::mlp_predict_inputs(s, "images")?;
+            s.output(job.client(), "digits", &digits)
+        })
+        .input("images", [None, Some(784)])
+        .input("w1", [Some(784), Some(625)])
+        .input("b1", [Some(625)])
+        .input("w2", [Some(625), Some(625)])
+        .input("b2", [Some(625)])
+        .input("w3", [Some(625), Some(10)])
+        .input("b3", [Some(10)]),
+    );
+    r
+}
