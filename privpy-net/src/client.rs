@@ -152,7 +152,18 @@ impl Client {
         };
         let mut configs = Vec::new();
         for (k, server) in PRIMARIES.into_iter().enumerate() {
-            match client.request(k, &Request::Info)? {
+            let info = client.request(k, &Request::Info).map_err(|e| match e {
+                // TLS 1.3 servers check the client certificate after the client
+                // finishes its handshake: a rejection shows on the first request.
+                ClientError::Conn { server, source } => ClientError::Connect {
+                    server,
+                    reason: format!(
+                        "{source}: the server closed the connection after the handshake, so it does not accept this client's certificate (is it issued by the cluster's client authority?)"
+                    ),
+                },
+                other => other,
+            })?;
+            match info {
                 Reply::Info {
                     config,
                     client: who,
@@ -196,9 +207,14 @@ impl Client {
             return Err(ClientError::Protocol(format!("no connection to {server}")));
         };
         let res = self.rt.block_on(async {
-            conn.send(&Control::Request(req.clone()))
-                .await
-                .map_err(ConnError::Io)?;
+            if let Err(e) = conn.send(&Control::Request(req.clone())).await {
+                // The server may have said why it closed (a TLS alert, for example
+                // about our certificate): that beats "broken pipe".
+                return match conn.recv(Duration::from_secs(1)).await {
+                    Err(ConnError::Io(why)) => Err(ConnError::Io(why)),
+                    _ => Err(ConnError::Io(e)),
+                };
+            }
             conn.recv(timeout).await
         });
         match res {
@@ -231,11 +247,39 @@ impl Client {
             name: name.to_string(),
             source,
         })?;
+        self.upload_shares(name, &shares, readers)
+    }
+
+    /// Stores shares the caller made itself (with [`privpy_core::share::share_with`]
+    /// and its own generator): `shares[0]` goes to `S1`, `shares[1]` to `S2`.
+    ///
+    /// # Errors
+    /// Shares of another ring than the cluster's, or of different shapes; a refusal.
+    pub fn upload_shares(
+        &mut self,
+        name: &str,
+        shares: &[Share; 2],
+        readers: &[&str],
+    ) -> Result<(), ClientError> {
+        if shares[0].shape() != shares[1].shape() {
+            return Err(privpy_core::Error::ShareMismatch(format!(
+                "shapes {:?} and {:?}",
+                shares[0].shape(),
+                shares[1].shape()
+            ))
+            .into());
+        }
         for (k, s) in shares.iter().enumerate() {
+            let Some(ring) = s.ring() else {
+                return Err(privpy_core::Error::ShareMismatch(
+                    "a share without ring elements".into(),
+                )
+                .into());
+            };
             let req = Request::Upload {
                 name: name.to_string(),
                 readers: readers.iter().map(|r| r.to_string()).collect(),
-                ring: self.config.ring(),
+                ring,
                 shape: s.shape().to_vec(),
                 bytes: s.to_bytes(),
             };

@@ -207,6 +207,27 @@ impl Program {
         names.join(", ")
     }
 
+    /// Runs the program's body on `s` as if `client` had asked with `args`: a
+    /// registered program on a `LocalCluster` or the cleartext engine (tests, local
+    /// development).
+    ///
+    /// # Errors
+    /// An undeclared or non-finite argument ([`privpy_core::Error::Config`]), or the
+    /// program's own error.
+    pub fn call(&self, s: &Session, client: &str, args: &[(String, f64)]) -> Result<()> {
+        let args = self
+            .resolve_args(args)
+            .map_err(privpy_core::Error::Config)?;
+        (self.body)(
+            s,
+            &Job {
+                id: 0,
+                client: client.to_string(),
+                args,
+            },
+        )
+    }
+
     pub(crate) fn body(&self) -> Arc<Body> {
         self.body.clone()
     }

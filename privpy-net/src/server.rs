@@ -752,6 +752,9 @@ async fn serve_client(shared: Arc<Shared>, tcp: TcpStream, addr: SocketAddr) {
         .map(str::to_string);
     let Some(client) = client else {
         warn!(%addr, "client refused: the certificate names no accepted client");
+        // Answer its first request (an unsolicited reply could be lost when the
+        // client writes into the closed connection).
+        let _ = conn.recv(t).await;
         let _ = conn
             .send(&Control::Reply(Reply::Refused(
                 "unknown client: the certificate names none of the clients this cluster accepts"

@@ -9,6 +9,7 @@ mod errors;
 mod macros;
 mod math;
 mod ml;
+mod net;
 mod parity;
 mod security;
 mod ui;

@@ -1,0 +1,774 @@
+//! The networked deployment over real sockets on loopback: TLS 1.3 links between the
+//! four servers, the client library, the share store, access control, and faults
+//! (dead and killed servers, bad certificates, malformed frames, wrong shapes,
+//! mismatched program versions). One test runs the `privpy-server` binary as four
+//! processes, kills one mid-program, and scans the servers' logs for secrets.
+
+use privpy::net::client::{Client, ClientError};
+use privpy::net::config::{ClientConfig, ClusterConfig};
+use privpy::net::dev::write_dev_cluster;
+use privpy::net::frame::FrameCodec;
+use privpy::net::link::read_frame;
+use privpy::net::registry::{Program, Registry};
+use privpy::net::server::{self, ServerHandle};
+use privpy::net::tls::{client_tls, dial_name};
+use privpy::net::wire::{Control, Reply, Request};
+use privpy::prelude::*;
+use privpy::programs::stock;
+use privpy::ring::{Ring, Z128};
+use privpy::share::share_with;
+use rand_chacha::ChaCha12Rng;
+use rand_core::SeedableRng;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::time::{Duration, Instant};
+
+/// Six consecutive free ports on 127.0.0.1.
+fn free_base() -> u16 {
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    loop {
+        let k = NEXT.fetch_add(1, Ordering::SeqCst);
+        let base = 20_000 + ((std::process::id() as u16 % 2000) * 17 + k * 6) % 40_000;
+        let all_free = (0..6).all(|d| TcpListener::bind(("127.0.0.1", base + d)).is_ok());
+        if all_free {
+            return base;
+        }
+    }
+}
+
+/// A cluster configuration in a temporary directory, and in-process servers.
+struct Net {
+    dir: PathBuf,
+    cfg: ClusterConfig,
+    servers: Vec<Option<ServerHandle>>,
+}
+
+impl Net {
+    /// Certificates for `clients`; the cluster accepts `accepted` (all when `None`).
+    fn new(tag: &str, clients: &[&str], accepted: Option<&[&str]>, timeout_secs: f64) -> Net {
+        let dir = std::env::temp_dir().join(format!("privpy-net-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        write_dev_cluster(&dir, free_base(), clients, "default", None).unwrap();
+        let path = dir.join("cluster.toml");
+        let mut text = std::fs::read_to_string(&path).unwrap();
+        text = text.replace(
+            "timeout_secs = 30",
+            &format!("timeout_secs = {timeout_secs}"),
+        );
+        if let Some(acc) = accepted {
+            let line = text
+                .lines()
+                .find(|l| l.starts_with("clients = "))
+                .unwrap()
+                .to_string();
+            let list: Vec<String> = acc.iter().map(|c| format!("{c:?}")).collect();
+            text = text.replace(&line, &format!("clients = [{}]", list.join(", ")));
+        }
+        std::fs::write(&path, text).unwrap();
+        let cfg = ClusterConfig::from_file(&path).unwrap();
+        Net {
+            dir,
+            cfg,
+            servers: (0..4).map(|_| None).collect(),
+        }
+    }
+
+    /// Starts `role`, retrying while a killed predecessor still holds the store.
+    fn start(&mut self, role: Role, programs: Registry) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            match server::start(role, self.cfg.clone(), programs.clone()) {
+                Ok(h) => {
+                    self.servers[role.index()] = Some(h);
+                    return;
+                }
+                Err(e) if Instant::now() < deadline => {
+                    let _ = e;
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                Err(e) => panic!("{role} did not start: {e}"),
+            }
+        }
+    }
+
+    fn start_all(&mut self) {
+        for role in Role::ALL {
+            self.start(role, stock());
+        }
+    }
+
+    fn kill(&mut self, role: Role) {
+        if let Some(h) = self.servers[role.index()].take() {
+            h.kill();
+        }
+    }
+
+    fn client_config(&self, name: &str) -> ClientConfig {
+        ClientConfig::from_file(&self.dir.join(format!("{name}.toml"))).unwrap()
+    }
+
+    fn client(&self, name: &str) -> Client {
+        Client::connect(&self.client_config(name)).unwrap()
+    }
+}
+
+impl Drop for Net {
+    fn drop(&mut self) {
+        for s in &mut self.servers {
+            if let Some(h) = s.take() {
+                h.kill();
+            }
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn rel_err(a: &ArrayD<f64>, b: &ArrayD<f64>) -> f64 {
+    let d = (a - b).mapv(|v| v * v).sum().sqrt();
+    d / b.mapv(|v| v * v).sum().sqrt().max(1e-12)
+}
+
+/// A registered program on the in-process engines: four threads, or cleartext.
+fn run_local(
+    cluster: LocalCluster,
+    program: &str,
+    inputs: &[(&str, ArrayD<f64>)],
+    args: &[(String, f64)],
+    outputs: &[&str],
+) -> (Vec<ArrayD<f64>>, RunOutput) {
+    let mut cluster = cluster;
+    let alice = cluster.client("alice");
+    for (n, v) in inputs {
+        cluster.upload(&alice, n, v).unwrap();
+    }
+    let programs = stock();
+    let p = programs.get(program).unwrap();
+    let run = cluster.run(|s| p.call(s, "alice", args)).unwrap();
+    let opened = outputs
+        .iter()
+        .map(|o| run.open::<ArrayD<f64>>(&alice, o).unwrap())
+        .collect();
+    (opened, run)
+}
+
+/// The same engine over TLS as over channels: identical traffic per server and
+/// rounds, and results equal to cleartext; two data owners' row slices are stacked.
+#[test]
+fn networked_runs_match_cleartext_and_the_in_process_engine() {
+    let mut net = Net::new("parity", &["alice", "bob"], None, 20.0);
+    net.start_all();
+    let mut alice = net.client("alice");
+    let mut bob = net.client("bob");
+    assert_eq!(alice.config(), Config::default());
+
+    let x = array![3.5, -1.25, 8.0, 2.75, 1e3, -7.5].into_dyn();
+    alice.upload("x", &x, &[]).unwrap();
+    let job = alice.run("stats", &[("x", &["x"])]).unwrap();
+    let names: Vec<&str> = job.outputs.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["sum", "mean", "var", "max"]);
+    let got: Vec<ArrayD<f64>> = ["sum", "mean", "var", "max"]
+        .iter()
+        .map(|n| alice.fetch(&job, n).unwrap())
+        .collect();
+    let (clear, _) = run_local(
+        LocalCluster::cleartext(),
+        "stats",
+        &[("x", x.clone())],
+        &[],
+        &["sum", "mean", "var", "max"],
+    );
+    let (_, local) = run_local(
+        LocalCluster::new(Config::default()),
+        "stats",
+        &[("x", x.clone())],
+        &[],
+        &[],
+    );
+    for (g, c) in got.iter().zip(&clear) {
+        assert!(rel_err(g, c) < 1e-7, "private {g} vs cleartext {c}");
+    }
+    for role in Role::ALL {
+        let (tls, chan) = (
+            &job.stats[role.index()],
+            &local.stats().servers[role.index()],
+        );
+        assert_eq!(
+            tls.bytes_sent, chan.bytes_sent,
+            "{role}: same engine, same traffic"
+        );
+        assert_eq!(tls.rounds, chan.rounds, "{role}: same rounds");
+    }
+    assert!(job.stats[Role::S1.index()].total_bytes_sent() > 0);
+
+    // Logistic regression on rows of two owners, bob's shared with alice's jobs.
+    let adult = privpy::data::load_libsvm(
+        &privpy::data::shipped("adult/a9a-first-2000"),
+        123,
+        Some(200),
+    )
+    .unwrap();
+    let (xa, xb) = (
+        adult.x.slice(s![..120, ..]).to_owned(),
+        adult.x.slice(s![120.., ..]).to_owned(),
+    );
+    let (ya, yb) = (
+        adult.y.slice(s![..120]).to_owned(),
+        adult.y.slice(s![120..]).to_owned(),
+    );
+    alice.upload("xa", &xa, &[]).unwrap();
+    alice.upload("ya", &ya, &[]).unwrap();
+    bob.upload("xb", &xb, &["alice"]).unwrap();
+    bob.upload("yb", &yb, &["alice"]).unwrap();
+    let args = [("batch", 50.0), ("iterations", 4.0), ("lr", 0.5)];
+    let job = alice
+        .run_with(
+            "logistic_regression",
+            &[("x", &["xa", "xb"]), ("y", &["ya", "yb"])],
+            &args,
+        )
+        .unwrap();
+    let w: Array1<f64> = alice.fetch(&job, "w").unwrap();
+    let owned: Vec<(String, f64)> = args.iter().map(|(n, v)| (n.to_string(), *v)).collect();
+    let (clear, _) = run_local(
+        LocalCluster::cleartext(),
+        "logistic_regression",
+        &[
+            ("x", adult.x.clone().into_dyn()),
+            ("y", adult.y.clone().into_dyn()),
+        ],
+        &owned,
+        &["w"],
+    );
+    assert_eq!(w.len(), 124);
+    assert!(
+        rel_err(&w.into_dyn(), &clear[0]) < 1e-6,
+        "LR weights within 1e-6 of cleartext"
+    );
+}
+
+/// Owners, readers and fetches: a client cannot overwrite, use or open what is not
+/// its own, and an output is gone once fetched.
+#[test]
+fn access_control_on_uploads_inputs_and_outputs() {
+    let mut net = Net::new("access", &["alice", "bob"], None, 20.0);
+    net.start_all();
+    let mut alice = net.client("alice");
+    let mut bob = net.client("bob");
+    let x = array![1.0, 2.0, 4.0];
+    alice.upload("x", &x, &[]).unwrap();
+    let err = bob
+        .upload("x", array![0.0, 0.0, 0.0], &[])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("belongs to alice"), "{err}");
+    let err = bob.run("stats", &[("x", &["x"])]).unwrap_err().to_string();
+    assert!(err.contains("not shared with bob"), "{err}");
+    let job = alice.run("stats", &[("x", &["x"])]).unwrap();
+    let err = bob.fetch::<f64>(&job, "sum").unwrap_err().to_string();
+    assert!(err.contains("no output \"sum\""), "{err}");
+    let sum: f64 = alice.fetch(&job, "sum").unwrap();
+    assert!(
+        (sum - 7.0).abs() < 1e-6,
+        "bob's attempts changed nothing: {sum}"
+    );
+    let err = alice.fetch::<f64>(&job, "sum").unwrap_err();
+    assert!(
+        matches!(err, ClientError::Refused { .. }),
+        "deleted once fetched: {err}"
+    );
+    let err = bob.upload("a/b", array![1.0], &[]).unwrap_err().to_string();
+    assert!(err.contains("not allowed"), "{err}");
+    let err = alice
+        .upload("y", array![1.0], &["mallory"])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("not a client"), "{err}");
+}
+
+/// Wrong shapes, unknown programs and arguments, NaN: refused with the reason,
+/// before any server computes; the cluster keeps working.
+#[test]
+fn bad_requests_are_refused_with_reasons() {
+    let mut net = Net::new("badreq", &["alice"], None, 20.0);
+    net.start_all();
+    let mut alice = net.client("alice");
+    alice
+        .upload("img", Array2::<f64>::zeros((2, 783)), &[])
+        .unwrap();
+    let bindings: Vec<(&str, &[&str])> = vec![
+        ("images", &["img"]),
+        ("w1", &["img"]),
+        ("b1", &["img"]),
+        ("w2", &["img"]),
+        ("b2", &["img"]),
+        ("w3", &["img"]),
+        ("b3", &["img"]),
+    ];
+    let err = alice.run("mlp_predict", &bindings).unwrap_err().to_string();
+    assert!(
+        err.contains("must have shape [_, 784], got [2, 783]"),
+        "{err}"
+    );
+    let err = alice.run("nope", &[]).unwrap_err().to_string();
+    assert!(err.contains("no program \"nope\""), "{err}");
+    let err = alice.run("stats", &[]).unwrap_err().to_string();
+    assert!(err.contains("exactly once"), "{err}");
+    alice.upload("v", array![1.0, 2.0], &[]).unwrap();
+    let err = alice
+        .run_with("stats", &[("x", &["v"])], &[("speed", 1.0)])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("no argument \"speed\""), "{err}");
+    let err = alice
+        .run("stats", &[("x", &["missing"])])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("no input named \"missing\""), "{err}");
+    let err = alice
+        .upload("n", array![1.0, f64::NAN], &[])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("NaN"), "{err}");
+    let err = alice
+        .run_with(
+            "logistic_regression",
+            &[("x", &["img"]), ("y", &["v"])],
+            &[("batch", 0.0)],
+        )
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("batch must be at least 1"), "{err}");
+    let job = alice.run("stats", &[("x", &["v"])]).unwrap();
+    assert!((alice.fetch::<f64>(&job, "mean").unwrap() - 1.5).abs() < 1e-6);
+}
+
+/// A server with another version of a program refuses the job at session start;
+/// after it is replaced, the same stored inputs run.
+#[test]
+fn program_version_mismatch_is_refused_at_session_start() {
+    let mut net = Net::new("version", &["alice"], None, 10.0);
+    for role in [Role::S1, Role::S2, Role::Sa] {
+        net.start(role, stock());
+    }
+    let mut other = stock();
+    other.register(Program::new("stats", "0.0.0-other", |_, _| Ok(())).input("x", [None]));
+    net.start(Role::Sb, other);
+    let mut alice = net.client("alice");
+    alice.upload("x", array![2.0, 4.0], &[]).unwrap();
+    let err = alice
+        .run("stats", &[("x", &["x"])])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("Sb refused the job") && err.contains("version \"0.0.0-other\""),
+        "{err}"
+    );
+    net.kill(Role::Sb);
+    net.start(Role::Sb, stock());
+    let job = alice.run("stats", &[("x", &["x"])]).unwrap();
+    assert!((alice.fetch::<f64>(&job, "mean").unwrap() - 3.0).abs() < 1e-6);
+}
+
+/// A dead server is named within the timeout; restarted servers (S1 and S2
+/// included) find the stored inputs and unfetched outputs, and the job re-runs.
+#[test]
+fn dead_server_is_named_and_restarts_lose_nothing() {
+    let timeout = 3.0;
+    let mut net = Net::new("restart", &["alice"], None, timeout);
+    for role in [Role::S1, Role::S2, Role::Sa] {
+        net.start(role, stock());
+    }
+    let mut alice = net.client("alice");
+    alice.upload("x", array![1.0, 2.0, 6.0], &[]).unwrap();
+    let t = Instant::now();
+    let err = alice
+        .run("stats", &[("x", &["x"])])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("Sb"), "the error names the dead server: {err}");
+    assert!(
+        t.elapsed() < Duration::from_secs_f64(timeout + 3.0),
+        "bounded: {:?}",
+        t.elapsed()
+    );
+    net.start(Role::Sb, stock());
+    let job = alice.run("stats", &[("x", &["x"])]).unwrap();
+    drop(alice);
+    // Restart every server: inputs and the unfetched output survive.
+    for role in Role::ALL {
+        net.kill(role);
+    }
+    net.start_all();
+    let mut alice = net.client("alice");
+    assert!((alice.fetch::<f64>(&job, "sum").unwrap() - 9.0).abs() < 1e-6);
+    let again = alice.run("stats", &[("x", &["x"])]).unwrap();
+    assert!((alice.fetch::<f64>(&again, "max").unwrap() - 6.0).abs() < 1e-6);
+}
+
+/// Certificates: a client from another authority, a client trusting another server
+/// authority, a known authority but an unknown client, a server from another
+/// authority: all refused; the cluster keeps serving.
+#[test]
+fn certificates_from_the_wrong_authority_and_unknown_clients_are_refused() {
+    let mut net = Net::new("certs", &["alice", "mallory"], Some(&["alice"]), 10.0);
+    net.start_all();
+    let stranger = Net::new("certs-other", &["alice"], None, 10.0);
+
+    let err = Client::connect(&net.client_config("mallory"))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("unknown client"), "{err}");
+
+    // alice's name, but signed by another client authority.
+    let mut forged = net.client_config("alice");
+    forged.cert = stranger.dir.join("certs/alice.pem");
+    forged.key = stranger.dir.join("certs/alice.key");
+    let err = Client::connect(&forged).unwrap_err().to_string();
+    assert!(
+        err.contains("cannot connect to S1")
+            && err.contains("does not accept this client's certificate"),
+        "{err}"
+    );
+
+    // A client that trusts another server authority refuses our servers.
+    let mut wary = net.client_config("alice");
+    wary.server_ca = stranger.dir.join("certs/server-ca.pem");
+    let err = Client::connect(&wary).unwrap_err().to_string();
+    assert!(
+        err.contains("TLS handshake failed") && err.contains("invalid peer certificate"),
+        "{err}"
+    );
+
+    // A "server" from another authority dialing S2's peer port gets no further
+    // than the handshake.
+    let reply = raw_exchange(
+        net.cfg.server(Role::S2).peer_addr,
+        Role::S2,
+        &stranger.dir.join("certs/s1.pem"),
+        &stranger.dir.join("certs/s1.key"),
+        &net.dir.join("certs/server-ca.pem"),
+        &hello_bytes(),
+    );
+    assert!(reply.is_err(), "refused: {reply:?}");
+
+    let mut alice = net.client("alice");
+    alice.upload("x", array![1.0], &[]).unwrap();
+    alice.run("stats", &[("x", &["x"])]).unwrap();
+}
+
+fn hello_bytes() -> Vec<u8> {
+    let mut out = Vec::new();
+    FrameCodec::new(1 << 20)
+        .encode_control(&Control::Request(Request::Info).encode(), &mut out)
+        .unwrap();
+    out
+}
+
+/// Opens a TLS connection to `addr` (expecting `role`'s certificate), writes `bytes`
+/// raw, and returns the first control message that comes back.
+fn raw_exchange(
+    addr: std::net::SocketAddr,
+    role: Role,
+    cert: &Path,
+    key: &Path,
+    ca: &Path,
+    bytes: &[u8],
+) -> Result<Control, String> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        use tokio::io::AsyncWriteExt;
+        let tls = client_tls(cert, key, ca).map_err(|e| e.to_string())?;
+        let tcp = tokio::net::TcpStream::connect(addr)
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut s = tokio_rustls::TlsConnector::from(tls)
+            .connect(dial_name(role), tcp)
+            .await
+            .map_err(|e| e.to_string())?;
+        s.write_all(bytes).await.map_err(|e| e.to_string())?;
+        s.flush().await.map_err(|e| e.to_string())?;
+        let frame = tokio::time::timeout(
+            Duration::from_secs(10),
+            read_frame(&mut s, &FrameCodec::new(1 << 20)),
+        )
+        .await
+        .map_err(|_| "no answer".to_string())?
+        .map_err(|e| e.to_string())?;
+        match frame {
+            privpy::net::frame::Frame::Control(b) => Control::decode(&b).map_err(|e| e.to_string()),
+            other => Err(format!("unexpected {other:?}")),
+        }
+    })
+}
+
+/// Oversized, garbage, undecodable and truncated frames from an authenticated
+/// client, and garbage on a server link: refused with a reason, no panic, and the
+/// servers keep serving.
+#[test]
+fn malformed_frames_are_refused_and_servers_keep_serving() {
+    let mut net = Net::new("frames", &["alice"], None, 10.0);
+    net.start_all();
+    let certs = net.dir.join("certs");
+    let s1 = net.cfg.server(Role::S1).client_addr.unwrap();
+    let send = |bytes: &[u8]| {
+        raw_exchange(
+            s1,
+            Role::S1,
+            &certs.join("alice.pem"),
+            &certs.join("alice.key"),
+            &certs.join("server-ca.pem"),
+            bytes,
+        )
+    };
+    let refused = |r: Result<Control, String>| match r {
+        Ok(Control::Reply(Reply::Refused(reason))) => reason,
+        other => panic!("expected a refusal, got {other:?}"),
+    };
+    let oversized = 0xFFFF_FFF0u32.to_le_bytes();
+    assert!(refused(send(&oversized)).contains("exceeds the limit"));
+    let mut garbage_tag = hello_bytes();
+    garbage_tag[4] = 9;
+    assert!(refused(send(&garbage_tag)).contains("unknown frame tag 9"));
+    let mut garbage_body = Vec::new();
+    FrameCodec::new(1 << 20)
+        .encode_control(&[7, 7, 7, 7, 7], &mut garbage_body)
+        .unwrap();
+    assert!(refused(send(&garbage_body)).contains("bad control message"));
+    let mut protocol_frame = Vec::new();
+    FrameCodec::new(1 << 20)
+        .encode(
+            &privpy::transport::Message {
+                op: 1,
+                round: 1,
+                payload: vec![1, 2, 3],
+            },
+            &mut protocol_frame,
+        )
+        .unwrap();
+    assert!(refused(send(&protocol_frame)).contains("expected a control message"));
+    // Truncated: half a frame, then the connection closes.
+    let half = &hello_bytes()[..10];
+    assert!(send(half).is_err(), "no reply to half a frame");
+    // Garbage on a server link, from a genuine server certificate.
+    let sa = net.cfg.server(Role::Sa).peer_addr;
+    let r = raw_exchange(
+        sa,
+        Role::Sa,
+        &certs.join("s1.pem"),
+        &certs.join("s1.key"),
+        &certs.join("server-ca.pem"),
+        &[0xde, 0xad, 0xbe, 0xef, 1, 2, 3],
+    );
+    assert!(!matches!(r, Ok(Control::HelloAck(Ok(())))), "{r:?}");
+    // A genuine server certificate claiming another role is refused.
+    let mut claim = Vec::new();
+    let spec = privpy::net::wire::JobSpec {
+        id: 1,
+        program: "stats".into(),
+        version: privpy::programs::VERSION.into(),
+        config: Config::default(),
+        client: "alice".into(),
+        params: vec![],
+        args: vec![],
+    };
+    FrameCodec::new(1 << 20)
+        .encode_control(
+            &Control::Hello {
+                from: Role::S2,
+                job: spec,
+            }
+            .encode(),
+            &mut claim,
+        )
+        .unwrap();
+    let r = raw_exchange(
+        sa,
+        Role::Sa,
+        &certs.join("s1.pem"),
+        &certs.join("s1.key"),
+        &certs.join("server-ca.pem"),
+        &claim,
+    );
+    match r {
+        Ok(Control::HelloAck(Err(reason))) => {
+            assert!(reason.contains("not issued to S2"), "{reason}")
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    let mut alice = net.client("alice");
+    alice.upload("x", array![5.0], &[]).unwrap();
+    let job = alice.run("stats", &[("x", &["x"])]).unwrap();
+    assert!((alice.fetch::<f64>(&job, "sum").unwrap() - 5.0).abs() < 1e-6);
+}
+
+/// Four `privpy-server` processes. One is killed (SIGKILL) in the middle of a
+/// program: the other three stop with an error naming it within the timeout, the
+/// client is told, and after a restart the job re-runs from the stored inputs. The
+/// servers' logs (at debug level) never contain a secret or a share.
+#[test]
+fn killed_server_process_stops_the_others_and_logs_hold_no_secrets() {
+    let timeout = 4.0;
+    let net = Net::new("kill", &["alice"], None, timeout);
+    let exe = env!("CARGO_BIN_EXE_privpy-server");
+    let config = net.dir.join("cluster.toml");
+    let log = |role: Role| net.dir.join(format!("{}.log", role.name()));
+    let spawn = |role: Role| {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log(role))
+            .unwrap();
+        std::process::Command::new(exe)
+            .args(["--role", role.name(), "--config"])
+            .arg(&config)
+            .env("RUST_LOG", "debug")
+            .env("NO_COLOR", "1")
+            .stdout(std::process::Stdio::null())
+            .stderr(file)
+            .spawn()
+            .unwrap()
+    };
+    let mut procs: Vec<std::process::Child> = Role::ALL.into_iter().map(spawn).collect();
+    let connect = || {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            match Client::connect(&net.client_config("alice")) {
+                Ok(c) => return c,
+                Err(e) if Instant::now() > deadline => panic!("cluster did not come up: {e}"),
+                Err(_) => std::thread::sleep(Duration::from_millis(100)),
+            }
+        }
+    };
+    let mut alice = connect();
+
+    // Inputs shared with a known generator, so the test knows every share.
+    let cfg = alice.config();
+    let mut rng = ChaCha12Rng::seed_from_u64(42);
+    let secret = 987.654321;
+    let adult = privpy::data::load_libsvm(
+        &privpy::data::shipped("adult/a9a-first-2000"),
+        123,
+        Some(300),
+    )
+    .unwrap();
+    let (x, y) = (adult.x, adult.y);
+    let pin = Array1::from_elem(8, secret);
+    let xs = share_with(&cfg, &x.view().into_dyn(), &mut rng).unwrap();
+    let ys = share_with(&cfg, &y.view().into_dyn(), &mut rng).unwrap();
+    let ps = share_with(&cfg, &pin.view().into_dyn(), &mut rng).unwrap();
+    alice.upload_shares("x", &xs, &[]).unwrap();
+    alice.upload_shares("pin", &ps, &[]).unwrap();
+    let job = alice.run("stats", &[("x", &["pin"])]).unwrap();
+    let [m1, m2] = alice.fetch_shares(job.id, "mean").unwrap();
+    assert!((privpy::share::reconstruct(&cfg, &m1, &m2).unwrap().sum() - secret).abs() < 1e-6);
+    alice.upload_shares("y", &ys, &[]).unwrap();
+
+    // A long run; Sb dies in the middle of it.
+    let runner = std::thread::spawn(move || {
+        let t = Instant::now();
+        let r = alice.run_with(
+            "logistic_regression",
+            &[("x", &["x"]), ("y", &["y"])],
+            &[("batch", 100.0), ("iterations", 100_000.0), ("lr", 1e-6)],
+        );
+        (r, t.elapsed(), alice)
+    });
+    std::thread::sleep(Duration::from_millis(2500));
+    let killed_at = Instant::now();
+    procs[Role::Sb.index()].kill().unwrap();
+    procs[Role::Sb.index()].wait().unwrap();
+    let (result, _, mut alice) = runner.join().unwrap();
+    let stopped_after = killed_at.elapsed();
+    let err = result.unwrap_err().to_string();
+    assert!(
+        err.contains("Sb"),
+        "the client's error names the lost server: {err}"
+    );
+    assert!(
+        stopped_after < Duration::from_secs_f64(timeout + 4.0),
+        "no hang: {stopped_after:?}"
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    for role in [Role::S2, Role::Sa] {
+        let text = std::fs::read_to_string(log(role)).unwrap();
+        let failed = text
+            .lines()
+            .find(|l| l.contains("job failed"))
+            .unwrap_or_else(|| panic!("{role} log: {text}"));
+        assert!(
+            failed.contains("Sb"),
+            "{role} names the lost peer: {failed}"
+        );
+    }
+
+    // Restart Sb; the job re-runs from the stored inputs.
+    procs[Role::Sb.index()] = spawn(Role::Sb);
+    let args = [("batch", 100.0), ("iterations", 3.0), ("lr", 0.5)];
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let job = loop {
+        match alice.run_with(
+            "logistic_regression",
+            &[("x", &["x"]), ("y", &["y"])],
+            &args,
+        ) {
+            Ok(j) => break j,
+            Err(e) if Instant::now() > deadline => panic!("re-run failed: {e}"),
+            Err(_) => std::thread::sleep(Duration::from_millis(200)),
+        }
+    };
+    let [w1, w2] = alice.fetch_shares(job.id, "w").unwrap();
+    let w = privpy::share::reconstruct(&cfg, &w1, &w2).unwrap();
+    let owned: Vec<(String, f64)> = args.iter().map(|(n, v)| (n.to_string(), *v)).collect();
+    let (clear, _) = run_local(
+        LocalCluster::cleartext(),
+        "logistic_regression",
+        &[("x", x.clone().into_dyn()), ("y", y.clone().into_dyn())],
+        &owned,
+        &["w"],
+    );
+    assert!(
+        rel_err(&w, &clear[0]) < 1e-6,
+        "re-run equals cleartext: {w} vs {}",
+        clear[0]
+    );
+    drop(alice);
+    std::thread::sleep(Duration::from_millis(300));
+    for p in &mut procs {
+        let _ = p.kill();
+        let _ = p.wait();
+    }
+
+    // Every share element (inputs and output), and the secret, in the notations a
+    // log line might use.
+    let mut needles = vec![
+        "987.65".to_string(),
+        "987654".to_string(),
+        "9.87654".to_string(),
+    ];
+    for sh in xs.iter().chain(&ys).chain(&ps).chain([&w1, &w2, &m1, &m2]) {
+        for e in Z128::read_le(&sh.to_bytes()).into_iter().take(200) {
+            needles.push(e.0.to_string());
+            needles.push(format!("{:x}", e.0));
+        }
+    }
+    needles.retain(|n| n.len() >= 5);
+    let mut lines = 0;
+    for role in Role::ALL {
+        let text = std::fs::read_to_string(log(role)).unwrap();
+        assert!(text.contains("job starting"), "{role} logged the jobs");
+        lines += text.lines().count();
+        for n in &needles {
+            assert!(!text.contains(n.as_str()), "{n} leaked into {role}'s log");
+        }
+    }
+    assert!(lines > 20, "the logs are not empty ({lines} lines)");
+    let s1_log = std::fs::read_to_string(log(Role::S1)).unwrap();
+    assert!(
+        s1_log.contains("bytes_len"),
+        "debug logs show request sizes, not contents"
+    );
+}
