@@ -1,9 +1,10 @@
 //! Reproduces the paper's Tables 4 and 6 (default preset): time per instance of one
 //! training iteration of logistic regression, k-means and matrix factorization at
 //! batch sizes 1, 10, 100, 1000, and private inference time per MNIST image at the
-//! same batch sizes, with bytes (all servers) and rounds per batch. Time is measured
-//! on S1 inside the session (uploads excluded); median of three runs below batch
-//! 1000, one run at 1000. Written to `target/ml_tables.md` too.
+//! same batch sizes (LeNet-5 with and without batch normalization at 1 and 10), with
+//! bytes (all servers) and rounds per batch. Time is measured on S1 inside the session
+//! (uploads excluded); median of three runs below batch 1000, one run at 1000.
+//! Written to `target/ml_tables.md` too.
 //!
 //! Uses the shipped slices (Adult, MNIST) and, where available, the full Credit Card
 //! and MovieLens sets (`$PRIVPY_DATA` or `../shared/data`), else generated data.
@@ -14,7 +15,9 @@ mod common;
 
 use common::{cluster_with, no_setup, timed_run};
 use privpy::data::{data_dir, load_creditcard, load_libsvm, load_mnist, shipped};
-use privpy::ml::{kmeans, logistic_regression, matrix_factorization, mlp_predict_inputs};
+use privpy::ml::{
+    LeNet5, LeNet5Bn, kmeans, logistic_regression, matrix_factorization, mlp_predict_inputs,
+};
 use privpy::model::load_safetensors;
 use privpy::prelude::*;
 use std::fmt::Write as _;
@@ -162,23 +165,36 @@ fn main() -> std::result::Result<(), Box<dyn std::error::Error>> {
             r,
         );
     }
-    // LeNet-5 (batches 1 and 10 only: ~6,500 sigmoids per image make larger batches
-    // take minutes here).
-    let lenet = load_safetensors(
-        &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models/mnist-lenet5.safetensors"),
-    )?;
-    for b in [1usize, 10] {
-        let mut inputs: Vec<(&str, ArrayD<f64>)> =
-            lenet.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
-        inputs.push(("x", tile_rows(&test.images, b).into_dyn()));
-        let c = cluster_with(cfg, &inputs);
-        let r = measure(1, || {
-            timed_run(&c, 1, no_setup, |s| {
-                std::hint::black_box(privpy::ml::LeNet5::from_inputs(s)?.predict(&s.input("x")?)?);
-                Ok(())
-            })
-        });
-        row(&mut out, "MNIST inference, LeNet-5 (per image)", b, r);
+    // LeNet-5, without and with batch normalization (batches 1 and 10 only: ~6,500
+    // sigmoids per image make larger batches take minutes here).
+    for (file, name, bn) in [
+        ("models/mnist-lenet5.safetensors", "LeNet-5", false),
+        ("models/mnist-lenet5-bn.safetensors", "LeNet-5-BN", true),
+    ] {
+        let lenet = load_safetensors(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(file))?;
+        for b in [1usize, 10] {
+            let mut inputs: Vec<(&str, ArrayD<f64>)> =
+                lenet.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
+            inputs.push(("x", tile_rows(&test.images, b).into_dyn()));
+            let c = cluster_with(cfg, &inputs);
+            let r = measure(1, || {
+                timed_run(&c, 1, no_setup, |s| {
+                    let x = s.input("x")?;
+                    std::hint::black_box(if bn {
+                        LeNet5Bn::from_inputs(s)?.predict(&x)?
+                    } else {
+                        LeNet5::from_inputs(s)?.predict(&x)?
+                    });
+                    Ok(())
+                })
+            });
+            row(
+                &mut out,
+                &format!("MNIST inference, {name} (per image)"),
+                b,
+                r,
+            );
+        }
     }
     println!("{out}");
     let _ = std::fs::create_dir_all("target");
