@@ -1,19 +1,21 @@
 //! Private MNIST inference: a secret model and secret images.
 //!
 //! The model owner secret-shares the weights of LeNet-5 (default; trained in cleartext
-//! by `examples/train_lenet.rs`) or of the 784-625-625-10 network (`--model mlp`;
-//! `examples/train_mnist.rs`), stored as safetensors; the image owner secret-shares
-//! test images; the four servers compute the predictions without seeing either; only
-//! the image owner opens them. The same program also runs on the cleartext engine, and
-//! the predictions are compared.
+//! by `examples/train_lenet.rs`), of LeNet-5 with batch normalization (`--model
+//! lenet5-bn`; `train_lenet.rs --batch-norm`; the batch-norm parameters are secret
+//! too) or of the 784-625-625-10 network (`--model mlp`; `examples/train_mnist.rs`),
+//! stored as safetensors; the image owner secret-shares test images; the four servers
+//! compute the predictions without seeing either; only the image owner opens them. The
+//! same program also runs on the cleartext engine, and the predictions are compared.
 //!
-//! `cargo run --release --example mnist [-- --model lenet5|mlp --images N --batch B --fast|--default]`
-//! uses the 300 images shipped in `data/`. Defaults: LeNet-5 on 10 images in one batch
-//! with the fast preset (its 6,500 sigmoids per image make it the slow one); the MLP on
-//! 300 images in batches of 50 with the default preset.
+//! `cargo run --release --example mnist [-- --model lenet5|lenet5-bn|mlp --images N --batch B --fast|--default]`
+//! uses the 300 images shipped in `data/`. Defaults: LeNet-5 (with or without batch
+//! normalization) on 10 images in one batch with the fast preset (its 6,500 sigmoids
+//! per image make it the slow one); the MLP on 300 images in batches of 50 with the
+//! default preset.
 
 use privpy::data::{load_mnist, shipped};
-use privpy::ml::{LeNet5, mlp_predict_inputs};
+use privpy::ml::{LeNet5, LeNet5Bn, mlp_predict_inputs};
 use privpy::model::load_safetensors;
 use privpy::prelude::*;
 use std::time::Instant;
@@ -29,7 +31,16 @@ fn arg(name: &str, default: usize) -> usize {
 
 fn main() -> std::result::Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
-    let lenet = !args.windows(2).any(|w| w[0] == "--model" && w[1] == "mlp");
+    let model_arg = args
+        .windows(2)
+        .find(|w| w[0] == "--model")
+        .map_or("lenet5", |w| w[1].as_str());
+    let (lenet, bn) = match model_arg {
+        "lenet5" => (true, false),
+        "lenet5-bn" => (true, true),
+        "mlp" => (false, false),
+        other => return Err(format!("unknown --model {other:?}: lenet5, lenet5-bn or mlp").into()),
+    };
     let n_images = arg("--images", if lenet { 10 } else { 300 });
     let batch = arg("--batch", if lenet { 10 } else { 50 }).max(1);
     let fast =
@@ -44,17 +55,17 @@ fn main() -> std::result::Result<(), Box<dyn std::error::Error>> {
         &shipped("mnist/t10k-300-labels-idx1-ubyte"),
         Some(n_images),
     )?;
-    let file = if lenet {
-        "models/mnist-lenet5.safetensors"
-    } else {
-        "models/mnist-mlp.safetensors"
+    let file = match (lenet, bn) {
+        (true, false) => "models/mnist-lenet5.safetensors",
+        (true, true) => "models/mnist-lenet5-bn.safetensors",
+        (false, _) => "models/mnist-mlp.safetensors",
     };
     let model = load_safetensors(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(file))?;
     let n = test.labels.len();
-    let net = if lenet {
-        "LeNet-5"
-    } else {
-        "a 784-625-625-10 network"
+    let net = match (lenet, bn) {
+        (true, false) => "LeNet-5",
+        (true, true) => "LeNet-5 with batch normalization",
+        (false, _) => "a 784-625-625-10 network",
     };
     println!(
         "private inference of {net} on {n} MNIST test images, batches of {batch}, {:?} with {} fractional bits",
@@ -63,10 +74,10 @@ fn main() -> std::result::Result<(), Box<dyn std::error::Error>> {
     );
 
     let program = |s: &Session| {
-        let digits = if lenet {
-            LeNet5::from_inputs(s)?.predict(&s.input("images")?)?
-        } else {
-            mlp_predict_inputs(s, "images")?
+        let digits = match (lenet, bn) {
+            (true, false) => LeNet5::from_inputs(s)?.predict(&s.input("images")?)?,
+            (true, true) => LeNet5Bn::from_inputs(s)?.predict(&s.input("images")?)?,
+            (false, _) => mlp_predict_inputs(s, "images")?,
         };
         s.output("imageowner", "digits", &digits)
     };

@@ -205,13 +205,35 @@ impl LeNet5 {
     /// The secret predicted digit of each image (one 28×28 image per row of `x`):
     /// zero-padding to 32×32, C1, S2, C3, S4, C5 (5×5 convolutions as a public
     /// re-indexing, im2col, and one secret matrix product each; sigmoid), F6 (sigmoid),
-    /// and the nearest RBF prototype.
+    /// and the nearest RBF prototype: the argmin of [`LeNet5::scores`].
     ///
     /// # Errors
     /// Only on internal shape inconsistencies; a wrong image width stops the program
     /// with an out-of-bounds error from the re-indexing.
     pub fn predict(&self, x: &Priv<Array2<f64>>) -> Result<Priv<Array1<f64>>> {
+        Ok(self.scores(x)?.argmin_axis(Axis(1)))
+    }
+
+    /// The network's output layer before the decision: for each image (row of `x`) and
+    /// digit `c`, `‖p_c‖² − 2·f6·p_c`, the squared distance from the F6 activations to
+    /// the RBF prototype `p_c` less the per-image constant `‖f6‖²` (images × 10; the
+    /// smallest wins). The "logits" to compare with a cleartext run.
+    ///
+    /// # Errors
+    /// As [`LeNet5::predict`].
+    pub fn scores(&self, x: &Priv<Array2<f64>>) -> Result<Priv<Array2<f64>>> {
+        self.forward(x, None)
+    }
+
+    /// The scores, with the per-channel affine maps of batch normalization (C1, C3,
+    /// C5, F6) replacing the layers' biases when `bn` is given.
+    fn forward(
+        &self,
+        x: &Priv<Array2<f64>>,
+        bn: Option<&[Affine; 4]>,
+    ) -> Result<Priv<Array2<f64>>> {
         let b = x.shape()[0];
+        let bn = |k: usize| bn.map(|a| &a[k]);
         // Zero-pad: positions into [x, 0].
         let zero = x.item(&[0, 0]) * 0.0;
         let flat = concatenate(&[&x.flatten(), &zero.reshape(1)], Axis(0))?;
@@ -226,26 +248,216 @@ impl LeNet5 {
             })
             .collect();
         let img = flat.into_type::<Array1<f64>>()?.take(&pad, Axis(0));
-        let a1 = conv(&img, (b, 1, 32, 32), &self.c1, &self.c1b);
+        let a1 = conv(&img, (b, 1, 32, 32), &self.c1, &self.c1b, bn(0));
         let p1 = pool(&a1, (b, 6, 28, 28));
-        let a3 = conv(&p1, (b, 6, 14, 14), &self.c3, &self.c3b);
+        let a3 = conv(&p1, (b, 6, 14, 14), &self.c3, &self.c3b, bn(1));
         let p3 = pool(&a3, (b, 16, 10, 10));
-        let a5 = conv(&p3, (b, 16, 5, 5), &self.c5, &self.c5b).reshape((b, 120));
-        let f6 = (a5.dot(&self.f6) + &self.f6b).sigmoid_with_tolerance(INFERENCE_TOLERANCE);
+        let a5 = conv(&p3, (b, 16, 5, 5), &self.c5, &self.c5b, bn(2)).reshape((b, 120));
+        let f6 =
+            affine(&a5, &self.f6, &self.f6b, bn(3)).sigmoid_with_tolerance(INFERENCE_TOLERANCE);
         // ||f6 − p||² up to the per-image constant ||f6||²: ||p||² − 2 f6·p.
         let norms = (&self.rbf * &self.rbf).sum_axis(Axis(1));
-        let d = norms - f6.dot(&self.rbf.t()) * 2.0;
-        Ok(d.argmin_axis(Axis(1)))
+        Ok(norms - f6.dot(&self.rbf.t()) * 2.0)
+    }
+}
+
+/// `ε` of batch normalization, `γ·(z − μ)/√(σ² + ε) + β`: PyTorch's default.
+pub const BN_EPS: f64 = 1e-5;
+
+/// The parameters of one batch-normalization layer, as secrets: per channel, the
+/// layer computes `γ·(z − μ)/√(σ² + ε) + β` with the running statistics of training.
+/// Each vector has one entry per channel.
+pub struct BatchNorm {
+    /// `γ`, the scale (PyTorch's `weight`).
+    pub gamma: Priv<Array1<f64>>,
+    /// `β`, the shift (PyTorch's `bias`).
+    pub beta: Priv<Array1<f64>>,
+    /// `μ`, the running mean (`running_mean`).
+    pub mean: Priv<Array1<f64>>,
+    /// `σ²`, the running variance (`running_var`).
+    pub var: Priv<Array1<f64>>,
+}
+
+impl BatchNorm {
+    /// The layer from the session's inputs `<layer>.weight` (`γ`), `<layer>.bias`
+    /// (`β`), `<layer>.running_mean` and `<layer>.running_var`: PyTorch's names in a
+    /// `BatchNorm1d`/`BatchNorm2d` state dict (its `num_batches_tracked` is not used).
+    ///
+    /// # Errors
+    /// A missing input, one of the wrong rank, or vectors of different lengths.
+    pub fn from_inputs(s: &Session, layer: &str) -> Result<Self> {
+        let v = |k: &str| s.input::<Array1<f64>>(&format!("{layer}.{k}"));
+        let bn = BatchNorm {
+            gamma: v("weight")?,
+            beta: v("bias")?,
+            mean: v("running_mean")?,
+            var: v("running_var")?,
+        };
+        for t in [&bn.beta, &bn.mean, &bn.var] {
+            if t.shape() != bn.gamma.shape() {
+                return Err(crate::ShapeError::Broadcast {
+                    left: bn.gamma.shape().to_vec(),
+                    right: t.shape().to_vec(),
+                }
+                .into());
+            }
+        }
+        Ok(bn)
+    }
+}
+
+/// LeNet-5 with a batch-normalization layer between each of C1, C3, C5, F6 and its
+/// sigmoid, the model and the images secret (`models/mnist-lenet5-bn.safetensors`,
+/// trained by `examples/train_lenet.rs --batch-norm`).
+///
+/// # Tensors
+///
+/// The inputs (and the safetensors file) hold the tensors of [`LeNet5`] (`c1` 25×6,
+/// `c1b` 6, `c3` 150×16, `c3b` 16, `c5` 400×120, `c5b` 120, `f6` 120×84, `f6b` 84,
+/// `rbf` 10×84) and, for each layer in [`LeNet5Bn::BN_LAYERS`] (`bn1` after C1 with 6
+/// channels, `bn3` after C3 with 16, `bn5` after C5 with 120, `bn6` after F6 with 84),
+/// the vectors `<layer>.weight`, `<layer>.bias`, `<layer>.running_mean`,
+/// `<layer>.running_var` (see [`BatchNorm::from_inputs`]). F32 or F64.
+///
+/// A PyTorch model exports to this layout as follows: the batch-norm tensors of its
+/// `state_dict` unchanged, under these layer names; a `Conv2d` weight
+/// `(out, in, 5, 5)` as `weight.reshape(out, -1).T` (rows in `(in, di, dj)` order, as
+/// the im2col here); a `Linear` weight `(out, in)` as `weight.T` (C5 may be a `Linear`
+/// on the flattened `(16, 5, 5)` maps); biases unchanged (zeros when the layer has
+/// none, as is usual before batch normalization); `rbf` the 10 prototypes (the
+/// predicted digit is the nearest). The image is zero-padded to 32×32 (C1's
+/// `padding=2`), pooling is the 2×2 average, the activations are sigmoids, and `ε` is
+/// [`BN_EPS`] unless [`LeNet5Bn::eps`] is changed.
+///
+/// # Computation
+///
+/// Per channel, the secret scale `γ·rsqrt(σ² + ε)` (one batched [`Priv::rsqrt`] for
+/// all four layers) and shift `β + (b − μ)·scale` (`b` the layer's bias) are computed
+/// once per program run; each layer then applies the affine map `z·scale + shift` to
+/// its product `z = cols·W` before the sigmoid. Where the weight matrix has fewer
+/// elements than the batch's products (C1 and C3 always, C5 and F6 from about 400 and
+/// 120 images), the scale multiplies the weights instead (`cols·(W·scale)`), which is
+/// the same map and fewer secret multiplications. The variance must lie in the range
+/// of `rsqrt` (`σ² + ε ≥ 2^-f`: always for the default and paper presets with
+/// `ε = 1e-5`; the fast preset needs `σ² ≥ 5.3e-6`), else that channel's scale is 0.
+pub struct LeNet5Bn {
+    /// The convolutions, F6 and the RBF prototypes.
+    pub net: LeNet5,
+    /// The batch-normalization layers after C1, C3, C5 and F6, in order.
+    pub bn: [BatchNorm; 4],
+    /// `ε` (default [`BN_EPS`]).
+    pub eps: f64,
+}
+
+impl LeNet5Bn {
+    /// The names of the batch-normalization layers in the inputs, after C1, C3, C5, F6.
+    pub const BN_LAYERS: [&'static str; 4] = ["bn1", "bn3", "bn5", "bn6"];
+
+    /// The model from the session's inputs named as in the safetensors file (see the
+    /// type's documentation), with `ε` = [`BN_EPS`].
+    ///
+    /// # Errors
+    /// A missing input, one of the wrong rank, or a batch-norm layer whose length is
+    /// not its layer's number of channels.
+    pub fn from_inputs(s: &Session) -> Result<Self> {
+        let net = LeNet5::from_inputs(s)?;
+        let bn = [
+            BatchNorm::from_inputs(s, Self::BN_LAYERS[0])?,
+            BatchNorm::from_inputs(s, Self::BN_LAYERS[1])?,
+            BatchNorm::from_inputs(s, Self::BN_LAYERS[2])?,
+            BatchNorm::from_inputs(s, Self::BN_LAYERS[3])?,
+        ];
+        for (layer, bias) in bn.iter().zip([&net.c1b, &net.c3b, &net.c5b, &net.f6b]) {
+            if layer.gamma.shape() != bias.shape() {
+                return Err(crate::ShapeError::Broadcast {
+                    left: bias.shape().to_vec(),
+                    right: layer.gamma.shape().to_vec(),
+                }
+                .into());
+            }
+        }
+        Ok(LeNet5Bn {
+            net,
+            bn,
+            eps: BN_EPS,
+        })
+    }
+
+    /// The secret predicted digit of each image (one 28×28 image per row of `x`), as
+    /// [`LeNet5::predict`] with batch normalization before each sigmoid.
+    ///
+    /// # Errors
+    /// As [`LeNet5::predict`].
+    pub fn predict(&self, x: &Priv<Array2<f64>>) -> Result<Priv<Array1<f64>>> {
+        Ok(self.scores(x)?.argmin_axis(Axis(1)))
+    }
+
+    /// The scores before the decision (images × 10; the smallest wins), as
+    /// [`LeNet5::scores`].
+    ///
+    /// # Errors
+    /// As [`LeNet5::predict`].
+    pub fn scores(&self, x: &Priv<Array2<f64>>) -> Result<Priv<Array2<f64>>> {
+        self.net.forward(x, Some(&self.affine_maps()?))
+    }
+
+    /// Per layer, the secret `scale = γ·rsqrt(σ² + ε)` and `shift = β + (b − μ)·scale`,
+    /// computed for the four layers at once.
+    fn affine_maps(&self) -> Result<[Affine; 4]> {
+        let cat = |f: fn(&BatchNorm) -> &Priv<Array1<f64>>| -> Result<Priv<Array1<f64>>> {
+            let parts: Vec<&Priv<Array1<f64>>> = self.bn.iter().map(f).collect();
+            concatenate(&parts, Axis(0))?.into_type()
+        };
+        let n = &self.net;
+        let bias: Priv<Array1<f64>> =
+            concatenate(&[&n.c1b, &n.c3b, &n.c5b, &n.f6b], Axis(0))?.into_type()?;
+        let scale = cat(|b| &b.gamma)? * (cat(|b| &b.var)? + self.eps).rsqrt();
+        let shift = cat(|b| &b.beta)? + (bias - cat(|b| &b.mean)?) * &scale;
+        let mut start = 0;
+        Ok(self.bn.each_ref().map(|layer| {
+            let end = start + layer.gamma.len();
+            let a = Affine {
+                scale: scale.slice(s![start..end]),
+                shift: shift.slice(s![start..end]),
+            };
+            start = end;
+            a
+        }))
+    }
+}
+
+/// A per-channel affine map `z ↦ z·scale + shift` (batch normalization at inference,
+/// the layer's bias folded into `shift`).
+struct Affine {
+    scale: Priv<Array1<f64>>,
+    shift: Priv<Array1<f64>>,
+}
+
+/// `x·w + bias`, or with an affine map `(x·w)·scale + shift`, computed as
+/// `x·(w·scale) + shift` when `w` has no more elements than the product (fewer
+/// secret multiplications, the same map).
+fn affine(
+    x: &Priv<Array2<f64>>,
+    w: &Priv<Array2<f64>>,
+    bias: &Priv<Array1<f64>>,
+    bn: Option<&Affine>,
+) -> Priv<Array2<f64>> {
+    match bn {
+        None => x.dot(w) + bias,
+        Some(a) if w.len() <= x.shape()[0] * w.shape()[1] => x.dot(&(w * &a.scale)) + &a.shift,
+        Some(a) => x.dot(w) * &a.scale + &a.shift,
     }
 }
 
 /// A 5×5 convolution with sigmoid of a flat `(b, c, h, w)` secret: im2col by public
-/// positions, one matrix product with `w` (`c·25 × f`), bias; flat `(b, f, h−4, w−4)`.
+/// positions, one matrix product with `w` (`c·25 × f`), bias (or batch
+/// normalization's affine map, see [`affine`]); flat `(b, f, h−4, w−4)`.
 fn conv(
     x: &Priv<Array1<f64>>,
     (b, c, h, w): (usize, usize, usize, usize),
     wt: &Priv<Array2<f64>>,
     bias: &Priv<Array1<f64>>,
+    bn: Option<&Affine>,
 ) -> Priv<Array1<f64>> {
     let k = 5;
     let (ho, wo) = (h - k + 1, w - k + 1);
@@ -265,7 +477,7 @@ fn conv(
     }
     let cols = x.take(&idx, Axis(0)).reshape((b * ho * wo, c * k * k));
     let f = wt.shape()[1];
-    let z = (cols.dot(wt) + bias).sigmoid_with_tolerance(INFERENCE_TOLERANCE);
+    let z = affine(&cols, wt, bias, bn).sigmoid_with_tolerance(INFERENCE_TOLERANCE);
     // (b, ho, wo, f) → (b, f, ho, wo), flat.
     z.reshape([b, ho, wo, f])
         .permuted_axes(&[0, 3, 1, 2])

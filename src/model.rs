@@ -1,5 +1,6 @@
 //! Model weights in safetensors files: a model trained anywhere (PyTorch included)
-//! loads the same way.
+//! loads the same way. The tensor names and layouts each model expects are documented
+//! with it (e.g. [`crate::ml::LeNet5Bn`]).
 
 use crate::data::DataError;
 use ndarray::{ArrayD, IxDyn};
@@ -14,7 +15,8 @@ fn bad(path: &Path, reason: String) -> DataError {
     }
 }
 
-/// Every tensor of a safetensors file, as `f64` arrays (F32 and F64 tensors).
+/// Every tensor of a safetensors file, as `f64` arrays (F32 and F64 tensors, and I64
+/// ones such as the `num_batches_tracked` counters in a PyTorch state dict).
 ///
 /// # Errors
 /// An unreadable file, a malformed header, or a tensor of another dtype.
@@ -38,10 +40,17 @@ pub fn load_safetensors(path: &Path) -> Result<BTreeMap<String, ArrayD<f64>>, Da
                 .chunks_exact(8)
                 .map(|c| f64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]))
                 .collect(),
+            safetensors::Dtype::I64 => t
+                .data()
+                .chunks_exact(8)
+                .map(|c| {
+                    i64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]) as f64
+                })
+                .collect(),
             other => {
                 return Err(bad(
                     path,
-                    format!("tensor {name:?} has dtype {other:?}; F32 or F64 expected"),
+                    format!("tensor {name:?} has dtype {other:?}; F32, F64 or I64 expected"),
                 ));
             }
         };

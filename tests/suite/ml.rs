@@ -388,3 +388,114 @@ fn full_mnist_test_set_loads_from_the_data_directory() {
         vec![980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
     );
 }
+
+#[test]
+fn private_lenet5_bn_matches_cleartext_and_the_folded_network() {
+    use privpy::ml::{BN_EPS, LeNet5, LeNet5Bn};
+    use privpy::model::load_safetensors;
+    let test = load_mnist(
+        &shipped("mnist/t10k-300-images-idx3-ubyte"),
+        &shipped("mnist/t10k-300-labels-idx1-ubyte"),
+        Some(3),
+    )
+    .unwrap();
+    let model = load_safetensors(
+        &std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("models/mnist-lenet5-bn.safetensors"),
+    )
+    .unwrap();
+    for (layer, c) in LeNet5Bn::BN_LAYERS.iter().zip([6, 16, 120, 84]) {
+        for t in ["weight", "bias", "running_mean", "running_var"] {
+            assert_eq!(model[&format!("{layer}.{t}")].shape(), &[c], "{layer}.{t}");
+        }
+    }
+    let run =
+        |mut c: LocalCluster, model: &std::collections::BTreeMap<String, ArrayD<f64>>, bn: bool| {
+            let (owner, user) = (c.client("owner"), c.client("user"));
+            for (k, t) in model {
+                c.upload(&owner, k, t).unwrap();
+            }
+            c.upload(&user, "x", &test.images).unwrap();
+            let out = c
+                .run(|s| {
+                    let x = s.input("x")?;
+                    let scores = if bn {
+                        LeNet5Bn::from_inputs(s)?.scores(&x)?
+                    } else {
+                        LeNet5::from_inputs(s)?.scores(&x)?
+                    };
+                    s.output("user", "d", &scores.argmin_axis(Axis(1)))?;
+                    s.output("user", "scores", &scores)
+                })
+                .unwrap();
+            let d: Array1<f64> = out.open(&user, "d").unwrap();
+            let scores: Array2<f64> = out.open(&user, "scores").unwrap();
+            (d, scores)
+        };
+    let max_diff =
+        |a: &Array2<f64>, b: &Array2<f64>| (a - b).mapv(f64::abs).fold(0.0f64, |m, &v| m.max(v));
+    let (clear, clear_scores) = run(LocalCluster::cleartext(), &model, true);
+    assert_eq!(
+        clear.mapv(|v| v as u8),
+        test.labels,
+        "the shipped LeNet-5-BN classifies these images"
+    );
+    // Plain f64 reference for the batch normalization: folded into the weights and
+    // biases of a plain LeNet-5 (W·scale, (b − μ)·scale + β).
+    let mut folded = model.clone();
+    for (layer, (w, b)) in
+        LeNet5Bn::BN_LAYERS
+            .iter()
+            .zip([("c1", "c1b"), ("c3", "c3b"), ("c5", "c5b"), ("f6", "f6b")])
+    {
+        let t = |k: &str| model[&format!("{layer}.{k}")].clone();
+        let scale = t("weight") / t("running_var").mapv(|v| (v + BN_EPS).sqrt());
+        let shift = (&model[b] - &t("running_mean")) * &scale + t("bias");
+        folded.insert(w.into(), &model[w] * &scale);
+        folded.insert(b.into(), shift);
+    }
+    let (folded_digits, folded_scores) = run(LocalCluster::cleartext(), &folded, false);
+    assert_eq!(folded_digits, clear);
+    let d = max_diff(&folded_scores, &clear_scores);
+    assert!(d < 1e-9, "batch normalization as folded weights: {d}");
+    // Private: the same digits, and scores (of magnitude up to ~50) within an absolute
+    // 0.05 (fast preset: rsqrt to 2e-3 relative, 16 fractional bits) or 2e-3 (default
+    // preset: the sigmoids' 1e-4 dominates). Measured: 5.0e-3 and 1.6e-4.
+    for (cfg, tol) in [(Config::fast(), 0.05), (Config::default(), 2e-3)] {
+        let (digits, scores) = run(LocalCluster::new(cfg).with_seed(1), &model, true);
+        assert_eq!(digits, clear, "{cfg:?}");
+        let d = max_diff(&scores, &clear_scores);
+        eprintln!("{cfg:?}: LeNet-5-BN scores differ from cleartext by at most {d:.2e}");
+        assert!(d < tol, "{cfg:?}: scores differ by {d}");
+    }
+}
+
+#[test]
+fn safetensors_loads_a_pytorch_batch_norm_state_dict() {
+    use privpy::model::load_safetensors;
+    // A hand-written file as PyTorch's `save_file(bn.state_dict())` writes it: F32
+    // vectors and the I64 scalar `num_batches_tracked`.
+    let header = r#"{"bn1.weight":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"bn1.num_batches_tracked":{"dtype":"I64","shape":[],"data_offsets":[8,16]}}"#;
+    let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
+    bytes.extend_from_slice(header.as_bytes());
+    bytes.extend_from_slice(&1.5f32.to_le_bytes());
+    bytes.extend_from_slice(&(-2.0f32).to_le_bytes());
+    bytes.extend_from_slice(&1875i64.to_le_bytes());
+    let m = load_safetensors(&temp("bn.safetensors", &bytes)).unwrap();
+    assert_eq!(
+        m["bn1.weight"].iter().copied().collect::<Vec<_>>(),
+        vec![1.5, -2.0]
+    );
+    assert_eq!(m["bn1.num_batches_tracked"].shape(), &[] as &[usize]);
+    assert_eq!(m["bn1.num_batches_tracked"].sum(), 1875.0);
+    // Other dtypes are refused with the tensor's name.
+    let header = r#"{"x":{"dtype":"I32","shape":[1],"data_offsets":[0,4]}}"#;
+    let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
+    bytes.extend_from_slice(header.as_bytes());
+    bytes.extend_from_slice(&7i32.to_le_bytes());
+    let e = load_safetensors(&temp("i32.safetensors", &bytes)).unwrap_err();
+    assert!(
+        e.to_string().contains("\"x\"") && e.to_string().contains("I32"),
+        "{e}"
+    );
+}
