@@ -159,6 +159,11 @@ pub fn accuracy(x: &Array2<f64>, y: &Array1<f64>, w: &Array1<f64>) -> f64 {
 /// and half the comparisons of the full-precision sigmoid.
 pub const INFERENCE_TOLERANCE: f64 = 1e-4;
 
+/// Images per step of [`LeNet5::predict`]: larger batches run in chunks of this
+/// many, so that memory stays bounded (the garbled circuits of a chunk's sigmoids
+/// travel in one message) whatever the batch size.
+pub const INFERENCE_CHUNK: usize = 10;
+
 /// The weights of LeNet-5 as secrets (the tensors of `models/mnist-lenet5.safetensors`).
 pub struct LeNet5 {
     /// C1: 25 × 6 (5×5 windows of one channel to 6 maps), and its bias.
@@ -233,6 +238,16 @@ impl LeNet5 {
         bn: Option<&[Affine; 4]>,
     ) -> Result<Priv<Array2<f64>>> {
         let b = x.shape()[0];
+        if b > INFERENCE_CHUNK {
+            // Bounded memory: the comparisons of a chunk travel in one message.
+            let mut parts = Vec::new();
+            for start in (0..b).step_by(INFERENCE_CHUNK) {
+                let end = (start + INFERENCE_CHUNK).min(b);
+                parts.push(self.forward(&x.slice(s![start..end, ..]), bn)?);
+            }
+            let refs: Vec<&Priv<Array2<f64>>> = parts.iter().collect();
+            return concatenate(&refs, Axis(0))?.into_type();
+        }
         let bn = |k: usize| bn.map(|a| &a[k]);
         // Zero-pad: positions into [x, 0].
         let zero = x.item(&[0, 0]) * 0.0;

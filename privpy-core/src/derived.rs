@@ -55,6 +55,12 @@ impl Ops<'_> {
         self.eng.compare(z, CmpKind::Negative, true)
     }
 
+    /// [`Ops::negative_bit`] for `|z̃| < 2^(bits-1)` (ring units), with a circuit on
+    /// the low `bits` bits only.
+    pub(crate) fn negative_bit_within(&self, z: &Data, bits: u32) -> Result<Data> {
+        self.eng.compare_within(z, CmpKind::Negative, true, bits)
+    }
+
     /// `c · d` for a bit `c`: exact, no truncation.
     pub(crate) fn select(&self, c: &Data, d: &Data) -> Result<Data> {
         self.bin(BinOp::MulInt, c, d)

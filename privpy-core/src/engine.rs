@@ -77,6 +77,13 @@ pub(crate) trait Engine {
     /// Shares of `[z < 0]` or `[z == 0]` (paper Protocol 2): fixed-point 0/1, or the
     /// integer bit when `bit` (for exact selection with [`BinOp::MulInt`]).
     fn compare(&self, z: &Data, kind: CmpKind, bit: bool) -> Result<Data>;
+    /// [`Engine::compare`] for values the caller knows to be small: `|z̃| < 2^(bits-1)`
+    /// in ring units. Four-party engines then compare only the low `bits` bits
+    /// (a narrower circuit); values outside that range give wrong results.
+    fn compare_within(&self, z: &Data, kind: CmpKind, bit: bool, bits: u32) -> Result<Data> {
+        let _ = bits;
+        self.compare(z, kind, bit)
+    }
     /// Garbles `n` comparisons of `kind` ahead of their inputs (offline phase).
     fn preprocess(&self, kind: CmpKind, n: usize) -> Result<()>;
     /// Opens `a` to all four servers.

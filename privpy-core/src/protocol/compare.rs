@@ -121,8 +121,8 @@ impl<R: RingData> Party<R> {
         vals: &ArrayD<R>,
         negate: bool,
         n: usize,
+        l: usize,
     ) -> Vec<u8> {
-        let l = R::BITS as usize;
         let delta = self.delta(op);
         let prg = self.label_prg(Sa);
         let vals: Vec<R> = if negate {
@@ -164,7 +164,7 @@ impl<R: RingData> Party<R> {
         };
         match self.role {
             Sa => {
-                let (tables, p) = self.garble(op, kind, n);
+                let (tables, p) = self.garble(op, kind, n, l);
                 self.send_bytes(Sb, tables)?;
                 self.send_bytes(S1, p.clone())?;
                 self.send_bytes(S2, p)?;
@@ -176,10 +176,10 @@ impl<R: RingData> Party<R> {
         Ok(())
     }
 
-    /// Garbles `n` instances for operation `op`: the tables (chunk-major, then
-    /// gate-major within a chunk of [`GC_CHUNK`] instances) and the output colours.
-    fn garble(&self, op: u64, kind: CmpKind, n: usize) -> (Vec<u8>, Vec<u8>) {
-        let l = R::BITS as usize;
+    /// Garbles `n` instances of `l`-bit circuits for operation `op`: the tables
+    /// (chunk-major, then gate-major within a chunk of [`GC_CHUNK`] instances) and
+    /// the output colours.
+    fn garble(&self, op: u64, kind: CmpKind, n: usize, l: usize) -> (Vec<u8>, Vec<u8>) {
         let delta = self.delta(op);
         let (pa, pb) = (self.label_prg(S1), self.label_prg(S2));
         let mut tables = Vec::with_capacity(32 * n * (l - 1));
@@ -212,8 +212,8 @@ impl<R: RingData> Party<R> {
         la: &[u8],
         lb: &[u8],
         n: usize,
+        l: usize,
     ) -> Result<Vec<bool>> {
-        let l = R::BITS as usize;
         if tables.len() != 32 * (l - 1) * total {
             return Err(Error::Protocol {
                 peer: Sa,
@@ -265,16 +265,19 @@ impl<R: RingData> Party<R> {
         Some((idx, pool.op, first, pool.total, colours))
     }
 
-    /// Protocol 2 on a whole array: shares of `[z < 0]` or `[z == 0]`. Uses
-    /// preprocessed instances when a pool has enough (then `Sa` is idle and the
-    /// online messages are the labels and the masked result), and garbles online
-    /// otherwise.
-    pub(crate) fn compare_zero(&self, z: &Data, kind: CmpKind, bit: bool) -> Result<Data> {
+    /// Protocol 2 on a whole array: shares of `[z < 0]` or `[z == 0]`, with circuits
+    /// on the low `l` bits of the shares (`l = R::BITS` in general; fewer when the
+    /// caller guarantees `|z̃| < 2^(l−1)`: bit `l − 1` of `(a + b) mod 2^l` is then the
+    /// sign). Uses preprocessed (full-width) instances when a pool has enough (then
+    /// `Sa` is idle and the online messages are the labels and the masked result),
+    /// and garbles online otherwise.
+    pub(crate) fn compare_zero(&self, z: &Data, kind: CmpKind, bit: bool, l: usize) -> Result<Data> {
         let op = self.next_op();
         let shape = z.shape().to_vec();
         let n: usize = shape.iter().product();
-        let l = R::BITS as usize;
-        let (batch, pool, pre_colours) = match self.take_pool(kind, n) {
+        let full = l == R::BITS as usize;
+        let taken = if full { self.take_pool(kind, n) } else { None };
+        let (batch, pool, pre_colours) = match taken {
             Some((idx, pop, first, total, c)) => ((pop, first, total), Some(idx), Some(c)),
             None => ((op, 0, n), None, None),
         };
@@ -287,7 +290,7 @@ impl<R: RingData> Party<R> {
             S1 | S2 => {
                 let zs = R::get(z);
                 let negate = self.role == S2 && kind == CmpKind::Zero;
-                self.send_bytes(Sb, self.active_labels(batch, zs, negate, n))?;
+                self.send_bytes(Sb, self.active_labels(batch, zs, negate, n, l))?;
                 let p = match pre_colours {
                     Some(c) => c,
                     None => self.recv_bytes(Sa, n.div_ceil(8))?,
@@ -310,7 +313,7 @@ impl<R: RingData> Party<R> {
             }
             Sa => {
                 if pool.is_none() {
-                    let (tables, p) = self.garble(op, kind, n);
+                    let (tables, p) = self.garble(op, kind, n, l);
                     self.send_bytes(Sb, tables)?;
                     self.send_bytes(S1, p.clone())?;
                     self.send_bytes(S2, p)?;
@@ -323,11 +326,11 @@ impl<R: RingData> Party<R> {
                 let out = match pool {
                     Some(idx) => {
                         let pools = self.pools.borrow();
-                        self.evaluate(batch, kind, &pools[idx].tables, &la, &lb, n)?
+                        self.evaluate(batch, kind, &pools[idx].tables, &la, &lb, n, l)?
                     }
                     None => {
                         let tables = self.recv_bytes(Sa, n * (l - 1) * 32)?;
-                        self.evaluate(batch, kind, &tables, &la, &lb, n)?
+                        self.evaluate(batch, kind, &tables, &la, &lb, n, l)?
                     }
                 };
                 let d1 = self.draw(S1, op, Purpose::Reshare, &shape);

@@ -458,7 +458,11 @@ impl<R: RingData> Engine for Party<R> {
     }
 
     fn compare(&self, z: &Data, kind: CmpKind, bit: bool) -> Result<Data> {
-        self.compare_zero(z, kind, bit)
+        self.compare_zero(z, kind, bit, R::BITS as usize)
+    }
+
+    fn compare_within(&self, z: &Data, kind: CmpKind, bit: bool, bits: u32) -> Result<Data> {
+        self.compare_zero(z, kind, bit, (bits.max(2) as usize).min(R::BITS as usize))
     }
 
     fn preprocess(&self, kind: CmpKind, n: usize) -> Result<()> {
