@@ -207,12 +207,11 @@ impl<R: RingData> Party<R> {
     fn evaluate(
         &self,
         (op, first, total): (u64, usize, usize),
-        kind: CmpKind,
+        (kind, l): (CmpKind, usize),
         tables: &[u8],
         la: &[u8],
         lb: &[u8],
         n: usize,
-        l: usize,
     ) -> Result<Vec<bool>> {
         if tables.len() != 32 * (l - 1) * total {
             return Err(Error::Protocol {
@@ -271,7 +270,13 @@ impl<R: RingData> Party<R> {
     /// sign). Uses preprocessed (full-width) instances when a pool has enough (then
     /// `Sa` is idle and the online messages are the labels and the masked result),
     /// and garbles online otherwise.
-    pub(crate) fn compare_zero(&self, z: &Data, kind: CmpKind, bit: bool, l: usize) -> Result<Data> {
+    pub(crate) fn compare_zero(
+        &self,
+        z: &Data,
+        kind: CmpKind,
+        bit: bool,
+        l: usize,
+    ) -> Result<Data> {
         let op = self.next_op();
         let shape = z.shape().to_vec();
         let n: usize = shape.iter().product();
@@ -326,11 +331,11 @@ impl<R: RingData> Party<R> {
                 let out = match pool {
                     Some(idx) => {
                         let pools = self.pools.borrow();
-                        self.evaluate(batch, kind, &pools[idx].tables, &la, &lb, n, l)?
+                        self.evaluate(batch, (kind, l), &pools[idx].tables, &la, &lb, n)?
                     }
                     None => {
                         let tables = self.recv_bytes(Sa, n * (l - 1) * 32)?;
-                        self.evaluate(batch, kind, &tables, &la, &lb, n, l)?
+                        self.evaluate(batch, (kind, l), &tables, &la, &lb, n)?
                     }
                 };
                 let d1 = self.draw(S1, op, Purpose::Reshare, &shape);
