@@ -1,7 +1,7 @@
 //! Reproduces the paper's Tables 4 and 6 (default preset): time per instance of one
 //! training iteration of logistic regression, k-means and matrix factorization at
 //! batch sizes 1, 10, 100, 1000, and private inference time per MNIST image at the
-//! same batch sizes (LeNet-5 with and without batch normalization at 1 and 10), with
+//! same batch sizes (MLP, LeNet-5 with and without batch normalization), with
 //! bytes (all servers) and rounds per batch. Time is measured on S1 inside the session
 //! (uploads excluded); median of three runs below batch 1000, one run at 1000.
 //! Written to `target/ml_tables.md` too.
@@ -251,14 +251,14 @@ fn main() -> std::result::Result<(), Box<dyn std::error::Error>> {
             r,
         );
     }
-    // LeNet-5, without and with batch normalization (batches 1 and 10 only: ~6,500
-    // sigmoids per image make larger batches take minutes here).
+    // LeNet-5, without and with batch normalization (~6,500 sigmoids per image; the
+    // network runs in chunks of `INFERENCE_CHUNK` images).
     for (file, name, bn) in [
         ("models/mnist-lenet5.safetensors", "LeNet-5", false),
         ("models/mnist-lenet5-bn.safetensors", "LeNet-5-BN", true),
     ] {
         let lenet = load_safetensors(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(file))?;
-        for b in [1usize, 10] {
+        for b in BATCHES {
             let mut inputs: Vec<(&str, ArrayD<f64>)> =
                 lenet.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
             inputs.push(("x", tile_rows(&test.images, b).into_dyn()));

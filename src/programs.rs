@@ -8,6 +8,7 @@
 //! | `kmeans` | `x` (n × d), `c0` (k × d) | `iterations` (5) | `centroids` (k × d) |
 //! | `matrix_factorization` | `r`, `mask` (m × n), `u0` (m × k), `v0` (n × k) | `iterations` (20), `lr` (0.01), `lambda` (0.05) | `u`, `v` |
 //! | `mlp_predict` | `images` (b × 784), `w1` (784 × 625), `b1`, `w2` (625 × 625), `b2`, `w3` (625 × 10), `b3` | | `digits` (b) |
+//! | `lenet5_predict` | `images` (b × 784), `c1` (25 × 6), `c1b`, `c3` (150 × 16), `c3b`, `c5` (400 × 120), `c5b`, `f6` (120 × 84), `f6b`, `rbf` (10 × 84) | | `digits` (b) |
 //!
 //! Every input may be bound to several uploads (for example, row slices of two data
 //! owners), which the servers stack by rows. A server binary of your own registers
@@ -102,6 +103,23 @@ pub fn stock() -> Registry {
         .input("b2", [Some(625)])
         .input("w3", [Some(625), Some(10)])
         .input("b3", [Some(10)]),
+    );
+    r.register(
+        Program::new("lenet5_predict", VERSION, |s: &Session, job: &Job| {
+            let x = s.input::<Array2<f64>>("images")?;
+            let digits = ml::LeNet5::from_inputs(s)?.predict(&x)?;
+            s.output(job.client(), "digits", &digits)
+        })
+        .input("images", [None, Some(784)])
+        .input("c1", [Some(25), Some(6)])
+        .input("c1b", [Some(6)])
+        .input("c3", [Some(150), Some(16)])
+        .input("c3b", [Some(16)])
+        .input("c5", [Some(400), Some(120)])
+        .input("c5b", [Some(120)])
+        .input("f6", [Some(120), Some(84)])
+        .input("f6b", [Some(84)])
+        .input("rbf", [Some(10), Some(84)]),
     );
     r
 }

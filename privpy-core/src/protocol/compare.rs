@@ -75,14 +75,18 @@ fn put_labels(out: &mut Vec<u8>, ls: &[Label]) {
 
 /// Labels `from..to` of a message.
 fn get_labels(b: &[u8], from: usize, to: usize) -> Vec<Label> {
-    b[16 * from..16 * to]
-        .chunks_exact(16)
-        .map(|c| {
-            let mut a = [0u8; 16];
-            a.copy_from_slice(c);
-            u128::from_le_bytes(a)
-        })
-        .collect()
+    let mut out = Vec::with_capacity(to - from);
+    extend_labels(&mut out, b, from, to);
+    out
+}
+
+/// Appends labels `from..to` of a message to `out`.
+fn extend_labels(out: &mut Vec<Label>, b: &[u8], from: usize, to: usize) {
+    out.extend(b[16 * from..16 * to].chunks_exact(16).map(|c| {
+        let mut a = [0u8; 16];
+        a.copy_from_slice(c);
+        u128::from_le_bytes(a)
+    }));
 }
 
 fn pack_bits(bits: impl Iterator<Item = bool>, n: usize) -> Vec<u8> {
@@ -225,15 +229,15 @@ impl<R: RingData> Party<R> {
             let mc = (total - c).min(GC_CHUNK);
             let (s0, s1) = (first.max(c), (first + n).min(c + mc));
             let base = 2 * (l - 1) * c;
-            let seg: Vec<Label> = (0..l - 1)
-                .flat_map(|g| {
-                    get_labels(
-                        tables,
-                        base + 2 * (g * mc + s0 - c),
-                        base + 2 * (g * mc + s1 - c),
-                    )
-                })
-                .collect();
+            let mut seg: Vec<Label> = Vec::with_capacity(2 * (l - 1) * (s1 - s0));
+            for g in 0..l - 1 {
+                extend_labels(
+                    &mut seg,
+                    tables,
+                    base + 2 * (g * mc + s0 - c),
+                    base + 2 * (g * mc + s1 - c),
+                );
+            }
             let wire = |w: &[u8], i: usize| get_labels(w, i * n + s0 - first, i * n + s1 - first);
             let wa: Vec<Vec<Label>> = (0..l).map(|i| wire(la, i)).collect();
             let wb: Vec<Vec<Label>> = (0..l).map(|i| wire(lb, i)).collect();
