@@ -42,7 +42,7 @@
 //! let s2 = &outs[1].as_ref().unwrap().outputs[0].share;
 //! let y = privpy_core::share::reconstruct(&cfg, s1, s2)?;
 //! assert!((y[2] + 7.0).abs() < 1e-6);
-//! # Ok::<(), privpy_core::Error>(())
+//! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
 use crate::cluster::{make_party, run_session};

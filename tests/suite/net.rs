@@ -4,6 +4,7 @@
 //! mismatched program versions). One test runs the `privpy-server` binary as four
 //! processes, kills one mid-program, and scans the servers' logs for secrets.
 
+use ndarray::Ix1;
 use privpy::net::client::{Client, ClientError};
 use privpy::net::config::{ClientConfig, ClusterConfig};
 use privpy::net::dev::write_dev_cluster;
@@ -770,5 +771,57 @@ fn killed_server_process_stops_the_others_and_logs_hold_no_secrets() {
     assert!(
         s1_log.contains("bytes_len"),
         "debug logs show request sizes, not contents"
+    );
+}
+
+/// The main demo's computation over TLS: a model owner uploads LeNet-5, a user
+/// uploads images and runs the stock `lenet5_predict`; the predicted digits equal
+/// the cleartext engine's (and the labels).
+#[test]
+fn networked_lenet5_inference_equals_cleartext() {
+    let mut net = Net::new("lenet", &["owner", "user"], None, 30.0);
+    net.start_all();
+    let mut owner = net.client("owner");
+    let mut user = net.client("user");
+    let model = privpy::model::load_safetensors(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("models/mnist-lenet5.safetensors"),
+    )
+    .unwrap();
+    let test = privpy::data::load_mnist(
+        &privpy::data::shipped("mnist/t10k-300-images-idx3-ubyte"),
+        &privpy::data::shipped("mnist/t10k-300-labels-idx1-ubyte"),
+        Some(4),
+    )
+    .unwrap();
+    let names: Vec<&str> = model.keys().map(String::as_str).collect();
+    for (k, t) in &model {
+        owner.upload(k, t, &["user"]).unwrap();
+    }
+    user.upload("images", &test.images, &[]).unwrap();
+    let one: Vec<[&str; 1]> = names.iter().map(|n| [*n]).collect();
+    let mut bindings: Vec<(&str, &[&str])> =
+        names.iter().zip(&one).map(|(n, b)| (*n, &b[..])).collect();
+    bindings.push(("images", &["images"]));
+    let job = user.run("lenet5_predict", &bindings).unwrap();
+    // The model owner cannot fetch the user's prediction; the user can, once.
+    assert!(owner.fetch::<Array1<f64>>(&job, "digits").is_err());
+    let digits: Array1<f64> = user.fetch(&job, "digits").unwrap();
+    let mut inputs: Vec<(&str, ArrayD<f64>)> =
+        model.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
+    inputs.push(("images", test.images.clone().into_dyn()));
+    let (clear, _) = run_local(
+        LocalCluster::cleartext(),
+        "lenet5_predict",
+        &inputs,
+        &[],
+        &["digits"],
+    );
+    assert_eq!(digits.into_dyn(), clear[0]);
+    assert_eq!(
+        clear[0]
+            .mapv(|v| v as u8)
+            .into_dimensionality::<Ix1>()
+            .unwrap(),
+        test.labels
     );
 }
