@@ -61,11 +61,13 @@ impl Share {
     /// [`Error::ShareMismatch`] when the length does not match the shape.
     pub fn from_bytes(ring: RingKind, shape: &[usize], bytes: &[u8]) -> Result<Share> {
         fn parse<R: Ring + Held>(shape: &[usize], bytes: &[u8]) -> Result<Data> {
-            let n: usize = shape.iter().product();
-            if bytes.len() != n * R::BYTES {
+            let need = shape
+                .iter()
+                .try_fold(R::BYTES, |acc, &d| acc.checked_mul(d))
+                .ok_or_else(|| Error::ShareMismatch(format!("shape {shape:?} is too large")))?;
+            if bytes.len() != need {
                 return Err(Error::ShareMismatch(format!(
-                    "shape {shape:?} needs {} bytes, got {}",
-                    n * R::BYTES,
+                    "shape {shape:?} needs {need} bytes, got {}",
                     bytes.len()
                 )));
             }

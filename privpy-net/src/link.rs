@@ -69,13 +69,12 @@ pub async fn read_frame<S: AsyncRead + Unpin>(
         got += n;
     }
     let len = codec.body_len(prefix)?;
-    let mut body = vec![0u8; len];
-    match rd.read_exact(&mut body).await {
-        Ok(_) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
-            return Err(ConnError::Truncated);
-        }
-        Err(e) => return Err(e.into()),
+    // Grow with the bytes that actually arrive: an announced length alone does not
+    // make the receiver allocate it.
+    let mut body = Vec::with_capacity(len.min(1 << 20));
+    let got = (&mut *rd).take(len as u64).read_to_end(&mut body).await?;
+    if got < len {
+        return Err(ConnError::Truncated);
     }
     Ok(codec.decode_body(body)?)
 }
