@@ -69,7 +69,8 @@ impl Config {
                 "{frac_bits} fractional bits exceed half of the {l}-bit ring"
             )));
         }
-        if 2 * bound_log2 + frac_bits > l - 2 {
+        // In u64: a hostile bound (from a network message) must not overflow.
+        if 2 * u64::from(bound_log2) + u64::from(frac_bits) > u64::from(l - 2) {
             return Err(crate::Error::Config(format!(
                 "bound 2^{bound_log2} with {frac_bits} fractional bits: products would not fit in {l} bits"
             )));

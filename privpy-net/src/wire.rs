@@ -850,6 +850,21 @@ mod tests {
             Control::decode(&[9]),
             Err(WireError::UnknownTag { .. })
         ));
+        // Found by cargo-fuzz: a configuration whose bound overflowed the check.
+        assert!(matches!(
+            Control::decode(&[6, 1, 1, 0, 0, 0, 0, 0, 0, 0, 2, 231, 0, 0]),
+            Err(_)
+        ));
+        let mut b = vec![6u8, 1, 0, 1];
+        b.extend_from_slice(&32u32.to_le_bytes());
+        b.extend_from_slice(&u32::MAX.to_le_bytes());
+        assert!(matches!(
+            Control::decode(&b),
+            Err(WireError::Invalid {
+                what: "configuration",
+                ..
+            })
+        ));
         // Shares never appear in Debug output.
         let up = Request::Upload {
             name: "x".into(),
