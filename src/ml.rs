@@ -2,11 +2,13 @@
 //! paper's Figure 4. The same functions run on the cleartext engine, which is how
 //! their fidelity is measured.
 
+use crate::PrivType;
 use crate::prelude::*;
 
 /// Logistic regression by mini-batch SGD: `iterations` steps over consecutive batches
 /// of `batch` rows (wrapping around), learning rate `lr`, the paper's model
-/// `σ(X·w)` with the default (fast, accurate) sigmoid. Returns the trained weights.
+/// `σ(X·w)` (the sigmoid of [`training_sigmoid`]). Returns the trained weights.
+/// `|X·w|` must stay below twice the preset's input bound (`2^32` by default).
 #[private]
 pub fn logistic_regression(
     x: Priv<Array2<f64>>,
@@ -23,11 +25,25 @@ pub fn logistic_regression(
         let end = (start + batch).min(n);
         let xb = x.slice(s![start..end, ..]);
         let yb = y.slice(s![start..end]);
-        let p = xb.dot(&w).sigmoid();
+        let p = training_sigmoid(&xb.dot(&w));
         let grad = xb.t().dot(&(p - yb));
         w = w - grad * (lr / (end - start) as f64);
     }
     w
+}
+
+/// The sigmoid to the preset's precision, at a fraction of [`Priv::sigmoid`]'s cost
+/// where the preset allows it: [`Priv::sigmoid_with_tolerance`] at 64 units in the
+/// last place (at least `1e-12`) when that is `1e-7` or finer (default and paper
+/// presets: two comparisons and a polynomial per element), [`Priv::sigmoid`] otherwise
+/// (fast preset). Requires `|z|` below twice the preset's input bound.
+pub fn training_sigmoid<A: PrivType>(z: &Priv<A>) -> Priv<A> {
+    match z.config() {
+        Some(cfg) if 64.0 * cfg.ulp() <= 1e-7 => {
+            z.sigmoid_with_tolerance((64.0 * cfg.ulp()).max(1e-12))
+        }
+        _ => z.sigmoid(),
+    }
 }
 
 /// Inference with the feed-forward network 784-625-625-10 (ReLU, then argmax): secret
@@ -132,16 +148,29 @@ pub fn entries(s: &Session, names: &[&str]) -> Result<Priv<Array1<f64>>> {
 pub fn mlp_predict_inputs(s: &Session, images: &str) -> Result<Priv<Array1<f64>>> {
     let m = |k: &str| s.input::<Array2<f64>>(k);
     let v = |k: &str| s.input::<Array1<f64>>(k);
-    Ok(mlp_predict(
-        m(images)?,
-        m("w1")?,
-        v("b1")?,
-        m("w2")?,
-        v("b2")?,
-        m("w3")?,
-        v("b3")?,
-    ))
+    let x = m(images)?;
+    let (w1, b1, w2, b2, w3, b3) = (m("w1")?, v("b1")?, m("w2")?, v("b2")?, m("w3")?, v("b3")?);
+    // Chunks of MLP_CHUNK images bound the size of the comparison messages.
+    let n = x.shape()[0];
+    let mut parts = Vec::new();
+    for start in (0..n.max(1)).step_by(MLP_CHUNK) {
+        let rows = x.slice(s![start..(start + MLP_CHUNK).min(n), ..]);
+        parts.push(mlp_predict(
+            rows,
+            w1.clone(),
+            b1.clone(),
+            w2.clone(),
+            b2.clone(),
+            w3.clone(),
+            b3.clone(),
+        ));
+    }
+    let refs: Vec<&Priv<Array1<f64>>> = parts.iter().collect();
+    concatenate(&refs, Axis(0))?.into_type()
 }
+
+/// Images per step of [`mlp_predict_inputs`].
+pub const MLP_CHUNK: usize = 200;
 
 /// The share of rows of `x` (with a bias column) that a public model `w` classifies
 /// correctly against labels `y` in `{0, 1}`.

@@ -140,32 +140,38 @@ impl<A: PrivType> Priv<A> {
 
     /// The sigmoid to an absolute error of about `tol` plus some 60 units in the last
     /// place (the polynomial's rounding: measured 8.6e-4 in all with the fast preset
-    /// and `tol = 1e-4`, 5.6e-5 with the default preset), much cheaper than [`Priv::sigmoid`] when `tol` is larger than the
-    /// preset's resolution: two comparisons per element (the sign, then `|x| > R`
-    /// with `σ(R) ≥ 1 - tol/2`) instead of one per bit, and a Chebyshev polynomial of
-    /// `σ` on `[0, R]` whose degree is chosen for `tol` (13 for `1e-4`; Clenshaw, one
-    /// multiplication per degree). For inference, `1e-4` is usually ample. `tol` at or
-    /// below `1e-9`, or below the resolution, gives [`Priv::sigmoid`].
+    /// and `tol = 1e-4`, 5.6e-5 with the default preset), much cheaper than
+    /// [`Priv::sigmoid`]: two comparisons per element (the sign, then `|x| > R` with
+    /// `σ(R) ≥ 1 − tol/2`) instead of one per bit, and a Chebyshev polynomial of `σ` on
+    /// `[0, R]` whose degree is chosen for `tol` (Clenshaw, one multiplication per
+    /// degree: 15 for `1e-4`, about 60 for `1e-12`). For inference, `1e-4` is usually
+    /// ample. A `tol` below the preset's resolution (or one that would need a degree
+    /// above 120) gives [`Priv::sigmoid`].
     ///
-    /// Requires `|x|` below the preset's input bound (`2^31` by default), like every
-    /// shared input: the two comparisons use circuits on `bound + f + 2` bits only
-    /// (65 of 128 by default), which decide the sign of any value in that range and
-    /// give wrong results outside it.
+    /// Requires `|x|` below twice the preset's input bound (`2^32` by default): the
+    /// two comparisons use circuits on `bound + f + 2` bits only (65 of 128 by
+    /// default), which decide the sign of any value in that range and give wrong
+    /// results outside it.
     pub fn sigmoid_with_tolerance(&self, tol: f64) -> Priv<A> {
         self.unary(
             |v| 1.0 / (1.0 + (-v).exp()),
             |ops, f, _| {
                 let ulp = (-(f as f64)).exp2();
-                if !(tol > 1e-9 && tol >= ulp) {
+                let poly = if tol >= ulp && tol.is_finite() {
+                    sigmoid_poly_coefficients(tol.min(0.25))
+                } else {
+                    None
+                };
+                let Some((r, coef)) = poly else {
                     return ops.sigmoid(&self.data, f);
-                }
+                };
                 // Inputs within the preset's bound: |x̃| and |R − |x||~ stay below
                 // 2^(bound + f + 1), so circuits on bound + f + 2 bits decide the signs.
                 let bits = self
                     .eng
                     .config()
                     .map_or(0, |c| c.bound_log2() + c.frac_bits() + 2);
-                ops.sigmoid_poly(&self.data, tol.min(0.25), bits)
+                ops.sigmoid_poly(&self.data, r, &coef, bits)
             },
         )
     }
@@ -270,25 +276,63 @@ impl<A: PrivType> Priv<A> {
     }
 }
 
+/// Highest polynomial degree [`Priv::sigmoid_with_tolerance`] uses.
+const MAX_SIGMOID_DEGREE: usize = 120;
+
+/// `R` and the coefficients of a fitted sigmoid polynomial.
+type SigmoidPoly = (f64, Vec<f64>);
+
+thread_local! {
+    /// Coefficients by tolerance: a training loop asks for the same ones every step.
+    static SIGMOID_POLYS: std::cell::RefCell<std::collections::HashMap<u64, Option<SigmoidPoly>>> =
+        std::cell::RefCell::new(std::collections::HashMap::new());
+}
+
 /// `R` and the Chebyshev coefficients of `σ` on `[0, R]` for [`Ops::sigmoid_poly`]:
 /// `σ(-R) ≤ tol/2`, and the smallest degree whose error on a dense grid is at most
-/// `tol/4`.
-pub(crate) fn sigmoid_poly_coefficients(tol: f64) -> (f64, Vec<f64>) {
+/// `tol/4`; `None` when that degree exceeds [`MAX_SIGMOID_DEGREE`].
+pub(crate) fn sigmoid_poly_coefficients(tol: f64) -> Option<SigmoidPoly> {
+    SIGMOID_POLYS.with(|cache| {
+        cache
+            .borrow_mut()
+            .entry(tol.to_bits())
+            .or_insert_with(|| fit_sigmoid(tol))
+            .clone()
+    })
+}
+
+fn fit_sigmoid(tol: f64) -> Option<SigmoidPoly> {
     let sigma = |v: f64| 1.0 / (1.0 + (-v).exp());
     let r = (2.0 / tol).ln().max(1.0);
     let grid: Vec<f64> = (0..=2000).map(|k| r * k as f64 / 2000.0).collect();
-    let mut d = 3;
-    loop {
+    // Grow the degree geometrically, then settle on the smallest that suffices.
+    let ok = |d: usize| {
         let coef = crate::math::chebyshev(sigma, 0.0, r, d);
         let worst = grid
             .iter()
             .map(|&v| (clenshaw(&coef, 2.0 * v / r - 1.0) - sigma(v)).abs())
             .fold(0.0, f64::max);
-        if worst <= tol / 4.0 || d >= 80 {
-            return (r, coef);
+        (worst <= tol / 4.0).then_some(coef)
+    };
+    let mut d = 3;
+    while ok(d).is_none() {
+        d += 1 + d / 8;
+        if d > MAX_SIGMOID_DEGREE {
+            return None;
         }
-        d += 1;
     }
+    // Back down while a lower degree still holds the tolerance.
+    let mut best = ok(d)?;
+    while d > 3 {
+        match ok(d - 1) {
+            Some(c) => {
+                best = c;
+                d -= 1;
+            }
+            None => break,
+        }
+    }
+    Some((r, best))
 }
 
 /// `Σ c_k T_k(t)` in `f64`.
@@ -304,17 +348,17 @@ fn clenshaw(coef: &[f64], t: f64) -> f64 {
 
 impl Ops<'_> {
     /// σ(x) within about `tol`: `s = [x < 0]`, `a = |x|`, `o = [a > R]`,
-    /// `c = a − o·(a − R)` (= min(a, R)), `p = P(c) ≈ σ(c)` (Chebyshev on `[0, R]`),
+    /// `c = a − o·(a − R)` (= min(a, R)), `p = P(c) ≈ σ(c)` (Chebyshev coefficients
+    /// `coef` on `[0, R]`),
     /// and `σ(x) = p + s·(1 − 2p)`. Two comparisons (in sequence) per element.
-    pub(crate) fn sigmoid_poly(&self, x: &Data, tol: f64, bits: u32) -> Result<Data> {
-        let (r, coef) = sigmoid_poly_coefficients(tol);
+    pub(crate) fn sigmoid_poly(&self, x: &Data, r: f64, coef: &[f64], bits: u32) -> Result<Data> {
         let s = self.negative_bit_within(x, bits)?;
         let sx = self.select(&s, x)?;
         let a = self.sub(x, &self.scalar(BinOp::Mul, &sx, 2.0, false)?)?;
         let over = self.negative_bit_within(&self.affine(&a, -1.0, r)?, bits)?;
         let excess = self.select(&over, &self.affine(&a, 1.0, -r)?)?;
         let c = self.sub(&a, &excess)?;
-        let p = self.chebyshev_eval(&c, &coef, 0.0, r)?;
+        let p = self.chebyshev_eval(&c, coef, 0.0, r)?;
         let flip = self.affine(&p, -2.0, 1.0)?;
         self.add(&p, &self.select(&s, &flip)?)
     }

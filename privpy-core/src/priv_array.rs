@@ -83,6 +83,12 @@ impl<A: PrivType> Priv<A> {
         Priv::new(data, self.eng.clone())
     }
 
+    /// The number format of the engine this secret lives on (`None` on the cleartext
+    /// engine): lets a function pick methods by the preset's precision.
+    pub fn config(&self) -> Option<crate::Config> {
+        self.eng.config()
+    }
+
     /// The shape (public).
     pub fn shape(&self) -> &[usize] {
         self.data.shape()
