@@ -119,20 +119,39 @@ impl FrameCodec {
         payload: &[u8],
         out: &mut Vec<u8>,
     ) -> Result<(), FrameError> {
-        let len = HEADER_BYTES + payload.len();
-        if len > self.max_body || u32::try_from(len).is_err() {
-            return Err(FrameError::TooLarge {
-                len,
-                max: self.max_body,
-            });
-        }
-        out.reserve(LEN_BYTES + len);
-        out.extend_from_slice(&(len as u32).to_le_bytes());
-        out.push(tag);
-        out.extend_from_slice(&op.to_le_bytes());
-        out.extend_from_slice(&round.to_le_bytes());
+        let head = self.header(tag, op, round, payload.len())?;
+        out.reserve(head.len() + payload.len());
+        out.extend_from_slice(&head);
         out.extend_from_slice(payload);
         Ok(())
+    }
+
+    /// The length prefix and header of a frame whose payload has `payload_len` bytes
+    /// (a writer sends them, then the payload, without copying it).
+    ///
+    /// # Errors
+    /// [`FrameError::TooLarge`] when the body would exceed the limit.
+    pub fn header(
+        &self,
+        tag: u8,
+        op: u64,
+        round: u64,
+        payload_len: usize,
+    ) -> Result<[u8; LEN_BYTES + HEADER_BYTES], FrameError> {
+        let len = HEADER_BYTES + payload_len;
+        let len32 = u32::try_from(len)
+            .ok()
+            .filter(|_| len <= self.max_body)
+            .ok_or(FrameError::TooLarge {
+                len,
+                max: self.max_body,
+            })?;
+        let mut h = [0u8; LEN_BYTES + HEADER_BYTES];
+        h[..4].copy_from_slice(&len32.to_le_bytes());
+        h[4] = tag;
+        h[5..13].copy_from_slice(&op.to_le_bytes());
+        h[13..21].copy_from_slice(&round.to_le_bytes());
+        Ok(h)
     }
 
     /// Decodes the first frame of `buf`: `Ok(Some((message, bytes consumed)))`, or
@@ -142,20 +161,10 @@ impl FrameCodec {
     /// An oversized, truncated-header or unknown-tag frame; the caller should close the
     /// connection, since the stream cannot be resynchronized.
     pub fn decode(&self, buf: &[u8]) -> Result<Option<(Frame, usize)>, FrameError> {
-        let Some(len_bytes) = buf.get(..LEN_BYTES) else {
+        let Some(&[a, b, c, d]) = buf.get(..LEN_BYTES) else {
             return Ok(None);
         };
-        let len =
-            u32::from_le_bytes([len_bytes[0], len_bytes[1], len_bytes[2], len_bytes[3]]) as usize;
-        if len > self.max_body {
-            return Err(FrameError::TooLarge {
-                len,
-                max: self.max_body,
-            });
-        }
-        if len < HEADER_BYTES {
-            return Err(FrameError::TooShort { len });
-        }
+        let len = self.body_len([a, b, c, d])?;
         let Some(body) = buf.get(LEN_BYTES..LEN_BYTES + len) else {
             return Ok(None);
         };
@@ -172,16 +181,7 @@ impl FrameCodec {
     /// # Errors
     /// As [`FrameCodec::decode`].
     pub fn decode_body(&self, mut body: Vec<u8>) -> Result<Frame, FrameError> {
-        let len = body.len();
-        if len > self.max_body {
-            return Err(FrameError::TooLarge {
-                len,
-                max: self.max_body,
-            });
-        }
-        if len < HEADER_BYTES {
-            return Err(FrameError::TooShort { len });
-        }
+        self.check_len(body.len())?;
         let u64_at = |at: usize| {
             let mut b = [0u8; 8];
             b.copy_from_slice(&body[at..at + 8]);
@@ -211,7 +211,10 @@ impl FrameCodec {
     /// # Errors
     /// [`FrameError::TooLarge`] or [`FrameError::TooShort`].
     pub fn body_len(&self, prefix: [u8; LEN_BYTES]) -> Result<usize, FrameError> {
-        let len = u32::from_le_bytes(prefix) as usize;
+        self.check_len(u32::from_le_bytes(prefix) as usize)
+    }
+
+    fn check_len(&self, len: usize) -> Result<usize, FrameError> {
         if len > self.max_body {
             return Err(FrameError::TooLarge {
                 len,

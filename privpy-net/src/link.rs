@@ -89,18 +89,9 @@ async fn write_frame<S: AsyncWrite + Unpin>(
         Frame::Message(m) => (crate::frame::TAG_MESSAGE, m.op, m.round, &m.payload),
         Frame::Control(b) => (crate::frame::TAG_CONTROL, 0, 0, b),
     };
-    let len = crate::frame::HEADER_BYTES + payload.len();
-    if len > codec.max_body() || u32::try_from(len).is_err() {
-        return Err(std::io::Error::other(FrameError::TooLarge {
-            len,
-            max: codec.max_body(),
-        }));
-    }
-    let mut head = Vec::with_capacity(LEN_BYTES + crate::frame::HEADER_BYTES);
-    head.extend_from_slice(&(len as u32).to_le_bytes());
-    head.push(tag);
-    head.extend_from_slice(&op.to_le_bytes());
-    head.extend_from_slice(&round.to_le_bytes());
+    let head = codec
+        .header(tag, op, round, payload.len())
+        .map_err(std::io::Error::other)?;
     wr.write_all(&head).await?;
     wr.write_all(payload).await
 }
