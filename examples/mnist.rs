@@ -8,11 +8,10 @@
 //! compute the predictions without seeing either; only the image owner opens them. The
 //! same program also runs on the cleartext engine, and the predictions are compared.
 //!
-//! `cargo run --release --example mnist [-- --model lenet5|lenet5-bn|mlp --images N --batch B --fast|--default]`
+//! `cargo run --release --example mnist [-- --model lenet5|lenet5-bn|mlp --images N --batch B --fast]`
 //! uses the 300 images shipped in `data/`. Defaults: LeNet-5 (with or without batch
-//! normalization) on 10 images in one batch with the fast preset (its 6,500 sigmoids
-//! per image make it the slow one); the MLP on 300 images in batches of 50 with the
-//! default preset.
+//! normalization) on 100 images in batches of 20, the MLP on 300 images in batches of
+//! 50, both with the default preset (`--fast` for Z64 with 16 fractional bits).
 
 use privpy::data::{load_mnist, shipped};
 use privpy::ml::{LeNet5, LeNet5Bn, mlp_predict_inputs};
@@ -41,10 +40,9 @@ fn main() -> std::result::Result<(), Box<dyn std::error::Error>> {
         "mlp" => (false, false),
         other => return Err(format!("unknown --model {other:?}: lenet5, lenet5-bn or mlp").into()),
     };
-    let n_images = arg("--images", if lenet { 10 } else { 300 });
-    let batch = arg("--batch", if lenet { 10 } else { 50 }).max(1);
-    let fast =
-        args.iter().any(|a| a == "--fast") || (lenet && !args.iter().any(|a| a == "--default"));
+    let n_images = arg("--images", if lenet { 100 } else { 300 });
+    let batch = arg("--batch", if lenet { 20 } else { 50 }).max(1);
+    let fast = args.iter().any(|a| a == "--fast");
     let cfg = if fast {
         Config::fast()
     } else {
