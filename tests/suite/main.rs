@@ -9,6 +9,7 @@ mod errors;
 mod macros;
 mod math;
 mod ml;
+#[cfg(feature = "net")]
 mod net;
 mod parity;
 mod security;

@@ -84,8 +84,7 @@ impl Net {
                     self.servers[role.index()] = Some(h);
                     return;
                 }
-                Err(e) if Instant::now() < deadline => {
-                    let _ = e;
+                Err(_) if Instant::now() < deadline => {
                     std::thread::sleep(Duration::from_millis(100));
                 }
                 Err(e) => panic!("{role} did not start: {e}"),
