@@ -28,6 +28,7 @@ mod impl_ops;
 mod kernels;
 mod math;
 pub mod node;
+mod pool;
 mod prg;
 mod priv_array;
 mod protocol;

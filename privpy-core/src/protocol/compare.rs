@@ -134,7 +134,7 @@ impl<R: RingData> Party<R> {
         } else {
             vals.iter().copied().collect()
         };
-        let mut out = Vec::with_capacity(16 * n * l);
+        let mut out = crate::pool::take(16 * n * l);
         let mut buf = vec![0u128; n.min(GC_CHUNK)];
         // Bit i of instance j of the garbled batch has zero-label number i·total + j.
         for i in 0..l {
@@ -186,7 +186,7 @@ impl<R: RingData> Party<R> {
     fn garble(&self, op: u64, kind: CmpKind, n: usize, l: usize) -> (Vec<u8>, Vec<u8>) {
         let delta = self.delta(op);
         let (pa, pb) = (self.label_prg(S1), self.label_prg(S2));
-        let mut tables = Vec::with_capacity(32 * n * (l - 1));
+        let mut tables = crate::pool::take(32 * n * (l - 1));
         let mut colours = Vec::with_capacity(n);
         for cs in (0..n).step_by(GC_CHUNK) {
             let m = (n - cs).min(GC_CHUNK);
@@ -339,9 +339,13 @@ impl<R: RingData> Party<R> {
                     }
                     None => {
                         let tables = self.recv_bytes(Sa, n * (l - 1) * 32)?;
-                        self.evaluate(batch, (kind, l), &tables, &la, &lb, n)?
+                        let out = self.evaluate(batch, (kind, l), &tables, &la, &lb, n)?;
+                        crate::pool::give(tables);
+                        out
                     }
                 };
+                crate::pool::give(la);
+                crate::pool::give(lb);
                 let d1 = self.draw(S1, op, Purpose::Reshare, &shape);
                 let masked: ArrayD<R> = from_vec(
                     &shape,

@@ -200,7 +200,7 @@ impl<R: RingData> Party<R> {
     }
 
     fn send(&self, to: Role, a: &ArrayD<R>) -> Result<()> {
-        let mut bytes = Vec::with_capacity(a.len() * R::BYTES);
+        let mut bytes = crate::pool::take(a.len() * R::BYTES);
         R::write_le(a.iter().copied(), &mut bytes);
         self.send_bytes(to, bytes)
     }
@@ -208,7 +208,9 @@ impl<R: RingData> Party<R> {
     fn recv(&self, from: Role, shape: &[usize]) -> Result<ArrayD<R>> {
         let n: usize = shape.iter().product();
         let bytes = self.recv_bytes(from, n * R::BYTES)?;
-        Ok(from_vec(shape, R::read_le(&bytes)))
+        let v = R::read_le(&bytes);
+        crate::pool::give(bytes);
+        Ok(from_vec(shape, v))
     }
 
     fn draw(&self, peer: Role, op: u64, purpose: Purpose, shape: &[usize]) -> ArrayD<R> {
