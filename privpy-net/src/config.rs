@@ -58,6 +58,22 @@ pub enum ConfigError {
     },
 }
 
+/// Reads a configuration file.
+fn read(path: &Path) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// Parses TOML into `T`; `path` names the file in errors.
+fn parse<T: serde::de::DeserializeOwned>(text: &str, path: &Path) -> Result<T, ConfigError> {
+    toml::from_str(text).map_err(|e| ConfigError::Parse {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })
+}
+
 /// The number format preset of a cluster.
 pub fn preset(name: &str) -> Option<Config> {
     match name {
@@ -154,11 +170,7 @@ impl ClusterConfig {
     /// An unreadable file, invalid TOML, an unknown preset or key, a missing server,
     /// a primary server without client address or data directory, a bad client name.
     pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        Self::from_toml(&text, path.parent().unwrap_or(Path::new(".")), path)
+        Self::from_toml(&read(path)?, path.parent().unwrap_or(Path::new(".")), path)
     }
 
     /// Parses `text` with relative paths resolved against `base`; `path` names the
@@ -167,10 +179,7 @@ impl ClusterConfig {
     /// # Errors
     /// As [`ClusterConfig::from_file`].
     pub fn from_toml(text: &str, base: &Path, path: &Path) -> Result<Self, ConfigError> {
-        let raw: RawCluster = toml::from_str(text).map_err(|e| ConfigError::Parse {
-            path: path.to_path_buf(),
-            message: e.to_string(),
-        })?;
+        let raw: RawCluster = parse(text, path)?;
         let invalid = |message: String| ConfigError::Invalid {
             path: path.to_path_buf(),
             message,
@@ -325,14 +334,7 @@ impl ClientConfig {
     /// # Errors
     /// An unreadable file, invalid TOML, a bad name or timeout.
     pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        let raw: RawClient = toml::from_str(&text).map_err(|e| ConfigError::Parse {
-            path: path.to_path_buf(),
-            message: e.to_string(),
-        })?;
+        let raw: RawClient = parse(&read(path)?, path)?;
         let invalid = |message: String| ConfigError::Invalid {
             path: path.to_path_buf(),
             message,
