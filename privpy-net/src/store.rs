@@ -13,8 +13,10 @@ use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, Tab
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-const INPUTS: TableDefinition<&str, &[u8]> = TableDefinition::new("inputs");
-const OUTPUTS: TableDefinition<(u64, &str), &[u8]> = TableDefinition::new("outputs");
+// Version 2 of the record layout: inputs carry their upload tag; outputs are keyed
+// by (job, recipient, name).
+const INPUTS: TableDefinition<&str, &[u8]> = TableDefinition::new("inputs.v2");
+const OUTPUTS: TableDefinition<(u64, &str, &str), &[u8]> = TableDefinition::new("outputs.v2");
 
 /// A store operation that failed.
 #[derive(Debug, thiserror::Error)]
@@ -49,6 +51,9 @@ fn db<E: std::fmt::Display>(e: E) -> StoreError {
 pub struct StoredInput {
     /// The client that uploaded it.
     pub owner: String,
+    /// The upload's tag: the same on `S1` and `S2` when both hold shares from the
+    /// same upload.
+    pub tag: u128,
     /// Other clients that may use it in their jobs.
     pub readers: Vec<String>,
     /// This server's share.
@@ -144,6 +149,7 @@ impl Store {
             }
             let mut w = W(Vec::new());
             w.str(&input.owner);
+            w.u128(input.tag);
             w.strs(&input.readers);
             put_share(&mut w, &input.share);
             t.insert(name, w.0.as_slice()).map_err(db)?;
@@ -179,7 +185,7 @@ impl Store {
         Ok(names)
     }
 
-    /// Stores the output shares of a job in one transaction.
+    /// Stores the output shares of a job in one transaction: `(recipient, name, share)`.
     ///
     /// # Errors
     /// A database error (then none of them is stored).
@@ -197,41 +203,60 @@ impl Store {
                 w.str(client);
                 w.u64(created);
                 put_share(&mut w, share);
-                t.insert((job, name.as_str()), w.0.as_slice()).map_err(db)?;
+                t.insert((job, client.as_str(), name.as_str()), w.0.as_slice())
+                    .map_err(db)?;
             }
         }
         tx.commit().map_err(db)
     }
 
-    /// Hands output `name` of `job` to `client` and deletes it. `Ok(None)` when there
-    /// is no such output for this client (another client's output looks the same:
-    /// its existence is not revealed) — the record then stays.
+    /// `client`'s share of output `name` of `job`, which stays stored until
+    /// [`Store::release_output`] or expiry. `Ok(None)` when there is no such output
+    /// for this client (another client's output of the same name is a different
+    /// record, so its existence is not revealed).
     ///
     /// # Errors
     /// A database error or a corrupt record.
-    pub fn take_output(
-        &self,
-        job: u64,
-        name: &str,
-        client: &str,
-    ) -> Result<Option<Share>, StoreError> {
+    pub fn output(&self, job: u64, client: &str, name: &str) -> Result<Option<Share>, StoreError> {
+        let tx = self.db.begin_read().map_err(db)?;
+        let t = tx.open_table(OUTPUTS).map_err(db)?;
+        match t.get((job, client, name)).map_err(db)? {
+            Some(v) => Ok(Some(decode_output(name, v.value())?.share)),
+            None => Ok(None),
+        }
+    }
+
+    /// Deletes `client`'s output `name` of `job`; whether it was there.
+    ///
+    /// # Errors
+    /// A database error.
+    pub fn release_output(&self, job: u64, client: &str, name: &str) -> Result<bool, StoreError> {
         let tx = self.db.begin_write().map_err(db)?;
         let found = {
             let mut t = tx.open_table(OUTPUTS).map_err(db)?;
-            let rec = match t.get((job, name)).map_err(db)? {
-                Some(v) => Some(decode_output(name, v.value())?),
-                None => None,
-            };
-            match rec {
-                Some(o) if o.client == client => {
-                    t.remove((job, name)).map_err(db)?;
-                    Some(o.share)
-                }
-                _ => None,
-            }
+            t.remove((job, client, name)).map_err(db)?.is_some()
         };
         tx.commit().map_err(db)?;
         Ok(found)
+    }
+
+    /// The outputs waiting for `client`: job, name and shape.
+    ///
+    /// # Errors
+    /// A database error or a corrupt record.
+    pub fn outputs_for(&self, client: &str) -> Result<Vec<(u64, String, Vec<usize>)>, StoreError> {
+        let tx = self.db.begin_read().map_err(db)?;
+        let t = tx.open_table(OUTPUTS).map_err(db)?;
+        let mut out = Vec::new();
+        for entry in t.iter().map_err(db)? {
+            let (k, v) = entry.map_err(db)?;
+            let (job, who, name) = k.value();
+            if who == client {
+                let o = decode_output(name, v.value())?;
+                out.push((job, name.to_string(), o.share.shape().to_vec()));
+            }
+        }
+        Ok(out)
     }
 
     /// Number of stored outputs.
@@ -284,6 +309,7 @@ fn decode_input(name: &str, v: &[u8]) -> Result<StoredInput, StoreError> {
     let parse = |r: &mut R<'_>| -> Result<StoredInput, WireError> {
         Ok(StoredInput {
             owner: r.str("owner")?,
+            tag: r.u128("upload tag")?,
             readers: r.strs("readers")?,
             share: get_share(r)?,
         })
@@ -329,6 +355,7 @@ mod tests {
             let st = Store::open(&dir).unwrap();
             let inp = StoredInput {
                 owner: "alice".into(),
+                tag: 42,
                 readers: vec!["bob".into()],
                 share: s.clone(),
             };
@@ -347,17 +374,26 @@ mod tests {
         let st = Store::open(&dir).unwrap();
         let x = st.input("x").unwrap().unwrap();
         assert_eq!(x.owner, "alice");
+        assert_eq!(x.tag, 42);
         assert!(x.readable_by("bob") && !x.readable_by("carol"));
         assert_eq!(x.share.to_bytes(), s.to_bytes());
-        assert!(st.take_output(7, "y", "bob").unwrap().is_none());
+        assert!(st.output(7, "bob", "y").unwrap().is_none());
         assert_eq!(
-            st.take_output(7, "y", "alice").unwrap().unwrap().to_bytes(),
+            st.output(7, "alice", "y").unwrap().unwrap().to_bytes(),
             s.to_bytes()
         );
-        assert!(
-            st.take_output(7, "y", "alice").unwrap().is_none(),
-            "deleted once fetched"
+        assert_eq!(
+            st.outputs_for("alice").unwrap(),
+            vec![(7, "y".to_string(), vec![2])]
         );
+        assert!(st.outputs_for("bob").unwrap().is_empty());
+        assert!(
+            st.output(7, "alice", "y").unwrap().is_some(),
+            "a fetch can be repeated until released"
+        );
+        assert!(!st.release_output(7, "bob", "y").unwrap());
+        assert!(st.release_output(7, "alice", "y").unwrap());
+        assert!(st.output(7, "alice", "y").unwrap().is_none(), "released");
         st.put_outputs(8, &[("alice".into(), "z".into(), s)])
             .unwrap();
         assert_eq!(st.sweep(Duration::from_secs(3600)).unwrap(), 0);
