@@ -12,7 +12,7 @@
 //! those prints their length, never their contents.
 
 use privpy_core::transport::{CommStats, Role};
-use privpy_core::{Config, RingKind};
+use privpy_core::{Comparison, Config, RingKind};
 use std::fmt;
 
 /// Longest string accepted (names, versions, reasons).
@@ -438,6 +438,10 @@ impl W {
         self.ring(c.ring());
         self.u32(c.frac_bits());
         self.u32(c.bound_log2());
+        self.u8(match c.comparison() {
+            Comparison::GarbledCircuit => 1,
+            _ => 0,
+        });
     }
     pub(crate) fn stats(&mut self, s: &CommStats) {
         for a in [&s.bytes_sent, &s.bytes_received, &s.messages_sent] {
@@ -574,10 +578,18 @@ impl<'a> R<'a> {
         let ring = self.ring()?;
         let f = self.u32("fractional bits")?;
         let b = self.u32("bound")?;
-        Config::new(ring, f, b).map_err(|e| WireError::Invalid {
+        let c = Config::new(ring, f, b).map_err(|e| WireError::Invalid {
             what: "configuration",
             reason: e.to_string(),
-        })
+        })?;
+        match self.u8("comparison protocol")? {
+            0 => Ok(c.with_comparison(Comparison::FourParty)),
+            1 => Ok(c.with_comparison(Comparison::GarbledCircuit)),
+            t => Err(WireError::UnknownTag {
+                what: "comparison protocol",
+                tag: t,
+            }),
+        }
     }
     pub(crate) fn stats(&mut self) -> Result<CommStats, WireError> {
         let mut s = CommStats::default();
@@ -1005,7 +1017,7 @@ mod tests {
             Control::Request(Request::ListOutputs),
             Control::Reply(Reply::Info {
                 role: Role::S1,
-                config: Config::fast(),
+                config: Config::fast().with_comparison(Comparison::GarbledCircuit),
                 client: "alice".into(),
                 programs: vec![("p".into(), "2".into())],
             }),
