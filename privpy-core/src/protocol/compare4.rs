@@ -160,6 +160,9 @@ impl Planes {
 
     /// The wire form: `n` bits per plane, planes in order, packed.
     fn to_bytes(&self) -> Vec<u8> {
+        if self.n % 64 == 0 {
+            return bytemuck::cast_slice(&self.data).to_vec();
+        }
         let mut w = BitWriter::default();
         for p in 0..self.count() {
             for k in 0..self.words {
@@ -174,14 +177,22 @@ impl Planes {
         (count * n).div_ceil(8)
     }
 
+    /// Parses the wire form (`b` holds at least [`Planes::wire_len`] bytes).
     fn from_bytes(b: &[u8], count: usize, n: usize) -> Planes {
         let mut out = Planes::zeros(count, n);
-        let mut r = BitReader { b, pos: 0 };
-        for p in 0..count {
-            let words = out.words;
-            for k in 0..words {
+        if n % 64 == 0 {
+            let dst: &mut [u8] = bytemuck::cast_slice_mut(&mut out.data);
+            let len = dst.len().min(b.len());
+            dst[..len].copy_from_slice(&b[..len]);
+            return out;
+        }
+        let words = out.words;
+        let mut pos = 0;
+        for w in out.data.chunks_exact_mut(words) {
+            for (k, x) in w.iter_mut().enumerate() {
                 let bits = (n - 64 * k).min(64) as u32;
-                out.plane_mut(p)[k] = r.read(bits);
+                *x = read_bits(b, pos, bits);
+                pos += bits as usize;
             }
         }
         out
@@ -190,10 +201,8 @@ impl Planes {
     /// `count` planes of `n` bits from an AES-CTR stream.
     fn expand(prg: &LabelPrg, op: u64, s: Stream, count: usize, n: usize) -> Planes {
         let words = n.div_ceil(64);
-        let total = count * words;
-        let mut blocks = vec![0u128; total.div_ceil(2)];
-        prg.fill_at(op, s as u8, 0, &mut blocks);
-        let data = bytemuck::cast_slice::<u128, u64>(&blocks)[..total].to_vec();
+        let mut data = vec![0u64; count * words];
+        prg.fill_words(op, s as u8, &mut data);
         Planes { n, words, data }
     }
 }
@@ -236,24 +245,20 @@ impl BitWriter {
     }
 }
 
-struct BitReader<'a> {
-    b: &'a [u8],
-    pos: usize,
-}
-
-impl BitReader<'_> {
-    fn read(&mut self, bits: u32) -> u64 {
-        let mut v = 0u64;
-        let mut got = 0u32;
-        while got < bits {
-            let byte = self.b.get(self.pos / 8).copied().unwrap_or(0) as u64;
-            let off = (self.pos % 8) as u32;
-            let take = (8 - off).min(bits - got);
-            v |= ((byte >> off) & ((1 << take) - 1)) << got;
-            got += take;
-            self.pos += take as usize;
-        }
+/// Bits `pos..pos + bits` (at most 64) of a packed little-endian bit string
+/// (missing bytes read as zero).
+fn read_bits(b: &[u8], pos: usize, bits: u32) -> u64 {
+    let byte = pos / 8;
+    let mut buf = [0u8; 16];
+    let end = (byte + 16).min(b.len());
+    if byte < end {
+        buf[..end - byte].copy_from_slice(&b[byte..end]);
+    }
+    let v = (u128::from_le_bytes(buf) >> (pos % 8)) as u64;
+    if bits == 64 {
         v
+    } else {
+        v & ((1u64 << bits) - 1)
     }
 }
 
@@ -632,7 +637,9 @@ pub(crate) struct Primary<'p, R: Ring> {
     mat: Material<R>,
     /// 0: waiting for the masked values; `1 + i`: level `i`; `levels + 1`: last.
     stage: usize,
+    /// Round 1's message (this primary's masked values), then its last opening.
     sent: Vec<u8>,
+    opened: Planes,
     c: Option<Planes>,
     segs: Vec<Seg>,
     top_r: Vec<u64>,
@@ -648,6 +655,7 @@ impl<'p, R: Ring> Primary<'p, R> {
             mat,
             stage: 0,
             sent: Vec::new(),
+            opened: Planes::default(),
             c: None,
             segs: Vec::new(),
             top_r: Vec::new(),
@@ -688,7 +696,7 @@ impl<'p, R: Ring> Primary<'p, R> {
 
     fn open(&mut self, planes: Planes) -> Step<R> {
         let b = planes.to_bytes();
-        self.sent = b.clone();
+        self.opened = planes;
         Step::Send(b)
     }
 
@@ -712,9 +720,8 @@ impl<'p, R: Ring> Primary<'p, R> {
             self.c = Some(cp);
             return self.next_opening();
         }
-        let mine = Planes::from_bytes(&self.sent, self.opening_count(stage - 1), n);
         let other = Planes::from_bytes(theirs, self.opening_count(stage - 1), n);
-        let mut public = mine;
+        let mut public = std::mem::take(&mut self.opened);
         xor_into(&mut public.data, &other.data);
         if stage <= levels {
             self.join(stage - 1, &public);
