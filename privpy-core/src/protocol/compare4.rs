@@ -160,7 +160,7 @@ impl Planes {
 
     /// The wire form: `n` bits per plane, planes in order, packed.
     fn to_bytes(&self) -> Vec<u8> {
-        if self.n % 64 == 0 {
+        if self.n.is_multiple_of(64) {
             return bytemuck::cast_slice(&self.data).to_vec();
         }
         let mut w = BitWriter::default();
@@ -180,7 +180,7 @@ impl Planes {
     /// Parses the wire form (`b` holds at least [`Planes::wire_len`] bytes).
     fn from_bytes(b: &[u8], count: usize, n: usize) -> Planes {
         let mut out = Planes::zeros(count, n);
-        if n % 64 == 0 {
+        if n.is_multiple_of(64) {
             let dst: &mut [u8] = bytemuck::cast_slice_mut(&mut out.data);
             let len = dst.len().min(b.len());
             dst[..len].copy_from_slice(&b[..len]);
