@@ -27,6 +27,10 @@ use std::rc::Rc;
 /// handle such errors inside the program.
 pub struct Priv<A: PrivType> {
     pub(crate) data: Data,
+    /// For comparison results: the same 0/1 values integer-encoded (`data` is this
+    /// shifted by `f` bits, locally), so that [`crate::select`] and products with
+    /// it are exact.
+    pub(crate) bits: Option<Data>,
     pub(crate) eng: Rc<dyn Engine>,
     _t: PhantomData<fn() -> A>,
 }
@@ -46,7 +50,12 @@ pub(crate) fn or_abort<T>(r: Result<T>) -> T {
 impl<A: PrivType> Clone for Priv<A> {
     /// Copies this server's share; no communication.
     fn clone(&self) -> Self {
-        Priv::new(self.data.clone(), self.eng.clone())
+        Priv {
+            data: self.data.clone(),
+            bits: self.bits.clone(),
+            eng: self.eng.clone(),
+            _t: PhantomData,
+        }
     }
 }
 
@@ -74,6 +83,18 @@ impl<A: PrivType> Priv<A> {
     pub(crate) fn new(data: Data, eng: Rc<dyn Engine>) -> Self {
         Priv {
             data,
+            bits: None,
+            eng,
+            _t: PhantomData,
+        }
+    }
+
+    /// A 0/1 result from its integer-encoded bits (see [`Priv::bits`]).
+    pub(crate) fn from_bits(bits: Data, eng: Rc<dyn Engine>) -> Self {
+        let data = eng.bits_to_fixed(&bits);
+        Priv {
+            data,
+            bits: Some(bits),
             eng,
             _t: PhantomData,
         }

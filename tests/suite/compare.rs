@@ -69,16 +69,43 @@ fn all_predicates_match_cleartext_all_rings() {
         let (p, q) = private_and_clear(cfg, &[("x", x.clone()), ("y", y.clone())], &names, program);
         for (k, n) in names.iter().enumerate() {
             let d = max_abs_diff(&p[k], &q[k]);
-            let tol = if *n == "sel" {
-                cfg.bound() * 1e-12 + 1e-3
-            } else {
-                0.0
-            };
-            assert!(d <= tol, "{name}: {n} differs by {d}");
+            // Selections by a comparison result are exact too.
+            assert!(d == 0.0, "{name}: {n} differs by {d}");
         }
         // Spot-check the oracle itself.
         assert_eq!(q[0][0], 0.0);
         assert_eq!(q[4][5], 1.0);
+    }
+}
+
+/// `select` by a comparison result multiplies by the integer-encoded bit: exact,
+/// with no truncation error (selecting between zeros gives zero, extremes survive).
+#[test]
+fn select_by_a_comparison_is_exact() {
+    for (name, cfg) in protocols() {
+        let n = 64;
+        // Large, but with f64 differences exact, so that the cleartext oracle is.
+        let big = (cfg.bound() * 0.75).min(2f64.powi(40));
+        let a = ArrayD::from_shape_fn(vec![n], |i| if i[0] % 2 == 0 { big } else { -1.5 });
+        let b = ArrayD::from_shape_fn(vec![n], |i| if i[0] % 3 == 0 { -big } else { 0.25 });
+        let (p, q) = private_and_clear(
+            cfg,
+            &[("a", a.clone()), ("b", b.clone())],
+            &["zeros", "ab", "ba"],
+            |s| {
+                let a = s.input::<Array1<f64>>("a")?;
+                let b = s.input::<Array1<f64>>("b")?;
+                let z = s.zeros(n);
+                let c = a.gt(&b);
+                s.output("alice", "zeros", &select(&c, &z, &z))?;
+                s.output("alice", "ab", &select(&c, &a, &b))?;
+                s.output("alice", "ba", &select(&a.le(&b), &a, &b))
+            },
+        );
+        for k in 0..3 {
+            assert_eq!(p[k], q[k], "{name}: output {k}");
+        }
+        assert!(p[0].iter().all(|&v| v == 0.0), "{name}");
     }
 }
 

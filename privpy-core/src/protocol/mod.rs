@@ -478,6 +478,24 @@ impl<R: RingData> Engine for Party<R> {
         }
     }
 
+    fn bits_to_fixed(&self, b: &Data) -> Data {
+        match b {
+            Data::Shape(_) => b.clone(),
+            _ => {
+                let f = self.cfg.frac_bits();
+                R::wrap(R::get(b).mapv(|v| v.shl(f)))
+            }
+        }
+    }
+
+    fn bit_not(&self, b: &Data) -> Data {
+        match (b, self.role) {
+            (Data::Shape(_), _) => b.clone(),
+            (_, S1) => R::wrap(R::get(b).mapv(|v| R::from_u64(1).wsub(v))),
+            _ => R::wrap(R::get(b).mapv(R::wneg)),
+        }
+    }
+
     fn preprocess(&self, kind: CmpKind, n: usize) -> Result<()> {
         match self.cfg.comparison() {
             Comparison::GarbledCircuit => self.garble_pool(kind, n),
