@@ -349,7 +349,36 @@ impl Gen {
 
     fn statement(&mut self) -> Vec<S> {
         let name = self.fresh();
-        match self.below(12) {
+        match self.below(14) {
+            12 | 13 => {
+                // a sum of products of names of mixed ranks: the optimizer's factor
+                // extraction (common name) or expression vectorization (all names)
+                let pick = |g: &mut Gen| {
+                    let r = g.below(3);
+                    g.var_of(r).unwrap_or_else(|| unreachable!("parameters"))
+                };
+                let common = self.chance(50).then(|| pick(self));
+                let mut terms = Vec::new();
+                let (mut rank, mut bound) = (0, 0.0);
+                for _ in 0..2 + self.below(3) {
+                    let a = common.clone().unwrap_or_else(|| pick(self));
+                    let b = pick(self);
+                    rank = rank.max(a.rank).max(b.rank);
+                    bound += a.bound * b.bound;
+                    let (a, b) = (E::Var(a.name), E::Var(b.name));
+                    terms.push(if self.chance(50) {
+                        E::Bin('*', Box::new(a), Box::new(b))
+                    } else {
+                        E::Bin('*', Box::new(b), Box::new(a))
+                    });
+                }
+                let mut e = terms.remove(0);
+                for t in terms {
+                    e = E::Bin('+', Box::new(e), Box::new(t));
+                }
+                self.declare(&name, rank, bound);
+                vec![S::Let(name, e)]
+            }
             0..=2 => {
                 let r = self.below(3);
                 let (e, b) = self.expr(r, 2);

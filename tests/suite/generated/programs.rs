@@ -31,114 +31,321 @@ macro_rules! program {
 }
 
 program!(g0_opt, g0_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
-    let v1 = ((m > 1.13) && (y > (-0.61)));
-    let mut v2 = t.abs();
-    if !(x[0] > (-1.41)) {
-        v2 += m[[1, 0]];
+    let mut v1 = t.clone();
+    for i in 0..4 {
+        v1 = (v1 + (0.75 * 0.25));
     }
-    let v3 = {
-        let v1 = (v1 * w);
-        v1 + m.abs()
-    };
+    let v2 = (((m * s) + (t * x)) + (m * m));
+    let mut v3 = y.clone();
+    for i in 0..4 {
+        if y[i] > 2.29 {
+            v3[i] = (0.75 + 0.75);
+        }
+    }
     ((v1 + v2) + v3)
 });
 
 program!(g1_opt, g1_plain, [s, t, x, y, m, p, w], Priv<Array1<f64>>, {
-    let v1 = ((y > (-0.61)) < 2.29);
-    let mut v2 = (x < 0.07);
-    if v1 < 0.07 {
-        v2 = (x + s);
-        if (x[3] - m[[1, 0]]) > (-1.41) {
-            v2 = (1.25 + y);
-        }
-    } else {
-        v2 = (v1 / 0.5);
-    }
-    (v1 + v2)
-});
-
-program!(g2_opt, g2_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
-    let v1 = if m.relu() < 0.37 { (-m) } else { 1.5 };
-    let mut v2 = x.clone();
-    for i in 0..4 {
-        if y[i] > 0.07 {
-            v2[i] = (1.5 + x[i]);
-        }
-    }
-    let v3 = if v1.sum() < 0.07 { v2.abs() } else { p };
-    ((v1 + v2) + v3)
-});
-
-program!(g3_opt, g3_plain, [s, t, x, y, m, p, w], Priv<Array1<f64>>, {
-    let mut v1 = x.clone();
+    let mut v1 = y.clone();
     for i in 1..4 {
-        v1[i] = (-1.25);
+        v1[i] = (y[i] * x[i]);
     }
-    let mut v2 = v1.dot(&y);
-    if (y[3] - m[[1, 1]]) > 0.07 {
-        v2 = s.clone();
-    }
-    let mut v3 = x[1];
-    for i in 0..4 {
-        v3 = (v3 + 1.5);
-    }
-    let mut v4 = y.clone();
-    for i in 0..4 {
-        if y[i] > 1.13 {
-            v4[i] = ((-1.5) * x[i]);
+    let mut v2 = y.clone();
+    if (-x) < 0.37 {
+        v2 -= (v1 < (-1.41));
+        if (s / (s * s + 1.0)) > 0.37 {
+            v2 = x.clone();
         }
     }
-    (((v1 + v2) + v3) + v4)
-});
-
-program!(g4_opt, g4_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
-    let v1 = ((m / (t * t + 1.0)) * (y > (-0.61)));
-    let v2 = if (y * x) < (-0.61) { (y / (y * y + 1.0)) } else { (y[0] + x) };
-    let mut v3 = (p * v2);
-    if (v2 > 0.07) || (x[1] < 0.07) {
-        v3 = (-y);
-        if v2 > (-1.41) {
-            v3 += x.abs();
-        }
-    }
-    ((v1 + v2) + v3)
-});
-
-program!(g5_opt, g5_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
-    let v1 = if !(m[[2, 1]] > (-0.61)) { (x[0] * m) } else { (m < 0.07) };
-    let mut v2 = (y[1] - t);
-    if (s + s) < 0.37 {
-        v2 -= (y[0] < 0.37);
-    } else {
-        v2 = (x[1] * s);
-    }
-    let v3 = if (t > (-1.41)) && (t < 0.07) { (y < (-0.61)) } else { w };
-    ((v1 + v2) + v3)
-});
-
-program!(g6_opt, g6_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
-    let mut v1 = (-m);
-    if y[0] > (-0.61) {
-        v1 = (m < 1.13);
-    } else {
-        v1 = (m < 0.37);
-    }
-    let v2 = (x / 2.0);
     let v3 = {
-        let s = s.clone();
-        s + s
+        let x = (v1 + v1);
+        x + (v2 * t)
     };
     ((v1 + v2) + v3)
 });
 
-program!(g7_opt, g7_plain, [s, t, x, y, m, p, w], Priv<Array1<f64>>, {
-    let v1 = ((x / 0.5) - y.sum());
-    let mut v2 = (y > 1.13);
-    if (y / (s * s + 1.0)) > 0.07 {
-        v2 = v1.clone();
+program!(g2_opt, g2_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
+    let v1 = ((m * t) + (x * y));
+    let v2 = {
+        let y = (y < 0.37);
+        y + (-y)
+    };
+    let v3 = {
+        let m = m.abs();
+        m + (v1 / 0.5)
+    };
+    let mut v4 = x.clone();
+    if (x / (y * y + 1.0)) > (-0.61) {
+        v4[0] = (-t);
     } else {
-        v2 -= (v1 < 0.37);
+        v4[1] = (t * 1.5);
     }
+    (((v1 + v2) + v3) + v4)
+});
+
+program!(g3_opt, g3_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
+    let mut v1 = x.clone();
+    if y.dot(&x) < 0.07 {
+        v1[1] = (y[3] - m[[1, 1]]);
+    } else {
+        v1[3] = s;
+    }
+    let v2 = (x > 2.29);
+    let v3 = ((v2 * (-0.5)) * (m > 0.07));
+    ((v1 + v2) + v3)
+});
+
+program!(g4_opt, g4_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
+    let mut v1 = (-m);
+    if s.abs() < 0.37 {
+        v1 = (y * m);
+        if !(y > 0.37) {
+            v1 = (m < 0.37);
+        }
+    } else {
+        v1 -= m;
+    }
+    let mut v2 = x.clone();
+    for i in 0..4 {
+        if x[i] > 2.29 {
+            v2[i] = t;
+        }
+    }
+    (v1 + v2)
+});
+
+program!(g5_opt, g5_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
+    let mut v1 = y.clone();
+    for i in 0..4 {
+        if x[i] > 1.13 {
+            v1[i] = s;
+        }
+    }
+    let v2 = {
+        let m = m.clone();
+        m + (m < (-0.61))
+    };
+    let mut v3 = x.clone();
+    if (x < (-0.61)) || (y[2] < 0.37) {
+        v3 = (v1 * x);
+    }
+    let v4 = ((v2 * t) + (x * v2));
+    (((v1 + v2) + v3) + v4)
+});
+
+program!(g6_opt, g6_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
+    let v1 = (-m);
+    let v2 = if (y > (-0.61)) && (x < 0.37) { x.clone() } else { (y + x) };
+    (v1 + v2)
+});
+
+program!(g7_opt, g7_plain, [s, t, x, y, m, p, w], Priv<Array1<f64>>, {
+    let mut v1 = y.clone();
+    if (x * x) > 0.37 {
+        v1 = (y + x);
+    } else {
+        v1 = (x / 0.5);
+    }
+    let v2 = y[0];
+    let mut v3 = y.clone();
+    for i in 0..3 {
+        v3[i] = ((3.0 * 0.25) + (x[i] - y[i]));
+    }
+    let mut v4 = y.clone();
+    for i in 1..4 {
+        v4[i] = ((y[i] - t) - (((x[i] + y[i]) > 1.13) * y[i]));
+    }
+    (((v1 + v2) + v3) + v4)
+});
+
+program!(g8_opt, g8_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
+    let v1 = if s < 0.37 { (y[2] - x) } else { (x > (-0.61)) };
+    let v2 = {
+        let y = v1.clone();
+        y + (v1 < 0.07)
+    };
+    let v3 = ((m * y) + (m * m));
+    let v4 = (y > (-0.61));
+    (((v1 + v2) + v3) + v4)
+});
+
+program!(g9_opt, g9_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
+    let mut v1 = s.clone();
+    for i in 0..4 {
+        v1 = (v1 + t);
+    }
+    let mut v2 = s.clone();
+    if y[0].relu() > (-1.41) {
+        v2 = (x[1] * 1.25);
+    }
+    let v3 = ((m * m) + (m * s));
+    ((v1 + v2) + v3)
+});
+
+program!(g10_opt, g10_plain, [s, t, x, y, m, p, w], Priv<Array1<f64>>, {
+    let v1 = (((t * y) + (x * y)) + (t * y));
+    let mut v2 = x.clone();
+    for i in 0..4 {
+        if x[i] > 0.37 {
+            v2[i] = (x[i] - x[i]);
+        }
+    }
+    (v1 + v2)
+});
+
+program!(g11_opt, g11_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
+    let v1 = ((x * m) + (m * y));
+    let mut v2 = x.clone();
+    if !(s > 1.13) {
+        v2[1] = (t < 0.07);
+    } else {
+        v2[0] = s;
+    }
+    let v3 = (-m.relu());
+    let v4 = ((v2 * y) + (v2 * s));
+    (((v1 + v2) + v3) + v4)
+});
+
+program!(g12_opt, g12_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
+    let mut v1 = y.clone();
+    if (x < (-1.41)) && (s > 1.13) {
+        v1[1] = (s + p);
+    }
+    let mut v2 = x.clone();
+    for i in 0..4 {
+        if x[i] > (-0.61) {
+            v2[i] = (-0.25);
+        }
+    }
+    let mut v3 = x.clone();
+    if v1.relu() > (-1.41) {
+        v3 = y.clone();
+    }
+    let v4 = {
+        let m = (0.25 - m);
+        m + (-m)
+    };
+    (((v1 + v2) + v3) + v4)
+});
+
+program!(g13_opt, g13_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
+    let mut v1 = x.clone();
+    if (y[2] > 0.07) || (y < 0.07) {
+        v1[1] = t;
+    } else {
+        v1[1] = t;
+    }
+    let v2 = (x + m);
+    (v1 + v2)
+});
+
+program!(g14_opt, g14_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
+    let v1 = (((m * x) + (t * y)) + (y * y));
+    let v2 = if (x / (t * t + 1.0)) < 2.29 { s.clone() } else { s.relu() };
+    let v3 = (((y * m) + (m * t)) + (s * m));
+    let v4 = ((0.75 * v3) < 1.13);
+    (((v1 + v2) + v3) + v4)
+});
+
+program!(g15_opt, g15_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
+    let v1 = ((x < 1.13) * (x < 1.13));
+    let v2 = ((m * m) + (m * m));
+    let v3 = ((-s) < (-1.41));
+    ((v1 + v2) + v3)
+});
+
+program!(g16_opt, g16_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
+    let v1 = ((((m * t) + (s * t)) + (t * m)) + (t * t));
+    let mut v2 = y.clone();
+    if t < 1.13 {
+        v2[1] = (y[0] - p);
+    }
+    let v3 = if (-v2) > 2.29 { m.clone() } else { (m > (-1.41)) };
+    ((v1 + v2) + v3)
+});
+
+program!(g17_opt, g17_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
+    let mut v1 = (m / (y * y + 1.0));
+    if (m > 2.29) < 0.37 {
+        v1 = m.relu();
+        if (t < (-1.41)) && (x[3] > (-0.61)) {
+            v1 = (m > 2.29);
+        }
+    } else {
+        v1 -= m;
+    }
+    let v2 = x.clone();
+    let v3 = if m.sum() < 1.13 { (v1 - s) } else { w };
+    ((v1 + v2) + v3)
+});
+
+program!(g18_opt, g18_plain, [s, t, x, y, m, p, w], Priv<Array1<f64>>, {
+    let mut v1 = y.clone();
+    for i in 1..4 {
+        v1[i] = ((v1[i - 1] * 0.5) + ((((y[i] + 0.75) > 0.07) * x[i]) + 0.5));
+    }
+    let v2 = {
+        let v1 = (x < 0.07);
+        v1 + (y < (-1.41))
+    };
+    (v1 + v2)
+});
+
+program!(g19_opt, g19_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
+    let v1 = {
+        let t = y.sum();
+        t + (y[2] * p)
+    };
+    let mut v2 = x.clone();
+    if (x[0] + (-0.5)) < (-0.61) {
+        v2[3] = (s * m[[2, 2]]);
+    }
+    let v3 = if (-t) > (-0.61) { (m < 0.37) } else { m.relu() };
+    let v4 = if (s * t) > 2.29 { (s - t) } else { 0.75 };
+    (((v1 + v2) + v3) + v4)
+});
+
+program!(g20_opt, g20_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
+    let mut v1 = (y + m);
+    if y > 2.29 {
+        v1 = (m / (-4.0));
+    } else {
+        v1 = (m - s);
+    }
+    let v2 = {
+        let x = (y + x);
+        x + (x + y[2])
+    };
+    (v1 + v2)
+});
+
+program!(g21_opt, g21_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
+    let mut v1 = x.clone();
+    for i in 0..4 {
+        if x[i] > (-0.61) {
+            v1[i] = 1.5;
+        }
+    }
+    let v2 = ((x * m) + (v1 * s));
+    let v3 = ((t * v2) + (v2 * t));
+    let v4 = if (v1 / (-4.0)) < (-0.61) { (v2 / 2.0) } else { v2.clone() };
+    (((v1 + v2) + v3) + v4)
+});
+
+program!(g22_opt, g22_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
+    let v1 = ((-1.25) + x).abs();
+    let v2 = ((((m * t) + (m * m)) + (s * m)) + (m * m));
+    let mut v3 = x.clone();
+    for i in 1..4 {
+        v3[i] = ((v3[i - 1] * 0.5) + ((y[i] - x[i]) * y[i]));
+    }
+    let v4 = if s > (-1.41) { (m + s) } else { (w * m) };
+    (((v1 + v2) + v3) + v4)
+});
+
+program!(g23_opt, g23_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
+    let v1 = if (y[2] < (-0.61)) || (s < (-1.41)) { (-m) } else { ((-0.5) + m) };
+    let v2 = ((((s * m) + (m * s)) + (t * v1)) + (y * x));
     let mut v3 = x.clone();
     for i in 0..4 {
         if y[i] > (-0.61) {
@@ -148,3960 +355,3590 @@ program!(g7_opt, g7_plain, [s, t, x, y, m, p, w], Priv<Array1<f64>>, {
     ((v1 + v2) + v3)
 });
 
-program!(g8_opt, g8_plain, [s, t, x, y, m, p, w], Priv<Array1<f64>>, {
-    let mut v1 = x.clone();
+program!(g24_opt, g24_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
+    let mut v1 = y[3];
     for i in 0..4 {
-        if x[i] > 1.13 {
-            v1[i] = t;
-        }
+        v1 += (t * x[i]);
     }
-    let v2 = (v1 > 0.37).sum();
-    (v1 + v2)
-});
-
-program!(g9_opt, g9_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
-    let v1 = if !(y < (-1.41)) { (m > 0.37) } else { (m < (-1.41)) };
-    let mut v2 = t.clone();
-    for i in 0..4 {
-        v2 += (t + x[i]);
-    }
-    (v1 + v2)
-});
-
-program!(g10_opt, g10_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
-    let v1 = if (t / (s * s + 1.0)) < 0.07 { (x - m) } else { (m > 0.07) };
-    let mut v2 = s.clone();
-    for i in 0..4 {
-        v2 = (v2 + ((-0.25) - 3.0));
-    }
-    (v1 + v2)
-});
-
-program!(g11_opt, g11_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
-    let v1 = if t > 2.29 { (m * 1.5) } else { w };
-    let v2 = y.clone();
-    (v1 + v2)
-});
-
-program!(g12_opt, g12_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
-    let v1 = (m - t).abs();
     let mut v2 = y.clone();
-    for i in 1..4 {
-        v2[i] = ((v2[i - 1] * 0.5) + ((((x[i] + x[i]) > 1.13) * t) * (x[i] + s)));
-    }
-    (v1 + v2)
-});
-
-program!(g13_opt, g13_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
-    let mut v1 = s.clone();
     for i in 0..4 {
-        v1 += ((-0.25) * t);
-    }
-    let mut v2 = (-m);
-    if (y > (-1.41)) && (x < 1.13) {
-        v2 = m.clone();
-    } else {
-        v2 = (m > 0.37);
-    }
-    let v3 = if (x * p) < 0.07 { (w - y) } else { (-1.5) };
-    ((v1 + v2) + v3)
-});
-
-program!(g14_opt, g14_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
-    let v1 = (m[[1, 3]] + m);
-    let v2 = {
-        let v1 = (v1 > 0.07);
-        v1 + (v1 < 0.07)
-    };
-    (v1 + v2)
-});
-
-program!(g15_opt, g15_plain, [s, t, x, y, m, p, w], Priv<Array1<f64>>, {
-    let v1 = (m.sum() * (y < (-0.61)));
-    let v2 = if (s < 0.07) || (v1 < 2.29) { (3.0 * x) } else { (-3.0) };
-    (v1 + v2)
-});
-
-program!(g16_opt, g16_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
-    let v1 = ((0.75 * m) < 1.13);
-    let v2 = if (w * y) < 0.07 { x.dot(&y) } else { 0.75 };
-    let mut v3 = m.relu();
-    if (m < 0.37) && (v1 > 0.07) {
-        v3 = v1.abs();
-        if !(y[2] < 0.37) {
-            v3 = (t - m);
+        if y[i] > 0.37 {
+            v2[i] = 0.5;
         }
-    } else {
-        v3 = m.clone();
     }
-    let v4 = ((y - v1) - v3);
+    let v3 = if (m < (-1.41)) && (v1 > (-0.61)) { m.clone() } else { p };
+    let v4 = (w * m);
     (((v1 + v2) + v3) + v4)
 });
 
-program!(g17_opt, g17_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
-    let mut v1 = x.clone();
-    for i in 1..4 {
-        v1[i] = ((v1[i - 1] * 0.5) + (x[i] * (y[i] + x[i])));
-    }
-    let v2 = t.clone();
-    let v3 = ((m < 1.13) / 0.5);
-    ((v1 + v2) + v3)
-});
-
-program!(g18_opt, g18_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
-    let v1 = {
-        let s = t.abs();
-        s + x.sum()
-    };
-    let v2 = {
-        let m = (m > 2.29);
-        m + (m < 0.37)
-    };
-    let mut v3 = x[3].relu();
-    if (s < 1.13) || (m[[2, 1]] < 1.13) {
-        v3 = y[2];
-    } else {
-        v3 = (v1 < 1.13);
-    }
-    ((v1 + v2) + v3)
-});
-
-program!(g19_opt, g19_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
-    let mut v1 = s.clone();
-    for i in 0..4 {
-        v1 += (x[i] - x[i]);
-    }
-    let v2 = ((-m) / 8.0);
-    (v1 + v2)
-});
-
-program!(g20_opt, g20_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
-    let v1 = if (1.5 + m) > (-1.41) { y[1] } else { (t - p) };
-    let v2 = if (m < (-0.61)) > 1.13 { (m / 0.5) } else { (m / 0.5) };
-    (v1 + v2)
-});
-
-program!(g21_opt, g21_plain, [s, t, x, y, m, p, w], Priv<Array1<f64>>, {
-    let v1 = if x.relu() < 1.13 { y.dot(&x) } else { s.relu() };
-    let mut v2 = t.clone();
-    for i in 0..4 {
-        v2 = (v2 + (y[i] * x[i]));
-    }
-    let v3 = if (t < (-1.41)) || (v2 > (-0.61)) { v1.clone() } else { (y > 0.37) };
-    ((v1 + v2) + v3)
-});
-
-program!(g22_opt, g22_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
-    let mut v1 = (m[[1, 3]] + x);
-    if (-x) < 2.29 {
-        v1 = (x - s);
-    }
-    let v2 = if t > 0.07 { (m + y[2]) } else { (m > (-1.41)) };
-    let mut v3 = x[3];
-    for i in 0..4 {
-        v3 += (1.25 - (-0.25));
-    }
-    ((v1 + v2) + v3)
-});
-
-program!(g23_opt, g23_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
-    let v1 = if (m * 0.75) < (-1.41) { (t - 0.75) } else { (-m[[2, 1]]) };
-    let v2 = (-y.sum());
-    let mut v3 = t.clone();
-    if (m[[2, 2]] + s) > (-1.41) {
-        v3 = v2.clone();
-    } else {
-        v3 = x[0];
-    }
-    let mut v4 = x.clone();
-    for i in 0..4 {
-        if x[i] > (-1.41) {
-            v4[i] = x[i];
-        }
-    }
-    (((v1 + v2) + v3) + v4)
-});
-
-program!(g24_opt, g24_plain, [s, t, x, y, m, p, w], Priv<Array1<f64>>, {
-    let mut v1 = t.clone();
-    for i in 0..4 {
-        v1 += (((y[i] + y[i]) > (-1.41)) * y[i]);
-    }
-    let mut v2 = y.clone();
-    for i in 1..3 {
-        v2[i] = ((v2[i - 1] * 0.5) + y[i]);
-    }
-    (v1 + v2)
-});
-
-program!(g25_opt, g25_plain, [s, t, x, y, m, p, w], Priv<Array1<f64>>, {
+program!(g25_opt, g25_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
     let mut v1 = y.clone();
-    if (x > 0.37) > 0.37 {
-        v1[3] = s.abs();
-    }
-    let mut v2 = y[2];
-    for i in 0..4 {
-        v2 = (v2 + (y[i] - s));
-    }
-    let mut v3 = x.clone();
-    if (x < (-0.61)) < 1.13 {
-        v3[2] = (t * p);
-    } else {
-        v3[1] = (y[2] * s);
-    }
-    ((v1 + v2) + v3)
-});
-
-program!(g26_opt, g26_plain, [s, t, x, y, m, p, w], Priv<f64>, {
-    let mut v1 = (y[3] + y[2]);
-    if y[3].relu() < 2.29 {
-        v1 = y[2];
-    } else {
-        v1 += y.dot(&y);
-    }
-    let v2 = (w - x).dot(&(y > 0.37));
-    (v1 + v2)
-});
-
-program!(g27_opt, g27_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
-    let v1 = if y > 0.07 { m.relu() } else { m.clone() };
-    let v2 = ((-y) + x);
-    let mut v3 = x.clone();
     for i in 0..4 {
         if x[i] > 2.29 {
-            v3[i] = 0.5;
+            v1[i] = (((y[i] + x[i]) > 0.07) * x[i]);
         }
     }
-    let v4 = if !(v3 < (-1.41)) { (x[1] > (-0.61)) } else { (s - m[[1, 2]]) };
-    (((v1 + v2) + v3) + v4)
-});
-
-program!(g28_opt, g28_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
-    let mut v1 = (m > (-0.61));
-    if m < 0.37 {
-        v1 = (m > 0.07);
-    } else {
-        v1 = (m / (x * x + 1.0));
-    }
-    let v2 = v1.clone();
-    let mut v3 = m.clone();
-    if (v1 > 0.07) > 1.13 {
-        v3 -= (v1 > 0.37);
-    } else {
-        v3 = (v2 * (-1.25));
-    }
-    let mut v4 = (y > (-0.61));
-    if (-s) < 1.13 {
-        v4 = (y / 0.5);
-    }
-    (((v1 + v2) + v3) + v4)
-});
-
-program!(g29_opt, g29_plain, [s, t, x, y, m, p, w], Priv<Array1<f64>>, {
-    let v1 = ((t - t) - (m[[1, 0]] + t));
-    let v2 = s.clone();
-    let v3 = ((t / (t * t + 1.0)) + (s > (-0.61)));
-    let mut v4 = y.clone();
-    for i in 0..4 {
-        if x[i] > (-1.41) {
-            v4[i] = (((x[i] + x[i]) > 0.07) * y[i]);
-        }
-    }
-    (((v1 + v2) + v3) + v4)
-});
-
-program!(g30_opt, g30_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
-    let v1 = if (m < 0.37) < 2.29 { s.clone() } else { (s > 0.37) };
-    let mut v2 = x.clone();
-    if x < 2.29 {
-        v2[0] = (-t);
-    } else {
-        v2[1] = t;
-    }
-    (v1 + v2)
-});
-
-program!(g31_opt, g31_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
-    let v1 = if (y > 0.07) > (-0.61) { (-t) } else { x.dot(&x) };
-    let mut v2 = (m / 0.5);
-    if !(m > 1.13) {
-        v2 = (m < 2.29);
-    } else {
-        v2 = m.clone();
-    }
-    let v3 = if (y[0] + t) < 0.37 { (-m) } else { v2.relu() };
-    let mut v4 = y.clone();
-    for i in 0..4 {
-        if y[i] > (-1.41) {
-            v4[i] = ((-1.25) + (-0.25));
-        }
-    }
-    (((v1 + v2) + v3) + v4)
-});
-
-program!(g32_opt, g32_plain, [s, t, x, y, m, p, w], Priv<Array1<f64>>, {
-    let v1 = {
-        let s = x[3];
-        s + s
-    };
-    let v2 = if x.dot(&y) > 0.07 { (y - v1) } else { (y - w) };
-    (v1 + v2)
-});
-
-program!(g33_opt, g33_plain, [s, t, x, y, m, p, w], Priv<Array1<f64>>, {
-    let mut v1 = y.clone();
-    if (x * w) > 1.13 {
-        v1[2] = (-s);
-    } else {
-        v1[0] = (t - s);
-    }
-    let v2 = (x < (-1.41)).dot(&(v1 > (-0.61)));
-    (v1 + v2)
-});
-
-program!(g34_opt, g34_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
-    let mut v1 = x.dot(&y);
-    if (s > (-0.61)) && (x[0] > 0.07) {
-        v1 = x.dot(&x);
-    }
-    let mut v2 = m.clone();
-    if (m < 0.07) && (m > (-1.41)) {
-        v2 += m;
-        if v1 > (-0.61) {
-            v2 = (m * p);
-        }
-    }
-    let v3 = ((y + x) / 2.0);
-    ((v1 + v2) + v3)
-});
-
-program!(g35_opt, g35_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
-    let v1 = {
-        let m = m.abs();
-        m + m
-    };
-    let mut v2 = y.clone();
-    if (t + m[[1, 1]]) < 1.13 {
-        v2[2] = (s - s);
-    } else {
-        v2[3] = t;
-    }
-    let mut v3 = (-v2);
-    if (x + y) < 0.07 {
-        v3 -= (x < 2.29);
-        if v2 < 0.37 {
-            v3 = (x * y[3]);
-        }
-    }
-    let mut v4 = m.relu();
-    if (v1 < 0.37) && (t > (-1.41)) {
-        v4 = v1.clone();
-        if s.abs() < 1.13 {
-            v4 = (m * v1);
-        }
-    }
-    (((v1 + v2) + v3) + v4)
-});
-
-program!(g36_opt, g36_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
-    let v1 = (m < 1.13);
-    let mut v2 = x.clone();
-    for i in 0..4 {
-        if y[i] > (-0.61) {
-            v2[i] = (0.25 - x[i]);
-        }
-    }
-    (v1 + v2)
-});
-
-program!(g37_opt, g37_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
-    let v1 = if (m < 0.37) < 1.13 { s.clone() } else { t.abs() };
-    let v2 = (v1 - m);
-    let mut v3 = t.clone();
-    for i in 0..4 {
-        v3 = (v3 + ((-2.0) + y[i]));
-    }
-    ((v1 + v2) + v3)
-});
-
-program!(g38_opt, g38_plain, [s, t, x, y, m, p, w], Priv<Array1<f64>>, {
-    let v1 = (-(s * y));
-    let v2 = (-m).sum();
-    (v1 + v2)
-});
-
-program!(g39_opt, g39_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
-    let v1 = (-x).sum();
-    let mut v2 = x.clone();
-    for i in 0..4 {
-        v2[i] = ((x[i] + 0.25) - ((-0.25) - y[i]));
-    }
-    let v3 = (m.sum() * m.abs());
-    let v4 = {
-        let t = v3.sum();
-        t + m[[1, 3]]
-    };
-    (((v1 + v2) + v3) + v4)
-});
-
-program!(g40_opt, g40_plain, [s, t, x, y, m, p, w], Priv<Array1<f64>>, {
-    let mut v1 = y.clone();
-    for i in 1..4 {
-        v1[i] = ((v1[i - 1] * 0.5) + ((s + y[i]) * x[i]));
-    }
-    let v2 = {
-        let v1 = y.clone();
-        v1 + (x > 0.37)
-    };
+    let v2 = (m * (3.0 + v1));
     let mut v3 = s.clone();
     for i in 0..4 {
-        v3 = (v3 + y[i]);
+        v3 = (v3 + 0.5);
     }
-    ((v1 + v2) + v3)
-});
-
-program!(g41_opt, g41_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
-    let mut v1 = y.clone();
-    for i in 0..4 {
-        v1[i] = ((0.25 + s) * x[i]);
-    }
-    let v2 = v1.abs();
-    let v3 = ((m / (-4.0)) / (s * s + 1.0));
-    let mut v4 = (-m);
-    if (y > (-1.41)) && (m > (-1.41)) {
-        v4 += m;
-    }
+    let v4 = if (m[[0, 3]] > 0.37) && (x[1] > (-0.61)) { (w - v2) } else { 1.25 };
     (((v1 + v2) + v3) + v4)
 });
 
-program!(g42_opt, g42_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
-    let mut v1 = (-m);
-    if (m[[0, 1]] < (-0.61)) && (s < 1.13) {
-        v1 = m.clone();
-        if m.sum() < 1.13 {
-            v1 = (w + m);
-        }
-    } else {
-        v1 = (m > (-0.61));
-    }
-    let mut v2 = y.clone();
-    for i in 0..4 {
-        if x[i] > 1.13 {
-            v2[i] = (y[i] - y[i]);
-        }
-    }
-    let mut v3 = y.clone();
-    for i in 0..3 {
-        v3[i] = s;
-    }
-    ((v1 + v2) + v3)
-});
-
-program!(g43_opt, g43_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
-    let mut v1 = x.clone();
-    for i in 1..3 {
-        v1[i] = ((y[i] * t) - (((x[i] + x[i]) > (-1.41)) * y[i]));
-    }
-    let v2 = v1.clone();
-    let v3 = (w - m);
-    let v4 = if !(m < 0.07) { y[0].abs() } else { t.clone() };
-    (((v1 + v2) + v3) + v4)
-});
-
-program!(g44_opt, g44_plain, [s, t, x, y, m, p, w], Priv<Array1<f64>>, {
-    let v1 = (y - t).sum();
-    let v2 = if (-y) > (-1.41) { (t < (-1.41)) } else { m[[2, 2]] };
-    (v1 + v2)
-});
-
-program!(g45_opt, g45_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
-    let v1 = {
-        let x = (y / (t * t + 1.0));
-        x + ((-0.25) + y)
-    };
-    let v2 = if m.relu() > (-0.61) { (x > (-1.41)) } else { (x < (-0.61)) };
-    (v1 + v2)
-});
-
-program!(g46_opt, g46_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
-    let v1 = m.clone();
-    let mut v2 = y.clone();
-    if (x < 0.37) || (x > (-1.41)) {
-        v2 = (y * w);
-    }
-    (v1 + v2)
-});
-
-program!(g47_opt, g47_plain, [s, t, x, y, m, p, w], Priv<f64>, {
-    let v1 = ((s / (-4.0)) < (-1.41));
-    let v2 = {
-        let s = y.dot(&y);
-        s + (v1 / (-4.0))
-    };
-    let v3 = t.clone();
-    ((v1 + v2) + v3)
-});
-
-program!(g48_opt, g48_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
-    let mut v1 = x.clone();
-    for i in 1..3 {
-        v1[i] = ((v1[i - 1] * 0.5) + ((t - x[i]) + (t + 0.75)));
-    }
-    let v2 = s.clone();
-    let v3 = if m < 0.37 { (m < 2.29) } else { w };
-    ((v1 + v2) + v3)
-});
-
-program!(g49_opt, g49_plain, [s, t, x, y, m, p, w], Priv<f64>, {
-    let mut v1 = (x[2] - (-2.0));
-    if x[1] > 0.07 {
-        v1 += x.dot(&x);
-    }
-    let v2 = {
-        let v1 = (m[[1, 1]] < (-1.41));
-        v1 + s
-    };
-    (v1 + v2)
-});
-
-program!(g50_opt, g50_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
-    let v1 = m.clone();
-    let mut v2 = x.sum();
-    if t.relu() > 2.29 {
-        v2 += (t / (t * t + 1.0));
-    } else {
-        v2 = (x[2] * t);
-    }
-    let v3 = v1.clone();
-    ((v1 + v2) + v3)
-});
-
-program!(g51_opt, g51_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
-    let mut v1 = y.clone();
-    if (y < (-1.41)) < (-1.41) {
-        v1[3] = (y[1] > 0.37);
-    } else {
-        v1[1] = m.sum();
-    }
-    let mut v2 = x.clone();
-    for i in 0..4 {
-        if y[i] > 0.07 {
-            v2[i] = (((y[i] + x[i]) > (-0.61)) * x[i]);
-        }
-    }
-    let v3 = if m > (-1.41) { (-y) } else { 3.0 };
-    ((v1 + v2) + v3)
-});
-
-program!(g52_opt, g52_plain, [s, t, x, y, m, p, w], Priv<Array1<f64>>, {
-    let mut v1 = t.clone();
-    for i in 0..4 {
-        v1 = (v1 + (2.0 - t));
-    }
-    let v2 = ((s + x[0]) > 0.07);
-    let mut v3 = x.clone();
-    for i in 0..3 {
-        v3[i] = t;
-    }
-    ((v1 + v2) + v3)
-});
-
-program!(g53_opt, g53_plain, [s, t, x, y, m, p, w], Priv<Array1<f64>>, {
-    let v1 = ((t / (-4.0)) / (-4.0));
-    let mut v2 = x.clone();
-    if (x * s) > 1.13 {
-        v2[3] = (s + s);
-    } else {
-        v2[0] = (3.0 - v1);
-    }
-    (v1 + v2)
-});
-
-program!(g54_opt, g54_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
-    let v1 = if (s * t) < (-0.61) { (x > (-0.61)) } else { x.relu() };
-    let v2 = if (x > 2.29) && (x < 0.37) { m.clone() } else { p };
-    let v3 = ((-v1) - 1.25);
-    let v4 = v3.clone();
-    (((v1 + v2) + v3) + v4)
-});
-
-program!(g55_opt, g55_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
-    let v1 = m.clone();
-    let mut v2 = (y / 8.0);
-    if y.abs() < 2.29 {
-        v2 = y.relu();
-    } else {
-        v2 = (x < 1.13);
-    }
-    let v3 = if (v2 > 1.13) || (m > 0.37) { s.clone() } else { (-y[2]) };
-    let v4 = v3.clone();
-    (((v1 + v2) + v3) + v4)
-});
-
-program!(g56_opt, g56_plain, [s, t, x, y, m, p, w], Priv<Array1<f64>>, {
-    let v1 = ((p - t) * s.relu());
-    let mut v2 = x.clone();
-    if (t > (-1.41)) || (s > (-0.61)) {
-        v2[0] = y.sum();
-    }
-    let mut v3 = y.clone();
-    if (0.5 + t) > 1.13 {
-        v3[0] = (1.5 * t);
-    }
-    let mut v4 = y.clone();
-    if (v1 + s) < 0.37 {
-        v4[3] = (t / (s * s + 1.0));
-    } else {
-        v4[0] = x[1];
-    }
-    (((v1 + v2) + v3) + v4)
-});
-
-program!(g57_opt, g57_plain, [s, t, x, y, m, p, w], Priv<f64>, {
-    let v1 = (-s);
-    let mut v2 = (t * m[[0, 1]]);
-    if v1 < 0.07 {
-        v2 = (s / (t * t + 1.0));
-    } else {
-        v2 = m.sum();
-    }
-    (v1 + v2)
-});
-
-program!(g58_opt, g58_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
-    let mut v1 = y.clone();
-    for i in 0..4 {
-        if y[i] > (-0.61) {
-            v1[i] = t;
-        }
-    }
-    let mut v2 = x.clone();
-    for i in 1..3 {
-        v2[i] = ((v2[i - 1] * 0.5) + ((((x[i] + 2.0) > 1.13) * x[i]) - 1.5));
-    }
-    let v3 = m.clone();
-    let v4 = if s < 0.07 { (m / (-4.0)) } else { (m > 2.29) };
-    (((v1 + v2) + v3) + v4)
-});
-
-program!(g59_opt, g59_plain, [s, t, x, y, m, p, w], Priv<Array1<f64>>, {
-    let mut v1 = y.clone();
-    for i in 0..4 {
-        if y[i] > 1.13 {
-            v1[i] = (0.25 + 0.5);
-        }
-    }
-    let v2 = (m < (-0.61)).sum();
-    (v1 + v2)
-});
-
-program!(g60_opt, g60_plain, [s, t, x, y, m, p, w], Priv<Array1<f64>>, {
-    let v1 = {
-        let y = (y + y);
-        y + y
-    };
-    let mut v2 = (x[0] < 1.13);
-    if x.sum() > (-0.61) {
-        v2 = y.sum();
-    }
-    let mut v3 = (v1 < 0.07);
-    if (v1 * y[0]) > 0.07 {
-        v3 = v1.clone();
-    }
-    let mut v4 = x.clone();
-    if v2 > 2.29 {
-        v4[3] = x[0];
-    }
-    (((v1 + v2) + v3) + v4)
-});
-
-program!(g61_opt, g61_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
-    let v1 = {
-        let m = (m < (-0.61));
-        m + (m * m)
-    };
-    let mut v2 = s.clone();
-    for i in 0..4 {
-        v2 += (((y[i] + x[i]) > 0.37) * x[i]);
-    }
-    let mut v3 = y.clone();
-    for i in 1..3 {
-        v3[i] = ((v3[i - 1] * 0.5) + ((((y[i] + y[i]) > 0.07) * t) + (x[i] - y[i])));
-    }
-    ((v1 + v2) + v3)
-});
-
-program!(g62_opt, g62_plain, [s, t, x, y, m, p, w], Priv<Array1<f64>>, {
-    let v1 = y.clone();
-    let v2 = if (s - 2.0) > 2.29 { x[1] } else { x[3] };
-    let v3 = if (-s) > (-1.41) { (v1 > 2.29) } else { (x + x) };
-    ((v1 + v2) + v3)
-});
-
-program!(g63_opt, g63_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
-    let v1 = ((-s) + y.sum());
-    let mut v2 = x[0];
-    for i in 0..4 {
-        v2 += x[i];
-    }
-    let v3 = {
-        let v2 = (v2 + t);
-        v2 + y.dot(&x)
-    };
-    let mut v4 = m.abs();
-    if (x + w) > 0.07 {
-        v4 = (m > 2.29);
-    } else {
-        v4 = (m * m);
-    }
-    (((v1 + v2) + v3) + v4)
-});
-
-program!(g64_opt, g64_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
-    let v1 = if (m > 0.37) < 1.13 { (y - 0.25) } else { x.relu() };
-    let mut v2 = (s / 2.0);
-    if !(s > (-1.41)) {
-        v2 = (s > 2.29);
-        if (s + m[[1, 2]]) < (-0.61) {
-            v2 = y.dot(&x);
-        }
-    }
-    (v1 + v2)
-});
-
-program!(g65_opt, g65_plain, [s, t, x, y, m, p, w], Priv<Array1<f64>>, {
-    let mut v1 = x[0];
-    for i in 0..4 {
-        v1 = (v1 + (s * 1.5));
-    }
-    let v2 = {
-        let x = x.clone();
-        x + x.relu()
-    };
-    let mut v3 = y.clone();
-    for i in 1..3 {
-        v3[i] = ((v3[i - 1] * 0.5) + x[i]);
-    }
-    let mut v4 = x.clone();
-    for i in 0..4 {
-        if x[i] > 1.13 {
-            v4[i] = x[i];
-        }
-    }
-    (((v1 + v2) + v3) + v4)
-});
-
-program!(g66_opt, g66_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
-    let v1 = ((x < 1.13) && (y < 0.07));
-    let v2 = (p + (m / (t * t + 1.0)));
-    (v1 + v2)
-});
-
-program!(g67_opt, g67_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
-    let v1 = (-x).abs();
-    let v2 = ((m * s) / 2.0);
-    let v3 = if (y < (-0.61)) && (y < (-1.41)) { y.clone() } else { (x < (-0.61)) };
-    let mut v4 = m[[2, 3]];
-    if (p - s) < 0.37 {
-        v4 += (s < 0.37);
-        if (x[2] < 2.29) < (-1.41) {
-            v4 = s.relu();
-        }
-    } else {
-        v4 = (s - s);
-    }
-    (((v1 + v2) + v3) + v4)
-});
-
-program!(g68_opt, g68_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
-    let v1 = (s < 2.29);
-    let mut v2 = y.clone();
-    if (x * 0.25) < 1.13 {
-        v2 -= (y / 0.5);
-    }
-    let v3 = if m < 0.07 { m.relu() } else { (-m) };
-    let mut v4 = (y * x);
-    if (v2 - v2) < 1.13 {
-        v4 = x.clone();
-        if (t > (-1.41)) && (s < (-0.61)) {
-            v4 = (x * p);
-        }
-    } else {
-        v4 = v2.clone();
-    }
-    (((v1 + v2) + v3) + v4)
-});
-
-program!(g69_opt, g69_plain, [s, t, x, y, m, p, w], Priv<Array1<f64>>, {
-    let mut v1 = y.clone();
-    for i in 0..4 {
-        if y[i] > (-1.41) {
-            v1[i] = (0.75 - y[i]);
-        }
-    }
-    let mut v2 = y.clone();
-    if (s > 0.37) && (y > 0.07) {
-        v2 = (y - t);
-    }
-    (v1 + v2)
-});
-
-program!(g70_opt, g70_plain, [s, t, x, y, m, p, w], Priv<Array1<f64>>, {
-    let v1 = (y + y);
-    let v2 = (((-1.5) - t) * s.relu());
-    let mut v3 = x.clone();
-    if (v1 < 0.37) < 0.07 {
-        v3[0] = (s - s);
-    }
-    ((v1 + v2) + v3)
-});
-
-program!(g71_opt, g71_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
-    let v1 = if (t * t) < 2.29 { (y + y) } else { (x + x) };
-    let mut v2 = x.clone();
-    for i in 1..3 {
-        v2[i] = ((v2[i - 1] * 0.5) + t);
-    }
-    let mut v3 = y.sum();
-    if s < 2.29 {
-        v3 = (m[[2, 2]] * s);
-    } else {
-        v3 = (p + m[[0, 3]]);
-    }
-    let mut v4 = m.clone();
-    if (m < 0.37) < 0.37 {
-        v4 = (-m);
-    } else {
-        v4 = (m < 0.07);
-    }
-    (((v1 + v2) + v3) + v4)
-});
-
-program!(g72_opt, g72_plain, [s, t, x, y, m, p, w], Priv<Array1<f64>>, {
-    let v1 = (s.relu() > (-1.41));
-    let v2 = y.dot(&(y / 8.0));
-    let v3 = ((y > (-1.41)) - (y - x));
-    let mut v4 = x.clone();
-    for i in 1..3 {
-        v4[i] = t;
-    }
-    (((v1 + v2) + v3) + v4)
-});
-
-program!(g73_opt, g73_plain, [s, t, x, y, m, p, w], Priv<Array1<f64>>, {
-    let v1 = m.sum();
-    let v2 = x.clone();
-    (v1 + v2)
-});
-
-program!(g74_opt, g74_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
-    let v1 = ((x < (-0.61)) / (-4.0));
-    let mut v2 = y[0];
-    if (x[0] < 2.29) || (y[2] < 0.07) {
-        v2 = m.sum();
-        if (-s) < 0.07 {
-            v2 = x.dot(&v1);
-        }
-    } else {
-        v2 -= s;
-    }
-    let mut v3 = x.clone();
-    for i in 1..4 {
-        v3[i] = ((v3[i - 1] * 0.5) + ((0.5 * 3.0) - (((x[i] + (-0.5)) > 0.07) * t)));
-    }
-    let v4 = ((m < 0.37) - (m + x[1]));
-    (((v1 + v2) + v3) + v4)
-});
-
-program!(g75_opt, g75_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
-    let mut v1 = y.clone();
-    for i in 0..4 {
-        v1[i] = t;
-    }
-    let mut v2 = (m + t);
-    if (y < (-1.41)) < 1.13 {
-        v2 = (m - m);
-    } else {
-        v2 = (m / 2.0);
-    }
-    let v3 = (!(v2 < 0.37));
-    ((v1 + v2) + v3)
-});
-
-program!(g76_opt, g76_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
-    let mut v1 = m.clone();
-    if (m / (y * y + 1.0)) > (-1.41) {
-        v1 -= (t * m);
-    }
-    let v2 = t.clone();
-    let v3 = (-x).dot(&(-x));
-    let mut v4 = (m[[1, 3]] * v3);
-    if (-v3) < (-0.61) {
-        v4 += (v2 > 0.07);
-    } else {
-        v4 += m[[0, 3]].abs();
-    }
-    (((v1 + v2) + v3) + v4)
-});
-
-program!(g77_opt, g77_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
-    let v1 = if (s - x[2]) > 1.13 { (-m) } else { (m > 0.07) };
-    let mut v2 = y.clone();
-    for i in 0..4 {
-        if x[i] > (-1.41) {
-            v2[i] = (((y[i] + 0.75) > (-1.41)) * (-3.0));
-        }
-    }
-    let v3 = {
-        let v2 = (x * x[3]);
-        v2 + (t - v2)
-    };
-    let v4 = if s < (-0.61) { v2.clone() } else { (y - y) };
-    (((v1 + v2) + v3) + v4)
-});
-
-program!(g78_opt, g78_plain, [s, t, x, y, m, p, w], Priv<Array1<f64>>, {
-    let mut v1 = y[1];
-    for i in 0..4 {
-        v1 += (s - y[i]);
-    }
-    let mut v2 = y.clone();
-    if !(y < 2.29) {
-        v2 = (x > (-0.61));
-    }
-    (v1 + v2)
-});
-
-program!(g79_opt, g79_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
-    let v1 = if !(y < (-1.41)) { m.clone() } else { (m > (-1.41)) };
-    let v2 = {
-        let s = (p + y[3]);
-        s + y.dot(&x)
-    };
-    (v1 + v2)
-});
-
-program!(g80_opt, g80_plain, [s, t, x, y, m, p, w], Priv<Array1<f64>>, {
-    let v1 = (-(w * y));
-    let v2 = y.dot(&y.abs());
-    (v1 + v2)
-});
-
-program!(g81_opt, g81_plain, [s, t, x, y, m, p, w], Priv<Array1<f64>>, {
-    let v1 = (!(y > 0.37));
-    let mut v2 = x.clone();
-    for i in 0..4 {
-        if x[i] > 1.13 {
-            v2[i] = (0.5 - (-0.5));
-        }
-    }
-    (v1 + v2)
-});
-
-program!(g82_opt, g82_plain, [s, t, x, y, m, p, w], Priv<Array1<f64>>, {
-    let mut v1 = y.clone();
-    if (y < (-0.61)) && (s > (-1.41)) {
-        v1[0] = t;
-    } else {
-        v1[1] = t;
-    }
-    let mut v2 = m[[1, 3]];
-    for i in 0..4 {
-        v2 = (v2 + (x[i] - x[i]));
-    }
-    (v1 + v2)
-});
-
-program!(g83_opt, g83_plain, [s, t, x, y, m, p, w], Priv<Array1<f64>>, {
-    let mut v1 = y.clone();
-    if (y[0] > (-1.41)) || (y > 2.29) {
-        v1[3] = y[1];
+program!(g26_opt, g26_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
+    let mut v1 = (m / 2.0);
+    if x > 0.37 {
+        v1 -= (y + m);
     }
     let mut v2 = t.clone();
     for i in 0..4 {
-        v2 += (((x[i] + s) > 1.13) * 3.0);
-    }
-    (v1 + v2)
-});
-
-program!(g84_opt, g84_plain, [s, t, x, y, m, p, w], Priv<Array1<f64>>, {
-    let mut v1 = x.dot(&y);
-    if !(t < 0.37) {
-        v1 = (t + s);
-    }
-    let v2 = (-(-y));
-    (v1 + v2)
-});
-
-program!(g85_opt, g85_plain, [s, t, x, y, m, p, w], Priv<Array1<f64>>, {
-    let mut v1 = t.clone();
-    for i in 0..4 {
-        v1 = (v1 + (1.25 + x[i]));
-    }
-    let mut v2 = y.clone();
-    if v1 < (-0.61) {
-        v2[3] = m.sum();
-    } else {
-        v2[0] = (v1 - v1);
-    }
-    (v1 + v2)
-});
-
-program!(g86_opt, g86_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
-    let v1 = m.relu().abs();
-    let mut v2 = y.sum();
-    if (0.25 * s) > 2.29 {
-        v2 = s.clone();
+        v2 += (y[i] * t);
     }
     let mut v3 = x.clone();
-    if (x + s) > 0.07 {
-        v3 = (x * v2);
-        if (y + x) < 2.29 {
-            v3 += (-x);
-        }
-    } else {
-        v3 = x.clone();
+    for i in 1..4 {
+        v3[i] = ((v3[i - 1] * 0.5) + (((y[i] + (t - x[i])) > 2.29) * x[i]));
     }
-    let v4 = ((s - v3) < 0.07);
+    let v4 = ((((v3 * v1) + (s * v3)) + (v3 * v1)) + (t * m));
     (((v1 + v2) + v3) + v4)
 });
 
-program!(g87_opt, g87_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
-    let v1 = {
-        let m = m.relu();
-        m + (m > 0.37)
-    };
-    let v2 = m.clone();
-    (v1 + v2)
-});
-
-program!(g88_opt, g88_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
-    let mut v1 = y.clone();
-    if t < 1.13 {
-        v1 = (y < 0.37);
+program!(g27_opt, g27_plain, [s, t, x, y, m, p, w], Priv<Array1<f64>>, {
+    let v1 = if (s > 0.37) && (t < 0.37) { (t + x) } else { (y < 1.13) };
+    let mut v2 = x.clone();
+    for i in 1..4 {
+        v2[i] = ((y[i] - (-0.75)) * 1.5);
     }
-    let v2 = if (m[[1, 0]] * m[[1, 1]]) < 0.37 { m.clone() } else { m.abs() };
-    let v3 = s.clone();
-    let mut v4 = (s * y);
-    if ((-0.5) - v1) > 2.29 {
-        v4 += (x > 2.29);
-    } else {
-        v4 = (y < (-1.41));
-    }
-    (((v1 + v2) + v3) + v4)
-});
-
-program!(g89_opt, g89_plain, [s, t, x, y, m, p, w], Priv<Array1<f64>>, {
-    let mut v1 = s.clone();
-    for i in 0..4 {
-        v1 += (y[i] * x[i]);
-    }
-    let v2 = if (s < 1.13) < (-1.41) { v1.abs() } else { s.clone() };
-    let mut v3 = x.clone();
+    let v3 = (-(s / (t * t + 1.0)));
+    let mut v4 = x.clone();
     for i in 0..4 {
         if x[i] > 2.29 {
-            v3[i] = (2.0 + x[i]);
-        }
-    }
-    let mut v4 = x.dot(&y);
-    if !(t > 1.13) {
-        v4 = t.clone();
-    }
-    (((v1 + v2) + v3) + v4)
-});
-
-program!(g90_opt, g90_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
-    let v1 = if m > (-0.61) { (y / (t * t + 1.0)) } else { (x > 2.29) };
-    let v2 = (x < 0.07).abs();
-    let mut v3 = y.clone();
-    if s > 0.07 {
-        v3[2] = (m[[0, 1]] - t);
-    } else {
-        v3[3] = (-y[3]);
-    }
-    let v4 = v3.clone();
-    (((v1 + v2) + v3) + v4)
-});
-
-program!(g91_opt, g91_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
-    let mut v1 = (x[3] + y);
-    if y > 2.29 {
-        v1 = (x / 2.0);
-    }
-    let v2 = ((y > 2.29) && (t > 2.29));
-    let v3 = (m / (-4.0));
-    let v4 = (1.5 - (s * t));
-    (((v1 + v2) + v3) + v4)
-});
-
-program!(g92_opt, g92_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
-    let v1 = ((m - m) < 0.07);
-    let mut v2 = t.clone();
-    for i in 0..4 {
-        v2 += (y[i] + s);
-    }
-    let v3 = if (m > 2.29) && (t > (-1.41)) { (t - 0.25) } else { 0.75 };
-    ((v1 + v2) + v3)
-});
-
-program!(g93_opt, g93_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
-    let v1 = if (x < 1.13) > (-1.41) { (m * w) } else { (-m) };
-    let mut v2 = x.clone();
-    for i in 1..3 {
-        v2[i] = ((v2[i - 1] * 0.5) + y[i]);
-    }
-    let mut v3 = (t + y[3]);
-    if (t > (-0.61)) < 0.07 {
-        v3 = m[[2, 3]].abs();
-    } else {
-        v3 = y[3].abs();
-    }
-    ((v1 + v2) + v3)
-});
-
-program!(g94_opt, g94_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
-    let v1 = m.clone();
-    let mut v2 = y[3];
-    for i in 0..4 {
-        v2 = (v2 + x[i]);
-    }
-    let v3 = if x > 1.13 { (y < (-0.61)) } else { (y * x) };
-    let v4 = (2.0 * (s * v2));
-    (((v1 + v2) + v3) + v4)
-});
-
-program!(g95_opt, g95_plain, [s, t, x, y, m, p, w], Priv<Array1<f64>>, {
-    let mut v1 = y.clone();
-    for i in 0..4 {
-        if x[i] > 2.29 {
-            v1[i] = (x[i] * y[i]);
-        }
-    }
-    let v2 = if t.relu() > 2.29 { v1.clone() } else { (-x) };
-    (v1 + v2)
-});
-
-program!(g96_opt, g96_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
-    let mut v1 = x.clone();
-    for i in 0..4 {
-        if y[i] > (-0.61) {
-            v1[i] = (((y[i] + 0.75) > 1.13) * t);
-        }
-    }
-    let mut v2 = m.sum();
-    if s < 2.29 {
-        v2 = (t * y[1]);
-    } else {
-        v2 = (t / (s * s + 1.0));
-    }
-    let mut v3 = m.clone();
-    if (s > 1.13) && (v2 < (-0.61)) {
-        v3 -= m;
-    }
-    let mut v4 = t.clone();
-    for i in 0..4 {
-        v4 += (x[i] - t);
-    }
-    (((v1 + v2) + v3) + v4)
-});
-
-program!(g97_opt, g97_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
-    let mut v1 = y.clone();
-    for i in 0..4 {
-        if y[i] > 1.13 {
-            v1[i] = (x[i] * 3.0);
-        }
-    }
-    let mut v2 = x.clone();
-    for i in 0..4 {
-        if x[i] > (-0.61) {
-            v2[i] = (t * x[i]);
-        }
-    }
-    let mut v3 = x.clone();
-    for i in 1..4 {
-        v3[i] = ((v3[i - 1] * 0.5) + (s + (1.5 + t)));
-    }
-    let v4 = ((m < 0.07) * t);
-    (((v1 + v2) + v3) + v4)
-});
-
-program!(g98_opt, g98_plain, [s, t, x, y, m, p, w], Priv<Array1<f64>>, {
-    let mut v1 = y.clone();
-    for i in 1..4 {
-        v1[i] = 1.5;
-    }
-    let v2 = if x[0] < 0.07 { (p - y) } else { (v1 * y) };
-    (v1 + v2)
-});
-
-program!(g99_opt, g99_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
-    let mut v1 = x.clone();
-    for i in 0..4 {
-        v1[i] = ((x[i] * (-1.5)) + (y[i] + y[i]));
-    }
-    let mut v2 = (m > (-0.61));
-    if (y < 0.37) || (y < (-0.61)) {
-        v2 = m.clone();
-    } else {
-        v2 -= m;
-    }
-    (v1 + v2)
-});
-
-program!(g100_opt, g100_plain, [s, t, x, y, m, p, w], Priv<Array1<f64>>, {
-    let v1 = if (y < 2.29) < 0.07 { (t - y) } else { (-0.75) };
-    let mut v2 = x.clone();
-    for i in 1..3 {
-        v2[i] = ((y[i] + x[i]) + 1.25);
-    }
-    (v1 + v2)
-});
-
-program!(g101_opt, g101_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
-    let mut v1 = y.clone();
-    if x > 2.29 {
-        v1[3] = t;
-    }
-    let v2 = if y.sum() < (-1.41) { (-m) } else { (m < 0.07) };
-    let v3 = y.clone();
-    ((v1 + v2) + v3)
-});
-
-program!(g102_opt, g102_plain, [s, t, x, y, m, p, w], Priv<Array1<f64>>, {
-    let mut v1 = y.clone();
-    for i in 0..4 {
-        if y[i] > 1.13 {
-            v1[i] = x[i];
-        }
-    }
-    let mut v2 = t.clone();
-    for i in 0..4 {
-        v2 += (y[i] * 0.75);
-    }
-    let mut v3 = (y + y);
-    if (v2 + v2) > 0.37 {
-        v3 -= (w - x);
-    } else {
-        v3 = x.clone();
-    }
-    ((v1 + v2) + v3)
-});
-
-program!(g103_opt, g103_plain, [s, t, x, y, m, p, w], Priv<Array1<f64>>, {
-    let mut v1 = y.clone();
-    for i in 1..4 {
-        v1[i] = ((v1[i - 1] * 0.5) + ((((y[i] + y[i]) > (-1.41)) * s) - (s * t)));
-    }
-    let mut v2 = x.clone();
-    if (x > 0.37) || (y < 0.37) {
-        v2[0] = (-x[0]);
-    }
-    let mut v3 = y.clone();
-    for i in 0..4 {
-        v3[i] = ((x[i] * x[i]) - (y[i] + y[i]));
-    }
-    ((v1 + v2) + v3)
-});
-
-program!(g104_opt, g104_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
-    let mut v1 = x.clone();
-    for i in 0..4 {
-        if x[i] > 2.29 {
-            v1[i] = y[i];
-        }
-    }
-    let v2 = if s.relu() > (-0.61) { m.relu() } else { (p * m) };
-    let mut v3 = x.clone();
-    for i in 1..3 {
-        v3[i] = s;
-    }
-    let mut v4 = m[[2, 0]];
-    for i in 0..4 {
-        v4 += ((-0.25) * y[i]);
-    }
-    (((v1 + v2) + v3) + v4)
-});
-
-program!(g105_opt, g105_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
-    let v1 = (w * m);
-    let mut v2 = y.clone();
-    if (m[[2, 3]] < 1.13) || (y[1] > 0.07) {
-        v2[3] = s.abs();
-    } else {
-        v2[2] = (t - s);
-    }
-    let mut v3 = (-v2);
-    if x.dot(&y) > (-1.41) {
-        v3 = (v2 * t);
-    }
-    ((v1 + v2) + v3)
-});
-
-program!(g106_opt, g106_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
-    let v1 = if (t < 0.37) || (x < 0.07) { (m + p) } else { (m > (-0.61)) };
-    let v2 = {
-        let m = (m < 0.37);
-        m + m
-    };
-    (v1 + v2)
-});
-
-program!(g107_opt, g107_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
-    let v1 = (x / (x * x + 1.0)).dot(&y);
-    let v2 = {
-        let t = t.clone();
-        t + v1.abs()
-    };
-    let mut v3 = (m * m);
-    if (m > 0.37) && (x < 2.29) {
-        v3 = m.abs();
-        if (y[0] < (-1.41)) || (y > (-0.61)) {
-            v3 = (m > 2.29);
-        }
-    } else {
-        v3 += (m > (-1.41));
-    }
-    ((v1 + v2) + v3)
-});
-
-program!(g108_opt, g108_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
-    let mut v1 = x.clone();
-    for i in 1..4 {
-        v1[i] = 0.75;
-    }
-    let v2 = y.clone();
-    let v3 = m.clone();
-    ((v1 + v2) + v3)
-});
-
-program!(g109_opt, g109_plain, [s, t, x, y, m, p, w], Priv<Array1<f64>>, {
-    let mut v1 = y.clone();
-    if (y < 0.37) || (t > 0.07) {
-        v1[3] = (-t);
-    }
-    let v2 = (x[2].abs() - (-s));
-    let mut v3 = y.clone();
-    if (t - 0.25) > 0.37 {
-        v3 = (-y);
-    } else {
-        v3 = (x < 2.29);
-    }
-    let mut v4 = y.clone();
-    for i in 0..4 {
-        if x[i] > (-0.61) {
-            v4[i] = x[i];
-        }
-    }
-    (((v1 + v2) + v3) + v4)
-});
-
-program!(g110_opt, g110_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
-    let v1 = (m * 1.5);
-    let v2 = (-(y / (t * t + 1.0)));
-    (v1 + v2)
-});
-
-program!(g111_opt, g111_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
-    let mut v1 = y.clone();
-    for i in 1..4 {
-        v1[i] = ((y[i] - y[i]) * s);
-    }
-    let mut v2 = y.clone();
-    for i in 1..3 {
-        v2[i] = 0.25;
-    }
-    let v3 = if (m > 2.29) > 0.37 { v1.sum() } else { (-s) };
-    ((v1 + v2) + v3)
-});
-
-program!(g112_opt, g112_plain, [s, t, x, y, m, p, w], Priv<f64>, {
-    let mut v1 = s.clone();
-    for i in 0..4 {
-        v1 = (v1 + ((-1.25) + x[i]));
-    }
-    let v2 = t.clone();
-    (v1 + v2)
-});
-
-program!(g113_opt, g113_plain, [s, t, x, y, m, p, w], Priv<Array1<f64>>, {
-    let v1 = if !(t < 0.37) { (t / 0.5) } else { (t - s) };
-    let v2 = y.clone();
-    let v3 = {
-        let x = (v2 * x);
-        x + (y < 0.37)
-    };
-    ((v1 + v2) + v3)
-});
-
-program!(g114_opt, g114_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
-    let mut v1 = (x[0] + s);
-    if (-t) < 2.29 {
-        v1 = (y[1] / (t * t + 1.0));
-    } else {
-        v1 = (-t);
-    }
-    let mut v2 = (m / 8.0);
-    if (s < 1.13) || (s < 0.37) {
-        v2 = (-m);
-    } else {
-        v2 = (m > 0.37);
-    }
-    (v1 + v2)
-});
-
-program!(g115_opt, g115_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
-    let v1 = (!(m < 1.13));
-    let mut v2 = x.clone();
-    for i in 0..4 {
-        v2[i] = ((y[i] + t) - (((x[i] + x[i]) > (-1.41)) * (-1.25)));
-    }
-    let mut v3 = y.clone();
-    if x < 1.13 {
-        v3[0] = t;
-    }
-    ((v1 + v2) + v3)
-});
-
-program!(g116_opt, g116_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
-    let mut v1 = m.clone();
-    if (y[3] > (-0.61)) || (t < (-0.61)) {
-        v1 = (m > (-1.41));
-        if (-t) < 2.29 {
-            v1 = m.clone();
-        }
-    }
-    let mut v2 = y.clone();
-    if (-t) < 1.13 {
-        v2[0] = (s * t);
-    }
-    let v3 = (-(m < 2.29));
-    ((v1 + v2) + v3)
-});
-
-program!(g117_opt, g117_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
-    let mut v1 = (x + w);
-    if (x > (-0.61)) > 0.37 {
-        v1 = (t * y);
-    } else {
-        v1 -= (x > 0.37);
-    }
-    let v2 = y.clone();
-    let mut v3 = x.clone();
-    for i in 1..4 {
-        v3[i] = (((y[i] + (y[i] - y[i])) > (-1.41)) * (t + y[i]));
-    }
-    let v4 = if v3 < 0.37 { m.abs() } else { (y * m) };
-    (((v1 + v2) + v3) + v4)
-});
-
-program!(g118_opt, g118_plain, [s, t, x, y, m, p, w], Priv<f64>, {
-    let v1 = t.clone();
-    let v2 = v1.clone();
-    (v1 + v2)
-});
-
-program!(g119_opt, g119_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
-    let mut v1 = y.dot(&y);
-    if (-t) < 0.07 {
-        v1 = y.dot(&y);
-    }
-    let v2 = ((y / 2.0) / (s * s + 1.0));
-    let v3 = (!(m < (-0.61)));
-    let v4 = ((y > (-0.61)) - x);
-    (((v1 + v2) + v3) + v4)
-});
-
-program!(g120_opt, g120_plain, [s, t, x, y, m, p, w], Priv<f64>, {
-    let mut v1 = y[0];
-    for i in 0..4 {
-        v1 = (v1 + t);
-    }
-    let mut v2 = (t / (t * t + 1.0));
-    if t < 0.37 {
-        v2 -= x[1].relu();
-    } else {
-        v2 = (s > (-0.61));
-    }
-    (v1 + v2)
-});
-
-program!(g121_opt, g121_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
-    let mut v1 = (3.0 * m);
-    if (y - y) > 2.29 {
-        v1 += (-m);
-        if (y < 0.37) || (x < (-1.41)) {
-            v1 += m;
-        }
-    }
-    let v2 = (-(-m));
-    let mut v3 = m[[2, 0]];
-    for i in 0..4 {
-        v3 = (v3 + (s * 1.5));
-    }
-    ((v1 + v2) + v3)
-});
-
-program!(g122_opt, g122_plain, [s, t, x, y, m, p, w], Priv<Array1<f64>>, {
-    let mut v1 = m[[2, 3]];
-    for i in 0..4 {
-        v1 += 1.25;
-    }
-    let v2 = m.sum().relu();
-    let v3 = {
-        let y = (x < (-1.41));
-        y + (y < 2.29)
-    };
-    ((v1 + v2) + v3)
-});
-
-program!(g123_opt, g123_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
-    let mut v1 = (m > 1.13);
-    if (x * t) < 2.29 {
-        v1 = (m > (-0.61));
-    } else {
-        v1 = m.clone();
-    }
-    let mut v2 = s.clone();
-    for i in 0..4 {
-        v2 = (v2 + (s - y[i]));
-    }
-    (v1 + v2)
-});
-
-program!(g124_opt, g124_plain, [s, t, x, y, m, p, w], Priv<Array1<f64>>, {
-    let v1 = if (s < (-0.61)) && (x[3] < 1.13) { x.sum() } else { (s - t) };
-    let v2 = x.clone();
-    (v1 + v2)
-});
-
-program!(g125_opt, g125_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
-    let mut v1 = y.clone();
-    for i in 0..4 {
-        if y[i] > 2.29 {
-            v1[i] = x[i];
-        }
-    }
-    let v2 = if (y > (-1.41)) || (y > (-0.61)) { (m > 1.13) } else { m.clone() };
-    let v3 = (m * (v1 > (-1.41)));
-    ((v1 + v2) + v3)
-});
-
-program!(g126_opt, g126_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
-    let v1 = if (m > (-0.61)) < 2.29 { m.clone() } else { m.clone() };
-    let mut v2 = s.clone();
-    for i in 0..4 {
-        v2 = (v2 + (x[i] * t));
-    }
-    (v1 + v2)
-});
-
-program!(g127_opt, g127_plain, [s, t, x, y, m, p, w], Priv<Array1<f64>>, {
-    let v1 = (x / (y * y + 1.0));
-    let mut v2 = y.clone();
-    for i in 1..4 {
-        v2[i] = ((v2[i - 1] * 0.5) + ((s * x[i]) + (s + 2.0)));
-    }
-    let v3 = ((1.5 - v1) > (-1.41));
-    let v4 = ((-t) * (-0.75));
-    (((v1 + v2) + v3) + v4)
-});
-
-program!(g128_opt, g128_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
-    let mut v1 = (m > 0.37);
-    if (x[3] + y) < 1.13 {
-        v1 = (m > 0.07);
-    }
-    let mut v2 = x.clone();
-    for i in 1..4 {
-        v2[i] = ((v2[i - 1] * 0.5) + ((-3.0) * s));
-    }
-    let mut v3 = m.clone();
-    if (x[2] < 2.29) && (v2 > 0.07) {
-        v3 = (v1 > (-0.61));
-    } else {
-        v3 = (m - 0.5);
-    }
-    ((v1 + v2) + v3)
-});
-
-program!(g129_opt, g129_plain, [s, t, x, y, m, p, w], Priv<Array1<f64>>, {
-    let v1 = x.dot(&x).relu();
-    let mut v2 = y.clone();
-    if m[[1, 0]] > 0.37 {
-        v2[1] = m.sum();
-    } else {
-        v2[0] = x.sum();
-    }
-    (v1 + v2)
-});
-
-program!(g130_opt, g130_plain, [s, t, x, y, m, p, w], Priv<Array1<f64>>, {
-    let mut v1 = (s > 0.37);
-    if s > (-1.41) {
-        v1 = y[0];
-        if (t > (-1.41)) || (t > 2.29) {
-            v1 += m.sum();
-        }
-    } else {
-        v1 = s.relu();
-    }
-    let mut v2 = x.clone();
-    if x.relu() > 0.37 {
-        v2[1] = x[1].relu();
-    } else {
-        v2[0] = (-s);
-    }
-    (v1 + v2)
-});
-
-program!(g131_opt, g131_plain, [s, t, x, y, m, p, w], Priv<Array1<f64>>, {
-    let v1 = if (-x) < 0.37 { (x / (t * t + 1.0)) } else { (y - p) };
-    let mut v2 = (y / 0.5);
-    if y > 1.13 {
-        v2 += v1;
-    } else {
-        v2 += (-y);
-    }
-    let mut v3 = y[0];
-    for i in 0..4 {
-        v3 += (s * t);
-    }
-    let v4 = ((x < 1.13) + w);
-    (((v1 + v2) + v3) + v4)
-});
-
-program!(g132_opt, g132_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
-    let v1 = (!(y < 0.37));
-    let v2 = if (m > 1.13) < 0.37 { (s < (-1.41)) } else { (s / 8.0) };
-    let v3 = (-v1);
-    ((v1 + v2) + v3)
-});
-
-program!(g133_opt, g133_plain, [s, t, x, y, m, p, w], Priv<Array1<f64>>, {
-    let v1 = ((y < 0.37) && (x < 0.37));
-    let v2 = {
-        let s = (s / 8.0);
-        s + y.dot(&y)
-    };
-    let mut v3 = y.clone();
-    if t > (-1.41) {
-        v3[2] = t.abs();
-    } else {
-        v3[1] = (x[3] < 2.29);
-    }
-    let mut v4 = x.clone();
-    for i in 1..4 {
-        v4[i] = ((y[i] + (-0.75)) - y[i]);
-    }
-    (((v1 + v2) + v3) + v4)
-});
-
-program!(g134_opt, g134_plain, [s, t, x, y, m, p, w], Priv<Array1<f64>>, {
-    let mut v1 = x.clone();
-    for i in 0..4 {
-        if y[i] > (-0.61) {
-            v1[i] = ((-0.5) - y[i]);
-        }
-    }
-    let mut v2 = (-t);
-    if t.relu() > 0.07 {
-        v2 = (-s);
-        if t.abs() < (-1.41) {
-            v2 = s.relu();
-        }
-    }
-    let mut v3 = x.clone();
-    for i in 1..3 {
-        v3[i] = ((v3[i - 1] * 0.5) + ((x[i] - y[i]) - (((y[i] + t) > 0.37) * x[i])));
-    }
-    let v4 = ((y < (-1.41)) && (t > 0.37));
-    (((v1 + v2) + v3) + v4)
-});
-
-program!(g135_opt, g135_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
-    let v1 = {
-        let m = (m / (y * y + 1.0));
-        m + (m > 1.13)
-    };
-    let mut v2 = y.clone();
-    if (t > 0.07) && (x < 1.13) {
-        v2[3] = (t / (s * s + 1.0));
-    } else {
-        v2[0] = m.sum();
-    }
-    (v1 + v2)
-});
-
-program!(g136_opt, g136_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
-    let v1 = if (m > 2.29) > (-1.41) { y.dot(&x) } else { (-s) };
-    let v2 = y.clone();
-    let v3 = (x > (-0.61)).abs();
-    let mut v4 = (t + m);
-    if (y < (-1.41)) && (x[0] > 1.13) {
-        v4 -= (-v1);
-    } else {
-        v4 = (v1 < 0.37);
-    }
-    (((v1 + v2) + v3) + v4)
-});
-
-program!(g137_opt, g137_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
-    let v1 = (x.abs() / (s * s + 1.0));
-    let v2 = ((t * x) + (v1 - x));
-    let mut v3 = s.clone();
-    for i in 0..4 {
-        v3 += (y[i] + y[i]);
-    }
-    let v4 = if !(v3 > (-0.61)) { m.clone() } else { (-3.0) };
-    (((v1 + v2) + v3) + v4)
-});
-
-program!(g138_opt, g138_plain, [s, t, x, y, m, p, w], Priv<Array1<f64>>, {
-    let v1 = {
-        let x = (x > 0.07);
-        x + (-y)
-    };
-    let mut v2 = y.clone();
-    if (y / 0.5) > (-1.41) {
-        v2[1] = v1.dot(&x);
-    }
-    (v1 + v2)
-});
-
-program!(g139_opt, g139_plain, [s, t, x, y, m, p, w], Priv<Array1<f64>>, {
-    let v1 = if (y > 1.13) && (x > (-0.61)) { (y > (-1.41)) } else { w };
-    let mut v2 = x.clone();
-    if (w - y) > 1.13 {
-        v2[2] = v1.dot(&x);
-    }
-    let mut v3 = y.clone();
-    for i in 0..3 {
-        v3[i] = ((x[i] + t) * (y[i] * s));
-    }
-    ((v1 + v2) + v3)
-});
-
-program!(g140_opt, g140_plain, [s, t, x, y, m, p, w], Priv<Array1<f64>>, {
-    let mut v1 = x.clone();
-    for i in 1..3 {
-        v1[i] = ((-1.5) * y[i]);
-    }
-    let v2 = (-s);
-    (v1 + v2)
-});
-
-program!(g141_opt, g141_plain, [s, t, x, y, m, p, w], Priv<Array1<f64>>, {
-    let v1 = x.relu();
-    let mut v2 = x.clone();
-    if (-v1) < 0.37 {
-        v2[0] = (m[[0, 1]] - s);
-    } else {
-        v2[1] = s;
-    }
-    (v1 + v2)
-});
-
-program!(g142_opt, g142_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
-    let v1 = if x.relu() < 0.37 { (-m) } else { (m * m) };
-    let v2 = (0.75 + (m < 0.37));
-    (v1 + v2)
-});
-
-program!(g143_opt, g143_plain, [s, t, x, y, m, p, w], Priv<f64>, {
-    let mut v1 = t.clone();
-    if x.dot(&y) < (-0.61) {
-        v1 -= (p * t);
-    }
-    let v2 = {
-        let v1 = m.sum();
-        v1 + (x[3] * 2.0)
-    };
-    let v3 = s.clone();
-    let mut v4 = t.clone();
-    for i in 0..4 {
-        v4 = (v4 + x[i]);
-    }
-    (((v1 + v2) + v3) + v4)
-});
-
-program!(g144_opt, g144_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
-    let v1 = (w * (m * m));
-    let mut v2 = (-m);
-    if (y < 1.13) > (-0.61) {
-        v2 -= (m / (s * s + 1.0));
-    }
-    (v1 + v2)
-});
-
-program!(g145_opt, g145_plain, [s, t, x, y, m, p, w], Priv<Array1<f64>>, {
-    let mut v1 = x.clone();
-    if x < (-0.61) {
-        v1[2] = s;
-    }
-    let mut v2 = y.clone();
-    if (y < 2.29) || (x > (-0.61)) {
-        v2[0] = (-t);
-    }
-    let v3 = {
-        let y = v1.clone();
-        y + (x > (-0.61))
-    };
-    let v4 = (p - y);
-    (((v1 + v2) + v3) + v4)
-});
-
-program!(g146_opt, g146_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
-    let v1 = (!(x < 0.37));
-    let v2 = if m < 0.07 { (t / (s * s + 1.0)) } else { (s - t) };
-    let v3 = ((v1 < 0.37) > (-0.61));
-    ((v1 + v2) + v3)
-});
-
-program!(g147_opt, g147_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
-    let mut v1 = x.clone();
-    for i in 0..4 {
-        v1[i] = (((x[i] + (((x[i] + y[i]) > 0.07) * 2.0)) > 0.07) * (y[i] * (-1.5)));
-    }
-    let v2 = if (s > 0.37) && (t > 1.13) { (y / (t * t + 1.0)) } else { (v1 > 0.07) };
-    let mut v3 = (s - y[1]);
-    if v2.sum() < (-0.61) {
-        v3 = s.clone();
-    }
-    let v4 = if x.abs() > (-1.41) { (m / (y * y + 1.0)) } else { m.abs() };
-    (((v1 + v2) + v3) + v4)
-});
-
-program!(g148_opt, g148_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
-    let v1 = if (m + w) < 1.13 { (-s) } else { 1.25 };
-    let mut v2 = x.clone();
-    for i in 0..4 {
-        if y[i] > (-0.61) {
-            v2[i] = x[i];
-        }
-    }
-    (v1 + v2)
-});
-
-program!(g149_opt, g149_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
-    let mut v1 = x.clone();
-    if (x * y) > 2.29 {
-        v1[0] = (y[0] * s);
-    } else {
-        v1[3] = t;
-    }
-    let mut v2 = y.clone();
-    if (x > 2.29) || (x < (-1.41)) {
-        v2[0] = x.dot(&x);
-    }
-    let v3 = if (-y[3]) < 0.37 { (m < (-1.41)) } else { (m > 0.37) };
-    let mut v4 = t.clone();
-    if (x[3] > (-1.41)) || (x[0] > 0.37) {
-        v4 = s.clone();
-        if (-t) > 0.07 {
-            v4 -= (p + t);
-        }
-    }
-    (((v1 + v2) + v3) + v4)
-});
-
-program!(g150_opt, g150_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
-    let mut v1 = (-t);
-    if s < 1.13 {
-        v1 = m.sum();
-    }
-    let v2 = ((m * p) * (y < (-1.41)));
-    let mut v3 = (v2 > 1.13);
-    if (y < 0.07) || (v1 < 2.29) {
-        v3 = v2.clone();
-        if (m[[0, 3]] / 8.0) < 0.37 {
-            v3 = v2.clone();
-        }
-    }
-    let mut v4 = x.clone();
-    if m[[2, 2]].abs() > 0.07 {
-        v4[0] = (v1 > (-0.61));
-    } else {
-        v4[3] = y[3];
-    }
-    (((v1 + v2) + v3) + v4)
-});
-
-program!(g151_opt, g151_plain, [s, t, x, y, m, p, w], Priv<Array1<f64>>, {
-    let mut v1 = x.clone();
-    for i in 0..4 {
-        if x[i] > 1.13 {
-            v1[i] = (t * s);
-        }
-    }
-    let mut v2 = x.clone();
-    if x.abs() < 0.07 {
-        v2[1] = (-t);
-    } else {
-        v2[1] = (t - s);
-    }
-    let mut v3 = y.clone();
-    for i in 0..4 {
-        if x[i] > (-0.61) {
-            v3[i] = (y[i] - 2.0);
-        }
-    }
-    ((v1 + v2) + v3)
-});
-
-program!(g152_opt, g152_plain, [s, t, x, y, m, p, w], Priv<Array1<f64>>, {
-    let v1 = if (m[[0, 1]] + m[[0, 0]]) > (-0.61) { (y / (s * s + 1.0)) } else { (y / (t * t + 1.0)) };
-    let v2 = y.clone();
-    (v1 + v2)
-});
-
-program!(g153_opt, g153_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
-    let v1 = if !(s > 0.07) { (x / (x * x + 1.0)) } else { (y < 1.13) };
-    let mut v2 = x.clone();
-    for i in 0..4 {
-        if y[i] > 1.13 {
-            v2[i] = (y[i] - 0.75);
-        }
-    }
-    let mut v3 = x.clone();
-    for i in 0..4 {
-        if x[i] > 1.13 {
-            v3[i] = (x[i] + y[i]);
-        }
-    }
-    let v4 = if (s - m[[1, 0]]) > 1.13 { m.clone() } else { m.clone() };
-    (((v1 + v2) + v3) + v4)
-});
-
-program!(g154_opt, g154_plain, [s, t, x, y, m, p, w], Priv<Array1<f64>>, {
-    let mut v1 = x.clone();
-    for i in 0..4 {
-        if y[i] > 0.07 {
-            v1[i] = ((-0.5) * y[i]);
-        }
-    }
-    let mut v2 = y.clone();
-    if (v1 * x) < (-0.61) {
-        v2[3] = (t - t);
-    }
-    let v3 = {
-        let s = t.clone();
-        s + y[0].abs()
-    };
-    let mut v4 = x.clone();
-    if (-v1) > (-1.41) {
-        v4[2] = y[2].abs();
-    }
-    (((v1 + v2) + v3) + v4)
-});
-
-program!(g155_opt, g155_plain, [s, t, x, y, m, p, w], Priv<Array1<f64>>, {
-    let v1 = if x < (-0.61) { x.clone() } else { (x / (y * y + 1.0)) };
-    let mut v2 = v1.clone();
-    if !(t < (-1.41)) {
-        v2 -= y.relu();
-    } else {
-        v2 = (x / (t * t + 1.0));
-    }
-    (v1 + v2)
-});
-
-program!(g156_opt, g156_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
-    let v1 = if (m[[1, 2]] > 0.07) > 0.37 { x[2] } else { t.clone() };
-    let v2 = if (m < 2.29) && (x[0] > (-0.61)) { (p + m) } else { m.clone() };
-    let mut v3 = (x / 8.0);
-    if (-t) < (-0.61) {
-        v3 = (x < 0.37);
-    } else {
-        v3 = y.clone();
-    }
-    let mut v4 = y.clone();
-    if !(y > 0.37) {
-        v4[0] = v3.sum();
-    } else {
-        v4[0] = x.dot(&y);
-    }
-    (((v1 + v2) + v3) + v4)
-});
-
-program!(g157_opt, g157_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
-    let v1 = if !(t > (-1.41)) { (m - m) } else { m.clone() };
-    let mut v2 = x.clone();
-    for i in 0..4 {
-        if x[i] > 0.07 {
-            v2[i] = (s + y[i]);
-        }
-    }
-    (v1 + v2)
-});
-
-program!(g158_opt, g158_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
-    let mut v1 = y.clone();
-    for i in 0..4 {
-        if x[i] > 0.07 {
-            v1[i] = (y[i] * (-0.75));
-        }
-    }
-    let v2 = (t + (-m));
-    let mut v3 = s.clone();
-    if x[2] < (-1.41) {
-        v3 += (m[[0, 1]] + p);
-    } else {
-        v3 = (-x[2]);
-    }
-    let mut v4 = x.clone();
-    if m[[0, 1]].abs() < (-1.41) {
-        v4[2] = (p - x[1]);
-    }
-    (((v1 + v2) + v3) + v4)
-});
-
-program!(g159_opt, g159_plain, [s, t, x, y, m, p, w], Priv<Array1<f64>>, {
-    let v1 = ((x / (x * x + 1.0)) > 2.29);
-    let mut v2 = t.abs();
-    if (t + t) > 1.13 {
-        v2 = (-t);
-    } else {
-        v2 = t.clone();
-    }
-    let mut v3 = t.clone();
-    for i in 0..4 {
-        v3 += (y[i] - x[i]);
-    }
-    let v4 = if (x[2] > 1.13) || (t < 0.07) { (t - t) } else { (x[3] + s) };
-    (((v1 + v2) + v3) + v4)
-});
-
-program!(g160_opt, g160_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
-    let mut v1 = (x[2] > 0.07);
-    if s > 0.07 {
-        v1 = (0.25 - t);
-    } else {
-        v1 = (s - s);
-    }
-    let mut v2 = y.clone();
-    for i in 0..4 {
-        if y[i] > 0.07 {
-            v2[i] = (((x[i] + x[i]) > (-1.41)) * 0.75);
-        }
-    }
-    let v3 = ((y + m) / 0.5);
-    let mut v4 = y.clone();
-    for i in 1..4 {
-        v4[i] = t;
-    }
-    (((v1 + v2) + v3) + v4)
-});
-
-program!(g161_opt, g161_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
-    let mut v1 = y.clone();
-    if (y > (-1.41)) < 2.29 {
-        v1[2] = (1.25 + t);
-    } else {
-        v1[3] = x.dot(&y);
-    }
-    let mut v2 = x.clone();
-    for i in 0..4 {
-        if x[i] > 2.29 {
-            v2[i] = (1.25 - 3.0);
-        }
-    }
-    let v3 = {
-        let m = m.clone();
-        m + (-m)
-    };
-    let v4 = ((s * t) > (-0.61));
-    (((v1 + v2) + v3) + v4)
-});
-
-program!(g162_opt, g162_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
-    let mut v1 = y.clone();
-    for i in 1..4 {
-        v1[i] = ((v1[i - 1] * 0.5) + y[i]);
-    }
-    let v2 = s.clone();
-    let mut v3 = x.clone();
-    for i in 0..4 {
-        if x[i] > (-1.41) {
-            v3[i] = (0.5 * 1.5);
-        }
-    }
-    let v4 = ((m < 0.07) + x.abs());
-    (((v1 + v2) + v3) + v4)
-});
-
-program!(g163_opt, g163_plain, [s, t, x, y, m, p, w], Priv<Array1<f64>>, {
-    let mut v1 = x.relu();
-    if (0.5 * s) < 0.07 {
-        v1 -= (y / (y * y + 1.0));
-    } else {
-        v1 = (y < 1.13);
-    }
-    let v2 = if (t > (-1.41)) || (m[[0, 0]] < (-1.41)) { (t + t) } else { x[0] };
-    (v1 + v2)
-});
-
-program!(g164_opt, g164_plain, [s, t, x, y, m, p, w], Priv<Array1<f64>>, {
-    let v1 = if x.sum() > 0.07 { (y < 0.07) } else { (x - x) };
-    let mut v2 = y.clone();
-    for i in 0..4 {
-        v2[i] = (t * (x[i] - (-1.25)));
-    }
-    let v3 = {
-        let s = (x[2] + y[3]);
-        s + (-x[2])
-    };
-    let mut v4 = s.clone();
-    for i in 0..4 {
-        v4 += (x[i] + s);
-    }
-    (((v1 + v2) + v3) + v4)
-});
-
-program!(g165_opt, g165_plain, [s, t, x, y, m, p, w], Priv<Array1<f64>>, {
-    let mut v1 = x.clone();
-    if s.abs() < (-1.41) {
-        v1[3] = (-s);
-    }
-    let mut v2 = y.clone();
-    if v1 > 1.13 {
-        v2 = x.clone();
-    }
-    (v1 + v2)
-});
-
-program!(g166_opt, g166_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
-    let v1 = (y + 3.0);
-    let mut v2 = x.clone();
-    if x.dot(&v1) < (-0.61) {
-        v2[2] = s;
-    }
-    let v3 = m.clone();
-    let mut v4 = y.clone();
-    for i in 0..4 {
-        if x[i] > 0.37 {
-            v4[i] = (((x[i] + y[i]) > 1.13) * s);
-        }
-    }
-    (((v1 + v2) + v3) + v4)
-});
-
-program!(g167_opt, g167_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
-    let v1 = if (y < 0.37) < 0.07 { (y / (y * y + 1.0)) } else { w };
-    let v2 = if (m / (y * y + 1.0)) < 2.29 { y.clone() } else { v1.clone() };
-    (v1 + v2)
-});
-
-program!(g168_opt, g168_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
-    let v1 = if (x < 0.07) || (x < 1.13) { (-s) } else { (m[[1, 1]] < 0.37) };
-    let mut v2 = (x[2] - m);
-    if (m < 1.13) && (s > (-1.41)) {
-        v2 = m.clone();
-        if (p + m[[0, 1]]) > 0.37 {
-            v2 = m.clone();
-        }
-    }
-    let v3 = ((x > 1.13) + (x < 2.29));
-    let mut v4 = y.clone();
-    for i in 1..3 {
-        v4[i] = ((v4[i - 1] * 0.5) + t);
-    }
-    (((v1 + v2) + v3) + v4)
-});
-
-program!(g169_opt, g169_plain, [s, t, x, y, m, p, w], Priv<Array1<f64>>, {
-    let mut v1 = (y < 0.37);
-    if (t > 2.29) && (x[2] < 0.07) {
-        v1 = (x * w);
-    }
-    let mut v2 = (v1 > 0.07);
-    if (s > 0.37) || (t < (-1.41)) {
-        v2 = (y > 0.07);
-    } else {
-        v2 = (y < (-0.61));
-    }
-    let v3 = (s - x);
-    ((v1 + v2) + v3)
-});
-
-program!(g170_opt, g170_plain, [s, t, x, y, m, p, w], Priv<Array1<f64>>, {
-    let v1 = if (x - (-2.0)) < 0.37 { (y < (-0.61)) } else { x.clone() };
-    let mut v2 = t.clone();
-    for i in 0..4 {
-        v2 += x[i];
-    }
-    (v1 + v2)
-});
-
-program!(g171_opt, g171_plain, [s, t, x, y, m, p, w], Priv<Array1<f64>>, {
-    let v1 = (x - w);
-    let mut v2 = x.clone();
-    if v1 > 1.13 {
-        v2[0] = t;
-    } else {
-        v2[1] = (s - 1.25);
-    }
-    let v3 = if (y / 2.0) < 2.29 { m[[0, 1]] } else { 2.0 };
-    let mut v4 = y.clone();
-    for i in 1..4 {
-        v4[i] = ((v4[i - 1] * 0.5) + ((y[i] + 0.5) + (y[i] + 0.25)));
-    }
-    (((v1 + v2) + v3) + v4)
-});
-
-program!(g172_opt, g172_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
-    let mut v1 = y.clone();
-    if (s * s) < 0.37 {
-        v1[1] = s;
-    } else {
-        v1[0] = (t / (t * t + 1.0));
-    }
-    let v2 = if (-t) > 1.13 { (m > 2.29) } else { (m > (-0.61)) };
-    let v3 = if m.abs() < 1.13 { (t / 8.0) } else { (y[1] - t) };
-    ((v1 + v2) + v3)
-});
-
-program!(g173_opt, g173_plain, [s, t, x, y, m, p, w], Priv<Array1<f64>>, {
-    let v1 = {
-        let t = ((-0.75) + x[1]);
-        t + m.sum()
-    };
-    let mut v2 = x.clone();
-    if (t < 0.07) || (x > 0.07) {
-        v2 = (y < (-0.61));
-    } else {
-        v2 = y.clone();
-    }
-    (v1 + v2)
-});
-
-program!(g174_opt, g174_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
-    let mut v1 = (m * (-1.25));
-    if y.dot(&x) > 0.37 {
-        v1 = (m * x);
-    }
-    let v2 = if m > 1.13 { (1.25 - y) } else { y.clone() };
-    (v1 + v2)
-});
-
-program!(g175_opt, g175_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
-    let v1 = {
-        let t = (t * t);
-        t + (-m[[2, 0]])
-    };
-    let v2 = {
-        let m = (-m);
-        m + (-m)
-    };
-    let v3 = (x / 8.0);
-    let v4 = ((v1 + v1) + 1.5);
-    (((v1 + v2) + v3) + v4)
-});
-
-program!(g176_opt, g176_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
-    let mut v1 = (m + p);
-    if (x / (x * x + 1.0)) < (-1.41) {
-        v1 = (m < (-1.41));
-        if (t > (-1.41)) || (y > (-0.61)) {
-            v1 -= (m > 2.29);
-        }
-    } else {
-        v1 -= m;
-    }
-    let mut v2 = (t * s);
-    if y.dot(&x) < (-0.61) {
-        v2 = y[0];
-    } else {
-        v2 = (s - t);
-    }
-    let mut v3 = (x + m);
-    if (-s) < 0.37 {
-        v3 = v1.clone();
-    } else {
-        v3 = m.abs();
-    }
-    let mut v4 = x.clone();
-    if (x < 1.13) < 0.37 {
-        v4[0] = (t / (t * t + 1.0));
-    }
-    (((v1 + v2) + v3) + v4)
-});
-
-program!(g177_opt, g177_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
-    let v1 = if (x > 1.13) && (t < (-0.61)) { x.dot(&x) } else { 0.25 };
-    let mut v2 = x.clone();
-    for i in 0..4 {
-        if y[i] > 1.13 {
-            v2[i] = y[i];
-        }
-    }
-    let mut v3 = (m < (-1.41));
-    if (m < 2.29) || (v2 > 2.29) {
-        v3 = m.clone();
-    }
-    let v4 = if (v1 < (-1.41)) && (x[2] < 2.29) { (m[[2, 0]] > (-0.61)) } else { v2.dot(&y) };
-    (((v1 + v2) + v3) + v4)
-});
-
-program!(g178_opt, g178_plain, [s, t, x, y, m, p, w], Priv<Array1<f64>>, {
-    let v1 = (-y).sum();
-    let mut v2 = x.clone();
-    if (y > (-0.61)) || (v1 < 2.29) {
-        v2[0] = x.dot(&x);
-    } else {
-        v2[0] = (y[1] < (-0.61));
-    }
-    let v3 = if (x[1] - t) < (-1.41) { (v1 * x[2]) } else { s.clone() };
-    ((v1 + v2) + v3)
-});
-
-program!(g179_opt, g179_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
-    let v1 = if (m > 2.29) < 0.07 { s.clone() } else { (-1.5) };
-    let mut v2 = x.clone();
-    if (x > (-1.41)) || (t < (-1.41)) {
-        v2 = (x * x);
-    } else {
-        v2 = y.relu();
-    }
-    let v3 = y.abs().sum();
-    ((v1 + v2) + v3)
-});
-
-program!(g180_opt, g180_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
-    let v1 = (m / 0.5);
-    let v2 = if (x > 1.13) < (-0.61) { (v1 < 0.07) } else { w };
-    (v1 + v2)
-});
-
-program!(g181_opt, g181_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
-    let mut v1 = y.clone();
-    for i in 0..3 {
-        v1[i] = y[i];
-    }
-    let v2 = if (-m) < 0.37 { (x / (x * x + 1.0)) } else { x.abs() };
-    let v3 = x.clone();
-    let mut v4 = m.clone();
-    if s > (-0.61) {
-        v4 = (m - t);
-    }
-    (((v1 + v2) + v3) + v4)
-});
-
-program!(g182_opt, g182_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
-    let v1 = if y < 1.13 { (m < 2.29) } else { (m > 0.07) };
-    let mut v2 = s.clone();
-    for i in 0..4 {
-        v2 += (x[i] + x[i]);
-    }
-    let v3 = if v2 < 0.07 { (x > (-0.61)) } else { (x < (-0.61)) };
-    ((v1 + v2) + v3)
-});
-
-program!(g183_opt, g183_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
-    let v1 = if (s > (-1.41)) > (-1.41) { (-m) } else { m.clone() };
-    let mut v2 = (m[[1, 1]] + s);
-    if (-t) > 0.07 {
-        v2 -= s.relu();
-        if !(s > 1.13) {
-            v2 = y.dot(&x);
-        }
-    }
-    (v1 + v2)
-});
-
-program!(g184_opt, g184_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
-    let mut v1 = (x < 0.07);
-    if !(x[1] < 2.29) {
-        v1 = (y + y);
-        if !(t > 0.37) {
-            v1 = (x / (s * s + 1.0));
-        }
-    }
-    let v2 = if (1.25 - x) < 1.13 { (m * m) } else { (x + m) };
-    (v1 + v2)
-});
-
-program!(g185_opt, g185_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
-    let v1 = {
-        let m = (p + m);
-        m + (m > 2.29)
-    };
-    let mut v2 = (y < (-0.61));
-    if y.dot(&y) > (-1.41) {
-        v2 = (y > (-1.41));
-        if m.sum() < 0.07 {
-            v2 += y.abs();
-        }
-    }
-    (v1 + v2)
-});
-
-program!(g186_opt, g186_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
-    let v1 = {
-        let y = (1.25 + y);
-        y + (p + y)
-    };
-    let mut v2 = y.clone();
-    for i in 0..4 {
-        if x[i] > 0.07 {
-            v2[i] = (x[i] - (-1.25));
-        }
-    }
-    let v3 = (m.abs() < 0.07);
-    ((v1 + v2) + v3)
-});
-
-program!(g187_opt, g187_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
-    let mut v1 = x.clone();
-    for i in 0..4 {
-        if x[i] > (-1.41) {
-            v1[i] = y[i];
-        }
-    }
-    let mut v2 = t.clone();
-    for i in 0..4 {
-        v2 = (v2 + (x[i] * x[i]));
-    }
-    let mut v3 = x.clone();
-    if (v1 > (-0.61)) && (t > 2.29) {
-        v3[0] = m[[0, 2]];
-    } else {
-        v3[0] = m.sum();
-    }
-    let v4 = {
-        let m = m.clone();
-        m + (p + m)
-    };
-    (((v1 + v2) + v3) + v4)
-});
-
-program!(g188_opt, g188_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
-    let mut v1 = x[3];
-    if !(t < 1.13) {
-        v1 = s.abs();
-        if t > 0.07 {
-            v1 = (s * s);
-        }
-    }
-    let v2 = if (m < 2.29) && (m < 0.07) { x.clone() } else { p };
-    let mut v3 = x.clone();
-    for i in 0..4 {
-        if y[i] > (-1.41) {
-            v3[i] = (0.25 + 0.75);
-        }
-    }
-    let v4 = (v3 + y.abs());
-    (((v1 + v2) + v3) + v4)
-});
-
-program!(g189_opt, g189_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
-    let v1 = m.clone();
-    let mut v2 = y[1];
-    for i in 0..4 {
-        v2 = (v2 + (t + s));
-    }
-    (v1 + v2)
-});
-
-program!(g190_opt, g190_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
-    let v1 = {
-        let s = x.dot(&x);
-        s + t.abs()
-    };
-    let mut v2 = v1.clone();
-    for i in 0..4 {
-        v2 = (v2 + x[i]);
-    }
-    let v3 = if (m / 8.0) < 1.13 { y.clone() } else { (x > 2.29) };
-    ((v1 + v2) + v3)
-});
-
-program!(g191_opt, g191_plain, [s, t, x, y, m, p, w], Priv<Array1<f64>>, {
-    let mut v1 = y.clone();
-    if (t < 1.13) && (y < (-0.61)) {
-        v1[3] = (t < (-0.61));
-    }
-    let mut v2 = v1.relu();
-    if v1.abs() > 0.07 {
-        v2 = v1.relu();
-        if (x < 0.37) < (-1.41) {
-            v2 -= (-y);
-        }
-    }
-    (v1 + v2)
-});
-
-program!(g192_opt, g192_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
-    let mut v1 = y.clone();
-    for i in 0..4 {
-        if y[i] > 1.13 {
-            v1[i] = (y[i] - y[i]);
-        }
-    }
-    let v2 = {
-        let t = (t > 2.29);
-        t + t
-    };
-    let v3 = if (x * v1) < 0.37 { (m * w) } else { m.clone() };
-    ((v1 + v2) + v3)
-});
-
-program!(g193_opt, g193_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
-    let v1 = (m > 1.13);
-    let v2 = if y.abs() > 0.37 { (y < 1.13) } else { (-2.0) };
-    (v1 + v2)
-});
-
-program!(g194_opt, g194_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
-    let v1 = if (y[1] < 2.29) && (y[1] < (-0.61)) { m.clone() } else { p };
-    let v2 = (x - (-x));
-    (v1 + v2)
-});
-
-program!(g195_opt, g195_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
-    let v1 = {
-        let m = (m > (-1.41));
-        m + (s * m)
-    };
-    let v2 = if t < (-1.41) { (y / (-4.0)) } else { (x * x) };
-    (v1 + v2)
-});
-
-program!(g196_opt, g196_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
-    let mut v1 = y.clone();
-    for i in 0..4 {
-        if x[i] > 0.07 {
-            v1[i] = y[i];
-        }
-    }
-    let mut v2 = m.clone();
-    if (-y) > (-0.61) {
-        v2 += m;
-        if t > 2.29 {
-            v2 = (-m);
-        }
-    } else {
-        v2 += (-m);
-    }
-    (v1 + v2)
-});
-
-program!(g197_opt, g197_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
-    let mut v1 = y.clone();
-    if y > (-0.61) {
-        v1[3] = (-t);
-    } else {
-        v1[3] = (0.5 - y[2]);
-    }
-    let v2 = m.relu().relu();
-    (v1 + v2)
-});
-
-program!(g198_opt, g198_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
-    let v1 = if (x * m) > 0.07 { (y > (-1.41)) } else { (y + x) };
-    let mut v2 = x.clone();
-    for i in 0..3 {
-        v2[i] = 0.75;
-    }
-    let mut v3 = x.clone();
-    for i in 0..4 {
-        if y[i] > (-0.61) {
-            v3[i] = (t * y[i]);
-        }
-    }
-    let v4 = ((m * v2) * m.relu());
-    (((v1 + v2) + v3) + v4)
-});
-
-program!(g199_opt, g199_plain, [s, t, x, y, m, p, w], Priv<Array1<f64>>, {
-    let v1 = {
-        let y = x.clone();
-        y + (x / (s * s + 1.0))
-    };
-    let v2 = (t * s).relu();
-    (v1 + v2)
-});
-
-program!(g200_opt, g200_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
-    let v1 = (y < 2.29).abs();
-    let mut v2 = y.clone();
-    if x[0] < 0.37 {
-        v2[1] = t;
-    }
-    let v3 = if (m - m) < 1.13 { t.abs() } else { (-1.5) };
-    ((v1 + v2) + v3)
-});
-
-program!(g201_opt, g201_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
-    let mut v1 = y.clone();
-    if x > 1.13 {
-        v1[3] = (y[2] / (s * s + 1.0));
-    }
-    let mut v2 = t.clone();
-    if x[1] < 1.13 {
-        v2 = t.clone();
-    } else {
-        v2 = m.sum();
-    }
-    let v3 = if m < 0.37 { (m / (s * s + 1.0)) } else { (m / (y * y + 1.0)) };
-    let mut v4 = y.clone();
-    for i in 0..4 {
-        if x[i] > 0.37 {
-            v4[i] = s;
-        }
-    }
-    (((v1 + v2) + v3) + v4)
-});
-
-program!(g202_opt, g202_plain, [s, t, x, y, m, p, w], Priv<Array1<f64>>, {
-    let mut v1 = x.clone();
-    for i in 0..4 {
-        if x[i] > 0.07 {
-            v1[i] = (x[i] - s);
-        }
-    }
-    let mut v2 = x.clone();
-    for i in 0..3 {
-        v2[i] = (3.0 - ((-0.5) * x[i]));
-    }
-    let mut v3 = y.clone();
-    for i in 0..4 {
-        if x[i] > 0.07 {
-            v3[i] = (t + y[i]);
-        }
-    }
-    ((v1 + v2) + v3)
-});
-
-program!(g203_opt, g203_plain, [s, t, x, y, m, p, w], Priv<Array1<f64>>, {
-    let v1 = if x[0] < 0.37 { (y - y) } else { (y / 2.0) };
-    let v2 = x.clone();
-    let v3 = m[[2, 1]].abs().abs();
-    ((v1 + v2) + v3)
-});
-
-program!(g204_opt, g204_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
-    let v1 = (y / 8.0);
-    let v2 = {
-        let m = (w + m);
-        m + (m - w)
-    };
-    let mut v3 = (-x);
-    if y < (-0.61) {
-        v3 = y.abs();
-    }
-    let mut v4 = (-v1);
-    if m[[2, 3]] > 1.13 {
-        v4 += (y * x[2]);
-    }
-    (((v1 + v2) + v3) + v4)
-});
-
-program!(g205_opt, g205_plain, [s, t, x, y, m, p, w], Priv<Array1<f64>>, {
-    let mut v1 = y.clone();
-    for i in 1..3 {
-        v1[i] = ((x[i] - t) * (x[i] * 3.0));
-    }
-    let mut v2 = s.clone();
-    for i in 0..4 {
-        v2 = (v2 + (((x[i] + y[i]) > 1.13) * s));
-    }
-    let v3 = if (s + t) < 2.29 { m.sum() } else { (x[0] - v2) };
-    let mut v4 = x.clone();
-    for i in 1..3 {
-        v4[i] = ((v4[i - 1] * 0.5) + 3.0);
-    }
-    (((v1 + v2) + v3) + v4)
-});
-
-program!(g206_opt, g206_plain, [s, t, x, y, m, p, w], Priv<Array1<f64>>, {
-    let mut v1 = s.clone();
-    for i in 0..4 {
-        v1 += (y[i] - 0.5);
-    }
-    let mut v2 = y.clone();
-    if !(x > 0.37) {
-        v2[3] = (x[1] * p);
-    } else {
-        v2[3] = (s / 2.0);
-    }
-    let v3 = v2.relu();
-    ((v1 + v2) + v3)
-});
-
-program!(g207_opt, g207_plain, [s, t, x, y, m, p, w], Priv<Array1<f64>>, {
-    let v1 = y.clone();
-    let mut v2 = y.clone();
-    for i in 0..4 {
-        if y[i] > (-0.61) {
-            v2[i] = (2.0 - (-0.5));
-        }
-    }
-    let mut v3 = x.clone();
-    if v1 > (-1.41) {
-        v3[1] = (-m[[2, 3]]);
-    }
-    let mut v4 = (v3 < 0.07);
-    if (x[2] > (-0.61)) || (x < 0.37) {
-        v4 = y.clone();
-    }
-    (((v1 + v2) + v3) + v4)
-});
-
-program!(g208_opt, g208_plain, [s, t, x, y, m, p, w], Priv<Array1<f64>>, {
-    let mut v1 = y[3].relu();
-    if (t + s) < (-1.41) {
-        v1 = m[[0, 3]];
-    } else {
-        v1 -= s.abs();
-    }
-    let v2 = (t.abs() + (v1 * 1.25));
-    let mut v3 = (x * y);
-    if (y < (-0.61)) || (y > 1.13) {
-        v3 = (y < 1.13);
-    }
-    let mut v4 = (v1 / (-4.0));
-    if (x[3] + 1.25) > 0.37 {
-        v4 += y[2];
-    } else {
-        v4 = (s < (-0.61));
-    }
-    (((v1 + v2) + v3) + v4)
-});
-
-program!(g209_opt, g209_plain, [s, t, x, y, m, p, w], Priv<Array1<f64>>, {
-    let mut v1 = y.sum();
-    if t < 0.37 {
-        v1 = t.clone();
-    } else {
-        v1 = (s / 0.5);
-    }
-    let mut v2 = x.clone();
-    for i in 0..4 {
-        if x[i] > 1.13 {
-            v2[i] = (x[i] + y[i]);
-        }
-    }
-    (v1 + v2)
-});
-
-program!(g210_opt, g210_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
-    let v1 = if (w * m) < 0.37 { (m + s) } else { (m > 0.37) };
-    let mut v2 = t.clone();
-    for i in 0..4 {
-        v2 += (t + 3.0);
-    }
-    let mut v3 = (-m);
-    if (y + y) < 2.29 {
-        v3 = (-m);
-    } else {
-        v3 += m;
-    }
-    ((v1 + v2) + v3)
-});
-
-program!(g211_opt, g211_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
-    let mut v1 = y.clone();
-    for i in 1..4 {
-        v1[i] = ((v1[i - 1] * 0.5) + ((s + t) + t));
-    }
-    let v2 = if (m > 1.13) && (m < (-1.41)) { v1.clone() } else { (x - t) };
-    let v3 = s.clone();
-    ((v1 + v2) + v3)
-});
-
-program!(g212_opt, g212_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
-    let v1 = ((m < 1.13) < (-1.41));
-    let v2 = m.sum();
-    (v1 + v2)
-});
-
-program!(g213_opt, g213_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
-    let mut v1 = y.clone();
-    for i in 1..3 {
-        v1[i] = ((s - s) + ((-0.25) - t));
-    }
-    let v2 = {
-        let v1 = (x / (t * t + 1.0));
-        v1 + (x > 0.07)
-    };
-    let v3 = ((m - m) + w);
-    let v4 = if v2.dot(&y) > 0.37 { (t < 0.07) } else { (t + x[3]) };
-    (((v1 + v2) + v3) + v4)
-});
-
-program!(g214_opt, g214_plain, [s, t, x, y, m, p, w], Priv<Array1<f64>>, {
-    let mut v1 = x.clone();
-    if (y < 0.37) < 2.29 {
-        v1[0] = x.sum();
-    }
-    let v2 = (m.sum() * (y > (-1.41)));
-    let mut v3 = y.clone();
-    if !(v2 > 0.07) {
-        v3[2] = (y[3] + s);
-    }
-    ((v1 + v2) + v3)
-});
-
-program!(g215_opt, g215_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
-    let v1 = m.abs().abs();
-    let mut v2 = (s / 2.0);
-    if (t * s) > 0.37 {
-        v2 = s.clone();
-    } else {
-        v2 = (s - t);
-    }
-    let v3 = if (v1 / (x * x + 1.0)) > 0.37 { (m < 0.37) } else { v1.relu() };
-    ((v1 + v2) + v3)
-});
-
-program!(g216_opt, g216_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
-    let v1 = t.clone();
-    let mut v2 = x.clone();
-    if (y * m[[2, 3]]) > 1.13 {
-        v2 = x.relu();
-    }
-    let mut v3 = x.clone();
-    if (y < 1.13) < 1.13 {
-        v3[0] = (v1 * 3.0);
-    } else {
-        v3[1] = v1;
-    }
-    let v4 = ((m / (y * y + 1.0)) < (-1.41));
-    (((v1 + v2) + v3) + v4)
-});
-
-program!(g217_opt, g217_plain, [s, t, x, y, m, p, w], Priv<Array1<f64>>, {
-    let mut v1 = x.clone();
-    if (s + t) > 0.07 {
-        v1[3] = s.relu();
-    } else {
-        v1[0] = y[3];
-    }
-    let mut v2 = y.abs();
-    if t < (-0.61) {
-        v2 = y.clone();
-    } else {
-        v2 = (v1 + v1);
-    }
-    (v1 + v2)
-});
-
-program!(g218_opt, g218_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
-    let mut v1 = m[[1, 2]];
-    for i in 0..4 {
-        v1 += (-0.75);
-    }
-    let v2 = {
-        let y = x.clone();
-        y + y
-    };
-    let v3 = ((m > (-1.41)) + (m[[1, 0]] - x));
-    ((v1 + v2) + v3)
-});
-
-program!(g219_opt, g219_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
-    let v1 = (x > 2.29).dot(&y);
-    let v2 = if (s < 0.37) && (t < 0.07) { m.clone() } else { p };
-    let v3 = (v2 > 0.37);
-    ((v1 + v2) + v3)
-});
-
-program!(g220_opt, g220_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
-    let v1 = m.clone();
-    let mut v2 = x.clone();
-    for i in 1..3 {
-        v2[i] = ((v2[i - 1] * 0.5) + (x[i] - y[i]));
-    }
-    let v3 = if (v2 > (-0.61)) > 0.07 { (-s) } else { (s * p) };
-    ((v1 + v2) + v3)
-});
-
-program!(g221_opt, g221_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
-    let mut v1 = y.clone();
-    for i in 1..4 {
-        v1[i] = ((v1[i - 1] * 0.5) + (x[i] * (x[i] + 1.5)));
-    }
-    let mut v2 = t.abs();
-    if (m[[1, 1]] < 2.29) || (t < 0.07) {
-        v2 = (t - t);
-    } else {
-        v2 += (-m[[0, 0]]);
-    }
-    let mut v3 = x.clone();
-    for i in 1..3 {
-        v3[i] = ((v3[i - 1] * 0.5) + y[i]);
-    }
-    let v4 = ((0.5 - m) < 2.29);
-    (((v1 + v2) + v3) + v4)
-});
-
-program!(g222_opt, g222_plain, [s, t, x, y, m, p, w], Priv<Array1<f64>>, {
-    let v1 = y.clone();
-    let v2 = if (v1 / 2.0) > (-1.41) { m.sum() } else { (x[0] / (-4.0)) };
-    (v1 + v2)
-});
-
-program!(g223_opt, g223_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
-    let mut v1 = (x > (-1.41));
-    if !(t > (-1.41)) {
-        v1 += x;
-    }
-    let v2 = (m < (-1.41));
-    (v1 + v2)
-});
-
-program!(g224_opt, g224_plain, [s, t, x, y, m, p, w], Priv<f64>, {
-    let v1 = x.relu().dot(&(x - 1.25));
-    let mut v2 = s.clone();
-    for i in 0..4 {
-        v2 += (2.0 * x[i]);
-    }
-    let v3 = ((t + s) > (-0.61));
-    ((v1 + v2) + v3)
-});
-
-program!(g225_opt, g225_plain, [s, t, x, y, m, p, w], Priv<Array1<f64>>, {
-    let mut v1 = y.clone();
-    for i in 0..4 {
-        if x[i] > 2.29 {
-            v1[i] = 3.0;
-        }
-    }
-    let v2 = v1.sum().abs();
-    let mut v3 = x[3];
-    for i in 0..4 {
-        v3 = (v3 + y[i]);
-    }
-    let v4 = ((p - v3) > 1.13);
-    (((v1 + v2) + v3) + v4)
-});
-
-program!(g226_opt, g226_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
-    let mut v1 = (-m);
-    if s.relu() > 0.07 {
-        v1 = m.clone();
-    }
-    let v2 = if x.abs() > 0.37 { (s - y) } else { (x < 2.29) };
-    let mut v3 = x[2];
-    for i in 0..4 {
-        v3 += x[i];
-    }
-    ((v1 + v2) + v3)
-});
-
-program!(g227_opt, g227_plain, [s, t, x, y, m, p, w], Priv<Array1<f64>>, {
-    let mut v1 = y.clone();
-    if (y > (-1.41)) && (t < (-0.61)) {
-        v1[1] = (p + s);
-    }
-    let v2 = (v1 < 1.13).dot(&(w + x));
-    (v1 + v2)
-});
-
-program!(g228_opt, g228_plain, [s, t, x, y, m, p, w], Priv<f64>, {
-    let mut v1 = s.clone();
-    for i in 0..4 {
-        v1 = (v1 + ((-1.5) - t));
-    }
-    let v2 = (0.5 - m).sum();
-    (v1 + v2)
-});
-
-program!(g229_opt, g229_plain, [s, t, x, y, m, p, w], Priv<Array1<f64>>, {
-    let v1 = ((y * s) > (-0.61));
-    let mut v2 = (y * x);
-    if v1 > 0.07 {
-        v2 = (v1 < 0.07);
-    } else {
-        v2 -= (v1 * v1);
-    }
-    let v3 = x.clone();
-    ((v1 + v2) + v3)
-});
-
-program!(g230_opt, g230_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
-    let v1 = if (x > (-0.61)) && (s < 0.07) { m.abs() } else { p };
-    let mut v2 = v1.abs();
-    if !(s < (-1.41)) {
-        v2 = (v1 + t);
-        if (t > (-1.41)) || (y < 1.13) {
-            v2 = v1.clone();
-        }
-    } else {
-        v2 = v1.clone();
-    }
-    let v3 = (y < 0.37);
-    let mut v4 = x.clone();
-    for i in 0..4 {
-        if y[i] > 0.07 {
-            v4[i] = (s + y[i]);
-        }
-    }
-    (((v1 + v2) + v3) + v4)
-});
-
-program!(g231_opt, g231_plain, [s, t, x, y, m, p, w], Priv<Array1<f64>>, {
-    let v1 = if (y[2] < 0.37) && (m[[1, 3]] > 1.13) { m.sum() } else { (s - m[[1, 1]]) };
-    let mut v2 = x.clone();
-    if y < 0.07 {
-        v2[3] = (t * x[1]);
-    }
-    let mut v3 = y[3];
-    if (p - s) > 1.13 {
-        v3 += t;
-    } else {
-        v3 = (-v1);
-    }
-    let mut v4 = y.clone();
-    if t < (-0.61) {
-        v4[0] = (v1 / 0.5);
-    }
-    (((v1 + v2) + v3) + v4)
-});
-
-program!(g232_opt, g232_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
-    let mut v1 = (-s);
-    if x[0] > (-0.61) {
-        v1 = x[2];
-    }
-    let v2 = {
-        let m = (y * m);
-        m + (m + m)
-    };
-    (v1 + v2)
-});
-
-program!(g233_opt, g233_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
-    let v1 = ((m - m) * (s + (-1.25)));
-    let v2 = {
-        let t = s.clone();
-        t + x.dot(&y)
-    };
-    let v3 = (m / (-4.0));
-    ((v1 + v2) + v3)
-});
-
-program!(g234_opt, g234_plain, [s, t, x, y, m, p, w], Priv<Array1<f64>>, {
-    let v1 = (x * y);
-    let mut v2 = y.clone();
-    if m.sum() < 1.13 {
-        v2[0] = t;
-    } else {
-        v2[3] = (t * m[[0, 1]]);
-    }
-    (v1 + v2)
-});
-
-program!(g235_opt, g235_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
-    let v1 = ((m < (-0.61)) - p);
-    let mut v2 = (y[1] + s);
-    if t < 1.13 {
-        v2 = (s - x[2]);
-        if m.sum() < (-0.61) {
-            v2 -= (t < (-0.61));
-        }
-    } else {
-        v2 = (-t);
-    }
-    (v1 + v2)
-});
-
-program!(g236_opt, g236_plain, [s, t, x, y, m, p, w], Priv<Array1<f64>>, {
-    let v1 = {
-        let t = (t < 1.13);
-        t + (0.25 * t)
-    };
-    let v2 = (s * 1.25);
-    let mut v3 = x.clone();
-    for i in 0..4 {
-        v3[i] = (-2.0);
-    }
-    ((v1 + v2) + v3)
-});
-
-program!(g237_opt, g237_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
-    let v1 = if y.relu() < 1.13 { (m / (t * t + 1.0)) } else { (m / 8.0) };
-    let mut v2 = s.clone();
-    for i in 0..4 {
-        v2 += y[i];
-    }
-    (v1 + v2)
-});
-
-program!(g238_opt, g238_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
-    let v1 = if !(s > (-1.41)) { t.clone() } else { 0.25 };
-    let v2 = y.dot(&x).abs();
-    let v3 = if m.relu() < 2.29 { (m < 1.13) } else { (m + m) };
-    ((v1 + v2) + v3)
-});
-
-program!(g239_opt, g239_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
-    let v1 = if (t - y) > 2.29 { m.clone() } else { m.clone() };
-    let mut v2 = y.clone();
-    if (s / (t * t + 1.0)) > (-1.41) {
-        v2[0] = s;
-    }
-    (v1 + v2)
-});
-
-program!(g240_opt, g240_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
-    let v1 = if y > 2.29 { (x + p) } else { 1.5 };
-    let v2 = (x < 1.13);
-    let mut v3 = m.clone();
-    if (0.75 + m) > 2.29 {
-        v3 = (m + y);
-    }
-    let v4 = (v1 > (-1.41));
-    (((v1 + v2) + v3) + v4)
-});
-
-program!(g241_opt, g241_plain, [s, t, x, y, m, p, w], Priv<Array1<f64>>, {
-    let v1 = if (-y) < 1.13 { (1.25 + y) } else { (y > 1.13) };
-    let mut v2 = x.clone();
-    for i in 0..4 {
-        if x[i] > (-0.61) {
-            v2[i] = (y[i] + s);
-        }
-    }
-    (v1 + v2)
-});
-
-program!(g242_opt, g242_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
-    let v1 = {
-        let m = (m > 0.37);
-        m + (w + m)
-    };
-    let v2 = ((v1 - m) > (-1.41));
-    let v3 = ((-y) / 2.0);
-    let v4 = (p - t).relu();
-    (((v1 + v2) + v3) + v4)
-});
-
-program!(g243_opt, g243_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
-    let v1 = {
-        let m = (m - m);
-        m + (m > 0.07)
-    };
-    let v2 = if !(y < (-1.41)) { (x[1] / (t * t + 1.0)) } else { m[[2, 2]].abs() };
-    let mut v3 = t.clone();
-    for i in 0..4 {
-        v3 = (v3 + y[i]);
-    }
-    let mut v4 = x.clone();
-    for i in 1..3 {
-        v4[i] = (((-1.5) + s) * (((x[i] + y[i]) > 2.29) * y[i]));
-    }
-    (((v1 + v2) + v3) + v4)
-});
-
-program!(g244_opt, g244_plain, [s, t, x, y, m, p, w], Priv<Array1<f64>>, {
-    let mut v1 = x.clone();
-    for i in 0..4 {
-        v1[i] = (y[i] * s);
-    }
-    let mut v2 = y.clone();
-    for i in 0..4 {
-        if x[i] > (-0.61) {
-            v2[i] = t;
-        }
-    }
-    let mut v3 = y[1].relu();
-    if v1.sum() < 0.37 {
-        v3 -= m.sum();
-    } else {
-        v3 += (s / 2.0);
-    }
-    let v4 = {
-        let x = (y < 1.13);
-        x + v2.relu()
-    };
-    (((v1 + v2) + v3) + v4)
-});
-
-program!(g245_opt, g245_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
-    let v1 = ((m + m) < 1.13);
-    let mut v2 = x.clone();
-    if (x[0] < 1.13) && (x < (-1.41)) {
-        v2[2] = (s / (t * t + 1.0));
-    } else {
-        v2[1] = x[2];
-    }
-    (v1 + v2)
-});
-
-program!(g246_opt, g246_plain, [s, t, x, y, m, p, w], Priv<Array1<f64>>, {
-    let mut v1 = x.clone();
-    for i in 0..4 {
-        if y[i] > 1.13 {
-            v1[i] = (y[i] + y[i]);
-        }
-    }
-    let mut v2 = x.clone();
-    if (-t) < 2.29 {
-        v2[0] = (t - t);
-    }
-    (v1 + v2)
-});
-
-program!(g247_opt, g247_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
-    let mut v1 = x.clone();
-    if x[0] < 0.37 {
-        v1 = x.clone();
-    }
-    let v2 = if m > 2.29 { (1.25 - x) } else { (x - x) };
-    let v3 = {
-        let v1 = (x > 1.13);
-        v1 + y
-    };
-    let v4 = (!(m > (-0.61)));
-    (((v1 + v2) + v3) + v4)
-});
-
-program!(g248_opt, g248_plain, [s, t, x, y, m, p, w], Priv<Array1<f64>>, {
-    let v1 = s.clone();
-    let mut v2 = y.clone();
-    for i in 0..4 {
-        if x[i] > 2.29 {
-            v2[i] = 2.0;
-        }
-    }
-    let v3 = if (-v1) > (-1.41) { (v1 < 0.07) } else { v1.relu() };
-    let v4 = {
-        let v2 = (1.25 - v2);
-        v2 + (v2 > (-0.61))
-    };
-    (((v1 + v2) + v3) + v4)
-});
-
-program!(g249_opt, g249_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
-    let mut v1 = x.clone();
-    if (t < 0.07) || (y < 0.37) {
-        v1[1] = (-s);
-    }
-    let v2 = y.dot(&(v1 > 1.13));
-    let mut v3 = (m > (-1.41));
-    if (x < 2.29) && (m < 0.07) {
-        v3 += (y - m);
-    }
-    let mut v4 = v3.clone();
-    if (v2 * s) < 2.29 {
-        v4 = (v3 * s);
-    } else {
-        v4 -= (v3 - (-1.25));
-    }
-    (((v1 + v2) + v3) + v4)
-});
-
-program!(g250_opt, g250_plain, [s, t, x, y, m, p, w], Priv<Array1<f64>>, {
-    let v1 = if (-y) < (-0.61) { (t > 0.37) } else { s.relu() };
-    let mut v2 = t.clone();
-    for i in 0..4 {
-        v2 += (1.25 - 0.75);
-    }
-    let v3 = v1.dot(&x.abs());
-    ((v1 + v2) + v3)
-});
-
-program!(g251_opt, g251_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
-    let v1 = x[2];
-    let mut v2 = y.abs();
-    if (y + x) < 1.13 {
-        v2 += (y[2] + x);
-    }
-    let mut v3 = s.clone();
-    for i in 0..4 {
-        v3 += (((y[i] + 1.5) > (-1.41)) * x[i]);
-    }
-    let mut v4 = (m - m);
-    if (m > (-1.41)) > 0.07 {
-        v4 += (w + m);
-        if (v2 < (-0.61)) < 0.07 {
-            v4 += (-m);
-        }
-    }
-    (((v1 + v2) + v3) + v4)
-});
-
-program!(g252_opt, g252_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
-    let v1 = (!(x < (-1.41)));
-    let mut v2 = y.clone();
-    if (t < (-1.41)) && (y > 1.13) {
-        v2[2] = (s < 0.07);
-    } else {
-        v2[0] = (s / 2.0);
-    }
-    let v3 = if m.relu() > 1.13 { (y * x) } else { (v1 + t) };
-    let mut v4 = t.clone();
-    for i in 0..4 {
-        v4 += (y[i] - y[i]);
-    }
-    (((v1 + v2) + v3) + v4)
-});
-
-program!(g253_opt, g253_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
-    let v1 = (-(-x[0]));
-    let v2 = ((-x[1]) + (t - m));
-    (v1 + v2)
-});
-
-program!(g254_opt, g254_plain, [s, t, x, y, m, p, w], Priv<Array1<f64>>, {
-    let v1 = {
-        let t = (x[0] + t);
-        t + (s + (-0.25))
-    };
-    let mut v2 = y.clone();
-    for i in 1..3 {
-        v2[i] = ((v2[i - 1] * 0.5) + (((x[i] + x[i]) > (-1.41)) * (x[i] + 2.0)));
-    }
-    (v1 + v2)
-});
-
-program!(g255_opt, g255_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
-    let mut v1 = y.clone();
-    for i in 1..3 {
-        v1[i] = ((s * y[i]) * y[i]);
-    }
-    let v2 = if (m[[0, 1]] - t) < 0.07 { (m < 0.07) } else { m.clone() };
-    let mut v3 = x.clone();
-    if (y > 0.07) < 2.29 {
-        v3[2] = (-x[2]);
-    } else {
-        v3[2] = (t / (s * s + 1.0));
-    }
-    ((v1 + v2) + v3)
-});
-
-program!(g256_opt, g256_plain, [s, t, x, y, m, p, w], Priv<Array1<f64>>, {
-    let v1 = (t < 0.37);
-    let mut v2 = s.clone();
-    for i in 0..4 {
-        v2 = (v2 + (y[i] * x[i]));
-    }
-    let mut v3 = t.clone();
-    for i in 0..4 {
-        v3 += (x[i] * (-3.0));
-    }
-    let v4 = if (x < 2.29) > 1.13 { (y + y) } else { (y / (y * y + 1.0)) };
-    (((v1 + v2) + v3) + v4)
-});
-
-program!(g257_opt, g257_plain, [s, t, x, y, m, p, w], Priv<Array1<f64>>, {
-    let v1 = (-(-s));
-    let v2 = if (y < 0.37) < (-1.41) { y.relu() } else { y.clone() };
-    (v1 + v2)
-});
-
-program!(g258_opt, g258_plain, [s, t, x, y, m, p, w], Priv<Array1<f64>>, {
-    let v1 = x[0];
-    let mut v2 = x.clone();
-    if y < 0.37 {
-        v2[3] = (m[[2, 0]] * t);
-    } else {
-        v2[3] = v1.relu();
-    }
-    (v1 + v2)
-});
-
-program!(g259_opt, g259_plain, [s, t, x, y, m, p, w], Priv<Array1<f64>>, {
-    let v1 = if x.dot(&y) < (-0.61) { (-y) } else { (p + x) };
-    let mut v2 = y.clone();
-    for i in 0..4 {
-        if y[i] > (-0.61) {
-            v2[i] = (x[i] - 3.0);
-        }
-    }
-    (v1 + v2)
-});
-
-program!(g260_opt, g260_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
-    let mut v1 = x.clone();
-    if y > 0.37 {
-        v1[2] = s;
-    }
-    let mut v2 = (p + m);
-    if (-s) < (-0.61) {
-        v2 = (m > 1.13);
-    } else {
-        v2 = (-m);
-    }
-    let mut v3 = y[2];
-    for i in 0..4 {
-        v3 = (v3 + y[i]);
-    }
-    let v4 = if !(v1 > 2.29) { v1.clone() } else { v1.clone() };
-    (((v1 + v2) + v3) + v4)
-});
-
-program!(g261_opt, g261_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
-    let mut v1 = (y / (x * x + 1.0));
-    if (3.0 - t) < 0.37 {
-        v1 -= (y < (-1.41));
-        if (s > 0.37) < (-1.41) {
-            v1 -= (x < (-0.61));
-        }
-    }
-    let v2 = if (s < 1.13) > (-0.61) { m.clone() } else { m.abs() };
-    let v3 = x.clone();
-    let mut v4 = x.clone();
-    for i in 0..4 {
-        if y[i] > 2.29 {
             v4[i] = y[i];
         }
     }
     (((v1 + v2) + v3) + v4)
 });
 
-program!(g262_opt, g262_plain, [s, t, x, y, m, p, w], Priv<Array1<f64>>, {
-    let mut v1 = y.clone();
-    for i in 0..4 {
-        if y[i] > (-0.61) {
-            v1[i] = 3.0;
+program!(g28_opt, g28_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
+    let v1 = (x < 1.13);
+    let v2 = (((m * s) + (s * s)) + (s * m));
+    (v1 + v2)
+});
+
+program!(g29_opt, g29_plain, [s, t, x, y, m, p, w], Priv<Array1<f64>>, {
+    let mut v1 = (x > 1.13);
+    if (-y) > 1.13 {
+        v1 = (y > 2.29);
+        if (t > 1.13) && (y > (-0.61)) {
+            v1 = (x > (-0.61));
         }
     }
     let mut v2 = y.clone();
-    for i in 0..3 {
-        v2[i] = 3.0;
+    if (v1 < 2.29) > (-0.61) {
+        v2[0] = (1.5 - x[2]);
     }
-    let v3 = s.relu();
-    ((v1 + v2) + v3)
+    (v1 + v2)
 });
 
-program!(g263_opt, g263_plain, [s, t, x, y, m, p, w], Priv<Array1<f64>>, {
-    let v1 = ((y < 0.07) && (x[2] < 0.37));
-    let mut v2 = m.sum();
-    if (m[[0, 2]] > (-0.61)) || (t > 1.13) {
-        v2 = (t * 2.0);
-    } else {
-        v2 += (x[2] * p);
-    }
-    let mut v3 = y.clone();
-    for i in 0..4 {
-        if x[i] > 0.37 {
-            v3[i] = (x[i] + t);
-        }
-    }
-    let mut v4 = y.clone();
+program!(g30_opt, g30_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
+    let mut v1 = y.clone();
     for i in 0..4 {
         if y[i] > 0.07 {
-            v4[i] = (s * x[i]);
+            v1[i] = x[i];
+        }
+    }
+    let mut v2 = (v1 + y);
+    if (v1 < 1.13) && (x > 0.07) {
+        v2 += v1.relu();
+    }
+    let v3 = if !(m < 2.29) { (t + x[3]) } else { (s + (-2.0)) };
+    let mut v4 = t.clone();
+    if !(s < (-0.61)) {
+        v4 -= y[3];
+    } else {
+        v4 += s;
+    }
+    (((v1 + v2) + v3) + v4)
+});
+
+program!(g31_opt, g31_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
+    let v1 = (-(p * m));
+    let v2 = ((s * t) + (t * v1));
+    (v1 + v2)
+});
+
+program!(g32_opt, g32_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
+    let mut v1 = y.relu();
+    if !(y > 0.07) {
+        v1 += (x - t);
+    }
+    let mut v2 = m.clone();
+    if (y > 0.07) && (t < 1.13) {
+        v2 += m;
+    }
+    let mut v3 = (x[2] > 0.07);
+    if (t < (-1.41)) || (s < 1.13) {
+        v3 = x[1];
+    }
+    ((v1 + v2) + v3)
+});
+
+program!(g33_opt, g33_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
+    let mut v1 = (m > 0.07);
+    if !(t < 1.13) {
+        v1 -= m.abs();
+    } else {
+        v1 = m.abs();
+    }
+    let v2 = y.clone();
+    (v1 + v2)
+});
+
+program!(g34_opt, g34_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
+    let v1 = ((m * m) + (t * y));
+    let v2 = (t * t);
+    let mut v3 = (s + m);
+    if y < 2.29 {
+        v3 -= m;
+        if (x > 1.13) && (y < 0.37) {
+            v3 -= v1;
+        }
+    } else {
+        v3 -= (v1 < 2.29);
+    }
+    let v4 = if (m < (-1.41)) < (-1.41) { (0.75 - t) } else { (t / (t * t + 1.0)) };
+    (((v1 + v2) + v3) + v4)
+});
+
+program!(g35_opt, g35_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
+    let v1 = (((m * m) + (m * s)) + (m * m));
+    let mut v2 = x.clone();
+    if (t / (s * s + 1.0)) > 0.07 {
+        v2 = (y < 0.37);
+    } else {
+        v2 -= x;
+    }
+    let mut v3 = y.clone();
+    for i in 0..4 {
+        if x[i] > 0.07 {
+            v3[i] = (y[i] * y[i]);
+        }
+    }
+    let v4 = ((((v1 * v1) + (x * v1)) + (v1 * m)) + (v1 * v3));
+    (((v1 + v2) + v3) + v4)
+});
+
+program!(g36_opt, g36_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
+    let v1 = (((x * x) + (x * m)) + (x * x));
+    let mut v2 = v1.sum();
+    if (s < 2.29) && (t < 1.13) {
+        v2 = y.dot(&x);
+    } else {
+        v2 = (t - s);
+    }
+    (v1 + v2)
+});
+
+program!(g37_opt, g37_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
+    let v1 = if !(m > 2.29) { (m < 1.13) } else { (m < 1.13) };
+    let v2 = {
+        let v1 = (v1 / (t * t + 1.0));
+        v1 + m
+    };
+    let mut v3 = m[[1, 0]];
+    for i in 0..4 {
+        v3 += x[i];
+    }
+    ((v1 + v2) + v3)
+});
+
+program!(g38_opt, g38_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
+    let v1 = (y - p);
+    let v2 = ((((v1 * v1) + (v1 * t)) + (t * v1)) + (v1 * m));
+    (v1 + v2)
+});
+
+program!(g39_opt, g39_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
+    let mut v1 = (m < (-1.41));
+    if (s + s) > 1.13 {
+        v1 += m;
+        if t > (-1.41) {
+            v1 = (m / (s * s + 1.0));
+        }
+    }
+    let v2 = (((y * y) + (v1 * t)) + (t * x));
+    (v1 + v2)
+});
+
+program!(g40_opt, g40_plain, [s, t, x, y, m, p, w], Priv<Array1<f64>>, {
+    let mut v1 = y.clone();
+    for i in 0..4 {
+        if x[i] > (-1.41) {
+            v1[i] = ((-0.5) * x[i]);
+        }
+    }
+    let mut v2 = (x[1] + v1);
+    if !(x < (-1.41)) {
+        v2 += y;
+    } else {
+        v2 -= (-v1);
+    }
+    (v1 + v2)
+});
+
+program!(g41_opt, g41_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
+    let v1 = ((y < 0.07) && (y > (-0.61)));
+    let v2 = if (m > 0.07) < (-1.41) { (m / 0.5) } else { w };
+    let v3 = if (m > 0.07) < (-1.41) { v2.clone() } else { v2.abs() };
+    ((v1 + v2) + v3)
+});
+
+program!(g42_opt, g42_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
+    let mut v1 = x.clone();
+    for i in 1..3 {
+        v1[i] = ((t - y[i]) * (x[i] + s));
+    }
+    let mut v2 = (m / 0.5);
+    if x < 2.29 {
+        v2 = (m < 0.07);
+    }
+    let v3 = (-t);
+    ((v1 + v2) + v3)
+});
+
+program!(g43_opt, g43_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
+    let v1 = {
+        let m = (m > 0.07);
+        m + (m / 0.5)
+    };
+    let mut v2 = v1.clone();
+    if x > (-0.61) {
+        v2 = (v1 > (-1.41));
+        if x < 1.13 {
+            v2 += (-v1);
+        }
+    } else {
+        v2 = (m < 0.37);
+    }
+    let v3 = if s < 0.37 { (-t) } else { y[0] };
+    ((v1 + v2) + v3)
+});
+
+program!(g44_opt, g44_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
+    let v1 = ((((s * t) + (m * t)) + (y * x)) + (t * m));
+    let v2 = (((y * v1) + (s * s)) + (t * s));
+    (v1 + v2)
+});
+
+program!(g45_opt, g45_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
+    let v1 = m.clone();
+    let mut v2 = x[2];
+    for i in 0..4 {
+        v2 = (v2 + (x[i] + t));
+    }
+    let v3 = (v1 + (v1 > (-1.41)));
+    ((v1 + v2) + v3)
+});
+
+program!(g46_opt, g46_plain, [s, t, x, y, m, p, w], Priv<Array1<f64>>, {
+    let mut v1 = y.clone();
+    for i in 1..3 {
+        v1[i] = ((v1[i - 1] * 0.5) + (0.25 + (((x[i] + s) > (-1.41)) * y[i])));
+    }
+    let v2 = if !(x < 1.13) { v1.sum() } else { x[1] };
+    let mut v3 = x.clone();
+    for i in 0..4 {
+        if x[i] > 2.29 {
+            v3[i] = (s - x[i]);
+        }
+    }
+    ((v1 + v2) + v3)
+});
+
+program!(g47_opt, g47_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
+    let v1 = if (x < (-0.61)) && (x[3] > 0.37) { m.clone() } else { (m + w) };
+    let v2 = (((y * y) + (s * y)) + (y * y));
+    (v1 + v2)
+});
+
+program!(g48_opt, g48_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
+    let mut v1 = x.clone();
+    for i in 1..3 {
+        v1[i] = ((v1[i - 1] * 0.5) + ((y[i] + s) + (((y[i] + x[i]) > (-0.61)) * x[i])));
+    }
+    let v2 = if (m + w) > 0.07 { (m > 2.29) } else { (m > 0.07) };
+    (v1 + v2)
+});
+
+program!(g49_opt, g49_plain, [s, t, x, y, m, p, w], Priv<Array1<f64>>, {
+    let v1 = if (x > (-0.61)) > (-0.61) { (x > 0.07) } else { y.clone() };
+    let v2 = if (x > 2.29) || (y < (-0.61)) { (s + s) } else { (p + s) };
+    let mut v3 = x.clone();
+    for i in 0..4 {
+        if x[i] > (-1.41) {
+            v3[i] = (((x[i] + x[i]) > 2.29) * x[i]);
+        }
+    }
+    ((v1 + v2) + v3)
+});
+
+program!(g50_opt, g50_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
+    let mut v1 = y.clone();
+    for i in 1..4 {
+        v1[i] = ((((x[i] + t) > (-0.61)) * x[i]) + y[i]);
+    }
+    let mut v2 = m.clone();
+    if x[3] < (-1.41) {
+        v2 = (m / (t * t + 1.0));
+    }
+    (v1 + v2)
+});
+
+program!(g51_opt, g51_plain, [s, t, x, y, m, p, w], Priv<f64>, {
+    let mut v1 = (t / 0.5);
+    if t > (-1.41) {
+        v1 = (s * t);
+    } else {
+        v1 = (s > (-0.61));
+    }
+    let v2 = y.sum();
+    (v1 + v2)
+});
+
+program!(g52_opt, g52_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
+    let v1 = (y[3].relu() + y.dot(&x));
+    let v2 = ((m * y) + (v1 * y));
+    let v3 = (((m * y) + (v1 * s)) + (m * v2));
+    let v4 = (x.sum() + (m[[1, 0]] > (-0.61)));
+    (((v1 + v2) + v3) + v4)
+});
+
+program!(g53_opt, g53_plain, [s, t, x, y, m, p, w], Priv<Array1<f64>>, {
+    let mut v1 = x.clone();
+    for i in 1..4 {
+        v1[i] = ((v1[i - 1] * 0.5) + x[i]);
+    }
+    let mut v2 = y[2];
+    for i in 0..4 {
+        v2 = (v2 + x[i]);
+    }
+    let v3 = (v1.dot(&y) + y);
+    let mut v4 = t.relu();
+    if (v2 < 0.37) > (-0.61) {
+        v4 -= (v2 - y[1]);
+    }
+    (((v1 + v2) + v3) + v4)
+});
+
+program!(g54_opt, g54_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
+    let mut v1 = m[[0, 2]].relu();
+    if (t > 0.37) < 0.37 {
+        v1 = t.relu();
+    }
+    let v2 = ((((v1 * m) + (m * v1)) + (s * v1)) + (v1 * y));
+    (v1 + v2)
+});
+
+program!(g55_opt, g55_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
+    let v1 = ((((t * s) + (s * t)) + (y * t)) + (x * t));
+    let v2 = (-(m > 1.13));
+    (v1 + v2)
+});
+
+program!(g56_opt, g56_plain, [s, t, x, y, m, p, w], Priv<Array1<f64>>, {
+    let v1 = ((y < (-1.41)) || (y > 1.13));
+    let mut v2 = (v1 < (-1.41));
+    if y.abs() > 0.07 {
+        v2 = (v1 - p);
+    } else {
+        v2 -= (y < (-1.41));
+    }
+    (v1 + v2)
+});
+
+program!(g57_opt, g57_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
+    let mut v1 = x.clone();
+    if y > 2.29 {
+        v1[3] = t;
+    }
+    let v2 = t.abs().relu();
+    let v3 = ((((m * t) + (x * t)) + (s * t)) + (t * t));
+    ((v1 + v2) + v3)
+});
+
+program!(g58_opt, g58_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
+    let v1 = x.clone();
+    let mut v2 = x.clone();
+    for i in 0..4 {
+        if y[i] > (-0.61) {
+            v2[i] = (x[i] * 1.5);
+        }
+    }
+    let v3 = if (-t) > 0.37 { m.clone() } else { (m > 1.13) };
+    let mut v4 = y.clone();
+    for i in 0..4 {
+        if x[i] > (-0.61) {
+            v4[i] = (x[i] + s);
         }
     }
     (((v1 + v2) + v3) + v4)
 });
 
-program!(g264_opt, g264_plain, [s, t, x, y, m, p, w], Priv<Array1<f64>>, {
+program!(g59_opt, g59_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
+    let mut v1 = m.clone();
+    if t < 1.13 {
+        v1 = (-m);
+    } else {
+        v1 = m.clone();
+    }
+    let v2 = y.clone();
+    let v3 = (-t);
+    let mut v4 = (m * p);
+    if !(m > 0.37) {
+        v4 = v1.clone();
+        if !(v2 > 0.07) {
+            v4 = (v1 < 1.13);
+        }
+    }
+    (((v1 + v2) + v3) + v4)
+});
+
+program!(g60_opt, g60_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
+    let v1 = if (y + x[3]) > 1.13 { (t / 8.0) } else { x[1] };
+    let mut v2 = y.clone();
+    if (y[1] / (t * t + 1.0)) > (-0.61) {
+        v2[0] = (s - (-0.5));
+    }
+    let mut v3 = x.clone();
+    for i in 0..4 {
+        if y[i] > (-0.61) {
+            v3[i] = (y[i] + x[i]);
+        }
+    }
+    let v4 = m.clone();
+    (((v1 + v2) + v3) + v4)
+});
+
+program!(g61_opt, g61_plain, [s, t, x, y, m, p, w], Priv<Array1<f64>>, {
+    let v1 = if (y[2] + m[[1, 3]]) < 0.37 { (s / 8.0) } else { (s / (-4.0)) };
+    let v2 = if (x < (-1.41)) > 2.29 { (x / 2.0) } else { y.clone() };
+    (v1 + v2)
+});
+
+program!(g62_opt, g62_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
+    let mut v1 = y.clone();
+    for i in 0..4 {
+        if y[i] > 2.29 {
+            v1[i] = (s + 0.75);
+        }
+    }
+    let v2 = if m.abs() < 0.07 { (m > 0.37) } else { p };
+    let mut v3 = x.clone();
+    for i in 1..4 {
+        v3[i] = ((v3[i - 1] * 0.5) + (y[i] + (y[i] + y[i])));
+    }
+    ((v1 + v2) + v3)
+});
+
+program!(g63_opt, g63_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
+    let v1 = ((((m * m) + (m * s)) + (s * m)) + (s * m));
+    let mut v2 = y.abs();
+    if y.sum() < 2.29 {
+        v2 += (-y);
+    } else {
+        v2 -= x;
+    }
+    (v1 + v2)
+});
+
+program!(g64_opt, g64_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
+    let mut v1 = (s + m[[1, 2]]);
+    if y.dot(&x) > 1.13 {
+        v1 = (m[[1, 3]] + s);
+    }
+    let v2 = {
+        let x = x.clone();
+        x + x.relu()
+    };
+    let mut v3 = y.clone();
+    if (x[0] > 0.37) && (s > 0.37) {
+        v3 -= (x < 1.13);
+    }
+    let mut v4 = (m > 0.37);
+    if (t / (t * t + 1.0)) > (-0.61) {
+        v4 = m.relu();
+    }
+    (((v1 + v2) + v3) + v4)
+});
+
+program!(g65_opt, g65_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
+    let mut v1 = (s * y[0]);
+    if (t < (-0.61)) || (t < 0.37) {
+        v1 = (x[0] / (-4.0));
+        if !(t < (-1.41)) {
+            v1 -= m[[0, 2]];
+        }
+    }
+    let mut v2 = (1.5 * s);
+    if (x[1] / (t * t + 1.0)) > 1.13 {
+        v2 = (s + x[1]);
+    }
+    let v3 = ((m > 0.37) / 8.0);
+    let v4 = ((m + x[2]) + (v3 / 0.5));
+    (((v1 + v2) + v3) + v4)
+});
+
+program!(g66_opt, g66_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
+    let mut v1 = (m * m);
+    if (x < (-0.61)) || (m > (-1.41)) {
+        v1 = (x * m);
+    }
+    let v2 = {
+        let y = (y < 0.37);
+        y + (y / (s * s + 1.0))
+    };
+    let mut v3 = (y[1] - t);
+    if t > (-0.61) {
+        v3 = x[2];
+    } else {
+        v3 += (m[[1, 0]] + t);
+    }
+    ((v1 + v2) + v3)
+});
+
+program!(g67_opt, g67_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
+    let mut v1 = (s / 2.0);
+    if y.dot(&x) < (-0.61) {
+        v1 -= (t * s);
+    } else {
+        v1 -= t;
+    }
+    let v2 = ((((m * x) + (v1 * m)) + (v1 * s)) + (m * y));
+    (v1 + v2)
+});
+
+program!(g68_opt, g68_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
+    let v1 = if (s < 1.13) || (y < 0.37) { (-s) } else { y.dot(&x) };
+    let mut v2 = (1.25 * x);
+    if (v1 > 0.37) < 0.07 {
+        v2 = (s + v1);
+        if !(s > (-1.41)) {
+            v2 = x.relu();
+        }
+    }
+    let v3 = {
+        let t = s.clone();
+        t + (t * t)
+    };
+    let v4 = m.clone();
+    (((v1 + v2) + v3) + v4)
+});
+
+program!(g69_opt, g69_plain, [s, t, x, y, m, p, w], Priv<Array1<f64>>, {
+    let v1 = if (x / (y * y + 1.0)) < 1.13 { ((-0.75) * x) } else { x.abs() };
+    let v2 = ((t < 1.13) * (y < (-1.41)));
+    let mut v3 = s.clone();
+    for i in 0..4 {
+        v3 += (t + x[i]);
+    }
+    ((v1 + v2) + v3)
+});
+
+program!(g70_opt, g70_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
     let mut v1 = x.clone();
-    if m.sum() > (-1.41) {
-        v1[0] = (s - s);
+    if (x - s) > 1.13 {
+        v1[0] = (m[[0, 3]] * s);
+    }
+    let v2 = if (m > 0.37) > 0.37 { x.sum() } else { x[3] };
+    (v1 + v2)
+});
+
+program!(g71_opt, g71_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
+    let mut v1 = y.clone();
+    if !(t > (-0.61)) {
+        v1[0] = x[3];
+    } else {
+        v1[1] = y[2];
+    }
+    let v2 = if v1 > 0.07 { (m + 0.5) } else { (s * m) };
+    let mut v3 = v2.clone();
+    if (v2 * m) < (-1.41) {
+        v3 -= (x * m);
+    } else {
+        v3 = (-m);
+    }
+    ((v1 + v2) + v3)
+});
+
+program!(g72_opt, g72_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
+    let mut v1 = (m - t);
+    if !(t > 0.07) {
+        v1 = (m < 0.37);
+        if x < 2.29 {
+            v1 = (m < (-1.41));
+        }
+    }
+    let v2 = if (y[3] > (-0.61)) < (-1.41) { (x / (x * x + 1.0)) } else { x.abs() };
+    let v3 = ((x[2] < (-1.41)) / (-4.0));
+    ((v1 + v2) + v3)
+});
+
+program!(g73_opt, g73_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
+    let mut v1 = x.clone();
+    for i in 1..4 {
+        v1[i] = (x[i] * (y[i] * t));
+    }
+    let v2 = ((-m) * (s / (t * t + 1.0)));
+    let v3 = ((y > 2.29) < 2.29);
+    let mut v4 = y.clone();
+    for i in 0..4 {
+        v4[i] = ((t + y[i]) - (y[i] - 3.0));
+    }
+    (((v1 + v2) + v3) + v4)
+});
+
+program!(g74_opt, g74_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
+    let mut v1 = (s * m);
+    if m > 0.37 {
+        v1 = (m < 0.37);
+    }
+    let v2 = (((y * m) + (v1 * s)) + (y * x));
+    (v1 + v2)
+});
+
+program!(g75_opt, g75_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
+    let v1 = {
+        let y = (y < 1.13);
+        y + y
+    };
+    let v2 = {
+        let t = (t * 1.25);
+        t + m[[1, 3]]
+    };
+    let v3 = {
+        let v1 = (-y);
+        v1 + (x < (-1.41))
+    };
+    let v4 = (v3 - (m > (-1.41)));
+    (((v1 + v2) + v3) + v4)
+});
+
+program!(g76_opt, g76_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
+    let mut v1 = y.clone();
+    for i in 1..4 {
+        v1[i] = ((v1[i - 1] * 0.5) + (((x[i] + (y[i] - 1.5)) > (-1.41)) * y[i]));
+    }
+    let v2 = ((s / (-4.0)) * (y > (-0.61)));
+    let mut v3 = y.clone();
+    if (x < 0.07) && (y[3] > 2.29) {
+        v3[3] = (s - t);
+    }
+    let v4 = ((((v3 * x) + (v1 * m)) + (t * v1)) + (m * v3));
+    (((v1 + v2) + v3) + v4)
+});
+
+program!(g77_opt, g77_plain, [s, t, x, y, m, p, w], Priv<Array1<f64>>, {
+    let v1 = if y < 1.13 { s.clone() } else { (s < 2.29) };
+    let mut v2 = s.clone();
+    for i in 0..4 {
+        v2 = (v2 + ((-0.5) + 1.25));
+    }
+    (v1 + v2)
+});
+
+program!(g78_opt, g78_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
+    let v1 = ((t * t) + (m * s));
+    let v2 = (!(y > (-0.61)));
+    let v3 = (x + w);
+    ((v1 + v2) + v3)
+});
+
+program!(g79_opt, g79_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
+    let mut v1 = m[[0, 1]];
+    for i in 0..4 {
+        v1 += x[i];
+    }
+    let v2 = if (m > (-1.41)) && (v1 < 1.13) { (m * 0.75) } else { (1.5 - m) };
+    (v1 + v2)
+});
+
+program!(g80_opt, g80_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
+    let mut v1 = x.clone();
+    for i in 0..4 {
+        v1[i] = (t - (x[i] - y[i]));
+    }
+    let v2 = (((m * s) + (m * s)) + (v1 * v1));
+    (v1 + v2)
+});
+
+program!(g81_opt, g81_plain, [s, t, x, y, m, p, w], Priv<Array1<f64>>, {
+    let v1 = t.clone();
+    let v2 = ((v1 - x) > (-1.41));
+    let mut v3 = v2.clone();
+    if (v2 < (-1.41)) || (v1 < 1.13) {
+        v3 = (x > 0.37);
+    } else {
+        v3 = (w - v2);
+    }
+    ((v1 + v2) + v3)
+});
+
+program!(g82_opt, g82_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
+    let mut v1 = (m * x[1]);
+    if (m < (-0.61)) < (-0.61) {
+        v1 = m.clone();
+    }
+    let v2 = if (t < 0.07) || (v1 > 2.29) { m.sum() } else { 0.25 };
+    let v3 = {
+        let s = m[[1, 1]].abs();
+        s + x.dot(&y)
+    };
+    let mut v4 = y[2];
+    for i in 0..4 {
+        v4 += (y[i] + s);
+    }
+    (((v1 + v2) + v3) + v4)
+});
+
+program!(g83_opt, g83_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
+    let v1 = {
+        let m = (m < 1.13);
+        m + (m > 0.07)
+    };
+    let mut v2 = y.clone();
+    for i in 0..4 {
+        if y[i] > (-0.61) {
+            v2[i] = (((x[i] + 3.0) > 1.13) * t);
+        }
+    }
+    (v1 + v2)
+});
+
+program!(g84_opt, g84_plain, [s, t, x, y, m, p, w], Priv<Array1<f64>>, {
+    let mut v1 = x.clone();
+    if (t + m[[1, 1]]) < 0.37 {
+        v1[0] = x.dot(&y);
+    }
+    let mut v2 = (-x);
+    if (x[2] / (s * s + 1.0)) > 2.29 {
+        v2 -= (-x);
+    }
+    let mut v3 = y.clone();
+    for i in 1..4 {
+        v3[i] = ((v3[i - 1] * 0.5) + (((x[i] + ((-1.5) * x[i])) > (-1.41)) * (((y[i] + y[i]) > 1.13) * y[i])));
+    }
+    ((v1 + v2) + v3)
+});
+
+program!(g85_opt, g85_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
+    let v1 = (w + (m + m));
+    let v2 = ((0.25 * v1) / (t * t + 1.0));
+    (v1 + v2)
+});
+
+program!(g86_opt, g86_plain, [s, t, x, y, m, p, w], Priv<Array1<f64>>, {
+    let v1 = (t - y).dot(&(y + s));
+    let mut v2 = y.clone();
+    for i in 1..4 {
+        v2[i] = ((v2[i - 1] * 0.5) + t);
+    }
+    (v1 + v2)
+});
+
+program!(g87_opt, g87_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
+    let mut v1 = (m > 2.29);
+    if !(x < 0.07) {
+        v1 = m.clone();
     }
     let mut v2 = y.clone();
     for i in 0..4 {
-        if y[i] > 1.13 {
-            v2[i] = (y[i] + y[i]);
+        if x[i] > 0.07 {
+            v2[i] = y[i];
         }
-    }
-    (v1 + v2)
-});
-
-program!(g265_opt, g265_plain, [s, t, x, y, m, p, w], Priv<Array1<f64>>, {
-    let mut v1 = y.clone();
-    for i in 0..4 {
-        if y[i] > 0.37 {
-            v1[i] = (x[i] + x[i]);
-        }
-    }
-    let mut v2 = (-y);
-    if !(s > (-1.41)) {
-        v2 = (w - x);
-    }
-    (v1 + v2)
-});
-
-program!(g266_opt, g266_plain, [s, t, x, y, m, p, w], Priv<Array1<f64>>, {
-    let v1 = if y.dot(&x) > 0.07 { y.clone() } else { (-x) };
-    let v2 = {
-        let t = t.clone();
-        t + s.relu()
-    };
-    (v1 + v2)
-});
-
-program!(g267_opt, g267_plain, [s, t, x, y, m, p, w], Priv<f64>, {
-    let v1 = ((x[3] + t) * p);
-    let mut v2 = y[0];
-    for i in 0..4 {
-        v2 = (v2 + y[i]);
-    }
-    let mut v3 = v1.clone();
-    for i in 0..4 {
-        v3 = (v3 + (x[i] * 1.25));
-    }
-    ((v1 + v2) + v3)
-});
-
-program!(g268_opt, g268_plain, [s, t, x, y, m, p, w], Priv<Array1<f64>>, {
-    let mut v1 = x.clone();
-    for i in 1..3 {
-        v1[i] = ((v1[i - 1] * 0.5) + ((x[i] - x[i]) + (s - (-2.0))));
-    }
-    let mut v2 = t.clone();
-    for i in 0..4 {
-        v2 = (v2 + y[i]);
-    }
-    let v3 = if (-x) < 2.29 { (-v2) } else { 0.75 };
-    ((v1 + v2) + v3)
-});
-
-program!(g269_opt, g269_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
-    let v1 = if (m < 1.13) < (-0.61) { y.dot(&y) } else { (x[1] * s) };
-    let mut v2 = m[[0, 1]].abs();
-    if (s + t) > 0.37 {
-        v2 = (-s);
     }
     let mut v3 = t.clone();
     for i in 0..4 {
-        v3 += (((y[i] + t) > 0.07) * y[i]);
+        v3 += (0.5 * 0.25);
     }
     ((v1 + v2) + v3)
 });
 
-program!(g270_opt, g270_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
-    let mut v1 = x.clone();
-    for i in 0..4 {
-        if y[i] > 0.37 {
-            v1[i] = (x[i] - x[i]);
+program!(g88_opt, g88_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
+    let v1 = ((-y[3]) + (0.75 + t));
+    let mut v2 = y.clone();
+    if y.relu() < 0.37 {
+        v2 -= y;
+        if t.relu() < (-1.41) {
+            v2 = (x + y);
         }
+    } else {
+        v2 = (y * s);
     }
-    let v2 = if !(m > (-0.61)) { m.abs() } else { (m < 0.07) };
-    let mut v3 = (m > (-1.41));
-    if (s < 1.13) && (v1 > 0.37) {
-        v3 -= v2;
+    let v3 = (((v1 * y) + (v2 * m)) + (m * m));
+    let mut v4 = y.clone();
+    if (v2 / (x * x + 1.0)) < 0.07 {
+        v4[1] = (s > (-0.61));
     }
-    let v4 = (0.75 * v1.sum());
     (((v1 + v2) + v3) + v4)
 });
 
-program!(g271_opt, g271_plain, [s, t, x, y, m, p, w], Priv<Array1<f64>>, {
-    let v1 = ((-x) < 2.29);
-    let mut v2 = x[2];
+program!(g89_opt, g89_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
+    let mut v1 = x.clone();
+    if (s > 0.07) && (x < (-1.41)) {
+        v1[0] = y.sum();
+    } else {
+        v1[3] = s;
+    }
+    let mut v2 = x.clone();
     for i in 0..4 {
-        v2 = (v2 + (x[i] + 0.25));
+        if x[i] > 0.07 {
+            v2[i] = ((-0.25) - y[i]);
+        }
     }
     let mut v3 = x.clone();
-    if (y < 0.37) < 2.29 {
-        v3 -= y.abs();
-        if (t > (-0.61)) > (-1.41) {
-            v3 = (y < (-0.61));
+    for i in 0..4 {
+        if x[i] > 2.29 {
+            v3[i] = (2.0 * 1.5);
         }
     }
-    ((v1 + v2) + v3)
+    let v4 = {
+        let m = (m - p);
+        m + m
+    };
+    (((v1 + v2) + v3) + v4)
 });
 
-program!(g272_opt, g272_plain, [s, t, x, y, m, p, w], Priv<Array1<f64>>, {
-    let mut v1 = x.clone();
-    if (x > (-0.61)) || (s < 0.07) {
-        v1[2] = x.dot(&x);
-    }
-    let mut v2 = s.clone();
-    for i in 0..4 {
-        v2 += t;
-    }
-    let mut v3 = t.clone();
-    for i in 0..4 {
-        v3 = (v3 + (((x[i] + (-2.0)) > 1.13) * x[i]));
-    }
-    ((v1 + v2) + v3)
-});
-
-program!(g273_opt, g273_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
+program!(g90_opt, g90_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
     let mut v1 = y.clone();
-    for i in 0..4 {
-        if x[i] > (-0.61) {
-            v1[i] = (((x[i] + y[i]) > 1.13) * x[i]);
-        }
+    if (x < (-0.61)) > 2.29 {
+        v1[0] = (s < 0.37);
     }
-    let v2 = if y.dot(&y) > 0.37 { (m > 0.37) } else { (-m) };
-    let v3 = if (v2 < (-0.61)) < (-0.61) { (y[2] < 2.29) } else { x[3].relu() };
+    let v2 = ((((s * m) + (m * s)) + (v1 * x)) + (m * t));
+    let v3 = if y[3] < 2.29 { m.relu() } else { p };
+    let v4 = ((x * y) + (v1 * s));
+    (((v1 + v2) + v3) + v4)
+});
+
+program!(g91_opt, g91_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
+    let mut v1 = s.clone();
+    if !(t > (-1.41)) {
+        v1 -= (t * t);
+    } else {
+        v1 = t.clone();
+    }
+    let v2 = ((m * v1) > 0.07);
+    let mut v3 = x.clone();
+    if (v1 > (-1.41)) && (y < (-1.41)) {
+        v3[0] = (p + s);
+    } else {
+        v3[1] = (s > (-0.61));
+    }
     let mut v4 = y.clone();
     for i in 0..4 {
         if y[i] > (-0.61) {
-            v4[i] = s;
+            v4[i] = (x[i] * y[i]);
         }
     }
     (((v1 + v2) + v3) + v4)
 });
 
-program!(g274_opt, g274_plain, [s, t, x, y, m, p, w], Priv<Array1<f64>>, {
-    let v1 = if (t - t) > 1.13 { (t + t) } else { (t * p) };
-    let mut v2 = y[0];
-    for i in 0..4 {
-        v2 += (y[i] + x[i]);
-    }
-    let mut v3 = (-x);
-    if (y * 0.5) > 0.37 {
-        v3 = x.relu();
-        if (-y[0]) < (-1.41) {
-            v3 = y.clone();
-        }
-    }
-    ((v1 + v2) + v3)
-});
-
-program!(g275_opt, g275_plain, [s, t, x, y, m, p, w], Priv<Array1<f64>>, {
-    let v1 = (m[[1, 1]] / (s * s + 1.0));
-    let mut v2 = x.clone();
-    if (-y) < 1.13 {
-        v2[3] = v1;
-    }
-    (v1 + v2)
-});
-
-program!(g276_opt, g276_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
-    let mut v1 = ((-1.25) + m);
-    if (m > 2.29) > 0.07 {
-        v1 = (m - m);
-        if (w * y) < 2.29 {
-            v1 = (m < 1.13);
-        }
-    } else {
-        v1 = (-m);
-    }
-    let v2 = {
-        let s = (t - t);
-        s + t
-    };
-    (v1 + v2)
-});
-
-program!(g277_opt, g277_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
-    let v1 = {
-        let m = (p * m);
-        m + (-m)
-    };
-    let mut v2 = x.clone();
-    if (m[[1, 2]] - t) > 2.29 {
-        v2[3] = y.dot(&y);
-    } else {
-        v2[0] = s.relu();
-    }
-    (v1 + v2)
-});
-
-program!(g278_opt, g278_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
-    let mut v1 = y.clone();
-    for i in 1..4 {
-        v1[i] = ((v1[i - 1] * 0.5) + (-2.0));
-    }
-    let mut v2 = x.clone();
-    for i in 0..4 {
-        if x[i] > 1.13 {
-            v2[i] = ((-2.0) + x[i]);
-        }
-    }
-    let mut v3 = m.abs();
-    if m > 0.37 {
-        v3 = m.abs();
-    }
-    let v4 = if (m > 2.29) < 1.13 { (s / (-4.0)) } else { (s > 1.13) };
-    (((v1 + v2) + v3) + v4)
-});
-
-program!(g279_opt, g279_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
-    let v1 = if (x - y) < (-0.61) { (x < (-0.61)) } else { w };
-    let v2 = if (m < 0.07) < 2.29 { (t + m) } else { (m + 0.25) };
-    let mut v3 = y.clone();
-    for i in 1..4 {
-        v3[i] = ((v3[i - 1] * 0.5) + ((s + t) - t));
-    }
-    ((v1 + v2) + v3)
-});
-
-program!(g280_opt, g280_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
+program!(g92_opt, g92_plain, [s, t, x, y, m, p, w], Priv<Array1<f64>>, {
     let mut v1 = x.clone();
-    if (y < (-1.41)) && (x < (-0.61)) {
-        v1[2] = (-s);
-    } else {
-        v1[1] = t.relu();
+    for i in 1..3 {
+        v1[i] = ((-0.5) * (x[i] - s));
     }
-    let v2 = m.clone();
+    let v2 = (-((-2.0) + t));
+    (v1 + v2)
+});
+
+program!(g93_opt, g93_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
+    let mut v1 = (m - x);
+    if !(m < (-1.41)) {
+        v1 -= (m - m);
+    } else {
+        v1 = (m < 2.29);
+    }
+    let v2 = {
+        let t = (-m[[2, 2]]);
+        t + (s - s)
+    };
+    (v1 + v2)
+});
+
+program!(g94_opt, g94_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
+    let v1 = ((-y) * (x / 0.5));
+    let v2 = if (m > (-0.61)) < 0.37 { (m > (-0.61)) } else { 1.5 };
+    let v3 = ((v1 * s) < 0.37);
+    ((v1 + v2) + v3)
+});
+
+program!(g95_opt, g95_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
+    let mut v1 = ((-1.25) * s);
+    if (s < (-1.41)) && (s < 0.37) {
+        v1 = (t - 0.75);
+    }
+    let v2 = {
+        let m = (-m);
+        m + m.abs()
+    };
+    let v3 = if (-y) > 1.13 { (x / (-4.0)) } else { 1.25 };
+    ((v1 + v2) + v3)
+});
+
+program!(g96_opt, g96_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
+    let mut v1 = s.clone();
+    for i in 0..4 {
+        v1 = (v1 + (y[i] * y[i]));
+    }
+    let mut v2 = y.clone();
+    if m.sum() < 2.29 {
+        v2[2] = t;
+    } else {
+        v2[3] = (s / 2.0);
+    }
     let v3 = {
-        let x = x.clone();
-        x + (x > 0.07)
+        let m = (-m);
+        m + (m - m)
     };
     ((v1 + v2) + v3)
 });
 
-program!(g281_opt, g281_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
-    let v1 = {
-        let t = x.dot(&y);
-        t + s
-    };
-    let mut v2 = x.dot(&x);
-    if t > 1.13 {
-        v2 += (-s);
-    } else {
-        v2 = m[[2, 1]];
-    }
-    let mut v3 = y.clone();
-    for i in 0..4 {
-        if y[i] > 1.13 {
-            v3[i] = (t * y[i]);
-        }
-    }
-    let v4 = if (m[[0, 0]] > (-0.61)) && (x[3] < (-1.41)) { (m / (-4.0)) } else { (m < (-1.41)) };
-    (((v1 + v2) + v3) + v4)
-});
-
-program!(g282_opt, g282_plain, [s, t, x, y, m, p, w], Priv<f64>, {
-    let mut v1 = m[[1, 3]];
-    for i in 0..4 {
-        v1 += (x[i] * y[i]);
-    }
-    let v2 = if !(x[2] > 0.37) { y.dot(&x) } else { p };
-    (v1 + v2)
-});
-
-program!(g283_opt, g283_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
-    let mut v1 = y.clone();
-    for i in 0..4 {
-        if y[i] > (-0.61) {
-            v1[i] = (1.5 * t);
-        }
-    }
+program!(g97_opt, g97_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
+    let v1 = ((x * s) + (x * t));
     let v2 = {
-        let m = m.clone();
+        let m = (v1 * m);
         m + m
     };
     (v1 + v2)
 });
 
-program!(g284_opt, g284_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
-    let v1 = x.clone();
-    let v2 = if (x < 0.07) && (y > 0.07) { m.clone() } else { p };
-    let v3 = {
-        let y = (y < 2.29);
-        y + x
+program!(g98_opt, g98_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
+    let v1 = (m > 2.29);
+    let v2 = ((x * t) + (x * m));
+    let mut v3 = s.clone();
+    for i in 0..4 {
+        v3 = (v3 + (s - (-0.5)));
+    }
+    ((v1 + v2) + v3)
+});
+
+program!(g99_opt, g99_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
+    let v1 = (((t * m) + (y * m)) + (t * m));
+    let v2 = {
+        let t = (y[0] + t);
+        t + (-t)
     };
-    ((v1 + v2) + v3)
-});
-
-program!(g285_opt, g285_plain, [s, t, x, y, m, p, w], Priv<Array1<f64>>, {
-    let v1 = t.clone();
-    let mut v2 = y.clone();
-    if (t + s) < (-0.61) {
-        v2[0] = (x[2] > (-0.61));
-    } else {
-        v2[0] = y.dot(&y);
-    }
     (v1 + v2)
 });
 
-program!(g286_opt, g286_plain, [s, t, x, y, m, p, w], Priv<Array1<f64>>, {
-    let mut v1 = y.clone();
+program!(g100_opt, g100_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
+    let v1 = m.sum();
+    let v2 = (1.25 * (m / (y * y + 1.0)));
+    let v3 = x.clone();
+    let v4 = (((y * x) + (v2 * v2)) + (y * v2));
+    (((v1 + v2) + v3) + v4)
+});
+
+program!(g101_opt, g101_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
+    let mut v1 = x.clone();
+    for i in 0..4 {
+        v1[i] = (((x[i] + (y[i] * x[i])) > 2.29) * (s + t));
+    }
+    let v2 = ((m - m) / (s * s + 1.0));
+    (v1 + v2)
+});
+
+program!(g102_opt, g102_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
+    let v1 = s.clone();
+    let v2 = t.clone();
+    let v3 = ((y[3] * m) * p);
+    ((v1 + v2) + v3)
+});
+
+program!(g103_opt, g103_plain, [s, t, x, y, m, p, w], Priv<Array1<f64>>, {
+    let mut v1 = (x[3] * (-1.25));
+    if !(s < 1.13) {
+        v1 = (t > 0.07);
+    }
+    let v2 = (x / (s * s + 1.0)).sum();
+    let mut v3 = (t + 0.75);
+    if (-x[3]) < 0.07 {
+        v3 = v2.clone();
+    } else {
+        v3 = (m[[0, 0]] / (s * s + 1.0));
+    }
+    let mut v4 = (x < 2.29);
+    if (y > (-0.61)) < 0.37 {
+        v4 += y;
+    }
+    (((v1 + v2) + v3) + v4)
+});
+
+program!(g104_opt, g104_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
+    let v1 = if (m / (-4.0)) < 2.29 { (x / (x * x + 1.0)) } else { 0.25 };
+    let v2 = if (m / (s * s + 1.0)) < 2.29 { (m * v1) } else { (-1.25) };
+    let mut v3 = y.clone();
     for i in 1..4 {
-        v1[i] = (s * (((x[i] + x[i]) > (-0.61)) * 0.75));
-    }
-    let mut v2 = (y * x);
-    if (y + s) < 2.29 {
-        v2 -= (x / 8.0);
-    } else {
-        v2 = x.abs();
-    }
-    let mut v3 = x.clone();
-    if x < 2.29 {
-        v3 += (s * v1);
-    }
-    let mut v4 = y.clone();
-    for i in 0..3 {
-        v4[i] = ((t * y[i]) * x[i]);
-    }
-    (((v1 + v2) + v3) + v4)
-});
-
-program!(g287_opt, g287_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
-    let v1 = (w - y);
-    let mut v2 = s.clone();
-    for i in 0..4 {
-        v2 += y[i];
-    }
-    let mut v3 = (m > 0.37);
-    if (v2 < 2.29) && (v2 > 2.29) {
-        v3 -= (m - m);
-    }
-    ((v1 + v2) + v3)
-});
-
-program!(g288_opt, g288_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
-    let mut v1 = m.relu();
-    if m.relu() < (-0.61) {
-        v1 = (m < 2.29);
-    }
-    let mut v2 = x.clone();
-    for i in 0..4 {
-        if x[i] > (-0.61) {
-            v2[i] = (y[i] * t);
-        }
-    }
-    let mut v3 = x.clone();
-    for i in 0..4 {
-        if x[i] > 0.37 {
-            v3[i] = (x[i] + y[i]);
-        }
-    }
-    let mut v4 = s.clone();
-    for i in 0..4 {
-        v4 = (v4 + y[i]);
-    }
-    (((v1 + v2) + v3) + v4)
-});
-
-program!(g289_opt, g289_plain, [s, t, x, y, m, p, w], Priv<Array1<f64>>, {
-    let mut v1 = x.clone();
-    for i in 0..4 {
-        if y[i] > 0.07 {
-            v1[i] = 1.25;
-        }
-    }
-    let mut v2 = x.clone();
-    if (s < (-0.61)) && (y < (-1.41)) {
-        v2[1] = (s < 1.13);
-    }
-    (v1 + v2)
-});
-
-program!(g290_opt, g290_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
-    let v1 = if m < 2.29 { (t > 1.13) } else { x.sum() };
-    let v2 = if (s < (-1.41)) || (x > (-0.61)) { (v1 - x) } else { m.relu() };
-    let v3 = (x < 1.13);
-    let v4 = x.dot(&(x / 2.0));
-    (((v1 + v2) + v3) + v4)
-});
-
-program!(g291_opt, g291_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
-    let mut v1 = (x > 0.07);
-    if (-x) > 1.13 {
-        v1 = x.clone();
-    }
-    let v2 = ((m < 0.37) + m);
-    let mut v3 = y[1];
-    for i in 0..4 {
-        v3 = (v3 + y[i]);
-    }
-    ((v1 + v2) + v3)
-});
-
-program!(g292_opt, g292_plain, [s, t, x, y, m, p, w], Priv<Array1<f64>>, {
-    let mut v1 = y.clone();
-    if m.sum() > (-0.61) {
-        v1[3] = t.relu();
-    } else {
-        v1[2] = (s - s);
-    }
-    let mut v2 = (x * x[1]);
-    if (y < 0.37) < 0.37 {
-        v2 -= (y + x);
-    } else {
-        v2 = (y + y);
-    }
-    (v1 + v2)
-});
-
-program!(g293_opt, g293_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
-    let mut v1 = x.clone();
-    for i in 0..4 {
-        if y[i] > 1.13 {
-            v1[i] = x[i];
-        }
-    }
-    let v2 = ((m > 2.29) > 0.37);
-    let v3 = m.clone();
-    let v4 = if !(t < 0.37) { (m / (x * x + 1.0)) } else { (v2 * m) };
-    (((v1 + v2) + v3) + v4)
-});
-
-program!(g294_opt, g294_plain, [s, t, x, y, m, p, w], Priv<Array1<f64>>, {
-    let mut v1 = x.clone();
-    for i in 1..4 {
-        v1[i] = x[i];
-    }
-    let mut v2 = (x < (-0.61));
-    if v1.dot(&y) < 2.29 {
-        v2 = (x / (y * y + 1.0));
-        if (-s) < (-0.61) {
-            v2 = y.abs();
-        }
-    } else {
-        v2 = (x < 2.29);
-    }
-    let mut v3 = x.clone();
-    for i in 0..3 {
         v3[i] = x[i];
     }
     ((v1 + v2) + v3)
 });
 
-program!(g295_opt, g295_plain, [s, t, x, y, m, p, w], Priv<f64>, {
-    let v1 = t.clone();
-    let v2 = (-x.dot(&y));
+program!(g105_opt, g105_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
+    let v1 = m.clone();
+    let v2 = {
+        let m = (m - t);
+        m + (v1 > 2.29)
+    };
     (v1 + v2)
 });
 
-program!(g296_opt, g296_plain, [s, t, x, y, m, p, w], Priv<Array1<f64>>, {
+program!(g106_opt, g106_plain, [s, t, x, y, m, p, w], Priv<Array1<f64>>, {
+    let mut v1 = y.clone();
+    for i in 0..4 {
+        if x[i] > 0.37 {
+            v1[i] = (y[i] - (-1.5));
+        }
+    }
+    let v2 = {
+        let t = y[1].abs();
+        t + (s + x[1])
+    };
+    (v1 + v2)
+});
+
+program!(g107_opt, g107_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
+    let mut v1 = (m < 0.07);
+    if (t < 0.07) > 2.29 {
+        v1 = (w - m);
+    }
+    let mut v2 = (t - x[2]);
+    if (s > 0.37) && (t < (-0.61)) {
+        v2 += y[2];
+        if x[2].abs() < (-0.61) {
+            v2 -= (-s);
+        }
+    } else {
+        v2 = s.clone();
+    }
+    let mut v3 = (m / (x * x + 1.0));
+    if (x < 1.13) < 0.37 {
+        v3 -= (-m);
+        if (x - x) < 2.29 {
+            v3 = (v1 < 0.07);
+        }
+    } else {
+        v3 = (-m);
+    }
+    ((v1 + v2) + v3)
+});
+
+program!(g108_opt, g108_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
+    let v1 = if (m < 0.07) > (-1.41) { t.relu() } else { (-0.5) };
+    let mut v2 = y.clone();
+    for i in 1..4 {
+        v2[i] = y[i];
+    }
+    (v1 + v2)
+});
+
+program!(g109_opt, g109_plain, [s, t, x, y, m, p, w], Priv<Array1<f64>>, {
+    let mut v1 = x.clone();
+    for i in 0..4 {
+        if x[i] > 0.37 {
+            v1[i] = x[i];
+        }
+    }
+    let v2 = (-(s / (t * t + 1.0)));
+    (v1 + v2)
+});
+
+program!(g110_opt, g110_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
+    let v1 = ((t * m) + (m * m));
+    let mut v2 = (x < 2.29);
+    if x.dot(&x) < 0.37 {
+        v2 = (w * x);
+    } else {
+        v2 -= (x * x);
+    }
+    let mut v3 = y.clone();
+    if (x / (y * y + 1.0)) < 0.37 {
+        v3[0] = t;
+    } else {
+        v3[2] = m.sum();
+    }
+    ((v1 + v2) + v3)
+});
+
+program!(g111_opt, g111_plain, [s, t, x, y, m, p, w], Priv<Array1<f64>>, {
+    let v1 = x.clone();
+    let mut v2 = y.clone();
+    if s < (-0.61) {
+        v2[2] = (s - t);
+    }
+    (v1 + v2)
+});
+
+program!(g112_opt, g112_plain, [s, t, x, y, m, p, w], Priv<Array1<f64>>, {
+    let v1 = if !(x > 1.13) { s.clone() } else { x.dot(&x) };
+    let mut v2 = y.clone();
+    for i in 1..4 {
+        v2[i] = ((v2[i - 1] * 0.5) + (((x[i] + (t + y[i])) > 0.07) * x[i]));
+    }
+    let mut v3 = (m[[1, 0]] * v1);
+    if x[3] > 2.29 {
+        v3 = (x < (-0.61));
+        if (w + v2) > 1.13 {
+            v3 = (y - y);
+        }
+    } else {
+        v3 = (-v2);
+    }
+    ((v1 + v2) + v3)
+});
+
+program!(g113_opt, g113_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
     let mut v1 = y.clone();
     for i in 1..4 {
-        v1[i] = ((t + s) + (1.25 * 1.25));
+        v1[i] = ((0.75 * s) * y[i]);
     }
-    let v2 = x[3];
+    let v2 = (v1 - 0.5);
+    let v3 = ((t * m) + (t * m));
+    ((v1 + v2) + v3)
+});
+
+program!(g114_opt, g114_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
+    let v1 = {
+        let x = (t * y);
+        x + (y > 2.29)
+    };
+    let mut v2 = x.clone();
+    for i in 1..3 {
+        v2[i] = ((0.5 * x[i]) * y[i]);
+    }
+    let v3 = ((m > 0.37) && (y > (-0.61)));
+    let v4 = (((t * v3) + (m * v3)) + (m * s));
+    (((v1 + v2) + v3) + v4)
+});
+
+program!(g115_opt, g115_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
+    let v1 = if x > 1.13 { (y + y) } else { (y > 1.13) };
+    let v2 = if (t < 0.07) && (t < 2.29) { (-m) } else { (m / 2.0) };
+    let v3 = ((-m) < (-0.61));
+    ((v1 + v2) + v3)
+});
+
+program!(g116_opt, g116_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
+    let mut v1 = s.clone();
+    for i in 0..4 {
+        v1 = (v1 + (s - s));
+    }
+    let v2 = {
+        let s = y[0];
+        s + (0.5 + y[2])
+    };
+    let mut v3 = m.abs();
+    if (x[1] * 1.25) < 1.13 {
+        v3 = (p * m);
+    } else {
+        v3 = (m > 0.37);
+    }
+    let v4 = if (y < (-1.41)) || (y < (-0.61)) { (x[3] - 0.75) } else { m[[0, 0]] };
+    (((v1 + v2) + v3) + v4)
+});
+
+program!(g117_opt, g117_plain, [s, t, x, y, m, p, w], Priv<Array1<f64>>, {
+    let mut v1 = y.clone();
+    for i in 0..4 {
+        if x[i] > (-1.41) {
+            v1[i] = (x[i] - s);
+        }
+    }
+    let v2 = {
+        let v1 = (v1 < 0.07);
+        v1 + (v1 / (y * y + 1.0))
+    };
+    (v1 + v2)
+});
+
+program!(g118_opt, g118_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
+    let v1 = (y - p);
+    let mut v2 = x.clone();
+    for i in 1..3 {
+        v2[i] = ((((y[i] + y[i]) > (-1.41)) * y[i]) * t);
+    }
+    let v3 = m.clone();
+    ((v1 + v2) + v3)
+});
+
+program!(g119_opt, g119_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
+    let mut v1 = t.clone();
+    for i in 0..4 {
+        v1 = (v1 + (t * x[i]));
+    }
+    let v2 = y.relu().dot(&(y * x));
+    let v3 = ((y * v1) + (m * t));
+    let v4 = (-x.dot(&y));
+    (((v1 + v2) + v3) + v4)
+});
+
+program!(g120_opt, g120_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
+    let v1 = ((m * m) + (m * m));
+    let v2 = ((-2.0) - y.dot(&y));
+    (v1 + v2)
+});
+
+program!(g121_opt, g121_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
+    let mut v1 = x.clone();
+    for i in 1..4 {
+        v1[i] = ((v1[i - 1] * 0.5) + x[i]);
+    }
+    let v2 = if (m > (-0.61)) < (-0.61) { (v1 / (s * s + 1.0)) } else { v1.relu() };
+    let v3 = (-x[0].relu());
+    ((v1 + v2) + v3)
+});
+
+program!(g122_opt, g122_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
+    let mut v1 = (t + s);
+    if (t > 0.37) || (t > (-0.61)) {
+        v1 -= (s < (-0.61));
+    } else {
+        v1 += t;
+    }
+    let v2 = ((((t * s) + (x * x)) + (m * m)) + (x * m));
+    (v1 + v2)
+});
+
+program!(g123_opt, g123_plain, [s, t, x, y, m, p, w], Priv<Array1<f64>>, {
+    let mut v1 = t.clone();
+    for i in 0..4 {
+        v1 += (((x[i] + t) > 1.13) * x[i]);
+    }
+    let v2 = ((v1 * y) + (t * v1));
+    let mut v3 = y.clone();
+    if v2 < 0.37 {
+        v3[0] = (-v1);
+    } else {
+        v3[0] = (-t);
+    }
+    ((v1 + v2) + v3)
+});
+
+program!(g124_opt, g124_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
+    let v1 = {
+        let x = (y < 1.13);
+        x + (y > 1.13)
+    };
+    let mut v2 = x.clone();
+    for i in 1..4 {
+        v2[i] = ((t - t) + s);
+    }
+    let mut v3 = x.clone();
+    for i in 1..4 {
+        v3[i] = ((v3[i - 1] * 0.5) + t);
+    }
+    let v4 = m.clone();
+    (((v1 + v2) + v3) + v4)
+});
+
+program!(g125_opt, g125_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
+    let v1 = {
+        let y = (-x);
+        y + y
+    };
+    let mut v2 = (y * y);
+    if (-t) > (-1.41) {
+        v2 += v1.relu();
+    }
+    let v3 = ((m * m) + (m * y));
+    let mut v4 = m.sum();
+    if x[0] < 1.13 {
+        v4 = t.clone();
+        if t > 0.07 {
+            v4 += s;
+        }
+    }
+    (((v1 + v2) + v3) + v4)
+});
+
+program!(g126_opt, g126_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
+    let v1 = ((((m * t) + (m * t)) + (m * m)) + (m * m));
+    let v2 = s.clone();
+    (v1 + v2)
+});
+
+program!(g127_opt, g127_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
+    let v1 = if x.relu() > 0.37 { y.abs() } else { y.clone() };
+    let v2 = ((0.25 - m) + (y / (t * t + 1.0)));
+    let mut v3 = (y * w);
+    if (s / (t * t + 1.0)) > 0.07 {
+        v3 = (y * x);
+    } else {
+        v3 = (x < (-1.41));
+    }
+    ((v1 + v2) + v3)
+});
+
+program!(g128_opt, g128_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
+    let v1 = {
+        let x = (x > 0.37);
+        x + (-x)
+    };
+    let mut v2 = x.clone();
+    for i in 0..4 {
+        if x[i] > 1.13 {
+            v2[i] = y[i];
+        }
+    }
+    let v3 = y.clone();
+    let v4 = m.clone();
+    (((v1 + v2) + v3) + v4)
+});
+
+program!(g129_opt, g129_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
+    let v1 = ((((m * m) + (x * m)) + (m * x)) + (x * m));
+    let v2 = (-(x / 2.0));
+    let mut v3 = x.clone();
+    if (v2 / (-4.0)) > 0.07 {
+        v3[2] = x.dot(&x);
+    }
+    let mut v4 = (s * s);
+    if !(m[[1, 3]] > 0.37) {
+        v4 = s.clone();
+    }
+    (((v1 + v2) + v3) + v4)
+});
+
+program!(g130_opt, g130_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
+    let mut v1 = y.abs();
+    if !(y[0] < (-0.61)) {
+        v1 -= y;
+    }
+    let v2 = ((m * y) + (m * x));
+    let mut v3 = (-m);
+    if (y > (-0.61)) && (y < 0.37) {
+        v3 = (v2 < 2.29);
+    } else {
+        v3 += (v2 > (-1.41));
+    }
+    let v4 = (((x * y) + (x * v2)) + (m * x));
+    (((v1 + v2) + v3) + v4)
+});
+
+program!(g131_opt, g131_plain, [s, t, x, y, m, p, w], Priv<Array1<f64>>, {
+    let mut v1 = y.clone();
+    for i in 0..4 {
+        if y[i] > 0.07 {
+            v1[i] = (1.5 - t);
+        }
+    }
+    let v2 = v1.clone();
+    let v3 = ((t * x) + (t * s));
+    let mut v4 = x.clone();
+    for i in 1..4 {
+        v4[i] = (x[i] + (((y[i] + s) > 2.29) * y[i]));
+    }
+    (((v1 + v2) + v3) + v4)
+});
+
+program!(g132_opt, g132_plain, [s, t, x, y, m, p, w], Priv<Array1<f64>>, {
+    let v1 = if (m[[1, 1]] > 1.13) > 2.29 { (x[1] * s) } else { t.clone() };
+    let mut v2 = x.clone();
+    if y < 1.13 {
+        v2[2] = (-m[[1, 1]]);
+    } else {
+        v2[3] = t;
+    }
+    let mut v3 = (x > 0.37);
+    if v1 > 2.29 {
+        v3 = (-y);
+    }
+    let v4 = (t < 2.29);
+    (((v1 + v2) + v3) + v4)
+});
+
+program!(g133_opt, g133_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
+    let mut v1 = x.clone();
+    if !(t < 1.13) {
+        v1[2] = (t > 2.29);
+    }
+    let v2 = {
+        let m = (m < 2.29);
+        m + (-m)
+    };
+    let v3 = ((((m * v2) + (v2 * y)) + (s * v2)) + (t * x));
+    ((v1 + v2) + v3)
+});
+
+program!(g134_opt, g134_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
+    let v1 = ((((y * s) + (s * s)) + (s * x)) + (m * s));
+    let mut v2 = x[0];
+    for i in 0..4 {
+        v2 += ((-0.5) * y[i]);
+    }
+    let mut v3 = x.clone();
+    for i in 0..3 {
+        v3[i] = y[i];
+    }
+    let v4 = if v1 < (-0.61) { y.clone() } else { (y / 0.5) };
+    (((v1 + v2) + v3) + v4)
+});
+
+program!(g135_opt, g135_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
+    let v1 = (((x * m) + (x * t)) + (m * s));
+    let mut v2 = (y > (-1.41));
+    if !(y < 1.13) {
+        v2 += (w - y);
+    } else {
+        v2 -= (x < 1.13);
+    }
+    let v3 = if (v1 < 0.37) && (v2 > 1.13) { (m < 2.29) } else { (m * m) };
+    let v4 = ((m < 0.37) + (t + p));
+    (((v1 + v2) + v3) + v4)
+});
+
+program!(g136_opt, g136_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
+    let v1 = if (s / 2.0) < 0.37 { (s + t) } else { x[2] };
+    let mut v2 = x.clone();
+    if (s > (-1.41)) || (x < 1.13) {
+        v2[3] = m.sum();
+    }
+    let v3 = if y < 2.29 { (p * m) } else { 0.75 };
+    let v4 = {
+        let v3 = m.clone();
+        v3 + (v3 < (-1.41))
+    };
+    (((v1 + v2) + v3) + v4)
+});
+
+program!(g137_opt, g137_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
+    let v1 = if (y * x) < 1.13 { (m < 1.13) } else { m.relu() };
+    let mut v2 = t.clone();
+    for i in 0..4 {
+        v2 += y[i];
+    }
+    let mut v3 = (m / (y * y + 1.0));
+    if (t > 0.37) < 0.37 {
+        v3 = (v1 < 2.29);
+    } else {
+        v3 = (v1 > (-0.61));
+    }
+    ((v1 + v2) + v3)
+});
+
+program!(g138_opt, g138_plain, [s, t, x, y, m, p, w], Priv<Array1<f64>>, {
+    let mut v1 = x.clone();
+    for i in 1..3 {
+        v1[i] = t;
+    }
+    let mut v2 = t.clone();
+    for i in 0..4 {
+        v2 += (y[i] * 1.5);
+    }
+    (v1 + v2)
+});
+
+program!(g139_opt, g139_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
+    let v1 = (!(x < 2.29));
+    let v2 = (w - (m > (-1.41)));
+    (v1 + v2)
+});
+
+program!(g140_opt, g140_plain, [s, t, x, y, m, p, w], Priv<Array1<f64>>, {
+    let mut v1 = y.clone();
+    if (x < 2.29) || (t < 0.07) {
+        v1[1] = (p - x[0]);
+    }
+    let mut v2 = y.clone();
+    for i in 0..4 {
+        if y[i] > (-0.61) {
+            v2[i] = y[i];
+        }
+    }
+    let mut v3 = (x > 0.07);
+    if y[2] > (-1.41) {
+        v3 = (v1 - v1);
+    }
+    ((v1 + v2) + v3)
+});
+
+program!(g141_opt, g141_plain, [s, t, x, y, m, p, w], Priv<Array1<f64>>, {
+    let mut v1 = (t * s);
+    if x.sum() < 2.29 {
+        v1 = x[2];
+    } else {
+        v1 += s;
+    }
+    let mut v2 = x.clone();
+    for i in 0..4 {
+        if y[i] > 2.29 {
+            v2[i] = y[i];
+        }
+    }
+    let v3 = t.clone();
+    ((v1 + v2) + v3)
+});
+
+program!(g142_opt, g142_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
+    let mut v1 = x.clone();
+    for i in 0..4 {
+        if y[i] > 0.07 {
+            v1[i] = y[i];
+        }
+    }
+    let mut v2 = (t - t);
+    if (3.0 + x[1]) > 1.13 {
+        v2 = (t * 1.25);
+    }
+    let v3 = if v2.relu() < 0.37 { (m - m) } else { (0.5 - m) };
+    let v4 = ((((s * v3) + (v3 * m)) + (v1 * t)) + (x * v1));
+    (((v1 + v2) + v3) + v4)
+});
+
+program!(g143_opt, g143_plain, [s, t, x, y, m, p, w], Priv<Array1<f64>>, {
+    let v1 = (y / (s * s + 1.0)).relu();
+    let mut v2 = (y[3] / (-4.0));
+    if (-m[[1, 3]]) > 0.37 {
+        v2 = m[[2, 3]].abs();
+        if y.sum() < 2.29 {
+            v2 = t.clone();
+        }
+    }
+    (v1 + v2)
+});
+
+program!(g144_opt, g144_plain, [s, t, x, y, m, p, w], Priv<Array1<f64>>, {
+    let v1 = (-x).abs();
+    let mut v2 = (v1 > 2.29);
+    if y.dot(&y) > (-1.41) {
+        v2 += x.abs();
+    }
+    (v1 + v2)
+});
+
+program!(g145_opt, g145_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
+    let v1 = (((m * m) + (y * y)) + (t * y));
+    let mut v2 = s.clone();
+    if (s > 0.07) < (-1.41) {
+        v2 -= m[[1, 2]].abs();
+    }
+    (v1 + v2)
+});
+
+program!(g146_opt, g146_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
+    let mut v1 = t.clone();
+    for i in 0..4 {
+        v1 += x[i];
+    }
+    let v2 = if (m + v1) < 2.29 { y[0].abs() } else { m.sum() };
+    let mut v3 = s.clone();
+    if v1 > (-1.41) {
+        v3 = y.dot(&x);
+        if v1 > 1.13 {
+            v3 = (m[[0, 3]] + (-2.0));
+        }
+    }
+    ((v1 + v2) + v3)
+});
+
+program!(g147_opt, g147_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
+    let mut v1 = x.clone();
+    if m[[2, 2]].abs() > 0.07 {
+        v1[0] = (s > (-0.61));
+    } else {
+        v1[3] = y[3];
+    }
+    let v2 = {
+        let x = (v1 > 0.07);
+        x + y
+    };
+    let v3 = m.clone();
+    ((v1 + v2) + v3)
+});
+
+program!(g148_opt, g148_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
+    let v1 = if x.sum() < 0.07 { (x < 0.37) } else { (x / 8.0) };
+    let v2 = {
+        let m = m.clone();
+        m + (m > (-1.41))
+    };
+    (v1 + v2)
+});
+
+program!(g149_opt, g149_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
+    let mut v1 = (m > 0.37);
+    if (m / (t * t + 1.0)) > 0.37 {
+        v1 = m.clone();
+        if y.dot(&x) < (-0.61) {
+            v1 = (m + x);
+        }
+    }
+    let v2 = (p + x);
+    let v3 = if !(x < 0.07) { (v1 < 1.13) } else { (v1 < 2.29) };
+    ((v1 + v2) + v3)
+});
+
+program!(g150_opt, g150_plain, [s, t, x, y, m, p, w], Priv<Array1<f64>>, {
+    let v1 = ((s * x) + (t * t));
+    let mut v2 = y.clone();
+    if (s < 1.13) || (s > 1.13) {
+        v2 -= v1;
+        if (t > 0.37) || (s < 2.29) {
+            v2 = x.clone();
+        }
+    } else {
+        v2 = (-y);
+    }
+    let v3 = (p * (y * v2));
+    ((v1 + v2) + v3)
+});
+
+program!(g151_opt, g151_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
+    let mut v1 = s.clone();
+    for i in 0..4 {
+        v1 += (0.75 * x[i]);
+    }
+    let v2 = ((((m * t) + (x * m)) + (y * x)) + (m * y));
+    let mut v3 = x.clone();
+    for i in 0..4 {
+        v3[i] = (((x[i] + (-0.25)) > 2.29) * (-0.75));
+    }
+    ((v1 + v2) + v3)
+});
+
+program!(g152_opt, g152_plain, [s, t, x, y, m, p, w], Priv<Array1<f64>>, {
+    let mut v1 = s.clone();
+    for i in 0..4 {
+        v1 += s;
+    }
+    let mut v2 = t.clone();
+    for i in 0..4 {
+        v2 = (v2 + (2.0 * x[i]));
+    }
+    let mut v3 = y.clone();
+    if !(x > 0.37) {
+        v3[3] = m.sum();
+    } else {
+        v3[2] = (-v1);
+    }
+    let mut v4 = x.clone();
+    for i in 0..4 {
+        if y[i] > (-0.61) {
+            v4[i] = (2.0 + s);
+        }
+    }
+    (((v1 + v2) + v3) + v4)
+});
+
+program!(g153_opt, g153_plain, [s, t, x, y, m, p, w], Priv<Array1<f64>>, {
+    let v1 = ((((x * t) + (s * x)) + (x * t)) + (s * x));
+    let mut v2 = y.clone();
+    if (-s) > 1.13 {
+        v2[2] = (t - m[[1, 3]]);
+    } else {
+        v2[3] = (s + t);
+    }
+    (v1 + v2)
+});
+
+program!(g154_opt, g154_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
+    let v1 = {
+        let y = (2.0 - x);
+        y + (y > 0.37)
+    };
+    let v2 = ((((t * x) + (m * m)) + (m * m)) + (x * y));
+    (v1 + v2)
+});
+
+program!(g155_opt, g155_plain, [s, t, x, y, m, p, w], Priv<Array1<f64>>, {
+    let mut v1 = (x * t);
+    if (s + m[[1, 2]]) < 0.07 {
+        v1 = (x + x);
+        if y.dot(&x) > 0.37 {
+            v1 = (x + x);
+        }
+    } else {
+        v1 += x;
+    }
+    let mut v2 = t.clone();
+    for i in 0..4 {
+        v2 += (x[i] - x[i]);
+    }
+    (v1 + v2)
+});
+
+program!(g156_opt, g156_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
+    let v1 = m.relu();
+    let mut v2 = t.clone();
+    for i in 0..4 {
+        v2 += (-1.25);
+    }
+    (v1 + v2)
+});
+
+program!(g157_opt, g157_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
+    let v1 = y.clone();
+    let v2 = if (s - s) > 2.29 { (m > 2.29) } else { (m / (x * x + 1.0)) };
+    let v3 = ((s + v1) > 1.13);
+    let v4 = (((t * y) + (y * y)) + (y * t));
+    (((v1 + v2) + v3) + v4)
+});
+
+program!(g158_opt, g158_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
+    let v1 = ((s * y) + (x * x));
+    let v2 = (m + m).sum();
+    let v3 = ((((v2 * s) + (s * y)) + (s * m)) + (m * m));
+    let mut v4 = x.clone();
+    for i in 0..4 {
+        if x[i] > 0.07 {
+            v4[i] = (x[i] + y[i]);
+        }
+    }
+    (((v1 + v2) + v3) + v4)
+});
+
+program!(g159_opt, g159_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
+    let mut v1 = t.clone();
+    if (s / 8.0) < 0.07 {
+        v1 = (s < 2.29);
+    } else {
+        v1 = s.clone();
+    }
+    let v2 = ((t * y) + (v1 * m));
+    let v3 = (-(v1 * y[3]));
+    ((v1 + v2) + v3)
+});
+
+program!(g160_opt, g160_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
+    let v1 = ((((y * m) + (m * s)) + (s * t)) + (m * m));
+    let v2 = if (y < 0.07) && (y < 0.37) { (-t) } else { t.relu() };
+    let mut v3 = m.relu();
+    if m.abs() < 0.37 {
+        v3 -= (m > (-0.61));
+    } else {
+        v3 = (v1 * p);
+    }
+    let v4 = (w - (m > (-1.41)));
+    (((v1 + v2) + v3) + v4)
+});
+
+program!(g161_opt, g161_plain, [s, t, x, y, m, p, w], Priv<f64>, {
+    let mut v1 = s.abs();
+    if s.abs() < 2.29 {
+        v1 = (-s);
+    }
+    let mut v2 = s.clone();
+    for i in 0..4 {
+        v2 += (x[i] - 1.25);
+    }
+    (v1 + v2)
+});
+
+program!(g162_opt, g162_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
+    let v1 = ((t * y) + (m * m));
+    let mut v2 = x.dot(&x);
+    if m[[0, 0]] < (-1.41) {
+        v2 = t.relu();
+    }
+    let mut v3 = x.clone();
+    for i in 0..4 {
+        v3[i] = (((y[i] + (y[i] + 0.75)) > 2.29) * ((-0.25) * x[i]));
+    }
+    ((v1 + v2) + v3)
+});
+
+program!(g163_opt, g163_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
+    let mut v1 = (y < 0.07);
+    if (t - x[2]) > (-0.61) {
+        v1 += (x > (-1.41));
+    } else {
+        v1 -= (y + 0.25);
+    }
+    let v2 = ((v1 + v1) * p);
+    let mut v3 = m.sum();
+    if (t > (-0.61)) && (t > 1.13) {
+        v3 = (t / (-4.0));
+        if x.dot(&y) > (-0.61) {
+            v3 = s.clone();
+        }
+    } else {
+        v3 += (t + s);
+    }
+    let v4 = ((((x * s) + (m * s)) + (v3 * s)) + (x * s));
+    (((v1 + v2) + v3) + v4)
+});
+
+program!(g164_opt, g164_plain, [s, t, x, y, m, p, w], Priv<Array1<f64>>, {
+    let v1 = if (x > (-1.41)) < 0.37 { x.relu() } else { (x + x) };
+    let v2 = ((y * s) + (t * t));
+    let mut v3 = y.clone();
+    for i in 0..4 {
+        if y[i] > 2.29 {
+            v3[i] = (s * x[i]);
+        }
+    }
+    ((v1 + v2) + v3)
+});
+
+program!(g165_opt, g165_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
+    let mut v1 = x.clone();
+    for i in 1..3 {
+        v1[i] = ((v1[i - 1] * 0.5) + (((x[i] + (x[i] * s)) > 0.07) * y[i]));
+    }
+    let v2 = ((-y) < (-1.41));
+    let v3 = (((s * m) + (m * t)) + (m * s));
+    ((v1 + v2) + v3)
+});
+
+program!(g166_opt, g166_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
+    let mut v1 = y.clone();
+    for i in 0..4 {
+        if x[i] > (-1.41) {
+            v1[i] = (t * x[i]);
+        }
+    }
+    let v2 = if m > 1.13 { (m < (-1.41)) } else { p };
+    (v1 + v2)
+});
+
+program!(g167_opt, g167_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
+    let v1 = (((m * s) + (m * s)) + (m * m));
+    let v2 = {
+        let v1 = (m < 1.13);
+        v1 + (p * v1)
+    };
+    let v3 = t.clone();
+    ((v1 + v2) + v3)
+});
+
+program!(g168_opt, g168_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
+    let v1 = ((((t * t) + (y * s)) + (t * x)) + (s * m));
+    let mut v2 = x.clone();
+    for i in 0..4 {
+        if x[i] > (-1.41) {
+            v2[i] = ((-3.0) + 1.5);
+        }
+    }
+    let mut v3 = x.clone();
+    for i in 0..4 {
+        v3[i] = ((y[i] - x[i]) - (y[i] * t));
+    }
+    ((v1 + v2) + v3)
+});
+
+program!(g169_opt, g169_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
+    let mut v1 = x.clone();
+    if (t - s) < 2.29 {
+        v1 -= (x - y);
+    } else {
+        v1 = (y + y);
+    }
+    let v2 = if m < 1.13 { (s * s) } else { 0.25 };
+    let mut v3 = y.clone();
+    for i in 1..3 {
+        v3[i] = ((y[i] * 3.0) - (s + s));
+    }
+    let v4 = if (y / 2.0) < 2.29 { m[[0, 1]] } else { 2.0 };
+    (((v1 + v2) + v3) + v4)
+});
+
+program!(g170_opt, g170_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
+    let v1 = if (y - m) < (-1.41) { x.dot(&x) } else { (t / (t * t + 1.0)) };
+    let v2 = (((x * t) + (v1 * t)) + (s * t));
+    let v3 = ((y * y) + (s * v1));
+    let v4 = x.clone();
+    (((v1 + v2) + v3) + v4)
+});
+
+program!(g171_opt, g171_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
+    let v1 = ((s + s) * m.sum());
+    let mut v2 = m.clone();
+    if !(m > 0.07) {
+        v2 -= m.relu();
+    }
+    let mut v3 = y[1];
+    for i in 0..4 {
+        v3 = (v3 + (x[i] + y[i]));
+    }
+    let mut v4 = y.sum();
+    if y[3] < 0.37 {
+        v4 = v1.clone();
+    }
+    (((v1 + v2) + v3) + v4)
+});
+
+program!(g172_opt, g172_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
+    let v1 = (((s * y) + (t * s)) + (s * t));
+    let v2 = (m + 0.5);
+    let mut v3 = y.clone();
+    if (v1 * w) < 1.13 {
+        v3[1] = (t - y[3]);
+    } else {
+        v3[3] = m[[0, 1]];
+    }
+    ((v1 + v2) + v3)
+});
+
+program!(g173_opt, g173_plain, [s, t, x, y, m, p, w], Priv<Array1<f64>>, {
+    let mut v1 = y.relu();
+    if y.abs() > 0.07 {
+        v1 = (-y);
+        if y > 0.07 {
+            v1 = (-y);
+        }
+    }
+    let mut v2 = x.clone();
+    for i in 1..3 {
+        v2[i] = ((v2[i - 1] * 0.5) + ((x[i] * 0.25) + (s + y[i])));
+    }
+    (v1 + v2)
+});
+
+program!(g174_opt, g174_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
+    let v1 = ((-1.25) + s);
+    let v2 = if (y > 1.13) && (s < (-1.41)) { y.clone() } else { (x * x) };
+    let mut v3 = x.clone();
+    for i in 0..3 {
+        v3[i] = (((x[i] + (s + y[i])) > 1.13) * s);
+    }
+    let mut v4 = m.clone();
+    if v2.sum() > (-1.41) {
+        v4 += (m < 1.13);
+        if (v3 > (-1.41)) > (-0.61) {
+            v4 = (m - m);
+        }
+    }
+    (((v1 + v2) + v3) + v4)
+});
+
+program!(g175_opt, g175_plain, [s, t, x, y, m, p, w], Priv<f64>, {
+    let v1 = y.dot(&y).relu();
+    let mut v2 = s.clone();
+    for i in 0..4 {
+        v2 += x[i];
+    }
+    let v3 = ((t - v2) + 3.0);
+    ((v1 + v2) + v3)
+});
+
+program!(g176_opt, g176_plain, [s, t, x, y, m, p, w], Priv<Array1<f64>>, {
+    let v1 = ((y < (-0.61)) > 0.37);
+    let mut v2 = x.clone();
+    if t.relu() < 0.07 {
+        v2[1] = s;
+    }
+    let mut v3 = x.clone();
+    for i in 0..4 {
+        if y[i] > 1.13 {
+            v3[i] = (y[i] + x[i]);
+        }
+    }
+    ((v1 + v2) + v3)
+});
+
+program!(g177_opt, g177_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
+    let v1 = {
+        let m = m.clone();
+        m + m
+    };
+    let mut v2 = y[0];
+    for i in 0..4 {
+        v2 += (y[i] + s);
+    }
+    (v1 + v2)
+});
+
+program!(g178_opt, g178_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
+    let v1 = if m > 0.07 { (-s) } else { (s < 0.37) };
+    let v2 = {
+        let s = v1.sum();
+        s + (t - s)
+    };
+    (v1 + v2)
+});
+
+program!(g179_opt, g179_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
+    let mut v1 = y.clone();
+    for i in 0..4 {
+        if x[i] > (-0.61) {
+            v1[i] = y[i];
+        }
+    }
+    let v2 = ((s / 8.0) - p);
+    let v3 = (((s * m) + (t * m)) + (v1 * m));
+    ((v1 + v2) + v3)
+});
+
+program!(g180_opt, g180_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
+    let v1 = {
+        let s = (t * x[2]);
+        s + (t / 8.0)
+    };
+    let mut v2 = x.clone();
+    for i in 1..4 {
+        v2[i] = ((v2[i - 1] * 0.5) + (2.0 - s));
+    }
+    let v3 = (m.relu() / (-4.0));
+    ((v1 + v2) + v3)
+});
+
+program!(g181_opt, g181_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
+    let v1 = if (s > (-1.41)) && (s < 2.29) { m.relu() } else { (m < 1.13) };
+    let v2 = (m * (s > (-1.41)));
+    (v1 + v2)
+});
+
+program!(g182_opt, g182_plain, [s, t, x, y, m, p, w], Priv<f64>, {
+    let mut v1 = s.clone();
+    for i in 0..4 {
+        v1 = (v1 + (s * x[i]));
+    }
+    let v2 = {
+        let s = (-m[[2, 0]]);
+        s + (s / (s * s + 1.0))
+    };
+    (v1 + v2)
+});
+
+program!(g183_opt, g183_plain, [s, t, x, y, m, p, w], Priv<Array1<f64>>, {
+    let mut v1 = x.clone();
+    for i in 0..4 {
+        if x[i] > 0.37 {
+            v1[i] = (x[i] - x[i]);
+        }
+    }
+    let mut v2 = y.clone();
+    if x[3].relu() < 2.29 {
+        v2[3] = x[0];
+    } else {
+        v2[0] = (-s);
+    }
+    (v1 + v2)
+});
+
+program!(g184_opt, g184_plain, [s, t, x, y, m, p, w], Priv<Array1<f64>>, {
+    let mut v1 = x.clone();
+    for i in 0..3 {
+        v1[i] = ((x[i] - y[i]) * x[i]);
+    }
+    let mut v2 = y.clone();
+    if (-v1) < (-0.61) {
+        v2[0] = x.dot(&y);
+    }
+    let v3 = s.clone();
+    ((v1 + v2) + v3)
+});
+
+program!(g185_opt, g185_plain, [s, t, x, y, m, p, w], Priv<Array1<f64>>, {
+    let v1 = {
+        let t = x.dot(&y);
+        t + (-s)
+    };
+    let v2 = ((t * t) + (t * y));
+    let mut v3 = x.clone();
+    if x.relu() > 0.07 {
+        v3[1] = x[3];
+    } else {
+        v3[0] = m[[2, 3]].relu();
+    }
+    let mut v4 = y.clone();
+    for i in 0..4 {
+        if x[i] > 0.07 {
+            v4[i] = (s + x[i]);
+        }
+    }
+    (((v1 + v2) + v3) + v4)
+});
+
+program!(g186_opt, g186_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
+    let v1 = {
+        let m = m.abs();
+        m + (-m)
+    };
+    let v2 = (m < 1.13);
+    let v3 = if (m > 0.07) > (-1.41) { (-m) } else { v2.clone() };
+    let v4 = if t.abs() > 0.07 { (v2 - (-1.25)) } else { 1.5 };
+    (((v1 + v2) + v3) + v4)
+});
+
+program!(g187_opt, g187_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
+    let v1 = (1.25 + (t / (s * s + 1.0)));
+    let mut v2 = (m > (-1.41));
+    if m < (-0.61) {
+        v2 = (m / (t * t + 1.0));
+    } else {
+        v2 += m;
+    }
+    let v3 = if v1 > 2.29 { x.relu() } else { y.clone() };
+    let mut v4 = (x - y);
+    if (1.25 + v3) > 0.37 {
+        v4 = (x < (-1.41));
+        if (y[1] < (-1.41)) && (x < 0.07) {
+            v4 = (v3 * p);
+        }
+    }
+    (((v1 + v2) + v3) + v4)
+});
+
+program!(g188_opt, g188_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
+    let mut v1 = m.clone();
+    if (m * y) < 1.13 {
+        v1 = m.abs();
+    }
+    let mut v2 = x.clone();
+    for i in 0..4 {
+        if x[i] > (-1.41) {
+            v2[i] = y[i];
+        }
+    }
+    let mut v3 = t.clone();
+    for i in 0..4 {
+        v3 = (v3 + (x[i] * x[i]));
+    }
+    ((v1 + v2) + v3)
+});
+
+program!(g189_opt, g189_plain, [s, t, x, y, m, p, w], Priv<Array1<f64>>, {
+    let mut v1 = y.clone();
+    for i in 0..3 {
+        v1[i] = (0.75 * (((x[i] + (-3.0)) > 1.13) * x[i]));
+    }
+    let mut v2 = x.clone();
+    if (y < 2.29) > 1.13 {
+        v2[1] = t;
+    }
+    let mut v3 = y.clone();
+    if (t > (-1.41)) && (x < 2.29) {
+        v3[3] = s.abs();
+    } else {
+        v3[3] = x[3];
+    }
+    ((v1 + v2) + v3)
+});
+
+program!(g190_opt, g190_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
+    let mut v1 = x.sum();
+    if y.sum() < 2.29 {
+        v1 = x.sum();
+    }
+    let v2 = ((x * y) + (m * y));
+    let v3 = ((x + y) < (-1.41));
+    let mut v4 = y.clone();
+    for i in 1..3 {
+        v4[i] = ((y[i] * x[i]) + ((-1.5) - x[i]));
+    }
+    (((v1 + v2) + v3) + v4)
+});
+
+program!(g191_opt, g191_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
+    let v1 = if (m * m) < 1.13 { (s < 0.07) } else { (0.75 + m[[2, 0]]) };
+    let v2 = (((s * v1) + (y * v1)) + (v1 * m));
+    (v1 + v2)
+});
+
+program!(g192_opt, g192_plain, [s, t, x, y, m, p, w], Priv<Array1<f64>>, {
+    let mut v1 = y.clone();
+    for i in 1..3 {
+        v1[i] = 0.75;
+    }
+    let v2 = (t.abs() > 1.13);
+    let mut v3 = x.clone();
+    for i in 0..4 {
+        if y[i] > 0.37 {
+            v3[i] = ((-1.25) - x[i]);
+        }
+    }
+    ((v1 + v2) + v3)
+});
+
+program!(g193_opt, g193_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
+    let mut v1 = (m / (y * y + 1.0));
+    if !(t > 0.07) {
+        v1 -= (m > 2.29);
+    } else {
+        v1 = (m * m);
+    }
+    let v2 = (s - (s > 2.29));
+    let v3 = ((x > 0.07) && (y > 2.29));
+    ((v1 + v2) + v3)
+});
+
+program!(g194_opt, g194_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
+    let v1 = if (x < 1.13) || (m > 1.13) { (m < 0.07) } else { (m * p) };
+    let v2 = (!(t > (-1.41)));
+    let mut v3 = m.clone();
+    if (x * p) < (-0.61) {
+        v3 = (v1 - s);
+    }
+    ((v1 + v2) + v3)
+});
+
+program!(g195_opt, g195_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
+    let v1 = (((t * y) + (m * t)) + (s * y));
+    let v2 = ((x < (-0.61)) * (x / 2.0));
+    let v3 = (((x * x) + (x * s)) + (x * s));
+    let mut v4 = x.clone();
+    for i in 0..4 {
+        if x[i] > 2.29 {
+            v4[i] = (y[i] * y[i]);
+        }
+    }
+    (((v1 + v2) + v3) + v4)
+});
+
+program!(g196_opt, g196_plain, [s, t, x, y, m, p, w], Priv<Array1<f64>>, {
+    let mut v1 = x.clone();
+    for i in 0..4 {
+        if x[i] > 1.13 {
+            v1[i] = (t + t);
+        }
+    }
+    let mut v2 = y[2];
+    for i in 0..4 {
+        v2 = (v2 + s);
+    }
+    (v1 + v2)
+});
+
+program!(g197_opt, g197_plain, [s, t, x, y, m, p, w], Priv<Array1<f64>>, {
+    let mut v1 = y.clone();
+    if (y < 2.29) && (x < 0.07) {
+        v1 = (-x);
+        if (x < 0.07) || (m[[2, 3]] < 1.13) {
+            v1 += y;
+        }
+    } else {
+        v1 += (-x);
+    }
+    let mut v2 = y.clone();
+    for i in 0..4 {
+        if y[i] > 0.37 {
+            v2[i] = (2.0 - (-0.25));
+        }
+    }
+    let v3 = if (v2 < 2.29) < 1.13 { y.relu() } else { (-v1) };
+    let mut v4 = x.clone();
+    if (x < (-1.41)) || (v2 > 1.13) {
+        v4[2] = (1.25 + s);
+    } else {
+        v4[1] = (3.0 + y[3]);
+    }
+    (((v1 + v2) + v3) + v4)
+});
+
+program!(g198_opt, g198_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
+    let mut v1 = (m > (-1.41));
+    if (m > 1.13) < 0.37 {
+        v1 = (m + m);
+    }
+    let v2 = ((-t) + y);
+    (v1 + v2)
+});
+
+program!(g199_opt, g199_plain, [s, t, x, y, m, p, w], Priv<Array1<f64>>, {
+    let v1 = if (t > (-0.61)) || (s < 0.07) { y.clone() } else { y.clone() };
+    let mut v2 = s.clone();
+    for i in 0..4 {
+        v2 += (0.25 * x[i]);
+    }
+    (v1 + v2)
+});
+
+program!(g200_opt, g200_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
+    let v1 = if (m > 0.37) < 1.13 { (s < (-0.61)) } else { y[2] };
+    let v2 = if !(v1 > 2.29) { (y - y) } else { (x * t) };
+    (v1 + v2)
+});
+
+program!(g201_opt, g201_plain, [s, t, x, y, m, p, w], Priv<f64>, {
+    let mut v1 = t.clone();
+    if (s < 0.07) || (t < 2.29) {
+        v1 = x.sum();
+    }
+    let v2 = (y + 3.0).dot(&(x[0] - y));
+    (v1 + v2)
+});
+
+program!(g202_opt, g202_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
+    let mut v1 = m.clone();
+    if x.dot(&x) > 0.07 {
+        v1 = (m > (-1.41));
+        if s > 2.29 {
+            v1 += (m < (-1.41));
+        }
+    } else {
+        v1 = m.clone();
+    }
+    let mut v2 = x.clone();
+    if (p * t) > (-1.41) {
+        v2[2] = (t > (-1.41));
+    }
+    let v3 = ((y * v1) + (v1 * v1));
+    ((v1 + v2) + v3)
+});
+
+program!(g203_opt, g203_plain, [s, t, x, y, m, p, w], Priv<Array1<f64>>, {
+    let mut v1 = y.clone();
+    if x > 2.29 {
+        v1[2] = (x[2] - m[[2, 0]]);
+    }
+    let v2 = (-m).sum();
+    let v3 = if x[2] < 2.29 { (-x[2]) } else { 0.25 };
+    ((v1 + v2) + v3)
+});
+
+program!(g204_opt, g204_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
+    let v1 = if (y[0] < 2.29) || (m > 1.13) { (y / (s * s + 1.0)) } else { (y * t) };
+    let v2 = if m < 0.07 { (t - s) } else { p };
+    let mut v3 = (-m);
+    if (v2 < 0.07) < 0.07 {
+        v3 = (x[3] * v2);
+        if (y < 1.13) && (y < 2.29) {
+            v3 = (m > (-0.61));
+        }
+    } else {
+        v3 = (v1 < 2.29);
+    }
+    ((v1 + v2) + v3)
+});
+
+program!(g205_opt, g205_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
+    let mut v1 = y.clone();
+    for i in 1..4 {
+        v1[i] = ((v1[i - 1] * 0.5) + ((x[i] * 0.75) - (s + 1.5)));
+    }
+    let v2 = {
+        let m = m.clone();
+        m + (m > 0.07)
+    };
+    let mut v3 = y.clone();
+    if (y / (t * t + 1.0)) < 0.37 {
+        v3[0] = (x[1] / (t * t + 1.0));
+    }
+    ((v1 + v2) + v3)
+});
+
+program!(g206_opt, g206_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
+    let v1 = ((m < 0.07) - p);
+    let mut v2 = x.clone();
+    for i in 0..4 {
+        if y[i] > 0.07 {
+            v2[i] = (((y[i] + y[i]) > (-1.41)) * s);
+        }
+    }
+    let v3 = x.clone();
+    let mut v4 = y.clone();
+    for i in 0..4 {
+        v4[i] = ((-1.25) - (x[i] + y[i]));
+    }
+    (((v1 + v2) + v3) + v4)
+});
+
+program!(g207_opt, g207_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
+    let mut v1 = y.clone();
+    if !(x < (-1.41)) {
+        v1[2] = (m[[1, 3]] * p);
+    } else {
+        v1[0] = s;
+    }
+    let v2 = y.clone();
     let v3 = {
-        let s = m.sum();
-        s + (x[3] < 1.13)
+        let m = m.clone();
+        m + (m < (-0.61))
     };
     ((v1 + v2) + v3)
 });
 
-program!(g297_opt, g297_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
-    let v1 = if (t / 8.0) < 2.29 { (t + y) } else { (-0.75) };
-    let mut v2 = y.clone();
-    if (x < (-0.61)) || (v1 < 1.13) {
-        v2[1] = (y[1] - s);
+program!(g208_opt, g208_plain, [s, t, x, y, m, p, w], Priv<Array1<f64>>, {
+    let mut v1 = s.clone();
+    for i in 0..4 {
+        v1 = (v1 + (2.0 - 2.0));
     }
-    let v3 = if (s - 1.5) > 0.07 { (m < 0.07) } else { (m < 0.07) };
+    let v2 = (x > 1.13).dot(&(x * x));
+    let mut v3 = x.relu();
+    if (x < (-1.41)) > 1.13 {
+        v3 = (x / 2.0);
+        if (y > 2.29) && (y[1] < 1.13) {
+            v3 -= y;
+        }
+    }
+    let v4 = (x / (-4.0)).sum();
+    (((v1 + v2) + v3) + v4)
+});
+
+program!(g209_opt, g209_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
+    let v1 = t.clone();
+    let mut v2 = x.clone();
+    for i in 0..4 {
+        if y[i] > 0.07 {
+            v2[i] = (t + x[i]);
+        }
+    }
+    let v3 = if x.dot(&v2) < 1.13 { m.clone() } else { (m / (s * s + 1.0)) };
+    let v4 = ((v2 * m) + (t * v2));
+    (((v1 + v2) + v3) + v4)
+});
+
+program!(g210_opt, g210_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
+    let v1 = (-(y > 0.37));
+    let v2 = if (m / 8.0) > 0.07 { x.clone() } else { w };
+    (v1 + v2)
+});
+
+program!(g211_opt, g211_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
+    let v1 = (m < 2.29);
+    let v2 = {
+        let x = (x > 1.13);
+        x + (-x)
+    };
+    let v3 = (v1.abs() * 0.5);
+    ((v1 + v2) + v3)
+});
+
+program!(g212_opt, g212_plain, [s, t, x, y, m, p, w], Priv<Array1<f64>>, {
+    let mut v1 = x.clone();
+    for i in 1..3 {
+        v1[i] = t;
+    }
+    let v2 = if !(s < 2.29) { y[1] } else { p };
+    let mut v3 = x.clone();
+    for i in 0..4 {
+        if y[i] > 0.07 {
+            v3[i] = (y[i] * s);
+        }
+    }
+    ((v1 + v2) + v3)
+});
+
+program!(g213_opt, g213_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
+    let v1 = if (s - m) > (-1.41) { (y / (x * x + 1.0)) } else { y.clone() };
+    let v2 = if x.sum() < 0.37 { (x + 3.0) } else { (x * y) };
+    (v1 + v2)
+});
+
+program!(g214_opt, g214_plain, [s, t, x, y, m, p, w], Priv<Array1<f64>>, {
+    let mut v1 = x[2];
+    for i in 0..4 {
+        v1 = (v1 + (y[i] * 1.25));
+    }
+    let mut v2 = y.clone();
+    for i in 0..4 {
+        if y[i] > (-0.61) {
+            v2[i] = (y[i] * 0.75);
+        }
+    }
+    let mut v3 = m.sum();
+    if (t * v1) > (-0.61) {
+        v3 -= x[3];
+    }
+    let mut v4 = (s * v3);
+    if (0.75 * t) < (-1.41) {
+        v4 = t.clone();
+    } else {
+        v4 = (v1 * t);
+    }
+    (((v1 + v2) + v3) + v4)
+});
+
+program!(g215_opt, g215_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
+    let v1 = (((y * t) + (m * y)) + (m * y));
+    let v2 = (((s * s) + (m * t)) + (v1 * s));
+    (v1 + v2)
+});
+
+program!(g216_opt, g216_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
+    let v1 = {
+        let m = (m > 1.13);
+        m + m
+    };
+    let v2 = (((m * x) + (m * x)) + (x * v1));
+    let mut v3 = (x[1] / (s * s + 1.0));
+    if (t + (-0.25)) < (-1.41) {
+        v3 = (s * x[2]);
+    } else {
+        v3 = y[0].relu();
+    }
     let mut v4 = y.clone();
-    if (t - x) > 1.13 {
-        v4 = (v2 > 0.07);
+    for i in 0..4 {
+        if x[i] > (-0.61) {
+            v4[i] = (t * x[i]);
+        }
+    }
+    (((v1 + v2) + v3) + v4)
+});
+
+program!(g217_opt, g217_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
+    let v1 = (m.relu() > 0.37);
+    let v2 = {
+        let x = (y < 2.29);
+        x + (x * t)
+    };
+    let v3 = (x.dot(&y) / (t * t + 1.0));
+    ((v1 + v2) + v3)
+});
+
+program!(g218_opt, g218_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
+    let v1 = if (w - m) < 1.13 { (-s) } else { 2.0 };
+    let mut v2 = t.clone();
+    for i in 0..4 {
+        v2 += (s + x[i]);
+    }
+    let v3 = {
+        let t = x[1];
+        t + (s / 2.0)
+    };
+    ((v1 + v2) + v3)
+});
+
+program!(g219_opt, g219_plain, [s, t, x, y, m, p, w], Priv<Array1<f64>>, {
+    let mut v1 = x.clone();
+    for i in 1..3 {
+        v1[i] = ((v1[i - 1] * 0.5) + ((y[i] * s) - (((x[i] + y[i]) > 2.29) * y[i])));
+    }
+    let v2 = {
+        let t = x.sum();
+        t + (t / 8.0)
+    };
+    let mut v3 = y.clone();
+    if (y + p) > 1.13 {
+        v3[0] = m.sum();
+    }
+    ((v1 + v2) + v3)
+});
+
+program!(g220_opt, g220_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
+    let v1 = {
+        let t = (t + s);
+        t + (x[3] > 1.13)
+    };
+    let mut v2 = (p * m);
+    if s < (-0.61) {
+        v2 -= (m > (-1.41));
+        if (t / (s * s + 1.0)) > 2.29 {
+            v2 = (m / (x * x + 1.0));
+        }
+    } else {
+        v2 += (p * m);
+    }
+    (v1 + v2)
+});
+
+program!(g221_opt, g221_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
+    let v1 = {
+        let t = (-s);
+        t + x.dot(&y)
+    };
+    let mut v2 = y.clone();
+    for i in 0..4 {
+        v2[i] = (y[i] - (x[i] * (-3.0)));
+    }
+    let v3 = ((-t) - y);
+    let v4 = ((m < (-0.61)) / 8.0);
+    (((v1 + v2) + v3) + v4)
+});
+
+program!(g222_opt, g222_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
+    let v1 = (y + p);
+    let mut v2 = (m < 0.07);
+    if !(x[0] < 2.29) {
+        v2 += (m / 8.0);
+    } else {
+        v2 = m.clone();
+    }
+    (v1 + v2)
+});
+
+program!(g223_opt, g223_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
+    let v1 = {
+        let s = m.sum();
+        s + (y[0] / (t * t + 1.0))
+    };
+    let v2 = ((((x * x) + (v1 * x)) + (m * m)) + (t * y));
+    (v1 + v2)
+});
+
+program!(g224_opt, g224_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
+    let v1 = (t + 1.25).abs();
+    let mut v2 = v1.clone();
+    for i in 0..4 {
+        v2 = (v2 + (0.75 * y[i]));
+    }
+    let v3 = if m.abs() > (-1.41) { (x - x) } else { (y * y) };
+    let v4 = if y > 0.07 { (v3 + p) } else { v3.clone() };
+    (((v1 + v2) + v3) + v4)
+});
+
+program!(g225_opt, g225_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
+    let mut v1 = y.clone();
+    if (y < (-0.61)) && (y < 0.37) {
+        v1 = (-x);
+        if y[3] < (-0.61) {
+            v1 = (x < 2.29);
+        }
+    } else {
+        v1 = (x > 0.37);
+    }
+    let v2 = (m.abs() > 0.37);
+    (v1 + v2)
+});
+
+program!(g226_opt, g226_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
+    let mut v1 = y.clone();
+    if (x * x) > 1.13 {
+        v1[2] = y[0];
+    } else {
+        v1[2] = (s < 2.29);
+    }
+    let v2 = {
+        let v1 = (x / (t * t + 1.0));
+        v1 + (x > 0.37)
+    };
+    let mut v3 = m.clone();
+    if (m + x) < 1.13 {
+        v3 -= (w + m);
+    } else {
+        v3 = (m * w);
+    }
+    ((v1 + v2) + v3)
+});
+
+program!(g227_opt, g227_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
+    let v1 = if (-t) > 0.37 { m.abs() } else { m.clone() };
+    let v2 = {
+        let s = (p * s);
+        s + y.dot(&y)
+    };
+    let v3 = {
+        let y = (y / (y * y + 1.0));
+        y + (x * x)
+    };
+    ((v1 + v2) + v3)
+});
+
+program!(g228_opt, g228_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
+    let v1 = (((m * s) + (m * t)) + (y * s));
+    let v2 = if (-y) > 2.29 { (t + x) } else { (-x) };
+    let v3 = m.abs().abs();
+    ((v1 + v2) + v3)
+});
+
+program!(g229_opt, g229_plain, [s, t, x, y, m, p, w], Priv<f64>, {
+    let v1 = ((m[[0, 0]] / (s * s + 1.0)) / (t * t + 1.0));
+    let mut v2 = t.clone();
+    for i in 0..4 {
+        v2 += (s * y[i]);
+    }
+    (v1 + v2)
+});
+
+program!(g230_opt, g230_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
+    let mut v1 = y.clone();
+    if (m[[0, 1]] < 0.37) || (y > 0.37) {
+        v1[3] = t;
+    }
+    let v2 = ((x < 0.07) > 1.13);
+    let v3 = ((((y * s) + (v2 * s)) + (m * m)) + (x * v2));
+    ((v1 + v2) + v3)
+});
+
+program!(g231_opt, g231_plain, [s, t, x, y, m, p, w], Priv<Array1<f64>>, {
+    let v1 = {
+        let y = (x / 0.5);
+        y + (-y)
+    };
+    let mut v2 = s.clone();
+    for i in 0..4 {
+        v2 = (v2 + (x[i] * 1.5));
+    }
+    let v3 = ((y[2] * y[1]) * s);
+    ((v1 + v2) + v3)
+});
+
+program!(g232_opt, g232_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
+    let v1 = ((((m * m) + (m * m)) + (m * m)) + (m * s));
+    let v2 = (((v1 * y) + (s * m)) + (s * s));
+    (v1 + v2)
+});
+
+program!(g233_opt, g233_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
+    let mut v1 = (x / 0.5);
+    if (s + x) < 1.13 {
+        v1 = (y + y);
+    } else {
+        v1 -= (y > 0.07);
+    }
+    let v2 = if m.relu() > 1.13 { (y + x) } else { v1.relu() };
+    let v3 = if (y < 0.07) || (v1 > (-0.61)) { (v2 < 0.37) } else { w };
+    let mut v4 = y.clone();
+    if (t > (-0.61)) < 2.29 {
+        v4[3] = t;
+    }
+    (((v1 + v2) + v3) + v4)
+});
+
+program!(g234_opt, g234_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
+    let v1 = if m < 1.13 { (m - m) } else { (m + m) };
+    let v2 = ((y + y) > 2.29);
+    (v1 + v2)
+});
+
+program!(g235_opt, g235_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
+    let v1 = if !(m > 2.29) { (m[[1, 1]] + y) } else { (-y) };
+    let v2 = (m.sum() * (x > 0.37));
+    (v1 + v2)
+});
+
+program!(g236_opt, g236_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
+    let mut v1 = y.clone();
+    for i in 1..4 {
+        v1[i] = ((y[i] - x[i]) - (s - (-0.5)));
+    }
+    let v2 = m.clone();
+    let v3 = {
+        let y = y.clone();
+        y + (x < (-1.41))
+    };
+    ((v1 + v2) + v3)
+});
+
+program!(g237_opt, g237_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
+    let v1 = (y + (y / 8.0));
+    let mut v2 = x.clone();
+    for i in 1..4 {
+        v2[i] = ((v2[i - 1] * 0.5) + ((t - t) + (x[i] * y[i])));
+    }
+    let v3 = {
+        let s = (s / 2.0);
+        s + x[1]
+    };
+    let v4 = {
+        let m = (m / (t * t + 1.0));
+        m + (m < 0.07)
+    };
+    (((v1 + v2) + v3) + v4)
+});
+
+program!(g238_opt, g238_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
+    let mut v1 = s.relu();
+    if t > 1.13 {
+        v1 = (t < 0.07);
+    }
+    let v2 = ((w * m) + (s - m));
+    let v3 = {
+        let v2 = m.clone();
+        v2 + m
+    };
+    let mut v4 = y.clone();
+    if (t / (t * t + 1.0)) > (-1.41) {
+        v4[0] = s;
+    }
+    (((v1 + v2) + v3) + v4)
+});
+
+program!(g239_opt, g239_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
+    let mut v1 = (x + s);
+    if (s - t) < 1.13 {
+        v1 = x.clone();
+    } else {
+        v1 = y.clone();
+    }
+    let v2 = ((-m) / 2.0);
+    let v3 = if (y[3] + v1) < (-0.61) { y[1].abs() } else { (m[[1, 3]] - t) };
+    let v4 = ((s * v1) + (t * m));
+    (((v1 + v2) + v3) + v4)
+});
+
+program!(g240_opt, g240_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
+    let mut v1 = y.clone();
+    if s > 2.29 {
+        v1[3] = t;
+    } else {
+        v1[0] = x.sum();
+    }
+    let v2 = (m.relu() < (-1.41));
+    let mut v3 = (y * p);
+    if (t / (-4.0)) < (-0.61) {
+        v3 = (-v1);
+    } else {
+        v3 = x.abs();
+    }
+    ((v1 + v2) + v3)
+});
+
+program!(g241_opt, g241_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
+    let v1 = (((m * x) + (m * m)) + (x * m));
+    let mut v2 = y.clone();
+    for i in 1..4 {
+        v2[i] = ((v2[i - 1] * 0.5) + ((y[i] - 2.0) - (((x[i] + x[i]) > 1.13) * x[i])));
+    }
+    let v3 = if s.relu() > 0.07 { (m / (s * s + 1.0)) } else { (m < 0.37) };
+    ((v1 + v2) + v3)
+});
+
+program!(g242_opt, g242_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
+    let v1 = if (y[2] < (-1.41)) > 2.29 { m.clone() } else { w };
+    let v2 = ((((v1 * x) + (x * x)) + (m * x)) + (x * v1));
+    let v3 = (((v1 * t) + (v1 * v1)) + (v1 * s));
+    let mut v4 = x.clone();
+    for i in 0..4 {
+        if y[i] > (-1.41) {
+            v4[i] = (x[i] + s);
+        }
+    }
+    (((v1 + v2) + v3) + v4)
+});
+
+program!(g243_opt, g243_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
+    let v1 = s.clone();
+    let v2 = m.clone();
+    (v1 + v2)
+});
+
+program!(g244_opt, g244_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
+    let v1 = (((m * m) + (t * m)) + (s * m));
+    let v2 = (-(m - p));
+    (v1 + v2)
+});
+
+program!(g245_opt, g245_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
+    let mut v1 = x.clone();
+    for i in 1..4 {
+        v1[i] = ((v1[i - 1] * 0.5) + (1.25 * (((x[i] + s) > 0.07) * x[i])));
+    }
+    let v2 = ((s * s) + (t * t));
+    let v3 = ((m - m) - (m > 2.29));
+    let v4 = if (y[2] - v1) > 1.13 { v2.clone() } else { v1.dot(&x) };
+    (((v1 + v2) + v3) + v4)
+});
+
+program!(g246_opt, g246_plain, [s, t, x, y, m, p, w], Priv<Array1<f64>>, {
+    let mut v1 = x.clone();
+    for i in 0..4 {
+        if y[i] > 0.07 {
+            v1[i] = (((x[i] + y[i]) > 2.29) * y[i]);
+        }
+    }
+    let v2 = ((x > 2.29) < 1.13);
+    let mut v3 = s.clone();
+    if (y[2] > (-1.41)) || (t > 2.29) {
+        v3 = s.clone();
+    } else {
+        v3 = (s < (-1.41));
+    }
+    ((v1 + v2) + v3)
+});
+
+program!(g247_opt, g247_plain, [s, t, x, y, m, p, w], Priv<Array1<f64>>, {
+    let v1 = if (0.25 + x) > 0.37 { x.clone() } else { y.clone() };
+    let mut v2 = y.clone();
+    if v1.relu() > 0.37 {
+        v2[0] = (m[[1, 1]] - y[1]);
+    }
+    (v1 + v2)
+});
+
+program!(g248_opt, g248_plain, [s, t, x, y, m, p, w], Priv<Array1<f64>>, {
+    let mut v1 = s.clone();
+    for i in 0..4 {
+        v1 = (v1 + (3.0 - x[i]));
+    }
+    let v2 = (-t);
+    let mut v3 = y.clone();
+    for i in 1..4 {
+        v3[i] = (((x[i] + (y[i] * 1.25)) > 0.07) * s);
+    }
+    ((v1 + v2) + v3)
+});
+
+program!(g249_opt, g249_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
+    let v1 = (((s * s) + (m * y)) + (y * t));
+    let mut v2 = y.clone();
+    if y.sum() > 0.37 {
+        v2[2] = (s / (s * s + 1.0));
+    }
+    let mut v3 = (v1 - (-1.25));
+    if !(s > 1.13) {
+        v3 += (m / 2.0);
+    }
+    let mut v4 = m[[0, 3]];
+    for i in 0..4 {
+        v4 += (1.25 + x[i]);
+    }
+    (((v1 + v2) + v3) + v4)
+});
+
+program!(g250_opt, g250_plain, [s, t, x, y, m, p, w], Priv<Array1<f64>>, {
+    let mut v1 = (x / 2.0);
+    if x > (-1.41) {
+        v1 = x.clone();
+    } else {
+        v1 -= (y * s);
+    }
+    let mut v2 = x.clone();
+    if m.sum() < 0.07 {
+        v2[2] = s;
+    } else {
+        v2[1] = s.relu();
+    }
+    let mut v3 = t.clone();
+    for i in 0..4 {
+        v3 += 1.25;
+    }
+    let v4 = {
+        let s = (v3 < 0.37);
+        s + s
+    };
+    (((v1 + v2) + v3) + v4)
+});
+
+program!(g251_opt, g251_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
+    let v1 = if (-m) > 1.13 { (m < 2.29) } else { m.clone() };
+    let mut v2 = x.clone();
+    for i in 0..4 {
+        if x[i] > 2.29 {
+            v2[i] = (t * 0.5);
+        }
+    }
+    let v3 = {
+        let s = (t < 0.07);
+        s + (-s)
+    };
+    let v4 = ((((t * s) + (v3 * v1)) + (m * t)) + (v3 * x));
+    (((v1 + v2) + v3) + v4)
+});
+
+program!(g252_opt, g252_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
+    let v1 = m.clone();
+    let mut v2 = (m + m);
+    if (x > 2.29) > 2.29 {
+        v2 = m.abs();
+    } else {
+        v2 = (v1 < 0.37);
+    }
+    (v1 + v2)
+});
+
+program!(g253_opt, g253_plain, [s, t, x, y, m, p, w], Priv<Array1<f64>>, {
+    let mut v1 = x.clone();
+    if y.dot(&y) > (-0.61) {
+        v1[1] = x.dot(&y);
+    }
+    let mut v2 = y.clone();
+    for i in 0..4 {
+        if x[i] > 0.07 {
+            v2[i] = x[i];
+        }
+    }
+    let mut v3 = s.clone();
+    for i in 0..4 {
+        v3 = (v3 + (y[i] - 1.25));
+    }
+    let mut v4 = v2.clone();
+    if !(v3 < (-1.41)) {
+        v4 = (x / (-4.0));
+    } else {
+        v4 += (x < (-1.41));
+    }
+    (((v1 + v2) + v3) + v4)
+});
+
+program!(g254_opt, g254_plain, [s, t, x, y, m, p, w], Priv<Array1<f64>>, {
+    let mut v1 = (-y[3]);
+    if m.sum() > (-0.61) {
+        v1 += m.sum();
+    } else {
+        v1 -= ((-0.25) * x[3]);
+    }
+    let v2 = ((-x) / (y * y + 1.0));
+    (v1 + v2)
+});
+
+program!(g255_opt, g255_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
+    let mut v1 = y.clone();
+    if (x - x) > 0.37 {
+        v1[3] = m.sum();
+    }
+    let v2 = if (x < (-1.41)) < 0.07 { m.clone() } else { p };
+    (v1 + v2)
+});
+
+program!(g256_opt, g256_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
+    let v1 = ((((y * x) + (s * m)) + (m * s)) + (y * m));
+    let mut v2 = y.clone();
+    for i in 1..4 {
+        v2[i] = (0.25 + s);
+    }
+    (v1 + v2)
+});
+
+program!(g257_opt, g257_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
+    let v1 = if (m < 1.13) && (y > 2.29) { (m > (-0.61)) } else { w };
+    let v2 = ((x * v1) + (v1 * v1));
+    let mut v3 = t.clone();
+    for i in 0..4 {
+        v3 += 0.25;
+    }
+    let v4 = ((s * s) + (v1 * v2));
+    (((v1 + v2) + v3) + v4)
+});
+
+program!(g258_opt, g258_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
+    let mut v1 = x.clone();
+    if (y - w) > 2.29 {
+        v1[0] = (x[0] - s);
+    } else {
+        v1[1] = m[[2, 0]];
+    }
+    let v2 = ((((t * y) + (m * y)) + (s * y)) + (y * m));
+    let v3 = ((t + m) / (s * s + 1.0));
+    ((v1 + v2) + v3)
+});
+
+program!(g259_opt, g259_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
+    let mut v1 = y.clone();
+    for i in 0..4 {
+        if x[i] > 0.07 {
+            v1[i] = s;
+        }
+    }
+    let v2 = ((((m * s) + (m * y)) + (m * m)) + (t * s));
+    (v1 + v2)
+});
+
+program!(g260_opt, g260_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
+    let v1 = if m.abs() < (-0.61) { (y < 0.07) } else { (y * y) };
+    let v2 = ((-y) + x.relu());
+    (v1 + v2)
+});
+
+program!(g261_opt, g261_plain, [s, t, x, y, m, p, w], Priv<f64>, {
+    let mut v1 = s.clone();
+    for i in 0..4 {
+        v1 = (v1 + t);
+    }
+    let mut v2 = t.clone();
+    for i in 0..4 {
+        v2 += ((-1.25) * t);
+    }
+    (v1 + v2)
+});
+
+program!(g262_opt, g262_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
+    let mut v1 = (t - t);
+    if (y[1] + t) < 1.13 {
+        v1 = x.dot(&x);
+        if m.sum() < (-0.61) {
+            v1 = y.sum();
+        }
+    } else {
+        v1 -= (s > 2.29);
+    }
+    let v2 = ((m * y[3]) + (x - y));
+    let v3 = (m[[1, 2]].relu() * y);
+    ((v1 + v2) + v3)
+});
+
+program!(g263_opt, g263_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
+    let v1 = if (y < 0.07) && (x[2] < 0.37) { (-m) } else { m.clone() };
+    let mut v2 = x.clone();
+    if (-x) > 1.13 {
+        v2[3] = t;
+    }
+    let v3 = (v1 * (v1 / (y * y + 1.0)));
+    ((v1 + v2) + v3)
+});
+
+program!(g264_opt, g264_plain, [s, t, x, y, m, p, w], Priv<Array1<f64>>, {
+    let v1 = y.clone();
+    let v2 = {
+        let s = (-s);
+        s + s
+    };
+    let mut v3 = y.clone();
+    for i in 1..3 {
+        v3[i] = ((v3[i - 1] * 0.5) + (t * (s * x[i])));
+    }
+    let mut v4 = x.clone();
+    if m.sum() > (-1.41) {
+        v4[0] = (s - s);
+    }
+    (((v1 + v2) + v3) + v4)
+});
+
+program!(g265_opt, g265_plain, [s, t, x, y, m, p, w], Priv<Array1<f64>>, {
+    let v1 = {
+        let y = (y - p);
+        y + (x + x)
+    };
+    let v2 = ((-x) / 8.0);
+    let mut v3 = x.clone();
+    if (0.75 * t) < 0.07 {
+        v3[1] = v2.sum();
+    }
+    ((v1 + v2) + v3)
+});
+
+program!(g266_opt, g266_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
+    let v1 = (((y * t) + (s * t)) + (t * t));
+    let v2 = ((s / 8.0) > (-1.41));
+    let v3 = if m < 2.29 { y.clone() } else { (x / (-4.0)) };
+    ((v1 + v2) + v3)
+});
+
+program!(g267_opt, g267_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
+    let v1 = ((s * m) + (m * s));
+    let v2 = {
+        let s = t.clone();
+        s + (y[1] - x[0])
+    };
+    (v1 + v2)
+});
+
+program!(g268_opt, g268_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
+    let v1 = if !(x > 0.37) { (t - t) } else { (x[0] * s) };
+    let v2 = ((y < 1.13) / (t * t + 1.0));
+    let v3 = if (m > 0.07) && (m < 0.07) { m.clone() } else { (m < 0.37) };
+    let mut v4 = x.clone();
+    for i in 1..4 {
+        v4[i] = ((v4[i - 1] * 0.5) + x[i]);
+    }
+    (((v1 + v2) + v3) + v4)
+});
+
+program!(g269_opt, g269_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
+    let mut v1 = (y / (t * t + 1.0));
+    if (m[[0, 3]] < 0.07) < 1.13 {
+        v1 = (t + x);
+        if s < 1.13 {
+            v1 -= (x + w);
+        }
+    } else {
+        v1 += y;
+    }
+    let v2 = if m < 1.13 { t.clone() } else { (t > 1.13) };
+    let v3 = {
+        let x = (v1 - v1);
+        x + y
+    };
+    ((v1 + v2) + v3)
+});
+
+program!(g270_opt, g270_plain, [s, t, x, y, m, p, w], Priv<Array1<f64>>, {
+    let mut v1 = y.clone();
+    for i in 1..4 {
+        v1[i] = ((v1[i - 1] * 0.5) + ((x[i] + s) * s));
+    }
+    let v2 = (-(y > 0.07));
+    (v1 + v2)
+});
+
+program!(g271_opt, g271_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
+    let v1 = {
+        let m = m.clone();
+        m + m
+    };
+    let mut v2 = x.clone();
+    for i in 0..4 {
+        if x[i] > 0.37 {
+            v2[i] = (0.25 - 3.0);
+        }
+    }
+    let mut v3 = y.clone();
+    for i in 0..4 {
+        if y[i] > 0.07 {
+            v3[i] = ((-0.5) + y[i]);
+        }
+    }
+    let v4 = (((t * m) + (t * t)) + (y * t));
+    (((v1 + v2) + v3) + v4)
+});
+
+program!(g272_opt, g272_plain, [s, t, x, y, m, p, w], Priv<Array1<f64>>, {
+    let v1 = if (-y) < (-0.61) { s.clone() } else { (s - y[1]) };
+    let mut v2 = (t * (-0.25));
+    if m[[2, 3]] > 1.13 {
+        v2 = ((-0.5) - m[[0, 0]]);
+    }
+    (v1 + v2)
+});
+
+program!(g273_opt, g273_plain, [s, t, x, y, m, p, w], Priv<Array1<f64>>, {
+    let v1 = (y < 1.13);
+    let mut v2 = x.clone();
+    for i in 0..4 {
+        v2[i] = ((x[i] - (-3.0)) * (x[i] * y[i]));
+    }
+    let mut v3 = s.clone();
+    for i in 0..4 {
+        v3 += (s * s);
+    }
+    ((v1 + v2) + v3)
+});
+
+program!(g274_opt, g274_plain, [s, t, x, y, m, p, w], Priv<Array1<f64>>, {
+    let v1 = if (y + y) < 1.13 { x.clone() } else { (x + y) };
+    let mut v2 = y.clone();
+    if t < (-0.61) {
+        v2[1] = m[[1, 3]];
+    }
+    let mut v3 = y.clone();
+    if (v2 < 0.37) && (t > 0.37) {
+        v3 = y.clone();
+    } else {
+        v3 = (x[2] * v2);
+    }
+    let mut v4 = x.clone();
+    for i in 0..4 {
+        if x[i] > 0.07 {
+            v4[i] = (t * y[i]);
+        }
+    }
+    (((v1 + v2) + v3) + v4)
+});
+
+program!(g275_opt, g275_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
+    let mut v1 = (m / 8.0);
+    if x.sum() > (-1.41) {
+        v1 = m.clone();
+    } else {
+        v1 = (m / 8.0);
+    }
+    let mut v2 = y.clone();
+    for i in 1..3 {
+        v2[i] = ((v2[i - 1] * 0.5) + s);
+    }
+    let mut v3 = m.sum();
+    if (p * t) > (-0.61) {
+        v3 = (-x[0]);
+    }
+    ((v1 + v2) + v3)
+});
+
+program!(g276_opt, g276_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
+    let v1 = (m < 2.29);
+    let v2 = ((y * m) + (v1 * t));
+    let mut v3 = t.clone();
+    for i in 0..4 {
+        v3 += (y[i] + x[i]);
+    }
+    ((v1 + v2) + v3)
+});
+
+program!(g277_opt, g277_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
+    let v1 = ((((m * t) + (t * y)) + (x * s)) + (s * y));
+    let v2 = ((((t * v1) + (t * t)) + (t * t)) + (t * t));
+    let v3 = (((y * v2) + (v2 * x)) + (t * v2));
+    ((v1 + v2) + v3)
+});
+
+program!(g278_opt, g278_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
+    let v1 = (s * t).relu();
+    let v2 = if v1.abs() > (-0.61) { m.clone() } else { (m / (x * x + 1.0)) };
+    let mut v3 = (y[1] - m[[0, 0]]);
+    if !(t > (-0.61)) {
+        v3 -= t;
+    } else {
+        v3 -= (p + t);
+    }
+    let mut v4 = y.clone();
+    for i in 0..4 {
+        if y[i] > (-1.41) {
+            v4[i] = (3.0 - y[i]);
+        }
+    }
+    (((v1 + v2) + v3) + v4)
+});
+
+program!(g279_opt, g279_plain, [s, t, x, y, m, p, w], Priv<Array1<f64>>, {
+    let v1 = ((t + x) < 0.07);
+    let v2 = y[1];
+    let mut v3 = x.clone();
+    for i in 0..4 {
+        if y[i] > 0.07 {
+            v3[i] = (((y[i] + t) > 0.37) * 1.25);
+        }
+    }
+    let mut v4 = x.clone();
+    if (x > 0.37) || (t > 1.13) {
+        v4[1] = (-t);
+    } else {
+        v4[0] = (y[2] < (-0.61));
+    }
+    (((v1 + v2) + v3) + v4)
+});
+
+program!(g280_opt, g280_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
+    let mut v1 = x.clone();
+    for i in 0..4 {
+        if x[i] > (-1.41) {
+            v1[i] = y[i];
+        }
+    }
+    let mut v2 = (x[3] > (-1.41));
+    if (s < (-0.61)) && (t < 0.07) {
+        v2 = (t - s);
+    }
+    let v3 = (((m * v2) + (y * v2)) + (m * v2));
+    ((v1 + v2) + v3)
+});
+
+program!(g281_opt, g281_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
+    let v1 = if (y[0] < (-1.41)) || (y < 1.13) { x.clone() } else { p };
+    let v2 = ((((m * m) + (t * m)) + (y * m)) + (m * m));
+    (v1 + v2)
+});
+
+program!(g282_opt, g282_plain, [s, t, x, y, m, p, w], Priv<Array1<f64>>, {
+    let v1 = (-s.relu());
+    let v2 = ((s * t) + (x * t));
+    (v1 + v2)
+});
+
+program!(g283_opt, g283_plain, [s, t, x, y, m, p, w], Priv<Array1<f64>>, {
+    let v1 = {
+        let y = (x - y);
+        y + (x / (t * t + 1.0))
+    };
+    let mut v2 = s.clone();
+    if !(s > 0.07) {
+        v2 += y[2];
+    }
+    (v1 + v2)
+});
+
+program!(g284_opt, g284_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
+    let mut v1 = x.clone();
+    if !(y > 0.07) {
+        v1 = y.clone();
+        if m[[0, 1]] < 0.37 {
+            v1 = (-y);
+        }
+    }
+    let v2 = (t - m);
+    (v1 + v2)
+});
+
+program!(g285_opt, g285_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
+    let v1 = ((m * x) + (x * x));
+    let v2 = ((m * m) + (x * v1));
+    let mut v3 = x.clone();
+    for i in 0..4 {
+        if x[i] > 0.07 {
+            v3[i] = x[i];
+        }
+    }
+    let mut v4 = t.clone();
+    for i in 0..4 {
+        v4 = (v4 + (x[i] * s));
+    }
+    (((v1 + v2) + v3) + v4)
+});
+
+program!(g286_opt, g286_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
+    let mut v1 = (y * s);
+    if s.abs() > 2.29 {
+        v1 = (-y);
+        if (y < 0.07) > 1.13 {
+            v1 = (x + x);
+        }
+    }
+    let v2 = ((((m * s) + (s * v1)) + (m * s)) + (m * s));
+    let mut v3 = (t * x);
+    if (p - x) < (-1.41) {
+        v3 = y.relu();
+    }
+    let v4 = (m.relu() - (m / (x * x + 1.0)));
+    (((v1 + v2) + v3) + v4)
+});
+
+program!(g287_opt, g287_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
+    let v1 = (((m * s) + (y * x)) + (s * t));
+    let v2 = ((((m * x) + (y * y)) + (y * v1)) + (v1 * s));
+    let mut v3 = y.clone();
+    for i in 0..4 {
+        if x[i] > 0.37 {
+            v3[i] = (x[i] - s);
+        }
+    }
+    let v4 = if (0.5 + s) < 1.13 { s.clone() } else { y.dot(&y) };
+    (((v1 + v2) + v3) + v4)
+});
+
+program!(g288_opt, g288_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
+    let v1 = (-y.sum());
+    let mut v2 = (x < 1.13);
+    if y > 1.13 {
+        v2 = x.clone();
+    }
+    let mut v3 = y.clone();
+    for i in 1..4 {
+        v3[i] = (y[i] * (((x[i] + x[i]) > (-0.61)) * (-2.0)));
+    }
+    let v4 = ((v3 * m) + (m * x));
+    (((v1 + v2) + v3) + v4)
+});
+
+program!(g289_opt, g289_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
+    let v1 = m.clone();
+    let mut v2 = x.clone();
+    if (x / (s * s + 1.0)) > (-1.41) {
+        v2[3] = x.dot(&x);
+    } else {
+        v2[0] = (s + p);
+    }
+    let v3 = {
+        let x = (y / 2.0);
+        x + (x < 0.37)
+    };
+    let v4 = ((x < (-1.41)) / (x * x + 1.0));
+    (((v1 + v2) + v3) + v4)
+});
+
+program!(g290_opt, g290_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
+    let v1 = ((t < 0.37) / 8.0);
+    let v2 = (-(t - p));
+    let v3 = (m / (-4.0));
+    let v4 = if (y < 0.07) < 0.07 { v3.clone() } else { m.clone() };
+    (((v1 + v2) + v3) + v4)
+});
+
+program!(g291_opt, g291_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
+    let v1 = m.clone();
+    let mut v2 = (t < (-1.41));
+    if (t < 0.07) || (x[1] > 1.13) {
+        v2 = y.dot(&x);
+    } else {
+        v2 = x.sum();
+    }
+    let v3 = (v2 * (s - s));
+    ((v1 + v2) + v3)
+});
+
+program!(g292_opt, g292_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
+    let v1 = {
+        let t = (s + t);
+        t + (-t)
+    };
+    let v2 = (x > 0.37).relu();
+    let v3 = (((v1 * m) + (m * m)) + (v1 * v2));
+    let mut v4 = (m / (y * y + 1.0));
+    if (-m) > (-0.61) {
+        v4 = (-v3);
+        if (v2 > (-1.41)) < 2.29 {
+            v4 = (m > (-0.61));
+        }
+    }
+    (((v1 + v2) + v3) + v4)
+});
+
+program!(g293_opt, g293_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
+    let v1 = ((s * m) + (t * y));
+    let v2 = x.clone();
+    let mut v3 = m[[1, 2]].abs();
+    if y.dot(&v2) > (-0.61) {
+        v3 = y[0].relu();
+        if (y[0] > (-1.41)) && (t > 0.07) {
+            v3 -= (s > 2.29);
+        }
+    } else {
+        v3 = (t / 8.0);
+    }
+    ((v1 + v2) + v3)
+});
+
+program!(g294_opt, g294_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
+    let v1 = (((m * t) + (m * y)) + (t * y));
+    let mut v2 = x.clone();
+    for i in 0..4 {
+        if x[i] > 0.37 {
+            v2[i] = (x[i] - 3.0);
+        }
+    }
+    let v3 = (v2 + y).dot(&x.relu());
+    let v4 = if (t / 2.0) < 0.07 { y[2].relu() } else { (v3 - y[1]) };
+    (((v1 + v2) + v3) + v4)
+});
+
+program!(g295_opt, g295_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
+    let v1 = ((((m * m) + (m * m)) + (m * y)) + (m * x));
+    let mut v2 = s.clone();
+    for i in 0..4 {
+        v2 += (-0.75);
+    }
+    let mut v3 = t.clone();
+    for i in 0..4 {
+        v3 += (((y[i] + x[i]) > (-0.61)) * x[i]);
+    }
+    let mut v4 = t.abs();
+    if (t > 1.13) || (y[0] < (-0.61)) {
+        v4 = (m[[0, 3]] / (t * t + 1.0));
+        if (s * v3) > (-1.41) {
+            v4 -= (v3 / (t * t + 1.0));
+        }
+    }
+    (((v1 + v2) + v3) + v4)
+});
+
+program!(g296_opt, g296_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
+    let v1 = ((((y * s) + (y * t)) + (x * m)) + (x * y));
+    let mut v2 = m[[1, 3]];
+    for i in 0..4 {
+        v2 += 0.25;
+    }
+    let mut v3 = x.clone();
+    if (x < (-1.41)) || (x < 0.37) {
+        v3 += y.relu();
+        if t.abs() > (-0.61) {
+            v3 -= (y + y);
+        }
+    } else {
+        v3 -= (x < 0.37);
+    }
+    ((v1 + v2) + v3)
+});
+
+program!(g297_opt, g297_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
+    let mut v1 = y.clone();
+    for i in 1..3 {
+        v1[i] = ((v1[i - 1] * 0.5) + ((0.25 * y[i]) - (-1.25)));
+    }
+    let mut v2 = (-m);
+    if s > 2.29 {
+        v2 -= (p * m);
+    } else {
+        v2 = (m > (-1.41));
+    }
+    let v3 = (-(y > (-1.41)));
+    let mut v4 = (1.5 * s);
+    if (s * p) > (-1.41) {
+        v4 = m.sum();
     }
     (((v1 + v2) + v3) + v4)
 });
 
 program!(g298_opt, g298_plain, [s, t, x, y, m, p, w], Priv<Array1<f64>>, {
-    let mut v1 = x.clone();
-    if (y > 0.37) > 0.07 {
-        v1[1] = (t - (-3.0));
+    let mut v1 = y.clone();
+    if (y < 0.37) > 2.29 {
+        v1[3] = (t / 0.5);
+    } else {
+        v1[1] = m.sum();
     }
-    let mut v2 = x.sum();
-    if (t - t) < (-0.61) {
-        v2 = (y[3] * p);
-        if (s * t) > (-1.41) {
-            v2 -= (t / (t * t + 1.0));
-        }
+    let v2 = x[1].abs();
+    let v3 = if s.abs() < 0.37 { m.sum() } else { s.clone() };
+    let mut v4 = x.clone();
+    for i in 1..4 {
+        v4[i] = x[i];
     }
-    (v1 + v2)
+    (((v1 + v2) + v3) + v4)
 });
 
-program!(g299_opt, g299_plain, [s, t, x, y, m, p, w], Priv<Array1<f64>>, {
-    let mut v1 = x.clone();
-    for i in 0..4 {
-        if y[i] > 1.13 {
-            v1[i] = 1.5;
-        }
-    }
-    let v2 = (t - t);
+program!(g299_opt, g299_plain, [s, t, x, y, m, p, w], Priv<Array2<f64>>, {
+    let v1 = (-x);
+    let v2 = (!(m > 2.29));
     let mut v3 = y.clone();
-    if (s > (-0.61)) || (y < 1.13) {
-        v3[1] = s;
-    } else {
-        v3[3] = (v2 - t);
+    if (x < (-1.41)) > 0.37 {
+        v3[1] = (s + x[2]);
     }
     ((v1 + v2) + v3)
 });
