@@ -31,6 +31,9 @@ mod passes;
 mod scope;
 mod validate;
 
+#[cfg(test)]
+mod tests;
+
 use proc_macro::TokenStream;
 
 /// Marks a function (or every method of an `impl` block) as a privpy program; see

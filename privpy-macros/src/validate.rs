@@ -16,17 +16,64 @@ use quote::ToTokens;
 use syn::visit::Visit;
 use syn::{Block, Expr, Ident, Signature, Stmt};
 
-/// Every diagnostic for one function, combined; `Ok` when there is none.
-pub(crate) fn check(sig: &Signature, block: &Block) -> syn::Result<()> {
+/// The rule a diagnostic enforces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Rule {
+    /// `while` on a secret.
+    SecretWhile,
+    /// `match` on a secret.
+    SecretMatch,
+    /// `if let` on a secret.
+    SecretIfLet,
+    /// A loop bound that depends on a secret.
+    SecretLoopBound,
+    /// Indexing with a secret.
+    SecretIndex,
+    /// Slicing with a secret.
+    SecretSlice,
+    /// `as`, `.into()`, `from()` on a secret.
+    SecretConversion,
+    /// A secret inside the arguments of a macro #[private] cannot read.
+    OpaqueMacro,
+    /// `return`, `break`, `continue`, `?` inside a branch on a secret.
+    ExitInBranch,
+    /// A call, method call or macro with a possible side effect inside a branch.
+    EffectInBranch,
+    /// `.reveal()` inside a branch on a secret.
+    RevealInBranch,
+    /// A public variable assigned inside a branch on a secret.
+    PublicAssignedInBranch,
+    /// Something other than a variable or a secret element assigned in a branch.
+    NotAssignable,
+    /// A side effect in an operand of `&&` / `||` on secrets.
+    EffectInShortCircuit,
+    /// An `if` on a secret with neither a value nor an assignment.
+    NoEffect,
+}
+
+/// Every diagnostic for one function, with the rule it enforces.
+pub(crate) fn diagnostics(sig: &Signature, block: &Block) -> Vec<(Rule, syn::Error)> {
     let mut v = Validator {
         scope: Scope::of_params(sig),
         branches: Vec::new(),
         loops: 0,
-        errors: None,
+        errors: Vec::new(),
         count: 0,
     };
     v.visit_block(block);
-    v.errors.map_or(Ok(()), Err)
+    v.errors
+}
+
+/// Every diagnostic for one function, combined; `Ok` when there is none.
+pub(crate) fn check(sig: &Signature, block: &Block) -> syn::Result<()> {
+    let mut all: Option<syn::Error> = None;
+    for (_, e) in diagnostics(sig, block) {
+        match &mut all {
+            Some(a) => a.combine(e),
+            None => all = Some(e),
+        }
+    }
+    all.map_or(Ok(()), Err)
 }
 
 struct Validator {
@@ -35,18 +82,14 @@ struct Validator {
     branches: Vec<Ident>,
     /// Loops entered since the innermost branch on a secret began.
     loops: usize,
-    errors: Option<syn::Error>,
+    errors: Vec<(Rule, syn::Error)>,
     count: usize,
 }
 
 impl Validator {
-    fn error(&mut self, at: impl ToTokens, msg: String) {
+    fn error(&mut self, rule: Rule, at: impl ToTokens, msg: String) {
         self.count += 1;
-        let e = syn::Error::new_spanned(at, msg);
-        match &mut self.errors {
-            Some(all) => all.combine(e),
-            None => self.errors = Some(e),
-        }
+        self.errors.push((rule, syn::Error::new_spanned(at, msg)));
     }
 
     fn branch(&self) -> Option<Ident> {
@@ -82,6 +125,7 @@ impl Validator {
                 match self.scope.depth_of(&name) {
                     Some(d) if d >= self.depth() || self.scope.is_secret(&name) => {}
                     Some(_) => self.error(
+                        Rule::PublicAssignedInBranch,
                         target,
                         format!(
                             "`{name}` is public, but it is assigned inside a branch on the secret `{secret}`: \
@@ -90,6 +134,7 @@ impl Validator {
                         ),
                     ),
                     None => self.error(
+                        Rule::NotAssignable,
                         target,
                         format!(
                             "`{name}` is not a local variable, but it is assigned inside a branch on the secret \
@@ -107,6 +152,7 @@ impl Validator {
                 });
                 if !assignable {
                     self.error(
+                        Rule::NotAssignable,
                         target,
                         format!(
                             "an element of `{}`, which is not a secret variable, is assigned inside a branch on \
@@ -118,6 +164,7 @@ impl Validator {
                 }
             }
             other => self.error(
+                Rule::NotAssignable,
                 other,
                 format!(
                     "`{}` is assigned inside a branch on the secret `{secret}`: both branches run, so only \
@@ -132,6 +179,7 @@ impl Validator {
     fn check_conversion(&mut self, at: impl ToTokens, value: &Expr) {
         if let Some(s) = self.scope.secret_in(value) {
             self.error(
+                Rule::SecretConversion,
                 at,
                 format!(
                     "cannot convert the secret `{s}` to a plain value: nobody may see it; keep it a `Priv` \
@@ -157,6 +205,7 @@ impl Validator {
         for side in [&b.left, &b.right] {
             if let Some((tokens, what)) = first_effect(side) {
                 self.error(
+                    Rule::EffectInShortCircuit,
                     tokens,
                     format!(
                         "{what} in an operand of `{op}` on the secret `{s}`: on secrets `{op}` is arithmetic, \
@@ -170,6 +219,7 @@ impl Validator {
 
     fn side_effect(&mut self, at: impl ToTokens, what: &str, secret: &Ident) {
         self.error(
+            Rule::EffectInBranch,
             at,
             format!(
                 "{what} inside a branch on the secret `{secret}`: both branches run whatever the condition, so \
@@ -186,6 +236,7 @@ impl Validator {
             && let Some(s) = self.scope.secret_in_tokens(&m.tokens)
         {
             self.error(
+                Rule::SecretSlice,
                 m,
                 format!(
                     "slicing with the secret `{s}`: which elements are taken would reveal it; use public \
@@ -205,6 +256,7 @@ impl Validator {
             None => {
                 if let Some(s) = self.scope.secret_in_tokens(&m.tokens) {
                     self.error(
+                        Rule::OpaqueMacro,
                         m,
                         format!(
                             "the secret `{s}` is used inside the macro `{name}!`, whose arguments #[private] \
@@ -233,6 +285,7 @@ impl Validator {
             .any(|n| scope.is_secret(&n.to_string()));
         if !value && !assigns_secret {
             self.error(
+                Rule::NoEffect,
                 i.if_token,
                 format!(
                     "this `if` on the secret `{secret}` has no effect that can be made oblivious: its branches \
@@ -278,6 +331,7 @@ impl<'a> Visit<'a> for Validator {
                     Some(s) => {
                         if let Expr::Let(l) = strip(&i.cond) {
                             self.error(
+                                Rule::SecretIfLet,
                                 &l.expr,
                                 format!(
                                     "`if let` on the secret `{s}`: whether the pattern matches would reveal \
@@ -319,6 +373,7 @@ impl<'a> Visit<'a> for Validator {
                     && let Some(s) = self.scope.secret_in(&ix.index)
                 {
                     self.error(
+                        Rule::SecretIndex,
                         &ix.index,
                         format!(
                             "indexing with the secret `{s}`: which element is written would reveal it; \
@@ -333,6 +388,7 @@ impl<'a> Visit<'a> for Validator {
             Expr::While(w) => {
                 if let Some(s) = self.scope.secret_in(&w.cond) {
                     self.error(
+                        Rule::SecretWhile,
                         &w.cond,
                         format!(
                             "`while` condition depends on the secret `{s}`: the number of iterations would \
@@ -353,6 +409,7 @@ impl<'a> Visit<'a> for Validator {
             Expr::ForLoop(f) => {
                 if let Some(s) = self.scope.secret_in(&f.expr) {
                     self.error(
+                        Rule::SecretLoopBound,
                         &f.expr,
                         format!(
                             "the loop bound depends on the secret `{s}`: the number of iterations would reveal \
@@ -375,6 +432,7 @@ impl<'a> Visit<'a> for Validator {
             Expr::Match(m) => {
                 if let Some(s) = self.scope.secret_in(&m.expr) {
                     self.error(
+                        Rule::SecretMatch,
                         &m.expr,
                         format!(
                             "`match` on the secret `{s}`: the arm taken would reveal it; compare explicitly \
@@ -406,6 +464,7 @@ impl<'a> Visit<'a> for Validator {
                 };
                 let s = branch.unwrap_or_else(|| unreachable!("guarded by the match arm"));
                 self.error(
+                    Rule::ExitInBranch,
                     e,
                     format!(
                         "{what} inside a branch on the secret `{s}`: whether it happens would reveal the \
@@ -417,6 +476,7 @@ impl<'a> Visit<'a> for Validator {
             Expr::Cast(c) => {
                 if let Some(s) = self.scope.secret_in(&c.expr) {
                     self.error(
+                        Rule::SecretConversion,
                         c,
                         format!(
                             "cannot convert the secret `{s}` to a plain number: nobody may see it; call \
@@ -430,6 +490,7 @@ impl<'a> Visit<'a> for Validator {
             Expr::Index(ix) => {
                 if let Some(s) = self.scope.secret_in(&ix.index) {
                     self.error(
+                        Rule::SecretIndex,
                         &ix.index,
                         format!(
                             "indexing with the secret `{s}`: which element is read would reveal it; select \
@@ -450,6 +511,7 @@ impl<'a> Visit<'a> for Validator {
                         self.check_target(&target, s);
                     } else if m.method == "reveal" {
                         self.error(
+                            Rule::RevealInBranch,
                             e,
                             format!(
                                 "`.reveal()` inside a branch on the secret `{s}`: both branches run, so the \
