@@ -405,7 +405,7 @@ impl Gen {
                 let c = self.cond(r, 1, false);
                 let then = self.branch_body(&name, r, 1);
                 let els = self.chance(50).then(|| self.branch_body(&name, r, 0));
-                self.declare(&name, r, (b0 * 4.0).max(CAP / 10.0).min(CAP));
+                self.declare(&name, r, (b0 * 4.0).clamp(CAP / 10.0, CAP));
                 vec![S::LetMut(name.clone(), own(init)), S::If(c, then, els)]
             }
             7 => {
@@ -782,10 +782,8 @@ fn select(c: &ArrayD<f64>, t: &ArrayD<f64>, f: &ArrayD<f64>) -> ArrayD<f64> {
 fn assigned(stmts: &[S], out: &mut Vec<String>) {
     for s in stmts {
         match s {
-            S::Assign(n, _) | S::Compound(n, _, _) | S::ElemSet(n, _, _) => {
-                if !out.contains(n) {
-                    out.push(n.clone())
-                }
+            S::Assign(n, _) | S::Compound(n, _, _) | S::ElemSet(n, _, _) if !out.contains(n) => {
+                out.push(n.clone())
             }
             S::If(_, t, f) => {
                 assigned(t, out);

@@ -34,7 +34,10 @@ fn generated_programs_are_up_to_date() {
     assert_eq!(programs::PROGRAMS.len(), generator::COUNT);
 }
 
-fn parameters() -> (f64, Array1<f64>, Vec<(&'static str, ArrayD<f64>)>) {
+/// The public scalar `p`, the public vector `w`, and the secret inputs.
+type Parameters = (f64, Array1<f64>, Vec<(&'static str, ArrayD<f64>)>);
+
+fn parameters() -> Parameters {
     let mut g = rng(0x1207);
     let inputs = vec![
         ("s", arr(&[], &mut g, 2.5)),
