@@ -9,7 +9,7 @@ use crate::prelude::*;
 /// of `batch` rows (wrapping around), learning rate `lr`, the paper's model
 /// `σ(X·w)` (the sigmoid of [`training_sigmoid`]). Returns the trained weights.
 /// `|X·w|` must stay below twice the preset's input bound (`2^32` by default).
-#[private]
+#[private(crate = crate)]
 pub fn logistic_regression(
     x: Priv<Array2<f64>>,
     y: Priv<Array1<f64>>,
@@ -48,7 +48,7 @@ pub fn training_sigmoid<A: PrivType>(z: &Priv<A>) -> Priv<A> {
 
 /// Inference with the feed-forward network 784-625-625-10 (ReLU, then argmax): secret
 /// images (one per row of `x`) and a secret model; the secret predicted digits.
-#[private]
+#[private(crate = crate)]
 pub fn mlp_predict(
     x: Priv<Array2<f64>>,
     w1: Priv<Array2<f64>>,
@@ -68,7 +68,7 @@ pub fn mlp_predict(
 /// (`k × d`): the assignment of each row is a secret one-hot (argmin of the squared
 /// distances), and each centroid the mean of its rows (an empty cluster keeps 0 rows'
 /// mean, 0). Returns the centroids.
-#[private]
+#[private(crate = crate)]
 pub fn kmeans(x: Priv<Array2<f64>>, c0: Priv<Array2<f64>>, iterations: usize) -> Priv<Array2<f64>> {
     let n = x.shape()[0];
     let k = c0.shape()[0];
@@ -91,7 +91,7 @@ pub fn kmeans(x: Priv<Array2<f64>>, c0: Priv<Array2<f64>>, iterations: usize) ->
 /// Matrix factorization `R ≈ U Vᵀ` by gradient descent on the observed entries
 /// (`mask` is 1 where a rating exists; the mask is secret too), with L2
 /// regularization `lambda`. Returns `(U, V)`.
-#[private]
+#[private(crate = crate)]
 pub fn matrix_factorization(
     r: Priv<Array2<f64>>,
     mask: Priv<Array2<f64>>,

@@ -126,78 +126,71 @@ impl_binop!(Add, add, BinOp::Add);
 impl_binop!(Sub, sub, BinOp::Sub);
 impl_binop!(Mul, mul, BinOp::Mul);
 
-/// Division by a public scalar: multiplication by its reciprocal (no communication).
-/// Division by a secret comes with the derived operations (Newton–Raphson).
-impl<A: PrivType + Broadcast<f64>> Div<f64> for &Priv<A> {
-    type Output = Priv<<A as Broadcast<f64>>::Output>;
-    #[track_caller]
-    #[allow(clippy::suspicious_arithmetic_impl)] // division is multiplication by the reciprocal
-    fn div(self, rhs: f64) -> Self::Output {
-        self * (1.0 / rhs)
-    }
+/// Division by a public value (`f64`, an array, a view, or a reference to one):
+/// multiplication by its reciprocals (no communication).
+macro_rules! impl_div_public {
+    ($($recv:ty),*) => {$(
+        impl<A: PrivType + Broadcast<P::Kind>, P: Public> Div<P> for $recv {
+            type Output = Priv<<A as Broadcast<P::Kind>>::Output>;
+            #[track_caller]
+            #[allow(clippy::suspicious_arithmetic_impl)] // division is multiplication by the reciprocal
+            fn div(self, rhs: P) -> Self::Output {
+                let recip = rhs.view_dyn().mapv(|v| 1.0 / v);
+                let d = self.binop(BinOp::Mul, Operand::Public(recip.view()), false);
+                Priv::new(or_abort(d), self.eng.clone())
+            }
+        }
+    )*};
 }
+impl_div_public!(&Priv<A>, Priv<A>);
 
-impl<A: PrivType + Broadcast<f64>> Div<f64> for Priv<A> {
-    type Output = Priv<<A as Broadcast<f64>>::Output>;
-    #[track_caller]
-    #[allow(clippy::suspicious_arithmetic_impl)] // division is multiplication by the reciprocal
-    fn div(self, rhs: f64) -> Self::Output {
-        &self * (1.0 / rhs)
-    }
+/// `a / b` for secrets: `a · (1/b)` with [`Priv::reciprocal`] (its range applies to `b`),
+/// for every owned/borrowed combination.
+macro_rules! impl_div_secret {
+    ($(($lhs:ty, $rhs:ty)),*) => {$(
+        impl<A: PrivType + Broadcast<B>, B: PrivType> Div<$rhs> for $lhs {
+            type Output = Priv<<A as Broadcast<B>>::Output>;
+            #[track_caller]
+            #[allow(clippy::suspicious_arithmetic_impl)] // division is multiplication by the reciprocal
+            fn div(self, rhs: $rhs) -> Self::Output {
+                let lhs: &Priv<A> = std::borrow::Borrow::borrow(&self);
+                lhs * &rhs.reciprocal()
+            }
+        }
+    )*};
 }
+impl_div_secret!(
+    (&Priv<A>, &Priv<B>),
+    (&Priv<A>, Priv<B>),
+    (Priv<A>, &Priv<B>),
+    (Priv<A>, Priv<B>)
+);
 
-/// Element-wise division by a public array: multiplication by its reciprocals.
-impl<A: PrivType + Broadcast<Array<f64, D>>, D: Dimension> Div<&Array<f64, D>> for &Priv<A>
-where
-    Array<f64, D>: PrivType,
-{
-    type Output = Priv<<A as Broadcast<Array<f64, D>>>::Output>;
-    #[track_caller]
-    #[allow(clippy::suspicious_arithmetic_impl)] // division is multiplication by the reciprocal
-    fn div(self, rhs: &Array<f64, D>) -> Self::Output {
-        self * rhs.mapv(|v| 1.0 / v)
-    }
+/// `c / b` for a public scalar or array `c` and a secret `b`: `c · (1/b)`, one local
+/// multiplication after the reciprocal.
+macro_rules! impl_div_by_secret {
+    ($(($lhs:ty, $rhs:ty)),*) => {$(
+        impl<A: PrivType, D: Dimension> Div<$rhs> for $lhs
+        where
+            Array<f64, D>: Broadcast<A>,
+        {
+            type Output = Priv<<Array<f64, D> as Broadcast<A>>::Output>;
+            #[track_caller]
+            #[allow(clippy::suspicious_arithmetic_impl)]
+            fn div(self, rhs: $rhs) -> Self::Output {
+                let r = rhs.reciprocal();
+                let d = r.binop(BinOp::Mul, Operand::Public(self.view().into_dyn()), true);
+                Priv::new(or_abort(d), rhs.eng.clone())
+            }
+        }
+    )*};
 }
-
-impl<A: PrivType> Neg for &Priv<A> {
-    type Output = Priv<A>;
-    fn neg(self) -> Priv<A> {
-        Priv::new(self.eng.neg(&self.data), self.eng.clone())
-    }
-}
-
-impl<A: PrivType> Neg for Priv<A> {
-    type Output = Priv<A>;
-    fn neg(self) -> Priv<A> {
-        -&self
-    }
-}
-
-/// `a / b` for secrets: `a · (1/b)` with [`Priv::reciprocal`] (its range applies to `b`).
-impl<A: PrivType + Broadcast<B>, B: PrivType> Div<&Priv<B>> for &Priv<A> {
-    type Output = Priv<<A as Broadcast<B>>::Output>;
-    #[track_caller]
-    #[allow(clippy::suspicious_arithmetic_impl)] // division is multiplication by the reciprocal
-    fn div(self, rhs: &Priv<B>) -> Self::Output {
-        self * &rhs.reciprocal()
-    }
-}
-
-impl<A: PrivType + Broadcast<B>, B: PrivType> Div<Priv<B>> for Priv<A> {
-    type Output = Priv<<A as Broadcast<B>>::Output>;
-    #[track_caller]
-    fn div(self, rhs: Priv<B>) -> Self::Output {
-        &self / &rhs
-    }
-}
-
-impl<A: PrivType + Broadcast<B>, B: PrivType> Div<&Priv<B>> for Priv<A> {
-    type Output = Priv<<A as Broadcast<B>>::Output>;
-    #[track_caller]
-    fn div(self, rhs: &Priv<B>) -> Self::Output {
-        &self / rhs
-    }
-}
+impl_div_by_secret!(
+    (&Array<f64, D>, &Priv<A>),
+    (&Array<f64, D>, Priv<A>),
+    (Array<f64, D>, &Priv<A>),
+    (Array<f64, D>, Priv<A>)
+);
 
 /// `c / b` for a public scalar and a secret: `c · (1/b)`, one local multiplication.
 impl<A: PrivType> Div<&Priv<A>> for f64
@@ -216,5 +209,31 @@ where
             false,
         ));
         Priv::new(d, rhs.eng.clone())
+    }
+}
+
+impl<A: PrivType> Div<Priv<A>> for f64
+where
+    f64: Broadcast<A>,
+    A: Broadcast<f64>,
+{
+    type Output = Priv<A>;
+    #[track_caller]
+    fn div(self, rhs: Priv<A>) -> Priv<A> {
+        self / &rhs
+    }
+}
+
+impl<A: PrivType> Neg for &Priv<A> {
+    type Output = Priv<A>;
+    fn neg(self) -> Priv<A> {
+        Priv::new(self.eng.neg(&self.data), self.eng.clone())
+    }
+}
+
+impl<A: PrivType> Neg for Priv<A> {
+    type Output = Priv<A>;
+    fn neg(self) -> Priv<A> {
+        -&self
     }
 }

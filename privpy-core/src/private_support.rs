@@ -82,26 +82,127 @@ pub fn put_range<A: PrivType, B: PrivType>(z: &mut Priv<A>, a: usize, b: usize, 
     z.put(&(a..b).collect::<Vec<_>>(), v);
 }
 
-/// `a[0]*b[0] + … + a[n-1]*b[n-1]` as one batched multiplication when the shapes
-/// agree, else term by term.
-pub fn sum_of_products<A, B>(a: &[&Priv<A>], b: &[&Priv<B>]) -> Priv<A::Output>
+/// A secret or a reference to one (`Priv<A>`, `&Priv<A>`, `&&Priv<A>`): what the
+/// macro borrows, whatever the parameter's own type.
+pub trait SecretRef {
+    /// The cleartext type.
+    type Kind: PrivType;
+    /// The secret.
+    fn secret_ref(&self) -> &Priv<Self::Kind>;
+}
+
+impl<A: PrivType> SecretRef for Priv<A> {
+    type Kind = A;
+    fn secret_ref(&self) -> &Priv<A> {
+        self
+    }
+}
+
+impl<T: SecretRef + ?Sized> SecretRef for &T {
+    type Kind = T::Kind;
+    fn secret_ref(&self) -> &Priv<T::Kind> {
+        (**self).secret_ref()
+    }
+}
+
+/// `&x` for a secret name `x` of type `Priv<A>` or `&Priv<A>`.
+pub fn by_ref<T: SecretRef + ?Sized>(x: &T) -> &Priv<T::Kind> {
+    x.secret_ref()
+}
+
+/// `a || b` on secret 0/1 values: `a + b − a·b`.
+#[allow(clippy::type_complexity)]
+pub fn or<L, R>(a: &L, b: &R) -> Priv<<L::Kind as Broadcast<R::Kind>>::Output>
 where
-    A: PrivType + Broadcast<B>,
-    B: PrivType,
-    A::Output: Broadcast<A::Output, Output = A::Output>,
+    L: SecretRef + ?Sized,
+    R: SecretRef + ?Sized,
+    L::Kind: Broadcast<R::Kind>,
+    <L::Kind as Broadcast<R::Kind>>::Output: Broadcast<
+            <L::Kind as Broadcast<R::Kind>>::Output,
+            Output = <L::Kind as Broadcast<R::Kind>>::Output,
+        >,
 {
-    let same =
-        a.iter().all(|x| x.shape() == a[0].shape()) && b.iter().all(|y| y.shape() == a[0].shape());
-    if same
-        && !a.is_empty()
-        && let (Ok(sa), Ok(sb)) = (crate::stack(a, Axis(0)), crate::stack(b, Axis(0)))
-        && let Ok(r) = (&sa * &sb).sum_axis(Axis(0)).into_type::<A::Output>()
+    let (a, b) = (a.secret_ref(), b.secret_ref());
+    let sum = a + b;
+    let product = a * b;
+    &sum - &product
+}
+
+/// `a1·b1 + … + an·bn` as one batched multiplication (expression vectorization).
+/// The type parameter follows the original sum term by term, so operands of any
+/// ranks mix as they do in the original expression. When every operand has the
+/// same shape the products are one multiplication of the stacked operands (one
+/// round); otherwise they are computed term by term.
+pub struct Products<K: PrivType> {
+    left: Vec<Priv<ndarray::ArrayD<f64>>>,
+    right: Vec<Priv<ndarray::ArrayD<f64>>>,
+    _kind: std::marker::PhantomData<fn() -> K>,
+}
+
+impl Products<f64> {
+    /// The first product `a·b`.
+    #[allow(clippy::type_complexity)]
+    pub fn first<L, R>(a: &L, b: &R) -> Products<<L::Kind as Broadcast<R::Kind>>::Output>
+    where
+        L: SecretRef + ?Sized,
+        R: SecretRef + ?Sized,
+        L::Kind: Broadcast<R::Kind>,
     {
-        return r;
+        Products {
+            left: vec![a.secret_ref().clone().into_dyn()],
+            right: vec![b.secret_ref().clone().into_dyn()],
+            _kind: std::marker::PhantomData,
+        }
     }
-    let mut acc = a[0] * b[0];
-    for k in 1..a.len() {
-        acc = &acc + &(a[k] * b[k]);
+}
+
+impl<K: PrivType> Products<K> {
+    /// One more product `a·b`.
+    #[allow(clippy::type_complexity)]
+    pub fn then<L, R>(
+        mut self,
+        a: &L,
+        b: &R,
+    ) -> Products<<K as Broadcast<<L::Kind as Broadcast<R::Kind>>::Output>>::Output>
+    where
+        L: SecretRef + ?Sized,
+        R: SecretRef + ?Sized,
+        L::Kind: Broadcast<R::Kind>,
+        K: Broadcast<<L::Kind as Broadcast<R::Kind>>::Output>,
+    {
+        self.left.push(a.secret_ref().clone().into_dyn());
+        self.right.push(b.secret_ref().clone().into_dyn());
+        Products {
+            left: self.left,
+            right: self.right,
+            _kind: std::marker::PhantomData,
+        }
     }
-    acc
+
+    /// The sum.
+    #[track_caller]
+    pub fn finish(self) -> Priv<K> {
+        let shape = self.left[0].shape().to_vec();
+        let same = self
+            .left
+            .iter()
+            .chain(&self.right)
+            .all(|x| x.shape() == shape.as_slice());
+        let sum = if same {
+            let l: Vec<&Priv<ndarray::ArrayD<f64>>> = self.left.iter().collect();
+            let r: Vec<&Priv<ndarray::ArrayD<f64>>> = self.right.iter().collect();
+            let stacked = crate::stack(&l, Axis(0)).and_then(|sl| {
+                let sr = crate::stack(&r, Axis(0))?;
+                (&sl * &sr).try_sum_axis(Axis(0))
+            });
+            crate::priv_array::or_abort(stacked)
+        } else {
+            let mut acc = &self.left[0] * &self.right[0];
+            for (a, b) in self.left.iter().zip(&self.right).skip(1) {
+                acc = &acc + &(a * b);
+            }
+            acc
+        };
+        crate::priv_array::or_abort(sum.into_type::<K>())
+    }
 }

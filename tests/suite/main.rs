@@ -6,6 +6,8 @@ mod comm;
 mod common;
 mod compare;
 mod errors;
+mod generated;
+mod macro_rules;
 mod macros;
 mod math;
 mod ml;
