@@ -6,18 +6,26 @@
 //! the end of the last. Bytes sent (all servers) and rounds per batch are printed
 //! beside each benchmark.
 //!
-//! `cargo bench --bench compare` (filter: `cargo bench --bench compare -- 4pc`)
+//! `cargo bench --bench compare` (filter: `cargo bench --bench compare -- 4pc`);
+//! `PRIVPY_NET=lan` or `wan` runs it over emulated links (the bulk size is 10^4 on
+//! the WAN, where 10^5 garbled comparisons take half a minute each).
 
 mod common;
 
-use common::{cluster_with, no_setup, protocols, timed_run};
+use common::{cluster_with, no_setup, profile, protocols, timed_run};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use privpy::prelude::*;
 use std::time::Duration;
 
 fn compare(c: &mut Criterion) {
-    for n in [1usize, 100_000] {
-        let mut g = c.benchmark_group(format!("lt/n={n}"));
+    let (net, link) = profile();
+    let bulk = if link.is_some_and(|l| l.delay.as_millis() >= 10) {
+        10_000
+    } else {
+        100_000
+    };
+    for n in [1usize, bulk] {
+        let mut g = c.benchmark_group(format!("lt/{net}/n={n}"));
         g.throughput(Throughput::Elements(n as u64));
         if n > 1 {
             g.sample_size(10).measurement_time(Duration::from_secs(5));
@@ -38,7 +46,7 @@ fn compare(c: &mut Criterion) {
                     timed_run(&cluster, 1, no_setup, op)
                 };
                 eprintln!(
-                    "lt/n={n}/{protocol}-{variant}/{name}: {bytes} bytes in {rounds} rounds per batch ({} bytes/comparison)",
+                    "lt/{net}/n={n}/{protocol}-{variant}/{name}: {bytes} bytes in {rounds} rounds per batch ({} bytes/comparison)",
                     bytes / n as u64
                 );
                 g.bench_function(

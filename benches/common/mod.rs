@@ -14,9 +14,21 @@ pub fn presets() -> [(&'static str, Config); 3] {
     ]
 }
 
-/// A seeded cluster with `inputs` uploaded by client "alice".
+/// The network profile benchmarks run under: `PRIVPY_NET=lan` or `wan` emulates
+/// that link between every pair of servers (`privpy::transport::LinkProfile`);
+/// unset or `none`, they are connected directly.
+pub fn profile() -> (String, Option<privpy::transport::LinkProfile>) {
+    let name = std::env::var("PRIVPY_NET").unwrap_or_else(|_| "none".into());
+    match privpy::transport::LinkProfile::named(&name) {
+        Ok(p) => (name, p),
+        Err(e) => panic!("PRIVPY_NET: {e}"),
+    }
+}
+
+/// A seeded cluster with `inputs` uploaded by client "alice", on the links of
+/// [`profile`].
 pub fn cluster_with(cfg: Config, inputs: &[(&str, ArrayD<f64>)]) -> LocalCluster {
-    let mut c = LocalCluster::new(cfg).with_seed(1);
+    let mut c = LocalCluster::new(cfg).with_seed(1).with_link(profile().1);
     let alice = c.client("alice");
     for (n, v) in inputs {
         c.upload(&alice, n, v).expect("upload");

@@ -26,7 +26,7 @@ use crate::protocol::{Party, SeedSource};
 use crate::ring::{RingKind, Z64, Z128, Z256};
 use crate::session::Session;
 use crate::share::{Share, reconstruct, share_with};
-use crate::transport::{ClusterStats, CommStats, Role, Transport, channel_mesh};
+use crate::transport::{ClusterStats, CommStats, LinkProfile, Role, Transport, channel_mesh_with};
 use crate::types::{PrivType, Public};
 use ndarray::ArrayD;
 use rand_chacha::ChaCha12Rng;
@@ -77,6 +77,7 @@ pub struct LocalCluster {
     client_rng: ChaCha12Rng,
     timeout: Duration,
     record: bool,
+    link: Option<LinkProfile>,
 }
 
 impl std::fmt::Debug for LocalCluster {
@@ -121,6 +122,7 @@ impl LocalCluster {
             client_rng: ChaCha12Rng::from_seed(seed),
             timeout: Duration::from_secs(60),
             record: false,
+            link: None,
         }
     }
 
@@ -142,6 +144,14 @@ impl LocalCluster {
     /// servers see ([`RunOutput::transcript`]).
     pub fn record_transcripts(mut self, on: bool) -> Self {
         self.record = on;
+        self
+    }
+
+    /// Runs the four servers' links through an emulated network ([`LinkProfile`]:
+    /// one-way delay and bandwidth per link), for measuring programs as they would
+    /// run on a LAN or a WAN. `None` (the default) connects them directly.
+    pub fn with_link(mut self, profile: Option<LinkProfile>) -> Self {
+        self.link = profile;
         self
     }
 
@@ -246,7 +256,7 @@ impl LocalCluster {
             Some(s) => SeedSource::Fixed(s),
             None => SeedSource::Os,
         };
-        let mesh = channel_mesh(self.timeout);
+        let mesh = channel_mesh_with(self.timeout, self.link);
         let results: Vec<std::result::Result<PartyOut, (Role, Error)>> = std::thread::scope(|sc| {
             let handles: Vec<_> = mesh
                 .into_iter()
