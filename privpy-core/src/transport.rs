@@ -239,12 +239,15 @@ pub fn wait_until(at: Instant) {
 /// Framing bytes counted per message on an emulated link, besides the payload.
 const HEADER_BYTES: usize = 24;
 
+/// A message and, on an emulated link, when it arrives.
+type Stamped = (Option<Instant>, Message);
+
 /// In-process transport: one channel per ordered pair of servers, optionally over
 /// emulated links ([`LinkProfile`]).
 pub struct ChannelTransport {
     me: Role,
-    tx: [Option<Sender<(Option<Instant>, Message)>>; 4],
-    rx: [Option<Receiver<(Option<Instant>, Message)>>; 4],
+    tx: [Option<Sender<Stamped>>; 4],
+    rx: [Option<Receiver<Stamped>>; 4],
     links: [Option<LinkClock>; 4],
     timeout: Duration,
 }
