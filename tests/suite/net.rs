@@ -931,3 +931,49 @@ fn networked_lenet5_inference_equals_cleartext() {
         test.labels
     );
 }
+
+/// A primary whose share store was emptied or truncated while it was down refuses
+/// to start, with an error that says so (no panic, no silently empty store); with
+/// the intact file back it starts and the data is all there.
+#[test]
+fn a_damaged_store_stops_the_server_from_starting() {
+    use privpy::net::server::ServerError;
+    use privpy::net::store::StoreError;
+    let mut net = Net::new("damaged", &["alice"], None, 5.0);
+    net.start_all();
+    let mut alice = net.client("alice");
+    alice.upload("x", array![1.0, 2.0, 3.0], &[]).unwrap();
+    drop(alice);
+    net.kill(Role::S2);
+    let dir = net.cfg.server(Role::S2).data_dir.clone().unwrap();
+    let path = dir.join("shares.redb");
+    // Wait until the killed server has let go of the file.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let good = loop {
+        let bytes = std::fs::read(&path).unwrap();
+        match server::start(Role::S2, net.cfg.clone(), stock()) {
+            Ok(h) => {
+                h.kill();
+                std::thread::sleep(Duration::from_millis(200));
+                break bytes;
+            }
+            Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(100)),
+            Err(e) => panic!("S2 did not restart: {e}"),
+        }
+    };
+    for damaged in [Vec::new(), good[..good.len() / 2].to_vec()] {
+        std::fs::write(&path, &damaged).unwrap();
+        let r = server::start(Role::S2, net.cfg.clone(), stock());
+        assert!(
+            matches!(r, Err(ServerError::Store(StoreError::Damaged { .. }))),
+            "{:?}",
+            r.err()
+        );
+    }
+    let _ = std::fs::remove_file(dir.join("store.repaired"));
+    std::fs::write(&path, &good).unwrap();
+    net.start(Role::S2, stock());
+    let mut alice = net.client("alice");
+    let job = alice.run("stats", &[("x", &["x"])]).unwrap();
+    assert!((alice.fetch::<f64>(&job, "sum").unwrap() - 6.0).abs() < 1e-6);
+}
