@@ -6,6 +6,11 @@
 //! timeout_secs = 30           # how long a server waits for a peer
 //! output_ttl_secs = 86400     # unfetched outputs are deleted after this
 //! max_frame_mib = 1024        # largest frame accepted
+//! handshake_timeout_secs = 5  # a connection must finish TLS (and say Hello) within this
+//! idle_timeout_secs = 60      # a client connection with no request for this long is closed
+//! max_connections = 256       # open connections per listener; more are closed at once
+//! max_jobs = 2                # jobs running at once on S1
+//! max_queued_jobs = 16        # jobs waiting for a slot; beyond, requests are refused as busy
 //! server_ca = "certs/server-ca.pem"
 //! client_ca = "certs/client-ca.pem"
 //! clients = ["alice", "bob"]  # accepted client names (their certificates name them)
@@ -98,6 +103,16 @@ struct RawCluster {
     output_ttl_secs: u64,
     #[serde(default = "default_frame")]
     max_frame_mib: usize,
+    #[serde(default = "default_handshake")]
+    handshake_timeout_secs: f64,
+    #[serde(default = "default_idle")]
+    idle_timeout_secs: f64,
+    #[serde(default = "default_connections")]
+    max_connections: usize,
+    #[serde(default = "default_jobs")]
+    max_jobs: usize,
+    #[serde(default = "default_queued")]
+    max_queued_jobs: usize,
     server_ca: PathBuf,
     client_ca: PathBuf,
     #[serde(default)]
@@ -115,6 +130,21 @@ struct RawServer {
     data_dir: Option<PathBuf>,
 }
 
+fn default_handshake() -> f64 {
+    5.0
+}
+fn default_idle() -> f64 {
+    60.0
+}
+fn default_connections() -> usize {
+    256
+}
+fn default_jobs() -> usize {
+    2
+}
+fn default_queued() -> usize {
+    16
+}
 fn default_preset() -> String {
     "default".into()
 }
@@ -156,6 +186,17 @@ pub struct ClusterConfig {
     pub output_ttl: Duration,
     /// Largest frame body accepted, in bytes.
     pub max_frame: usize,
+    /// Time a new connection has to finish its TLS handshake (and, on the peer
+    /// port, its `Hello`).
+    pub handshake_timeout: Duration,
+    /// A client connection without a request for this long is closed.
+    pub idle_timeout: Duration,
+    /// Open connections per listener; further connections are closed at once.
+    pub max_connections: usize,
+    /// Jobs running at once (on `S1`).
+    pub max_jobs: usize,
+    /// Jobs waiting for a slot; further run requests are refused as busy.
+    pub max_queued_jobs: usize,
     /// Authority that signs server certificates.
     pub server_ca: PathBuf,
     /// Authority that signs client certificates.
@@ -214,6 +255,24 @@ impl ClusterConfig {
                 raw.max_frame_mib
             )));
         }
+        for (key, v) in [
+            ("handshake_timeout_secs", raw.handshake_timeout_secs),
+            ("idle_timeout_secs", raw.idle_timeout_secs),
+        ] {
+            if !(v > 0.0 && v <= 86_400.0) {
+                return Err(invalid(format!("{key} = {v} must be in (0, 86400]")));
+            }
+        }
+        for (key, v, max) in [
+            ("max_connections", raw.max_connections, 1_000_000),
+            ("max_jobs", raw.max_jobs, 1024),
+            ("max_queued_jobs", raw.max_queued_jobs, 1_000_000),
+        ] {
+            let min = usize::from(key != "max_queued_jobs");
+            if v < min || v > max {
+                return Err(invalid(format!("{key} = {v} must be in {min}..={max}")));
+            }
+        }
         for c in &raw.clients {
             check_name(c).map_err(|m| invalid(format!("client {c:?}: {m}")))?;
         }
@@ -254,6 +313,11 @@ impl ClusterConfig {
             timeout: Duration::from_secs_f64(raw.timeout_secs),
             output_ttl: Duration::from_secs(raw.output_ttl_secs),
             max_frame: raw.max_frame_mib << 20,
+            handshake_timeout: Duration::from_secs_f64(raw.handshake_timeout_secs),
+            idle_timeout: Duration::from_secs_f64(raw.idle_timeout_secs),
+            max_connections: raw.max_connections,
+            max_jobs: raw.max_jobs,
+            max_queued_jobs: raw.max_queued_jobs,
             server_ca: resolve(raw.server_ca),
             client_ca: resolve(raw.client_ca),
             clients: raw.clients,

@@ -77,6 +77,9 @@ struct Shared {
     store: Option<Store>,
     pending: Mutex<HashMap<u64, Arrivals>>,
     rt: tokio::runtime::Handle,
+    /// Job slots (`max_jobs`) and the number of run requests waiting for one.
+    jobs: Arc<tokio::sync::Semaphore>,
+    queued: std::sync::atomic::AtomicUsize,
 }
 
 /// A running server. Dropping it stops the server abruptly (as [`ServerHandle::kill`]).
@@ -204,6 +207,7 @@ pub fn start(
         _ => None,
     };
     let (stop, stop_rx) = watch::channel(false);
+    let cluster_jobs = cluster.max_jobs;
     let shared = Arc::new(Shared {
         role,
         cluster,
@@ -212,6 +216,8 @@ pub fn start(
         store,
         pending: Mutex::new(HashMap::new()),
         rt: rt.handle().clone(),
+        jobs: Arc::new(tokio::sync::Semaphore::new(cluster_jobs)),
+        queued: std::sync::atomic::AtomicUsize::new(0),
     });
     rt.spawn(accept_loop(
         shared.clone(),
@@ -260,6 +266,10 @@ async fn accept_loop(
     mut stop: watch::Receiver<bool>,
     clients: bool,
 ) {
+    // At most max_connections open connections on this listener: one more is
+    // closed at once (it costs a file descriptor for a moment, nothing more).
+    let slots = Arc::new(tokio::sync::Semaphore::new(shared.cluster.max_connections));
+    let mut refused = 0u64;
     loop {
         let accepted = tokio::select! {
             a = listener.accept() => a,
@@ -267,12 +277,26 @@ async fn accept_loop(
         };
         match accepted {
             Ok((tcp, addr)) => {
+                let Ok(permit) = slots.clone().try_acquire_owned() else {
+                    refused += 1;
+                    if refused.is_power_of_two() {
+                        warn!(%addr, refused, "connection refused: at max_connections");
+                    }
+                    drop(tcp);
+                    continue;
+                };
                 let _ = tcp.set_nodelay(true);
                 let s = shared.clone();
                 if clients {
-                    tokio::spawn(serve_client(s, tcp, addr));
+                    tokio::spawn(async move {
+                        serve_client(s, tcp, addr).await;
+                        drop(permit);
+                    });
                 } else {
-                    tokio::spawn(accept_peer(s, tcp, addr));
+                    tokio::spawn(async move {
+                        accept_peer(s, tcp, addr).await;
+                        drop(permit);
+                    });
                 }
             }
             Err(e) => {
@@ -286,7 +310,7 @@ async fn accept_loop(
 // ---------------------------------------------------------------- peers
 
 async fn accept_peer(shared: Arc<Shared>, tcp: TcpStream, addr: SocketAddr) {
-    let t = shared.cluster.timeout;
+    let t = shared.cluster.handshake_timeout;
     let acceptor = TlsAcceptor::from(shared.tls.peer_acceptor.clone());
     let tls = match tokio::time::timeout(t, acceptor.accept(tcp)).await {
         Ok(Ok(s)) => s,
@@ -796,7 +820,7 @@ fn storage(e: crate::store::StoreError) -> Refusal {
 // ---------------------------------------------------------------- clients
 
 async fn serve_client(shared: Arc<Shared>, tcp: TcpStream, addr: SocketAddr) {
-    let t = shared.cluster.timeout;
+    let t = shared.cluster.handshake_timeout;
     let acceptor = TlsAcceptor::from(shared.tls.client_acceptor.clone());
     let tls = match tokio::time::timeout(t, acceptor.accept(tcp)).await {
         Ok(Ok(s)) => s,
@@ -830,7 +854,7 @@ async fn serve_client(shared: Arc<Shared>, tcp: TcpStream, addr: SocketAddr) {
         return;
     };
     info!(%client, %addr, "client connected");
-    let idle = Duration::from_secs(3600);
+    let idle = shared.cluster.idle_timeout;
     loop {
         let req = match conn.recv(idle).await {
             Ok(Control::Request(r)) => r,
@@ -844,6 +868,11 @@ async fn serve_client(shared: Arc<Shared>, tcp: TcpStream, addr: SocketAddr) {
                 break;
             }
             Err(ConnError::Closed) => break,
+            // Idle for idle_timeout: close quietly (the client reconnects).
+            Err(ConnError::Timeout(_)) => {
+                debug!(%client, "idle client connection closed");
+                break;
+            }
             Err(ConnError::Io(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
                 debug!(%client, "client left without closing TLS");
                 break;
@@ -987,8 +1016,33 @@ async fn handle_request(shared: &Arc<Shared>, client: &str, req: Request) -> Rep
                 args,
             };
             let id = job.id;
+            // A slot among max_jobs, or a place among max_queued_jobs waiting ones.
+            use std::sync::atomic::Ordering::SeqCst;
+            let permit = match shared.jobs.clone().try_acquire_owned() {
+                Ok(p) => p,
+                Err(_) => {
+                    if shared.queued.fetch_add(1, SeqCst) >= shared.cluster.max_queued_jobs {
+                        shared.queued.fetch_sub(1, SeqCst);
+                        return Reply::Refused(Refusal::new(
+                            RefusalKind::Busy,
+                            format!(
+                                "S1 is busy: {} jobs running and {} waiting; try again later",
+                                shared.cluster.max_jobs, shared.cluster.max_queued_jobs
+                            ),
+                        ));
+                    }
+                    let p = shared.jobs.clone().acquire_owned().await;
+                    shared.queued.fetch_sub(1, SeqCst);
+                    match p {
+                        Ok(p) => p,
+                        Err(_) => return Reply::Refused(Refusal::failed("S1 is shutting down")),
+                    }
+                }
+            };
             let (_tx, rx) = mpsc::unbounded_channel();
-            match run_job(shared.clone(), job, rx).await {
+            let finished = run_job(shared.clone(), job, rx).await;
+            drop(permit);
+            match finished {
                 Ok(done) => {
                     info!(job = %hex(id), %client, "job finished");
                     Reply::RunDone {

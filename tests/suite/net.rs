@@ -977,3 +977,111 @@ fn a_damaged_store_stops_the_server_from_starting() {
     let job = alice.run("stats", &[("x", &["x"])]).unwrap();
     assert!((alice.fetch::<f64>(&job, "sum").unwrap() - 6.0).abs() < 1e-6);
 }
+
+impl Net {
+    /// Restarts nothing; rewrites `cluster.toml` with `extra` lines at the top and
+    /// reloads it (call before starting servers).
+    fn configure(&mut self, extra: &str) {
+        let path = self.dir.join("cluster.toml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        std::fs::write(&path, format!("{extra}\n{text}")).unwrap();
+        self.cfg = ClusterConfig::from_file(&path).unwrap();
+    }
+}
+
+/// Admission control over real sockets: connections beyond `max_connections` are
+/// closed at once; idle unauthenticated ones are closed after the handshake
+/// timeout; a real client is then served; run requests beyond the job slots and
+/// the queue are refused as busy, and the cluster keeps working.
+#[test]
+fn connection_cap_handshake_timeout_and_busy_refusals() {
+    use std::io::Read;
+    let mut net = Net::new("admission", &["alice"], None, 10.0);
+    net.configure(
+        "handshake_timeout_secs = 1\nidle_timeout_secs = 2\nmax_connections = 16\nmax_jobs = 1\nmax_queued_jobs = 0",
+    );
+    net.start_all();
+    let addr = net.cfg.server(Role::S1).client_addr.unwrap();
+    let t0 = Instant::now();
+    let mut idle: Vec<std::net::TcpStream> = (0..40)
+        .map(|_| std::net::TcpStream::connect(addr).unwrap())
+        .collect();
+    // Every one is closed by the server: the extra ones at once, the others after
+    // the handshake timeout (read returns 0 or an error, never blocks past it).
+    for s in &mut idle {
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut b = [0u8; 1];
+        let r = s.read(&mut b);
+        assert!(matches!(r, Ok(0) | Err(_)), "{r:?}");
+        if let Err(e) = r {
+            assert_ne!(
+                e.kind(),
+                std::io::ErrorKind::WouldBlock,
+                "not closed in time"
+            );
+        }
+    }
+    assert!(t0.elapsed() < Duration::from_secs(4), "{:?}", t0.elapsed());
+    drop(idle);
+    let mut alice = net.client("alice");
+    alice
+        .upload("x", Array1::from_shape_fn(400, |i| (i % 7) as f64), &[])
+        .unwrap();
+    alice
+        .upload("y", Array1::from_shape_fn(200, |i| (i % 2) as f64), &[])
+        .unwrap();
+    alice
+        .upload(
+            "m",
+            Array2::from_shape_fn((200, 2), |(i, j)| ((i + j) % 5) as f64),
+            &[],
+        )
+        .unwrap();
+    // A long job holds the only slot; a second request is refused as busy.
+    let cfg = net.client_config("alice");
+    let long = std::thread::spawn(move || {
+        let mut c = Client::connect(&cfg).unwrap();
+        loop {
+            let r = c.run_with(
+                "logistic_regression",
+                &[("x", &["m"]), ("y", &["y"])],
+                &[("iterations", 3000.0), ("batch", 20.0)],
+            );
+            match r {
+                Err(ClientError::Refused { kind, .. }) if kind == RefusalKind::Busy => {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                r => return r,
+            }
+        }
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut saw_busy = false;
+    while Instant::now() < deadline && !long.is_finished() {
+        match alice.run("stats", &[("x", &["x"])]) {
+            Err(ClientError::Refused { kind, .. }) if kind == RefusalKind::Busy => {
+                saw_busy = true;
+                break;
+            }
+            Ok(_) => std::thread::sleep(Duration::from_millis(20)),
+            Err(e) => panic!("{e}"),
+        }
+    }
+    let finished = long.is_finished();
+    let long = long.join().unwrap();
+    assert!(
+        saw_busy,
+        "no busy refusal while the slot was taken (long job finished: {finished}, {long:?})"
+    );
+    long.unwrap();
+    // Alice's connection sat idle past idle_timeout_secs and was closed.
+    assert!(
+        alice.run("stats", &[("x", &["x"])]).is_err(),
+        "closed when idle"
+    );
+    let mut alice = net.client("alice");
+    let job = alice.run("stats", &[("x", &["x"])]).unwrap();
+    let sum: f64 = alice.fetch(&job, "sum").unwrap();
+    assert!((sum - (0..400).map(|i| (i % 7) as f64).sum::<f64>()).abs() < 1e-6);
+}
