@@ -1048,7 +1048,10 @@ fn connection_cap_handshake_timeout_and_busy_refusals() {
                 &[("iterations", 3000.0), ("batch", 20.0)],
             );
             match r {
-                Err(ClientError::Refused { kind, .. }) if kind == RefusalKind::Busy => {
+                Err(ClientError::Refused {
+                    kind: RefusalKind::Busy,
+                    ..
+                }) => {
                     std::thread::sleep(Duration::from_millis(5));
                 }
                 r => return r,
@@ -1060,7 +1063,10 @@ fn connection_cap_handshake_timeout_and_busy_refusals() {
     let mut saw_busy = false;
     while Instant::now() < deadline && !long.is_finished() {
         match alice.run("stats", &[("x", &["x"])]) {
-            Err(ClientError::Refused { kind, .. }) if kind == RefusalKind::Busy => {
+            Err(ClientError::Refused {
+                kind: RefusalKind::Busy,
+                ..
+            }) => {
                 saw_busy = true;
                 break;
             }
