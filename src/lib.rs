@@ -39,8 +39,9 @@
 
 pub use privpy_core::{
     Arg, Broadcast, Client, ClusterStats, CommStats, Config, DotOperand, DotWith, EncodeError,
-    Error, LocalCluster, Priv, PrivType, Public, Result, RingKind, Role, RunOutput, Session,
-    ShapeArg, ShapeError, broadcast_shape, concatenate, dot, ring, select, share, stack, transport,
+    Error, LocalCluster, Location, Priv, PrivType, Public, Result, RingKind, Role, RunOutput,
+    Session, ShapeArg, ShapeError, broadcast_shape, concatenate, dot, ring, select, share, stack,
+    transport,
 };
 pub use privpy_macros::private;
 

@@ -43,16 +43,19 @@ impl<P: Public> Arg for P {
 /// batched: two rounds in all.
 #[allow(clippy::should_implement_trait)]
 impl<A: PrivType> Priv<A> {
+    #[track_caller]
     fn ops(&self) -> Ops<'_> {
         Ops { eng: &self.eng }
     }
 
     /// `[z < 0]` or `[z == 0]` for `z = self - rhs` (or `rhs - self`).
+    #[track_caller]
     fn cmp_data(&self, rhs: Operand<'_>, rhs_minus_self: bool, kind: CmpKind) -> Result<Data> {
         let z = self.binop(BinOp::Sub, rhs, rhs_minus_self)?;
         self.eng.compare(&z, kind, false)
     }
 
+    #[track_caller]
     fn cmp<T: Arg>(&self, rhs: T, swap: bool, kind: CmpKind, negate: bool) -> Priv<A::Output>
     where
         A: Broadcast<T::Kind>,
@@ -140,6 +143,7 @@ impl<A: PrivType> Priv<A> {
     }
 
     /// `max(x, 0)`: one comparison and one (exact) multiplication.
+    #[track_caller]
     pub fn relu(&self) -> Priv<A> {
         let r = (|| {
             let ops = self.ops();
@@ -150,6 +154,7 @@ impl<A: PrivType> Priv<A> {
     }
 
     /// `|x|`: one comparison and one multiplication.
+    #[track_caller]
     pub fn abs(&self) -> Priv<A> {
         let r = (|| {
             let ops = self.ops();
@@ -162,6 +167,7 @@ impl<A: PrivType> Priv<A> {
     }
 
     /// `-1`, `0` or `1` by the sign of `x`: two comparisons, batched into one.
+    #[track_caller]
     pub fn sign(&self) -> Priv<A> {
         let r = (|| {
             let ops = self.ops();
@@ -198,6 +204,7 @@ impl<A: PrivType> Priv<A> {
         self.select_with(other, false)
     }
 
+    #[track_caller]
     fn select_with<T: Arg>(&self, other: T, max: bool) -> Priv<A::Output>
     where
         A: Broadcast<T::Kind>,
@@ -238,6 +245,7 @@ impl<A: PrivType> Priv<A> {
     }
 
     /// The array as `(rows, n)` with `axis` last, and the shape of the other axes.
+    #[track_caller]
     fn rows_along(&self, axis: usize) -> Result<(Data, Vec<usize>)> {
         let nd = self.ndim();
         if axis >= nd {
@@ -256,6 +264,7 @@ impl<A: PrivType> Priv<A> {
         Ok((self.data.permuted_axes(&perm).reshape(&[rows, n])?, rest))
     }
 
+    #[track_caller]
     fn reduce_axis(&self, axis: usize, max: bool, index: bool) -> Result<Data> {
         let (x, rest) = self.rows_along(axis)?;
         let (v, i) = self.ops().reduce(&x, max, index)?;
@@ -263,6 +272,7 @@ impl<A: PrivType> Priv<A> {
         Ok(d.reshape(&rest)?)
     }
 
+    #[track_caller]
     fn flat(&self) -> Result<Priv<ndarray::Array1<f64>>> {
         self.try_reshape(self.len())
     }
@@ -355,6 +365,7 @@ impl<A: PrivType> Priv<A> {
         )
     }
 
+    #[track_caller]
     fn sort_impl(&self, axis: usize, index: bool) -> Result<Data> {
         let (x, rest) = self.rows_along(axis)?;
         let (v, i) = self.ops().sort(&x, index)?;
@@ -431,6 +442,7 @@ impl<A: PrivType> Priv<A> {
         Priv::new(or_abort(self.pool_impl(window, stride)), self.eng.clone())
     }
 
+    #[track_caller]
     fn pool_impl(&self, (kh, kw): (usize, usize), (sh, sw): (usize, usize)) -> Result<Data> {
         let nd = self.ndim();
         let bad = |m: String| Err(Error::Config(format!("max_pool2d: {m}")));

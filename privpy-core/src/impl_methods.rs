@@ -16,17 +16,20 @@ use ndarray::{Array1, ArrayD, Axis, IxDyn, SliceArg};
 
 impl<A: PrivType> Priv<A> {
     /// Flat positions `0..n` in this array's shape.
+    #[track_caller]
     fn positions(&self) -> ArrayD<usize> {
         ArrayD::from_shape_vec(IxDyn(self.shape()), (0..self.len()).collect())
             .unwrap_or_else(|_| unreachable!("n positions"))
     }
 
     /// The elements at `idx` (positions into this array), in `idx`'s shape.
+    #[track_caller]
     fn gather_positions<B: PrivType>(&self, idx: ArrayD<usize>) -> Priv<B> {
         let flat: Vec<usize> = idx.iter().copied().collect();
         Priv::new(self.data.gather(&flat, idx.shape()), self.eng.clone())
     }
 
+    #[track_caller]
     fn check_axis(&self, axis: Axis) -> Result<()> {
         if axis.index() >= self.ndim() {
             return Err(ShapeError::Axis {
@@ -108,6 +111,7 @@ impl<A: PrivType> Priv<A> {
     }
 
     /// Sets every element to the secret scalar `value` (NumPy's `fill`).
+    #[track_caller]
     pub fn fill(&mut self, value: &Priv<f64>) {
         let n = self.len();
         let joined = Data::concat_flat(&[&self.data, &value.data]);
@@ -115,11 +119,13 @@ impl<A: PrivType> Priv<A> {
     }
 
     /// A copy (NumPy's `copy`): this server's share, duplicated.
+    #[track_caller]
     pub fn copy(&self) -> Priv<A> {
         self.clone()
     }
 
     /// The elements as a vector, row-major (NumPy's `flatten`).
+    #[track_caller]
     pub fn flatten(&self) -> Priv<Array1<f64>> {
         Priv::new(
             or_abort(self.data.reshape(&[self.len()]).map_err(Error::from)),
@@ -128,11 +134,13 @@ impl<A: PrivType> Priv<A> {
     }
 
     /// The same as [`Priv::flatten`] (NumPy's `ravel`).
+    #[track_caller]
     pub fn ravel(&self) -> Priv<Array1<f64>> {
         self.flatten()
     }
 
     /// Without its axes of length 1 (NumPy's `squeeze`).
+    #[track_caller]
     pub fn squeeze(&self) -> Priv<ArrayD<f64>> {
         let shape: Vec<usize> = self.shape().iter().copied().filter(|&d| d != 1).collect();
         Priv::new(
@@ -228,6 +236,7 @@ impl<A: PrivType> Priv<A> {
 
     /// The array repeated `reps[k]` times along each axis (NumPy's `tile`; a shorter
     /// `reps` applies to the last axes, a longer one adds leading axes).
+    #[track_caller]
     pub fn tile(&self, reps: &[usize]) -> Priv<ArrayD<f64>> {
         let nd = self.ndim().max(reps.len());
         let mut shape = vec![1; nd - self.ndim()];
@@ -366,6 +375,7 @@ impl<A: PrivType> Priv<A> {
     }
 
     /// Product of all elements: a tree of multiplications (`⌈log2 n⌉` rounds).
+    #[track_caller]
     pub fn prod(&self) -> Priv<f64> {
         let r = (|| {
             let ops = Ops { eng: &self.eng };
@@ -392,17 +402,20 @@ impl<A: PrivType> Priv<A> {
     }
 
     /// Peak to peak: `max − min` (NumPy's `ptp`).
+    #[track_caller]
     pub fn ptp(&self) -> Priv<f64> {
         &self.max() - &self.min()
     }
 
     /// Variance of all elements (`ddof = 0`): `mean((x − mean)²)`.
+    #[track_caller]
     pub fn var(&self) -> Priv<f64> {
         let d = self.clone().into_dyn() - &self.mean();
         (&d * &d).mean()
     }
 
     /// Standard deviation of all elements (`ddof = 0`).
+    #[track_caller]
     pub fn std(&self) -> Priv<f64> {
         self.var().sqrt()
     }
@@ -430,6 +443,7 @@ impl<A: PrivType> Priv<A> {
     }
 
     /// Outer product of the flattened arrays (NumPy's `outer`).
+    #[track_caller]
     pub fn outer<B: PrivType>(&self, other: &Priv<B>) -> Priv<ndarray::Array2<f64>> {
         let a = self.reshape((self.len(), 1));
         let b = other.reshape((1, other.len()));
@@ -437,23 +451,27 @@ impl<A: PrivType> Priv<A> {
     }
 
     /// 1 when every element is nonzero, else 0 (secret; NumPy's `all`).
+    #[track_caller]
     pub fn all(&self) -> Priv<f64> {
         self.clone().into_dyn().ne(0.0_f64).min()
     }
 
     /// 1 when some element is nonzero, else 0 (secret; NumPy's `any`).
+    #[track_caller]
     pub fn any(&self) -> Priv<f64> {
         self.clone().into_dyn().ne(0.0_f64).max()
     }
 
     /// The array sorted along the last axis: every element ends where a full sort
     /// puts it, which satisfies NumPy's `partition(kth)` for every `kth`.
+    #[track_caller]
     pub fn partition(&self, _kth: usize) -> Priv<A> {
         self.sort()
     }
 
     /// Secret indices of a full sort along the last axis, which satisfy NumPy's
     /// `argpartition(kth)` for every `kth`.
+    #[track_caller]
     pub fn argpartition(&self, _kth: usize) -> Priv<A> {
         self.argsort()
     }
@@ -461,6 +479,7 @@ impl<A: PrivType> Priv<A> {
     /// For a sorted 1-D secret array, the secret positions where `values` would be
     /// inserted to keep it sorted (NumPy's `searchsorted`, side "left"): for each value,
     /// the number of elements below it. One batched comparison of every pair.
+    #[track_caller]
     pub fn searchsorted<P: Public>(&self, values: P) -> Priv<ArrayD<f64>> {
         let v = values.view_dyn().to_owned();
         let n = self.len();
@@ -485,6 +504,7 @@ impl<A: PrivType> Priv<A> {
 
 /// `np.where(cond, a, b)` for a secret 0/1 `cond`: `b + cond·(a − b)`, one
 /// multiplication, same shape (broadcast) whatever the condition.
+#[track_caller]
 pub fn select<C, T, F>(
     cond: &Priv<C>,
     if_true: &Priv<T>,
@@ -502,6 +522,7 @@ where
 }
 
 /// Concatenation along `axis` of values of one shape off that axis.
+#[track_caller]
 fn concat_data(parts: &[&Data], axis: Axis) -> Result<Data> {
     let mut offset = 0;
     let mut pos_parts = Vec::with_capacity(parts.len());
@@ -528,6 +549,7 @@ fn concat_data(parts: &[&Data], axis: Axis) -> Result<Data> {
 ///
 /// # Errors
 /// When the list is empty or the shapes differ off `axis`.
+#[track_caller]
 pub fn concatenate<A: PrivType>(parts: &[&Priv<A>], axis: Axis) -> Result<Priv<ArrayD<f64>>> {
     let first = parts
         .first()
@@ -540,6 +562,7 @@ pub fn concatenate<A: PrivType>(parts: &[&Priv<A>], axis: Axis) -> Result<Priv<A
 ///
 /// # Errors
 /// When the list is empty, the shapes differ, or `axis` is beyond the new rank.
+#[track_caller]
 pub fn stack<A: PrivType>(parts: &[&Priv<A>], axis: Axis) -> Result<Priv<ArrayD<f64>>> {
     let first = parts
         .first()

@@ -23,8 +23,10 @@ use std::rc::Rc;
 /// # Panics
 /// Operators cannot return a `Result`. When one fails (incompatible shapes, a public
 /// operand out of range, a lost peer) the program is stopped on every server and the
-/// run returns the error (no panic message is printed). Use the `try_*` methods to
-/// handle such errors inside the program.
+/// run returns the error (no panic message is printed); errors about the program come
+/// as [`Error::Operator`] with the file, line and column of the failing expression
+/// (inside `#[private]` functions too). Use the `try_*` methods to handle such errors
+/// inside the program.
 pub struct Priv<A: PrivType> {
     pub(crate) data: Data,
     pub(crate) eng: Rc<dyn Engine>,
@@ -34,13 +36,20 @@ pub struct Priv<A: PrivType> {
 /// The payload a failing operator unwinds with; the runner turns it back into the error.
 pub(crate) struct Abort(pub(crate) Error);
 
-/// Stops the program with `e`; see [`Priv`]'s `# Panics`.
+/// Stops the program with `e`, located at the operator's caller; see [`Priv`]'s
+/// `# Panics`.
+#[track_caller]
 pub(crate) fn abort(e: Error) -> ! {
-    std::panic::resume_unwind(Box::new(Abort(e)))
+    std::panic::resume_unwind(Box::new(Abort(e.located())))
 }
 
+/// The value, or [`abort`] with the error.
+#[track_caller]
 pub(crate) fn or_abort<T>(r: Result<T>) -> T {
-    r.unwrap_or_else(|e| abort(e))
+    match r {
+        Ok(v) => v,
+        Err(e) => abort(e),
+    }
 }
 
 impl<A: PrivType> Clone for Priv<A> {
@@ -109,6 +118,7 @@ impl<A: PrivType> Priv<A> {
         self.len() == 0
     }
 
+    #[track_caller]
     fn check_engine(&self, other: &Rc<dyn Engine>) {
         if !Rc::ptr_eq(&self.eng, other) {
             abort(Error::Config(
@@ -117,6 +127,7 @@ impl<A: PrivType> Priv<A> {
         }
     }
 
+    #[track_caller]
     pub(crate) fn binop(&self, op: BinOp, rhs: Operand<'_>, public_left: bool) -> Result<Data> {
         match rhs {
             Operand::Secret(b, eng) => {
@@ -145,6 +156,7 @@ impl<A: PrivType> Priv<A> {
     ///
     /// # Errors
     /// [`ShapeError::Broadcast`] for incompatible shapes; a lost peer.
+    #[track_caller]
     pub fn try_add<B: PrivType>(&self, rhs: &Priv<B>) -> Result<Priv<A::Output>>
     where
         A: Broadcast<B>,
@@ -156,6 +168,7 @@ impl<A: PrivType> Priv<A> {
     ///
     /// # Errors
     /// As [`Priv::try_add`].
+    #[track_caller]
     pub fn try_sub<B: PrivType>(&self, rhs: &Priv<B>) -> Result<Priv<A::Output>>
     where
         A: Broadcast<B>,
@@ -167,6 +180,7 @@ impl<A: PrivType> Priv<A> {
     ///
     /// # Errors
     /// As [`Priv::try_add`].
+    #[track_caller]
     pub fn try_mul<B: PrivType>(&self, rhs: &Priv<B>) -> Result<Priv<A::Output>>
     where
         A: Broadcast<B>,
@@ -178,6 +192,7 @@ impl<A: PrivType> Priv<A> {
     ///
     /// # Errors
     /// Incompatible shapes, or `c` outside the configured range.
+    #[track_caller]
     pub fn try_mul_public<P: Public>(&self, c: P) -> Result<Priv<A::Output>>
     where
         A: Broadcast<P::Kind>,
@@ -207,6 +222,7 @@ impl<A: PrivType> Priv<A> {
     ///
     /// # Errors
     /// [`ShapeError::Dot`] when the inner dimensions differ.
+    #[track_caller]
     pub fn try_dot<R: DotOperand>(&self, rhs: R) -> Result<Priv<A::Output>>
     where
         A: DotWith<R::Kind>,
@@ -218,6 +234,7 @@ impl<A: PrivType> Priv<A> {
     }
 
     /// Sum of all elements.
+    #[track_caller]
     pub fn sum(&self) -> Priv<f64> {
         self.wrap(self.data.sum_all())
     }
@@ -235,6 +252,7 @@ impl<A: PrivType> Priv<A> {
     ///
     /// # Errors
     /// [`ShapeError::Axis`] when `axis >= ndim`.
+    #[track_caller]
     pub fn try_sum_axis(&self, axis: ndarray::Axis) -> Result<Priv<A::Smaller>> {
         Ok(self.wrap(self.data.sum_axis(axis.index())?))
     }
@@ -284,16 +302,19 @@ impl<A: PrivType> Priv<A> {
     ///
     /// # Errors
     /// [`ShapeError::Reshape`] when the number of elements differs.
+    #[track_caller]
     pub fn try_reshape<S: ShapeArg>(&self, shape: S) -> Result<Priv<S::Output>> {
         Ok(self.wrap(self.data.reshape(&shape.dims())?))
     }
 
     /// The transpose (axes reversed); local.
+    #[track_caller]
     pub fn t(&self) -> Priv<A> {
         self.wrap(self.data.reversed_axes())
     }
 
     /// The transpose (axes reversed); the same as [`Priv::t`].
+    #[track_caller]
     pub fn transpose(&self) -> Priv<A> {
         self.t()
     }
@@ -334,6 +355,7 @@ impl<A: PrivType> Priv<A> {
     ///
     /// # Errors
     /// A lost peer.
+    #[track_caller]
     pub fn try_reveal(&self) -> Result<A> {
         let v = self.eng.reveal(&self.data)?;
         Ok(A::from_dyn(v)?)
@@ -341,6 +363,7 @@ impl<A: PrivType> Priv<A> {
 
     /// A public value as a secret of this session (used by `#[private]`'s selects).
     #[doc(hidden)]
+    #[track_caller]
     pub fn __lift<P: Public>(&self, value: P) -> Priv<P::Kind> {
         Priv::new(
             or_abort(self.eng.constant(&value.view_dyn())),
@@ -352,6 +375,7 @@ impl<A: PrivType> Priv<A> {
     ///
     /// # Errors
     /// [`ShapeError::Rank`] when the rank differs.
+    #[track_caller]
     pub fn into_type<B: PrivType>(self) -> Result<Priv<B>> {
         check_rank::<B>(&self.data)?;
         Ok(Priv::new(self.data, self.eng))
@@ -406,6 +430,7 @@ where
 }
 
 /// The product of two 1-D or 2-D operands, at least one secret.
+#[track_caller]
 fn dot_data(l: Operand<'_>, r: Operand<'_>) -> Result<Data> {
     let shape = |o: &Operand<'_>| match o {
         Operand::Secret(d, _) => d.shape().to_vec(),
@@ -472,6 +497,7 @@ fn dot_data(l: Operand<'_>, r: Operand<'_>) -> Result<Data> {
     Ok(d.reshape(&out)?)
 }
 
+#[track_caller]
 fn unreachable_shape() -> Error {
     Error::Config("internal: reshaping a public operand failed".into())
 }

@@ -35,6 +35,7 @@ impl Session {
     /// # Errors
     /// [`Error::UnknownInput`] when nobody uploaded it; a rank error when it does not
     /// have `A`'s number of dimensions.
+    #[track_caller]
     pub fn input<A: PrivType>(&self, name: &str) -> Result<Priv<A>> {
         let data = self.inputs.get(name).ok_or_else(|| Error::UnknownInput {
             name: name.to_string(),
@@ -49,6 +50,7 @@ impl Session {
     /// # Errors
     /// [`Error::UnknownClient`] for a client that is not registered;
     /// [`Error::DuplicateOutput`] when the name was already used for that client.
+    #[track_caller]
     pub fn output<A: PrivType>(&self, client: &str, name: &str, value: &Priv<A>) -> Result<()> {
         if !self.clients.iter().any(|c| c == client) {
             return Err(Error::UnknownClient {
@@ -71,21 +73,25 @@ impl Session {
     ///
     /// # Errors
     /// NaN, ±inf or values outside the configured range.
+    #[track_caller]
     pub fn constant<P: Public>(&self, value: P) -> Result<Priv<P::Kind>> {
         let d = self.eng.constant(&value.view_dyn())?;
         Ok(Priv::new(d, self.eng.clone()))
     }
 
     /// A secret array of zeros (NumPy's `zeros`), shared trivially.
+    #[track_caller]
     pub fn zeros<S: crate::types::ShapeArg>(&self, shape: S) -> Priv<S::Output> {
         self.filled(shape, 0.0)
     }
 
     /// A secret array of ones (NumPy's `ones`), shared trivially.
+    #[track_caller]
     pub fn ones<S: crate::types::ShapeArg>(&self, shape: S) -> Priv<S::Output> {
         self.filled(shape, 1.0)
     }
 
+    #[track_caller]
     fn filled<S: crate::types::ShapeArg>(&self, shape: S, v: f64) -> Priv<S::Output> {
         let a = ndarray::ArrayD::from_elem(ndarray::IxDyn(&shape.dims()), v);
         let d = crate::priv_array::or_abort(self.eng.constant(&a.view()));
@@ -100,6 +106,7 @@ impl Session {
     ///
     /// # Errors
     /// A lost peer.
+    #[track_caller]
     pub fn preprocess_comparisons(&self, n: usize) -> Result<()> {
         self.eng.preprocess(crate::engine::CmpKind::Negative, n)
     }
@@ -109,16 +116,19 @@ impl Session {
     ///
     /// # Errors
     /// A lost peer.
+    #[track_caller]
     pub fn preprocess_equalities(&self, n: usize) -> Result<()> {
         self.eng.preprocess(crate::engine::CmpKind::Zero, n)
     }
 
     /// The server this program runs on (`None` on the cleartext engine).
+    #[track_caller]
     pub fn role(&self) -> Option<Role> {
         self.eng.role()
     }
 
     /// This server's communication since the program started.
+    #[track_caller]
     pub fn stats(&self) -> CommStats {
         self.eng.stats()
     }

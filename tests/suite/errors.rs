@@ -59,9 +59,13 @@ fn public_operand_out_of_range_stops_the_program_with_an_error() {
     )
     .unwrap_err();
     assert!(
-        matches!(err, Error::PublicOperand(EncodeError::OutOfRange { .. })),
+        matches!(
+            err.root(),
+            Error::PublicOperand(EncodeError::OutOfRange { .. })
+        ),
         "{err:?}"
     );
+    assert!(err.location().is_some(), "{err:?}");
     let err = run_on(
         LocalCluster::new(Config::default()),
         &[("x", ArrayD::zeros(vec![3]))],
@@ -73,7 +77,10 @@ fn public_operand_out_of_range_stops_the_program_with_an_error() {
     )
     .unwrap_err();
     assert!(
-        matches!(err, Error::PublicOperand(EncodeError::Infinite { .. })),
+        matches!(
+            err.root(),
+            Error::PublicOperand(EncodeError::Infinite { .. })
+        ),
         "{err:?}"
     );
 }
