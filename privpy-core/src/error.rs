@@ -217,9 +217,55 @@ pub enum Error {
         /// The panic message.
         message: String,
     },
-    /// An invalid configuration.
+    /// An invalid configuration (the number format, the cluster files).
     #[error("invalid configuration: {0}")]
     Config(String),
+    /// An element index outside the array.
+    #[error("{operation}: index {index:?} is out of bounds for shape {shape:?}")]
+    IndexOutOfBounds {
+        /// The method (`item`, `itemset`, `put`, `take`).
+        operation: &'static str,
+        /// The index (a multi-index, or the offending position).
+        index: Vec<usize>,
+        /// The array's shape.
+        shape: Vec<usize>,
+    },
+    /// An operation that needs at least one element (or one array) got none.
+    #[error("{operation}: empty input")]
+    EmptyInput {
+        /// The method (`mean`, `resize`, `concatenate`, `stack`, a reduction).
+        operation: &'static str,
+    },
+    /// A method argument outside what the method accepts.
+    #[error("{operation}: {reason}")]
+    InvalidArgument {
+        /// The method (`clip`, `compress`, `permuted_axes`, `max_pool2d`, `dot`, or a
+        /// program's argument).
+        operation: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// Secrets of two different sessions (or clusters) combined in one operation.
+    #[error("operands come from two different sessions")]
+    MixedSessions,
+    /// A server was given a share of another ring than the configuration's.
+    #[error("input {name:?} is a share of {share:?}, the configuration uses {config:?}")]
+    RingMismatch {
+        /// The input.
+        name: String,
+        /// The share's ring (`None` for a cleartext value).
+        share: Option<crate::RingKind>,
+        /// The configured ring.
+        config: crate::RingKind,
+    },
+    /// A primary server was given only the shape of an input.
+    #[error("{role} needs its share of input {name:?}, not only the shape")]
+    MissingShare {
+        /// The server.
+        role: Role,
+        /// The input.
+        name: String,
+    },
     /// An operator failed inside the program (incompatible shapes, a public operand
     /// out of range, an index out of bounds, …): the error, and where.
     #[error("{location}: {source}")]

@@ -234,9 +234,10 @@ impl<A: PrivType> Priv<A> {
     #[track_caller]
     pub fn clip(&self, lo: f64, hi: f64) -> Priv<A> {
         if lo > hi {
-            abort(Error::Config(format!(
-                "clip: lower bound {lo} above upper bound {hi}"
-            )));
+            abort(Error::InvalidArgument {
+                operation: "clip",
+                reason: format!("lower bound {lo} above upper bound {hi}"),
+            });
         }
         Priv::new(
             or_abort(self.ops().clip(&self.data, lo, hi)),
@@ -256,9 +257,9 @@ impl<A: PrivType> Priv<A> {
         perm.push(axis);
         let n = self.shape()[axis];
         if n == 0 {
-            return Err(Error::Config(format!(
-                "reduction along axis {axis} of length 0"
-            )));
+            return Err(Error::EmptyInput {
+                operation: "reduction along an axis",
+            });
         }
         let rows = rest.iter().product::<usize>();
         Ok((self.data.permuted_axes(&perm).reshape(&[rows, n])?, rest))
@@ -445,7 +446,12 @@ impl<A: PrivType> Priv<A> {
     #[track_caller]
     fn pool_impl(&self, (kh, kw): (usize, usize), (sh, sw): (usize, usize)) -> Result<Data> {
         let nd = self.ndim();
-        let bad = |m: String| Err(Error::Config(format!("max_pool2d: {m}")));
+        let bad = |reason: String| {
+            Err(Error::InvalidArgument {
+                operation: "max_pool2d",
+                reason,
+            })
+        };
         if nd < 2 {
             return bad(format!(
                 "needs at least 2 axes, got shape {:?}",

@@ -65,10 +65,11 @@ impl<A: PrivType> Priv<A> {
         let pos = self.positions();
         match pos.get(IxDyn(index)) {
             Some(&p) => Priv::new(self.data.gather(&[p], &[]), self.eng.clone()),
-            None => abort(Error::Config(format!(
-                "index {index:?} is out of bounds for shape {:?}",
-                self.shape()
-            ))),
+            None => abort(Error::IndexOutOfBounds {
+                operation: "item",
+                index: index.to_vec(),
+                shape: self.shape().to_vec(),
+            }),
         }
     }
 
@@ -80,10 +81,11 @@ impl<A: PrivType> Priv<A> {
     pub fn itemset(&mut self, index: &[usize], value: &Priv<f64>) {
         let pos = self.positions();
         let Some(&p) = pos.get(IxDyn(index)) else {
-            abort(Error::Config(format!(
-                "index {index:?} is out of bounds for shape {:?}",
-                self.shape()
-            )))
+            abort(Error::IndexOutOfBounds {
+                operation: "itemset",
+                index: index.to_vec(),
+                shape: self.shape().to_vec(),
+            })
         };
         self.put(&[p], &value.clone().into_dyn());
     }
@@ -98,9 +100,11 @@ impl<A: PrivType> Priv<A> {
         let n = self.len();
         let m = values.len();
         if m == 0 || indices.iter().any(|&i| i >= n) {
-            abort(Error::Config(format!(
-                "put: positions {indices:?} out of bounds for {n} elements, or no values"
-            )));
+            abort(Error::IndexOutOfBounds {
+                operation: "put",
+                index: indices.to_vec(),
+                shape: vec![n],
+            });
         }
         let mut map: Vec<usize> = (0..n).collect();
         for (k, &i) in indices.iter().enumerate() {
@@ -178,10 +182,11 @@ impl<A: PrivType> Priv<A> {
     pub fn take(&self, indices: &[usize], axis: Axis) -> Priv<A> {
         or_abort(self.check_axis(axis));
         if indices.iter().any(|&i| i >= self.shape()[axis.index()]) {
-            abort(Error::Config(format!(
-                "take: an index in {indices:?} is out of bounds for axis {}",
-                axis.index()
-            )));
+            abort(Error::IndexOutOfBounds {
+                operation: "take",
+                index: indices.to_vec(),
+                shape: self.shape().to_vec(),
+            });
         }
         self.gather_positions(self.positions().select(axis, indices))
     }
@@ -194,9 +199,10 @@ impl<A: PrivType> Priv<A> {
     pub fn compress(&self, condition: &[bool], axis: Axis) -> Priv<A> {
         or_abort(self.check_axis(axis));
         if condition.len() > self.shape()[axis.index()] {
-            abort(Error::Config(
-                "compress: condition longer than the axis".into(),
-            ));
+            abort(Error::InvalidArgument {
+                operation: "compress",
+                reason: "the condition is longer than the axis".into(),
+            });
         }
         let keep: Vec<usize> = condition
             .iter()
@@ -264,7 +270,9 @@ impl<A: PrivType> Priv<A> {
         let n = self.len();
         let m: usize = shape.iter().product();
         if n == 0 && m > 0 {
-            abort(Error::Config("resize of an empty array".into()));
+            abort(Error::EmptyInput {
+                operation: "resize",
+            });
         }
         let idx: Vec<usize> = (0..m).map(|i| i % n.max(1)).collect();
         self.gather_positions(
@@ -551,9 +559,9 @@ fn concat_data(parts: &[&Data], axis: Axis) -> Result<Data> {
 /// When the list is empty or the shapes differ off `axis`.
 #[track_caller]
 pub fn concatenate<A: PrivType>(parts: &[&Priv<A>], axis: Axis) -> Result<Priv<ArrayD<f64>>> {
-    let first = parts
-        .first()
-        .ok_or_else(|| Error::Config("concatenate: no arrays".into()))?;
+    let first = parts.first().ok_or(Error::EmptyInput {
+        operation: "concatenate",
+    })?;
     let data: Vec<&Data> = parts.iter().map(|p| &p.data).collect();
     Ok(Priv::new(concat_data(&data, axis)?, first.eng.clone()))
 }
@@ -566,7 +574,7 @@ pub fn concatenate<A: PrivType>(parts: &[&Priv<A>], axis: Axis) -> Result<Priv<A
 pub fn stack<A: PrivType>(parts: &[&Priv<A>], axis: Axis) -> Result<Priv<ArrayD<f64>>> {
     let first = parts
         .first()
-        .ok_or_else(|| Error::Config("stack: no arrays".into()))?;
+        .ok_or(Error::EmptyInput { operation: "stack" })?;
     let nd = first.ndim();
     if axis.index() > nd {
         return Err(ShapeError::Axis {

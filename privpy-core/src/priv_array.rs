@@ -121,9 +121,7 @@ impl<A: PrivType> Priv<A> {
     #[track_caller]
     fn check_engine(&self, other: &Rc<dyn Engine>) {
         if !Rc::ptr_eq(&self.eng, other) {
-            abort(Error::Config(
-                "operands come from two different sessions".into(),
-            ))
+            abort(Error::MixedSessions)
         }
     }
 
@@ -265,7 +263,7 @@ impl<A: PrivType> Priv<A> {
     pub fn mean(&self) -> Priv<f64> {
         let n = self.len();
         if n == 0 {
-            abort(Error::Config("mean of an empty array".into()));
+            abort(Error::EmptyInput { operation: "mean" });
         }
         self.sum() * (1.0 / n as f64)
     }
@@ -279,7 +277,9 @@ impl<A: PrivType> Priv<A> {
         let s = self.sum_axis(axis);
         let n = self.shape()[axis.index()];
         if n == 0 {
-            abort(Error::Config("mean along an empty axis".into()));
+            abort(Error::EmptyInput {
+                operation: "mean_axis",
+            });
         }
         let scale = 1.0 / n as f64;
         self.wrap(or_abort(s.binop(
@@ -328,10 +328,10 @@ impl<A: PrivType> Priv<A> {
         let mut sorted = axes.to_vec();
         sorted.sort_unstable();
         if sorted != (0..self.ndim()).collect::<Vec<_>>() {
-            abort(Error::Config(format!(
-                "permuted_axes: {axes:?} is not a permutation of the {} axes",
-                self.ndim()
-            )));
+            abort(Error::InvalidArgument {
+                operation: "permuted_axes",
+                reason: format!("{axes:?} is not a permutation of the {} axes", self.ndim()),
+            });
         }
         self.wrap(self.data.permuted_axes(axes))
     }
@@ -474,9 +474,7 @@ fn dot_data(l: Operand<'_>, r: Operand<'_>) -> Result<Data> {
     let d = match (l, r) {
         (Operand::Secret(a, eng), Operand::Secret(b, eng2)) => {
             if !Rc::ptr_eq(eng, eng2) {
-                return Err(Error::Config(
-                    "operands come from two different sessions".into(),
-                ));
+                return Err(Error::MixedSessions);
             }
             eng.matmul(&a.reshape(&l2)?, &b.reshape(&r2)?)?
         }
@@ -489,9 +487,10 @@ fn dot_data(l: Operand<'_>, r: Operand<'_>) -> Result<Data> {
             eng.matmul_public(&b.reshape(&r2)?, &c.view(), true, true)?
         }
         (Operand::Public(_), Operand::Public(_)) => {
-            return Err(Error::Config(
-                "dot of two public arrays: use ndarray's dot".into(),
-            ));
+            return Err(Error::InvalidArgument {
+                operation: "dot",
+                reason: "both operands are public: use ndarray's dot".into(),
+            });
         }
     };
     Ok(d.reshape(&out)?)
@@ -499,5 +498,8 @@ fn dot_data(l: Operand<'_>, r: Operand<'_>) -> Result<Data> {
 
 #[track_caller]
 fn unreachable_shape() -> Error {
-    Error::Config("internal: reshaping a public operand failed".into())
+    Error::InvalidArgument {
+        operation: "dot",
+        reason: "internal: reshaping a public operand failed".into(),
+    }
 }

@@ -249,3 +249,49 @@ fn invalid_shares_are_refused() {
         Err(Error::ShareMismatch(_))
     ));
 }
+
+#[test]
+fn method_errors_are_variants_a_caller_can_match() {
+    let run = |f: fn(&Session) -> Result<()>| {
+        run_on(
+            LocalCluster::new(Config::fast()),
+            &[("x", ArrayD::zeros(vec![5]))],
+            &[],
+            f,
+        )
+        .unwrap_err()
+    };
+    let err = run(|s| {
+        let x = s.input::<Array1<f64>>("x")?;
+        s.output("alice", "y", &x.item(&[7]))
+    });
+    assert!(
+        matches!(
+            err.root(),
+            Error::IndexOutOfBounds { operation: "item", index, shape } if index == &[7] && shape == &[5]
+        ),
+        "{err:?}"
+    );
+    let err = run(|s| {
+        let x = s.input::<Array1<f64>>("x")?;
+        s.output("alice", "y", &x.clip(1.0, -1.0))
+    });
+    assert!(
+        matches!(
+            err.root(),
+            Error::InvalidArgument {
+                operation: "clip",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    let err = run(|s| {
+        let none: Vec<&Priv<Array1<f64>>> = Vec::new();
+        s.output("alice", "y", &stack(&none, Axis(0))?)
+    });
+    assert!(
+        matches!(err.root(), Error::EmptyInput { operation: "stack" }),
+        "{err:?}"
+    );
+}
