@@ -7,7 +7,7 @@ use crate::data::Data;
 use crate::derived::Ops;
 use crate::engine::{BinOp, CmpKind};
 use crate::error::{Error, Result, ShapeError};
-use crate::priv_array::{Operand, Priv, abort, or_abort};
+use crate::priv_array::{Operand, Priv, fail};
 use crate::types::{Broadcast, PrivType, Public};
 use ndarray::Axis;
 
@@ -67,7 +67,7 @@ impl<A: PrivType> Priv<A> {
                 Ok(c)
             }
         });
-        Priv::new(or_abort(r), self.eng.clone())
+        Priv::from_result(r, self.eng.clone())
     }
 
     /// `self < rhs`, element-wise with broadcasting.
@@ -150,7 +150,7 @@ impl<A: PrivType> Priv<A> {
             let c = ops.negative_bit(&self.eng.neg(&self.data))?;
             ops.select(&c, &self.data)
         })();
-        Priv::new(or_abort(r), self.eng.clone())
+        Priv::from_result(r, self.eng.clone())
     }
 
     /// `|x|`: one comparison and one multiplication.
@@ -163,7 +163,7 @@ impl<A: PrivType> Priv<A> {
             let twice = ops.scalar(BinOp::Mul, &ops.select(&neg, &self.data)?, 2.0, false)?;
             ops.bin(BinOp::Sub, &self.data, &twice)
         })();
-        Priv::new(or_abort(r), self.eng.clone())
+        Priv::from_result(r, self.eng.clone())
     }
 
     /// `-1`, `0` or `1` by the sign of `x`: two comparisons, batched into one.
@@ -177,7 +177,7 @@ impl<A: PrivType> Priv<A> {
             // c[0] = [x < 0], c[1] = [x > 0].
             ops.bin(BinOp::Sub, &c.index0(1), &c.index0(0))
         })();
-        Priv::new(or_abort(r), self.eng.clone())
+        Priv::from_result(r, self.eng.clone())
     }
 
     /// Element-wise maximum with broadcasting (NumPy's `maximum`).
@@ -224,7 +224,7 @@ impl<A: PrivType> Priv<A> {
                 ops.bin(BinOp::Add, &self.data, &cd)
             }
         })();
-        Priv::new(or_abort(r), self.eng.clone())
+        Priv::from_result(r, self.eng.clone())
     }
 
     /// Limits values to `[lo, hi]` (NumPy's `clip`).
@@ -234,15 +234,13 @@ impl<A: PrivType> Priv<A> {
     #[track_caller]
     pub fn clip(&self, lo: f64, hi: f64) -> Priv<A> {
         if lo > hi {
-            abort(Error::InvalidArgument {
+            fail(Error::InvalidArgument {
                 operation: "clip",
                 reason: format!("lower bound {lo} above upper bound {hi}"),
             });
+            return self.clone();
         }
-        Priv::new(
-            or_abort(self.ops().clip(&self.data, lo, hi)),
-            self.eng.clone(),
-        )
+        Priv::from_result(self.ops().clip(&self.data, lo, hi), self.eng.clone())
     }
 
     /// The array as `(rows, n)` with `axis` last, and the shape of the other axes.
@@ -285,7 +283,7 @@ impl<A: PrivType> Priv<A> {
     #[track_caller]
     pub fn max(&self) -> Priv<f64> {
         let r = self.flat().and_then(|f| f.reduce_axis(0, true, false));
-        Priv::new(or_abort(r), self.eng.clone())
+        Priv::from_result(r, self.eng.clone())
     }
 
     /// The smallest element.
@@ -295,7 +293,7 @@ impl<A: PrivType> Priv<A> {
     #[track_caller]
     pub fn min(&self) -> Priv<f64> {
         let r = self.flat().and_then(|f| f.reduce_axis(0, false, false));
-        Priv::new(or_abort(r), self.eng.clone())
+        Priv::from_result(r, self.eng.clone())
     }
 
     /// The (secret) flat index of the largest element; the first one on ties.
@@ -305,7 +303,7 @@ impl<A: PrivType> Priv<A> {
     #[track_caller]
     pub fn argmax(&self) -> Priv<f64> {
         let r = self.flat().and_then(|f| f.reduce_axis(0, true, true));
-        Priv::new(or_abort(r), self.eng.clone())
+        Priv::from_result(r, self.eng.clone())
     }
 
     /// The (secret) flat index of the smallest element; the first one on ties.
@@ -315,7 +313,7 @@ impl<A: PrivType> Priv<A> {
     #[track_caller]
     pub fn argmin(&self) -> Priv<f64> {
         let r = self.flat().and_then(|f| f.reduce_axis(0, false, true));
-        Priv::new(or_abort(r), self.eng.clone())
+        Priv::from_result(r, self.eng.clone())
     }
 
     /// Maximum along `axis`.
@@ -324,8 +322,8 @@ impl<A: PrivType> Priv<A> {
     /// Stops the program when `axis >= ndim` or the axis is empty.
     #[track_caller]
     pub fn max_axis(&self, axis: Axis) -> Priv<A::Smaller> {
-        Priv::new(
-            or_abort(self.reduce_axis(axis.index(), true, false)),
+        Priv::from_result(
+            self.reduce_axis(axis.index(), true, false),
             self.eng.clone(),
         )
     }
@@ -336,8 +334,8 @@ impl<A: PrivType> Priv<A> {
     /// As [`Priv::max_axis`].
     #[track_caller]
     pub fn min_axis(&self, axis: Axis) -> Priv<A::Smaller> {
-        Priv::new(
-            or_abort(self.reduce_axis(axis.index(), false, false)),
+        Priv::from_result(
+            self.reduce_axis(axis.index(), false, false),
             self.eng.clone(),
         )
     }
@@ -348,10 +346,7 @@ impl<A: PrivType> Priv<A> {
     /// As [`Priv::max_axis`].
     #[track_caller]
     pub fn argmax_axis(&self, axis: Axis) -> Priv<A::Smaller> {
-        Priv::new(
-            or_abort(self.reduce_axis(axis.index(), true, true)),
-            self.eng.clone(),
-        )
+        Priv::from_result(self.reduce_axis(axis.index(), true, true), self.eng.clone())
     }
 
     /// Secret indices of the minima along `axis` (first on ties).
@@ -360,8 +355,8 @@ impl<A: PrivType> Priv<A> {
     /// As [`Priv::max_axis`].
     #[track_caller]
     pub fn argmin_axis(&self, axis: Axis) -> Priv<A::Smaller> {
-        Priv::new(
-            or_abort(self.reduce_axis(axis.index(), false, true)),
+        Priv::from_result(
+            self.reduce_axis(axis.index(), false, true),
             self.eng.clone(),
         )
     }
@@ -397,10 +392,7 @@ impl<A: PrivType> Priv<A> {
     /// As [`Priv::max_axis`].
     #[track_caller]
     pub fn sort_axis(&self, axis: Axis) -> Priv<A> {
-        Priv::new(
-            or_abort(self.sort_impl(axis.index(), false)),
-            self.eng.clone(),
-        )
+        Priv::from_result(self.sort_impl(axis.index(), false), self.eng.clone())
     }
 
     /// Secret indices that sort along `axis` (as NumPy's `argsort`; not stable on ties).
@@ -409,10 +401,7 @@ impl<A: PrivType> Priv<A> {
     /// As [`Priv::max_axis`].
     #[track_caller]
     pub fn argsort_axis(&self, axis: Axis) -> Priv<A> {
-        Priv::new(
-            or_abort(self.sort_impl(axis.index(), true)),
-            self.eng.clone(),
-        )
+        Priv::from_result(self.sort_impl(axis.index(), true), self.eng.clone())
     }
 
     /// Sorted ascending along the last axis (NumPy's default).
@@ -440,7 +429,7 @@ impl<A: PrivType> Priv<A> {
     /// or larger than the array, or a stride is zero.
     #[track_caller]
     pub fn max_pool2d(&self, window: (usize, usize), stride: (usize, usize)) -> Priv<A> {
-        Priv::new(or_abort(self.pool_impl(window, stride)), self.eng.clone())
+        Priv::from_result(self.pool_impl(window, stride), self.eng.clone())
     }
 
     #[track_caller]

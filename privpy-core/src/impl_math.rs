@@ -25,7 +25,7 @@ use crate::data::Data;
 use crate::derived::Ops;
 use crate::engine::BinOp;
 use crate::error::Result;
-use crate::priv_array::{Priv, or_abort};
+use crate::priv_array::Priv;
 use crate::types::PrivType;
 use ndarray::Axis;
 
@@ -56,7 +56,7 @@ impl<A: PrivType> Priv<A> {
             }
             (_, None) => unreachable!("only the cleartext engine has no configuration"),
         };
-        Priv::new(or_abort(d), self.eng.clone())
+        Priv::from_result(d, self.eng.clone())
     }
 
     /// `1/x`, with the default number of Newton iterations (5 for the default preset,
@@ -251,7 +251,7 @@ impl<A: PrivType> Priv<A> {
                 None => ops.affine(&base.data, 0.0, 1.0),
             }
         })();
-        Priv::new(or_abort(r), self.eng.clone())
+        Priv::from_result(r, self.eng.clone())
     }
 
     /// Softmax along `axis`: `e^(x - max) / Σ e^(x - max)`, stable for any input range.
@@ -285,7 +285,7 @@ impl<A: PrivType> Priv<A> {
             let r = ops.reciprocal(&s, -1, hi, f, newton_iters(f as u32))?;
             ops.mul(&e, &r.reshape(&kept)?)
         })();
-        Priv::new(or_abort(r), self.eng.clone())
+        Priv::from_result(r, self.eng.clone())
     }
 }
 

@@ -10,7 +10,7 @@ use crate::data::{Data, map_data};
 use crate::derived::Ops;
 use crate::engine::BinOp;
 use crate::error::{Error, Result, ShapeError};
-use crate::priv_array::{Priv, abort, or_abort};
+use crate::priv_array::{Priv, fail};
 use crate::types::{PrivType, Public};
 use ndarray::{Array1, ArrayD, Axis, IxDyn, SliceArg};
 
@@ -65,11 +65,14 @@ impl<A: PrivType> Priv<A> {
         let pos = self.positions();
         match pos.get(IxDyn(index)) {
             Some(&p) => Priv::new(self.data.gather(&[p], &[]), self.eng.clone()),
-            None => abort(Error::IndexOutOfBounds {
-                operation: "item",
-                index: index.to_vec(),
-                shape: self.shape().to_vec(),
-            }),
+            None => {
+                fail(Error::IndexOutOfBounds {
+                    operation: "item",
+                    index: index.to_vec(),
+                    shape: self.shape().to_vec(),
+                });
+                self.poisoned()
+            }
         }
     }
 
@@ -81,11 +84,11 @@ impl<A: PrivType> Priv<A> {
     pub fn itemset(&mut self, index: &[usize], value: &Priv<f64>) {
         let pos = self.positions();
         let Some(&p) = pos.get(IxDyn(index)) else {
-            abort(Error::IndexOutOfBounds {
+            return fail(Error::IndexOutOfBounds {
                 operation: "itemset",
                 index: index.to_vec(),
                 shape: self.shape().to_vec(),
-            })
+            });
         };
         self.put(&[p], &value.clone().into_dyn());
     }
@@ -100,7 +103,7 @@ impl<A: PrivType> Priv<A> {
         let n = self.len();
         let m = values.len();
         if m == 0 || indices.iter().any(|&i| i >= n) {
-            abort(Error::IndexOutOfBounds {
+            return fail(Error::IndexOutOfBounds {
                 operation: "put",
                 index: indices.to_vec(),
                 shape: vec![n],
@@ -131,8 +134,8 @@ impl<A: PrivType> Priv<A> {
     /// The elements as a vector, row-major (NumPy's `flatten`).
     #[track_caller]
     pub fn flatten(&self) -> Priv<Array1<f64>> {
-        Priv::new(
-            or_abort(self.data.reshape(&[self.len()]).map_err(Error::from)),
+        Priv::from_result(
+            self.data.reshape(&[self.len()]).map_err(Error::from),
             self.eng.clone(),
         )
     }
@@ -147,8 +150,8 @@ impl<A: PrivType> Priv<A> {
     #[track_caller]
     pub fn squeeze(&self) -> Priv<ArrayD<f64>> {
         let shape: Vec<usize> = self.shape().iter().copied().filter(|&d| d != 1).collect();
-        Priv::new(
-            or_abort(self.data.reshape(&shape).map_err(Error::from)),
+        Priv::from_result(
+            self.data.reshape(&shape).map_err(Error::from),
             self.eng.clone(),
         )
     }
@@ -161,13 +164,14 @@ impl<A: PrivType> Priv<A> {
     pub fn swapaxes(&self, a: usize, b: usize) -> Priv<A> {
         let nd = self.ndim();
         if a >= nd || b >= nd {
-            abort(
+            fail(
                 ShapeError::Axis {
                     axis: a.max(b),
                     ndim: nd,
                 }
                 .into(),
             );
+            return self.clone();
         }
         let mut perm: Vec<usize> = (0..nd).collect();
         perm.swap(a, b);
@@ -180,13 +184,17 @@ impl<A: PrivType> Priv<A> {
     /// Stops the program when the axis or an index is out of bounds.
     #[track_caller]
     pub fn take(&self, indices: &[usize], axis: Axis) -> Priv<A> {
-        or_abort(self.check_axis(axis));
+        if let Err(e) = self.check_axis(axis) {
+            fail(e);
+            return self.clone();
+        }
         if indices.iter().any(|&i| i >= self.shape()[axis.index()]) {
-            abort(Error::IndexOutOfBounds {
+            fail(Error::IndexOutOfBounds {
                 operation: "take",
                 index: indices.to_vec(),
                 shape: self.shape().to_vec(),
             });
+            return self.clone();
         }
         self.gather_positions(self.positions().select(axis, indices))
     }
@@ -197,12 +205,16 @@ impl<A: PrivType> Priv<A> {
     /// Stops the program when the axis is out of bounds or `condition` is longer than it.
     #[track_caller]
     pub fn compress(&self, condition: &[bool], axis: Axis) -> Priv<A> {
-        or_abort(self.check_axis(axis));
+        if let Err(e) = self.check_axis(axis) {
+            fail(e);
+            return self.clone();
+        }
         if condition.len() > self.shape()[axis.index()] {
-            abort(Error::InvalidArgument {
+            fail(Error::InvalidArgument {
                 operation: "compress",
                 reason: "the condition is longer than the axis".into(),
             });
+            return self.clone();
         }
         let keep: Vec<usize> = condition
             .iter()
@@ -231,7 +243,10 @@ impl<A: PrivType> Priv<A> {
                 )
             }
             Some(ax) => {
-                or_abort(self.check_axis(ax));
+                if let Err(e) = self.check_axis(ax) {
+                    fail(e);
+                    return self.poisoned();
+                }
                 let sel: Vec<usize> = (0..self.shape()[ax.index()])
                     .flat_map(|i| std::iter::repeat_n(i, reps))
                     .collect();
@@ -270,9 +285,10 @@ impl<A: PrivType> Priv<A> {
         let n = self.len();
         let m: usize = shape.iter().product();
         if n == 0 && m > 0 {
-            abort(Error::EmptyInput {
+            fail(Error::EmptyInput {
                 operation: "resize",
             });
+            return self.poisoned();
         }
         let idx: Vec<usize> = (0..m).map(|i| i % n.max(1)).collect();
         self.gather_positions(
@@ -287,13 +303,14 @@ impl<A: PrivType> Priv<A> {
     #[track_caller]
     pub fn diag(&self) -> Priv<Array1<f64>> {
         if self.ndim() != 2 {
-            abort(
+            fail(
                 ShapeError::Rank {
                     expected: 2,
                     actual: self.shape().to_vec(),
                 }
                 .into(),
             );
+            return self.poisoned();
         }
         let pos = self.positions();
         let d: Vec<usize> = (0..self.shape()[0].min(self.shape()[1]))
@@ -320,8 +337,8 @@ impl<A: PrivType> Priv<A> {
     /// Stops the program when the shapes differ off `axis`.
     #[track_caller]
     pub fn append(&self, other: &Priv<A>, axis: Axis) -> Priv<A> {
-        Priv::new(
-            or_abort(concat_data(&[&self.data, &other.data], axis)),
+        Priv::from_result(
+            concat_data(&[&self.data, &other.data], axis),
             self.eng.clone(),
         )
     }
@@ -332,7 +349,10 @@ impl<A: PrivType> Priv<A> {
     /// Stops the program when the axis is out of bounds.
     #[track_caller]
     pub fn cumsum(&self, axis: Axis) -> Priv<A> {
-        or_abort(self.check_axis(axis));
+        if let Err(e) = self.check_axis(axis) {
+            fail(e);
+            return self.clone();
+        }
         // Ring elements have `+` but not `+=`.
         #[allow(clippy::assign_op_pattern)]
         let d = map_data!(&self.data, a => {
@@ -350,7 +370,10 @@ impl<A: PrivType> Priv<A> {
     /// Stops the program when the axis is out of bounds.
     #[track_caller]
     pub fn cumprod(&self, axis: Axis) -> Priv<A> {
-        or_abort(self.check_axis(axis));
+        if let Err(e) = self.check_axis(axis) {
+            fail(e);
+            return self.clone();
+        }
         let r = (|| {
             let ops = Ops { eng: &self.eng };
             let ax = axis.index();
@@ -379,7 +402,7 @@ impl<A: PrivType> Priv<A> {
             }
             Ok(cur)
         })();
-        Priv::new(or_abort(r), self.eng.clone())
+        Priv::from_result(r, self.eng.clone())
     }
 
     /// Product of all elements: a tree of multiplications (`⌈log2 n⌉` rounds).
@@ -406,7 +429,7 @@ impl<A: PrivType> Priv<A> {
             }
             Ok(cur.reshape(&[])?)
         })();
-        Priv::new(or_abort(r), self.eng.clone())
+        Priv::from_result(r, self.eng.clone())
     }
 
     /// Peak to peak: `max − min` (NumPy's `ptp`).
@@ -506,7 +529,7 @@ impl<A: PrivType> Priv<A> {
                 .compare(&z, crate::engine::CmpKind::Negative, false)?;
             Ok(below.sum_axis(1)?)
         })();
-        Priv::new(or_abort(r), self.eng.clone())
+        Priv::from_result(r, self.eng.clone())
     }
 }
 
@@ -526,7 +549,7 @@ where
     let d = if_true - if_false;
     let cd = cond * &d;
     let r = Ops { eng: &cond.eng }.add(&if_false.data, &cd.data);
-    Priv::new(or_abort(r), cond.eng.clone())
+    Priv::from_result(r, cond.eng.clone())
 }
 
 /// Concatenation along `axis` of values of one shape off that axis.

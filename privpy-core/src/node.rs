@@ -138,7 +138,7 @@ pub fn run_node(
         held.insert(name, d);
     }
     let eng = make_party(role, cfg, transport, SeedSource::Os, false)?;
-    let out = run_session(eng, held, clients, program, Some(role)).map_err(|(_, e)| e)?;
+    let out = run_session(eng, held, clients, program, Some(role), true).map_err(|(_, e)| e)?;
     Ok(NodeResult {
         outputs: out
             .outputs

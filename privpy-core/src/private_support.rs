@@ -203,7 +203,8 @@ impl<K: PrivType> Products<K> {
                 let sr = crate::stack(&r, Axis(0))?;
                 (&sl * &sr).try_sum_axis(Axis(0))
             });
-            crate::priv_array::or_abort(stacked)
+            let like = self.left[0].clone();
+            crate::priv_array::or_fail(stacked, || like.poisoned())
         } else {
             let mut acc = &self.left[0] * &self.right[0];
             for (a, b) in self.left.iter().zip(&self.right).skip(1) {
@@ -211,6 +212,7 @@ impl<K: PrivType> Products<K> {
             }
             acc
         };
-        crate::priv_array::or_abort(sum.into_type::<K>())
+        let like = sum.clone();
+        crate::priv_array::or_fail(sum.into_type::<K>(), || like.poisoned())
     }
 }

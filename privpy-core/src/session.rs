@@ -1,11 +1,12 @@
 //! [`Session`]: what a program sees of the server it runs on.
 
 use crate::data::Data;
-use crate::engine::Engine;
+use crate::engine::{BinOp, CmpKind, Engine};
 use crate::error::{Error, Result};
 use crate::priv_array::Priv;
 use crate::transport::{CommStats, Role};
 use crate::types::{PrivType, Public, check_rank};
+use ndarray::ArrayViewD;
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::rc::Rc;
@@ -94,8 +95,7 @@ impl Session {
     #[track_caller]
     fn filled<S: crate::types::ShapeArg>(&self, shape: S, v: f64) -> Priv<S::Output> {
         let a = ndarray::ArrayD::from_elem(ndarray::IxDyn(&shape.dims()), v);
-        let d = crate::priv_array::or_abort(self.eng.constant(&a.view()));
-        Priv::new(d, self.eng.clone())
+        Priv::from_result(self.eng.constant(&a.view()), self.eng.clone())
     }
 
     /// Offline phase: garbles `n` less-than comparisons before their inputs exist.
@@ -137,4 +137,121 @@ impl Session {
     pub fn config(&self) -> Option<crate::Config> {
         self.eng.config()
     }
+}
+
+/// The engine a program runs on: the party's engine until an operation fails, then
+/// placeholders (zeros of the right shape and kind) without any communication, so
+/// the program runs to its end quickly and the runner returns the first error.
+pub(crate) struct Guarded {
+    pub(crate) inner: Rc<dyn Engine>,
+}
+
+impl Guarded {
+    fn skip(&self) -> bool {
+        crate::priv_array::failed()
+    }
+    fn zeros(&self, shape: &[usize]) -> Data {
+        crate::priv_array::placeholder(&*self.inner, shape)
+    }
+}
+
+impl Engine for Guarded {
+    fn role(&self) -> Option<Role> {
+        self.inner.role()
+    }
+    fn config(&self) -> Option<crate::Config> {
+        self.inner.config()
+    }
+    fn binary(&self, op: BinOp, a: &Data, b: &Data, out: &[usize]) -> Result<Data> {
+        if self.skip() {
+            return Ok(self.zeros(out));
+        }
+        self.inner.binary(op, a, b, out)
+    }
+    fn binary_public(
+        &self,
+        op: BinOp,
+        a: &Data,
+        c: &ArrayViewD<'_, f64>,
+        public_left: bool,
+        out: &[usize],
+    ) -> Result<Data> {
+        if self.skip() {
+            return Ok(self.zeros(out));
+        }
+        self.inner.binary_public(op, a, c, public_left, out)
+    }
+    fn neg(&self, a: &Data) -> Data {
+        if self.skip() {
+            return a.clone();
+        }
+        self.inner.neg(a)
+    }
+    fn matmul(&self, a: &Data, b: &Data) -> Result<Data> {
+        if self.skip() {
+            return Ok(self.zeros(&matmul_shape(a.shape(), b.shape())));
+        }
+        self.inner.matmul(a, b)
+    }
+    fn matmul_public(
+        &self,
+        a: &Data,
+        c: &ArrayViewD<'_, f64>,
+        public_left: bool,
+        truncate: bool,
+    ) -> Result<Data> {
+        if self.skip() {
+            let shape = if public_left {
+                matmul_shape(c.shape(), a.shape())
+            } else {
+                matmul_shape(a.shape(), c.shape())
+            };
+            return Ok(self.zeros(&shape));
+        }
+        self.inner.matmul_public(a, c, public_left, truncate)
+    }
+    fn compare(&self, z: &Data, kind: CmpKind, bit: bool) -> Result<Data> {
+        if self.skip() {
+            return Ok(self.zeros(z.shape()));
+        }
+        self.inner.compare(z, kind, bit)
+    }
+    fn compare_within(&self, z: &Data, kind: CmpKind, bit: bool, bits: u32) -> Result<Data> {
+        if self.skip() {
+            return Ok(self.zeros(z.shape()));
+        }
+        self.inner.compare_within(z, kind, bit, bits)
+    }
+    fn preprocess(&self, kind: CmpKind, n: usize) -> Result<()> {
+        if self.skip() {
+            return Ok(());
+        }
+        self.inner.preprocess(kind, n)
+    }
+    fn reveal(&self, a: &Data) -> Result<ndarray::ArrayD<f64>> {
+        if self.skip() {
+            return Ok(ndarray::ArrayD::zeros(a.shape()));
+        }
+        self.inner.reveal(a)
+    }
+    fn constant(&self, c: &ArrayViewD<'_, f64>) -> Result<Data> {
+        if self.skip() {
+            return Ok(self.zeros(c.shape()));
+        }
+        self.inner.constant(c)
+    }
+    fn stats(&self) -> CommStats {
+        self.inner.stats()
+    }
+    fn take_transcript(&self) -> Option<Vec<u8>> {
+        self.inner.take_transcript()
+    }
+}
+
+/// The shape of a 2-D product `(n, k) · (k, m)`.
+fn matmul_shape(a: &[usize], b: &[usize]) -> Vec<usize> {
+    vec![
+        a.first().copied().unwrap_or(1),
+        b.get(1).copied().unwrap_or(1),
+    ]
 }

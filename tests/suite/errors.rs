@@ -173,18 +173,25 @@ fn a_panicking_program_becomes_an_error() {
 fn a_server_that_stops_is_named_by_the_others() {
     let mut g = rng(1);
     let inputs = [("x", arr(&[16], &mut g, 1.0))];
-    let err = run_on(LocalCluster::new(Config::default()), &inputs, &[], |s| {
-        if s.role() == Some(Role::Sa) {
-            return Ok(()); // Sa leaves before the multiplication.
-        }
-        let x = s.input::<Array1<f64>>("x")?;
-        s.output("alice", "y", &(&x * &x))
-    })
-    .unwrap_err();
-    assert!(
-        matches!(err, Error::PeerLost { peer: Role::Sa, .. }),
-        "{err:?}"
-    );
+    // Whether the failure unwinds or the program runs on (as with panic = "abort"),
+    // the lost peer is an ordinary error of the run.
+    for unwind in [true, false] {
+        let cluster = LocalCluster::new(Config::default()).with_unwinding(unwind);
+        let err = run_on(cluster, &inputs, &[], |s| {
+            if s.role() == Some(Role::Sa) {
+                return Ok(()); // Sa leaves before the multiplication.
+            }
+            let x = s.input::<Array1<f64>>("x")?;
+            let y = &x * &x;
+            let z = (&y * &y).relu();
+            s.output("alice", "y", &z)
+        })
+        .unwrap_err();
+        assert!(
+            matches!(err, Error::PeerLost { peer: Role::Sa, .. }),
+            "unwind {unwind}: {err:?}"
+        );
+    }
 }
 
 #[test]
