@@ -25,7 +25,7 @@ use crate::protocol::{Party, SeedSource};
 use crate::ring::{RingKind, Z64, Z128, Z256};
 use crate::session::Session;
 use crate::share::{Share, reconstruct, share_with};
-use crate::transport::{ClusterStats, CommStats, Role, Transport, channel_mesh};
+use crate::transport::{ClusterStats, CommStats, LinkProfile, Role, Transport, channel_mesh_with};
 use crate::types::{PrivType, Public};
 use ndarray::ArrayD;
 use rand_chacha::ChaCha12Rng;
@@ -77,6 +77,7 @@ pub struct LocalCluster {
     timeout: Duration,
     record: bool,
     unwind: bool,
+    link: Option<LinkProfile>,
 }
 
 impl std::fmt::Debug for LocalCluster {
@@ -122,6 +123,7 @@ impl LocalCluster {
             timeout: Duration::from_secs(60),
             record: false,
             unwind: true,
+            link: None,
         }
     }
 
@@ -152,6 +154,14 @@ impl LocalCluster {
     /// servers see ([`RunOutput::transcript`]).
     pub fn record_transcripts(mut self, on: bool) -> Self {
         self.record = on;
+        self
+    }
+
+    /// Runs the four servers' links through an emulated network ([`LinkProfile`]:
+    /// one-way delay and bandwidth per link), for measuring programs as they would
+    /// run on a LAN or a WAN. `None` (the default) connects them directly.
+    pub fn with_link(mut self, profile: Option<LinkProfile>) -> Self {
+        self.link = profile;
         self
     }
 
@@ -256,7 +266,7 @@ impl LocalCluster {
             Some(s) => SeedSource::Fixed(s),
             None => SeedSource::Os,
         };
-        let mesh = channel_mesh(self.timeout);
+        let mesh = channel_mesh_with(self.timeout, self.link);
         let results: Vec<std::result::Result<PartyOut, (Role, Error)>> = std::thread::scope(|sc| {
             let handles: Vec<_> = mesh
                 .into_iter()

@@ -18,12 +18,41 @@ use crate::error::EncodeError;
 use crate::ring::{Ring, RingKind};
 use ndarray::{ArrayViewD, Dimension};
 
-/// The ring, the number of fractional bits and the bound on input magnitudes.
+/// Which protocol computes secret comparisons (and so every operation built on
+/// them: relu, max, sort, select conditions, the sigmoids, the real functions'
+/// exponent search).
+///
+/// | protocol | online rounds | online bytes per 64-bit comparison, per primary | offline |
+/// |---|---|---|---|
+/// | [`Comparison::FourParty`] | 7 (`1 + ⌈log2(l−1)⌉`) | about 31 | `Sa` deals masks and AND triples; ~80 bytes to `S2` |
+/// | [`Comparison::GarbledCircuit`] | 2 | 2,048 (labels to `Sb`) | `Sa` garbles (2 kB per comparison to `Sb`) |
+///
+/// The four-party protocol is the default: on a LAN or in-process it is an order
+/// of magnitude faster in bulk, and its traffic is ~100× smaller, so it also wins
+/// bulk work on a WAN. The garbled circuit needs fewer rounds, so a program of many
+/// small, dependent comparisons on a high-latency network can be faster with it
+/// (see the README's network-profile figures).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Comparison {
+    /// The four-party protocol (`protocol/compare4.rs`): `Sa` deals input-independent
+    /// correlated randomness from seeds it shares with `S1` and `S2`; `S1` and `S2`
+    /// open the masked difference and evaluate a bit-sliced comparison circuit with
+    /// AND triples, finishing in arithmetic shares.
+    #[default]
+    FourParty,
+    /// The paper's Protocol 2: a garbled circuit between the assistants.
+    GarbledCircuit,
+}
+
+/// The ring, the number of fractional bits, the bound on input magnitudes and the
+/// comparison protocol.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Config {
     ring: RingKind,
     frac_bits: u32,
     bound_log2: u32,
+    comparison: Comparison,
 }
 
 impl Default for Config {
@@ -33,6 +62,7 @@ impl Default for Config {
             ring: RingKind::Z128,
             frac_bits: 32,
             bound_log2: 31,
+            comparison: Comparison::FourParty,
         }
     }
 }
@@ -44,6 +74,7 @@ impl Config {
             ring: RingKind::Z64,
             frac_bits: 16,
             bound_log2: 20,
+            comparison: Comparison::FourParty,
         }
     }
 
@@ -53,6 +84,7 @@ impl Config {
             ring: RingKind::Z256,
             frac_bits: 128,
             bound_log2: 63,
+            comparison: Comparison::FourParty,
         }
     }
 
@@ -79,7 +111,28 @@ impl Config {
             ring,
             frac_bits,
             bound_log2,
+            comparison: Comparison::FourParty,
         })
+    }
+
+    /// This configuration with comparisons computed by `protocol`.
+    ///
+    /// ```
+    /// use privpy_core::{Comparison, Config};
+    /// let gc = Config::fast().with_comparison(Comparison::GarbledCircuit);
+    /// assert_eq!(gc.comparison(), Comparison::GarbledCircuit);
+    /// assert_eq!(Config::fast().comparison(), Comparison::FourParty);
+    /// ```
+    pub fn with_comparison(self, protocol: Comparison) -> Self {
+        Config {
+            comparison: protocol,
+            ..self
+        }
+    }
+
+    /// The comparison protocol.
+    pub fn comparison(&self) -> Comparison {
+        self.comparison
     }
 
     /// `log2` of the bound on input magnitudes.

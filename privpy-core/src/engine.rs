@@ -84,6 +84,10 @@ pub(crate) trait Engine {
         let _ = bits;
         self.compare(z, kind, bit)
     }
+    /// Integer-encoded bits (shares of 0/1) as fixed-point 0/1: a local, exact shift.
+    fn bits_to_fixed(&self, b: &Data) -> Data;
+    /// `1 − b` for integer-encoded bits (local, exact).
+    fn bit_not(&self, b: &Data) -> Data;
     /// Garbles `n` comparisons of `kind` ahead of their inputs (offline phase).
     fn preprocess(&self, kind: CmpKind, n: usize) -> Result<()>;
     /// Opens `a` to all four servers.
@@ -161,6 +165,12 @@ impl Engine for Cleartext {
     }
     fn preprocess(&self, _kind: CmpKind, _n: usize) -> Result<()> {
         Ok(())
+    }
+    fn bits_to_fixed(&self, b: &Data) -> Data {
+        b.clone()
+    }
+    fn bit_not(&self, b: &Data) -> Data {
+        Data::Clear(f64::get(b).mapv(|v| 1.0 - v))
     }
     fn reveal(&self, a: &Data) -> Result<ArrayD<f64>> {
         Ok(f64::get(a).clone())

@@ -48,11 +48,12 @@ impl<A: PrivType> Priv<A> {
         Ops { eng: &self.eng }
     }
 
-    /// `[z < 0]` or `[z == 0]` for `z = self - rhs` (or `rhs - self`).
+    /// `[z < 0]` or `[z == 0]` for `z = self - rhs` (or `rhs - self`), as
+    /// integer-encoded bits.
     #[track_caller]
     fn cmp_data(&self, rhs: Operand<'_>, rhs_minus_self: bool, kind: CmpKind) -> Result<Data> {
         let z = self.binop(BinOp::Sub, rhs, rhs_minus_self)?;
-        self.eng.compare(&z, kind, false)
+        self.eng.compare(&z, kind, true)
     }
 
     #[track_caller]
@@ -60,14 +61,19 @@ impl<A: PrivType> Priv<A> {
     where
         A: Broadcast<T::Kind>,
     {
-        let r = self.cmp_data(rhs.operand(), swap, kind).and_then(|c| {
-            if negate {
-                self.ops().one_minus(&c)
-            } else {
-                Ok(c)
+        let bits = match self.cmp_data(rhs.operand(), swap, kind) {
+            Ok(bits) => bits,
+            Err(e) => {
+                fail(e);
+                return self.poisoned();
             }
-        });
-        Priv::from_result(r, self.eng.clone())
+        };
+        let bits = if negate {
+            self.eng.bit_not(&bits)
+        } else {
+            bits
+        };
+        Priv::from_bits(bits, self.eng.clone())
     }
 
     /// `self < rhs`, element-wise with broadcasting.

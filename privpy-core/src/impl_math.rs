@@ -157,10 +157,9 @@ impl<A: PrivType> Priv<A> {
     /// ample. A `tol` below the preset's resolution (or one that would need a degree
     /// above 120) gives [`Priv::sigmoid`].
     ///
-    /// Requires `|x|` below twice the preset's input bound (`2^32` by default): the
-    /// two comparisons use circuits on `bound + f + 2` bits only (65 of 128 by
-    /// default), which decide the sign of any value in that range and give wrong
-    /// results outside it.
+    /// Valid for every value the ring represents: both comparisons run on the full
+    /// ring width, so an `x` far beyond the input bound (a large `X·w` inside a
+    /// training loop, say) still saturates to 0 or 1 instead of giving a wrong value.
     #[track_caller]
     pub fn sigmoid_with_tolerance(&self, tol: f64) -> Priv<A> {
         self.unary(
@@ -175,12 +174,9 @@ impl<A: PrivType> Priv<A> {
                 let Some((r, coef)) = poly else {
                     return ops.sigmoid(&self.data, f);
                 };
-                // Inputs within the preset's bound: |x̃| and |R − |x||~ stay below
-                // 2^(bound + f + 1), so circuits on bound + f + 2 bits decide the signs.
-                let bits = self
-                    .eng
-                    .config()
-                    .map_or(0, |c| c.bound_log2() + c.frac_bits() + 2);
+                // Full width: correct whatever |x| is (a narrower circuit would
+                // silently misread values beyond the input bound).
+                let bits = self.eng.config().map_or(0, |c| c.ring().bits());
                 ops.sigmoid_poly(&self.data, r, &coef, bits)
             },
         )

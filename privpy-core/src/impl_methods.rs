@@ -547,8 +547,20 @@ where
     F: PrivType,
 {
     let d = if_true - if_false;
-    let cd = cond * &d;
-    let r = Ops { eng: &cond.eng }.add(&if_false.data, &cd.data);
+    let ops = Ops { eng: &cond.eng };
+    // A comparison result carries its integer-encoded bit: the product with it is
+    // exact (no truncation), so the selection is exact.
+    let cd = match &cond.bits {
+        Some(bits) => match ops.bin(crate::engine::BinOp::MulInt, bits, &d.data) {
+            Ok(cd) => cd,
+            Err(e) => {
+                fail(e);
+                return cond.poisoned();
+            }
+        },
+        None => (cond * &d).data,
+    };
+    let r = ops.add(&if_false.data, &cd);
     Priv::from_result(r, cond.eng.clone())
 }
 

@@ -32,6 +32,10 @@ use std::rc::Rc;
 /// inside the program.
 pub struct Priv<A: PrivType> {
     pub(crate) data: Data,
+    /// For comparison results: the same 0/1 values integer-encoded (`data` is this
+    /// shifted by `f` bits, locally), so that [`crate::select`] and products with
+    /// it are exact.
+    pub(crate) bits: Option<Data>,
     pub(crate) eng: Rc<dyn Engine>,
     _t: PhantomData<fn() -> A>,
 }
@@ -126,7 +130,12 @@ pub(crate) fn or_fail<T>(r: Result<T>, fallback: impl FnOnce() -> T) -> T {
 impl<A: PrivType> Clone for Priv<A> {
     /// Copies this server's share; no communication.
     fn clone(&self) -> Self {
-        Priv::new(self.data.clone(), self.eng.clone())
+        Priv {
+            data: self.data.clone(),
+            bits: self.bits.clone(),
+            eng: self.eng.clone(),
+            _t: PhantomData,
+        }
     }
 }
 
@@ -154,6 +163,18 @@ impl<A: PrivType> Priv<A> {
     pub(crate) fn new(data: Data, eng: Rc<dyn Engine>) -> Self {
         Priv {
             data,
+            bits: None,
+            eng,
+            _t: PhantomData,
+        }
+    }
+
+    /// A 0/1 result from its integer-encoded bits (see [`Priv::bits`]).
+    pub(crate) fn from_bits(bits: Data, eng: Rc<dyn Engine>) -> Self {
+        let data = eng.bits_to_fixed(&bits);
+        Priv {
+            data,
+            bits: Some(bits),
             eng,
             _t: PhantomData,
         }

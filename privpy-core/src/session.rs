@@ -222,6 +222,18 @@ impl Engine for Guarded {
         }
         self.inner.compare_within(z, kind, bit, bits)
     }
+    fn bits_to_fixed(&self, b: &Data) -> Data {
+        if self.skip() {
+            return self.zeros(b.shape());
+        }
+        self.inner.bits_to_fixed(b)
+    }
+    fn bit_not(&self, b: &Data) -> Data {
+        if self.skip() {
+            return b.clone();
+        }
+        self.inner.bit_not(b)
+    }
     fn preprocess(&self, kind: CmpKind, n: usize) -> Result<()> {
         if self.skip() {
             return Ok(());

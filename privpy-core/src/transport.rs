@@ -7,7 +7,7 @@
 
 use std::fmt;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, channel};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// One of the four servers (paper §3): `S1`, `S2` hold shares; `Sa`, `Sb` assist.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -149,11 +149,106 @@ pub trait Transport: Send {
     fn recv(&mut self, from: Role) -> Result<Message, TransportError>;
 }
 
-/// In-process transport: one channel per ordered pair of servers.
+/// An emulated network link: one-way delay and bandwidth, the same for every pair
+/// of servers and each direction (this kernel has no `netem`).
+///
+/// A message of `b` bytes sent at `t` on a link that is free from `t0` occupies it
+/// from `max(t, t0)` for `8·b / bits_per_sec`, and arrives `delay` after that: both
+/// the serialization of back-to-back messages and the propagation delay are modeled.
+/// [`channel_mesh_with`] applies it to the in-process transport; privpy-net's
+/// `netem` proxy applies it to any TCP connection (the TLS deployment included).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct LinkProfile {
+    /// One-way propagation delay.
+    pub delay: Duration,
+    /// Bandwidth in bits per second.
+    pub bits_per_sec: f64,
+}
+
+impl LinkProfile {
+    /// A LAN: 1 Gbit/s, 0.1 ms one way.
+    pub fn lan() -> LinkProfile {
+        LinkProfile {
+            delay: Duration::from_micros(100),
+            bits_per_sec: 1e9,
+        }
+    }
+
+    /// A WAN: 100 Mbit/s, 20 ms one way.
+    pub fn wan() -> LinkProfile {
+        LinkProfile {
+            delay: Duration::from_millis(20),
+            bits_per_sec: 100e6,
+        }
+    }
+
+    /// A profile by name: `"lan"`, `"wan"`; `"none"` or `"loopback"` for no emulation
+    /// (`Ok(None)`).
+    ///
+    /// # Errors
+    /// Any other name, with the accepted ones.
+    pub fn named(name: &str) -> Result<Option<LinkProfile>, String> {
+        match name {
+            "lan" => Ok(Some(LinkProfile::lan())),
+            "wan" => Ok(Some(LinkProfile::wan())),
+            "none" | "loopback" | "" => Ok(None),
+            other => Err(format!(
+                "unknown network profile {other:?} (use \"lan\", \"wan\" or \"none\")"
+            )),
+        }
+    }
+
+    /// Time `bytes` occupy the link.
+    pub fn transfer_time(&self, bytes: usize) -> Duration {
+        Duration::from_secs_f64(8.0 * bytes as f64 / self.bits_per_sec)
+    }
+}
+
+/// The sending side of an emulated link: when it is free again.
+#[derive(Clone, Copy, Debug)]
+pub struct LinkClock {
+    profile: LinkProfile,
+    free_at: Instant,
+}
+
+impl LinkClock {
+    /// A link that is free now.
+    pub fn new(profile: LinkProfile) -> LinkClock {
+        LinkClock {
+            profile,
+            free_at: Instant::now(),
+        }
+    }
+
+    /// Sends `bytes` now: when they arrive at the other end.
+    pub fn send(&mut self, bytes: usize) -> Instant {
+        let start = self.free_at.max(Instant::now());
+        self.free_at = start + self.profile.transfer_time(bytes);
+        self.free_at + self.profile.delay
+    }
+}
+
+/// Sleeps until `at` (no-op when it has passed).
+pub fn wait_until(at: Instant) {
+    let now = Instant::now();
+    if at > now {
+        std::thread::sleep(at - now);
+    }
+}
+
+/// Framing bytes counted per message on an emulated link, besides the payload.
+const HEADER_BYTES: usize = 24;
+
+/// A message and, on an emulated link, when it arrives.
+type Stamped = (Option<Instant>, Message);
+
+/// In-process transport: one channel per ordered pair of servers, optionally over
+/// emulated links ([`LinkProfile`]).
 pub struct ChannelTransport {
     me: Role,
-    tx: [Option<Sender<Message>>; 4],
-    rx: [Option<Receiver<Message>>; 4],
+    tx: [Option<Sender<Stamped>>; 4],
+    rx: [Option<Receiver<Stamped>>; 4],
+    links: [Option<LinkClock>; 4],
     timeout: Duration,
 }
 
@@ -161,10 +256,16 @@ pub struct ChannelTransport {
 ///
 /// `timeout` bounds every receive, so a silent peer becomes an error instead of a hang.
 pub fn channel_mesh(timeout: Duration) -> [ChannelTransport; 4] {
+    channel_mesh_with(timeout, None)
+}
+
+/// [`channel_mesh`] whose links impose `profile`'s delay and bandwidth.
+pub fn channel_mesh_with(timeout: Duration, profile: Option<LinkProfile>) -> [ChannelTransport; 4] {
     let mut ends: [ChannelTransport; 4] = Role::ALL.map(|me| ChannelTransport {
         me,
         tx: [None, None, None, None],
         rx: [None, None, None, None],
+        links: [(); 4].map(|_| profile.map(LinkClock::new)),
         timeout,
     });
     for a in 0..4 {
@@ -181,10 +282,13 @@ pub fn channel_mesh(timeout: Duration) -> [ChannelTransport; 4] {
 
 impl Transport for ChannelTransport {
     fn send(&mut self, to: Role, msg: Message) -> Result<(), TransportError> {
+        let arrives = self.links[to.index()]
+            .as_mut()
+            .map(|l| l.send(msg.payload.len() + HEADER_BYTES));
         let link = self.tx[to.index()].as_ref();
         match link {
             Some(tx) => tx
-                .send(msg)
+                .send((arrives, msg))
                 .map_err(|_| TransportError::Disconnected { peer: to }),
             None => Err(TransportError::Disconnected { peer: to }),
         }
@@ -194,13 +298,17 @@ impl Transport for ChannelTransport {
         let Some(rx) = self.rx[from.index()].as_ref() else {
             return Err(TransportError::Disconnected { peer: from });
         };
-        rx.recv_timeout(self.timeout).map_err(|e| match e {
+        let (arrives, msg) = rx.recv_timeout(self.timeout).map_err(|e| match e {
             RecvTimeoutError::Timeout => TransportError::Timeout {
                 peer: from,
                 timeout: self.timeout,
             },
             RecvTimeoutError::Disconnected => TransportError::Disconnected { peer: from },
-        })
+        })?;
+        if let Some(at) = arrives {
+            wait_until(at);
+        }
+        Ok(msg)
     }
 }
 

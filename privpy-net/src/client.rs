@@ -20,7 +20,7 @@
 use crate::config::ClientConfig;
 use crate::link::{Conn, ConnError};
 use crate::tls::{TlsError, client_tls, dial_name};
-use crate::wire::{Control, Reply, Request};
+use crate::wire::{Control, RefusalKind, Reply, Request};
 use privpy_core::share::{Share, reconstruct, share};
 use privpy_core::transport::{CommStats, Role};
 use privpy_core::{Config, PrivType, Public};
@@ -43,11 +43,14 @@ pub enum ClientError {
         /// Why.
         reason: String,
     },
-    /// The server refused the request; the reason says why.
+    /// The server refused the request; `kind` says what kind of refusal (for
+    /// example [`RefusalKind::Stale`]: upload the input again), `reason` says why.
     #[error("{server} refused: {reason}")]
     Refused {
         /// The server.
         server: Role,
+        /// The kind of refusal.
+        kind: RefusalKind,
         /// Its reason.
         reason: String,
     },
@@ -218,9 +221,11 @@ impl Client {
             conn.recv(timeout).await
         });
         match res {
-            Ok(Control::Reply(Reply::Refused(reason))) => {
-                Err(ClientError::Refused { server, reason })
-            }
+            Ok(Control::Reply(Reply::Refused(r))) => Err(ClientError::Refused {
+                server,
+                kind: r.kind,
+                reason: r.reason,
+            }),
             Ok(Control::Reply(r)) => Ok(r),
             Ok(_) => Err(ClientError::Protocol(format!(
                 "{server} sent something that is not a reply"
@@ -233,9 +238,13 @@ impl Client {
     /// `readers` are other clients allowed to use it in their jobs. Uploading an
     /// existing name of your own replaces it; another client's name is refused.
     ///
+    /// Both shares carry one random upload tag, and every job checks that `S1`'s
+    /// and `S2`'s tags agree. If this call fails after `S1` stored its share (for
+    /// example, `S2` is down), no job runs on the mixed shares: it is refused with
+    /// [`RefusalKind::Stale`] until the input is uploaded again.
+    ///
     /// # Errors
-    /// NaN, ±inf or out-of-range elements (nothing is sent); a refusal. If `S1`
-    /// stored its share and `S2` refused, upload again: the owner may replace.
+    /// NaN, ±inf or out-of-range elements (nothing is sent); a refusal; a lost server.
     pub fn upload<P: Public>(
         &mut self,
         name: &str,
@@ -269,6 +278,13 @@ impl Client {
             ))
             .into());
         }
+        let mut tag = [0u8; 16];
+        getrandom::fill(&mut tag).map_err(|e| {
+            ClientError::Protocol(format!(
+                "the operating system's random generator failed: {e}"
+            ))
+        })?;
+        let tag = u128::from_le_bytes(tag);
         for (k, s) in shares.iter().enumerate() {
             let Some(ring) = s.ring() else {
                 return Err(privpy_core::Error::ShareMismatch(
@@ -278,6 +294,7 @@ impl Client {
             };
             let req = Request::Upload {
                 name: name.to_string(),
+                tag,
                 readers: readers.iter().map(|r| r.to_string()).collect(),
                 ring,
                 shape: s.shape().to_vec(),
@@ -339,19 +356,42 @@ impl Client {
         }
     }
 
-    /// Fetches both shares of output `name` of `job` and opens it. The servers
-    /// delete their shares once fetched.
+    /// Fetches both shares of output `name` of `job`, opens it, and then asks both
+    /// servers to delete their shares. A fetch interrupted by a failure (a server
+    /// down after the other answered) loses nothing: the shares stay stored until
+    /// both were received, and the fetch can be repeated.
     ///
     /// # Errors
     /// A refusal (no such output for this client), shares that do not fit together,
     /// or an output of another rank than `A`.
     pub fn fetch<A: PrivType>(&mut self, job: &JobResult, name: &str) -> Result<A, ClientError> {
-        let [s1, s2] = self.fetch_shares(job.id, name)?;
+        self.fetch_id(job.id, name)
+    }
+
+    /// [`Client::fetch`] by job id (for example, from [`Client::outputs`]).
+    ///
+    /// # Errors
+    /// As [`Client::fetch`].
+    pub fn fetch_id<A: PrivType>(&mut self, id: u64, name: &str) -> Result<A, ClientError> {
+        let [s1, s2] = self.fetch_shares(id, name)?;
         let value = reconstruct(&self.config, &s1, &s2)?;
         Ok(A::from_dyn(value).map_err(privpy_core::Error::from)?)
     }
 
-    /// The two shares of output `name` of job `id`, as the servers sent them.
+    /// The outputs waiting for this client: job id, output name and shape (as `S1`
+    /// lists them; `S2` holds the same unless a job failed half-way).
+    ///
+    /// # Errors
+    /// A refusal or a lost server.
+    pub fn outputs(&mut self) -> Result<Vec<(u64, String, Vec<usize>)>, ClientError> {
+        match self.request(0, &Request::ListOutputs)? {
+            Reply::Outputs(list) => Ok(list),
+            other => Err(unexpected(Role::S1, &other)),
+        }
+    }
+
+    /// The two shares of output `name` of job `id`, as the servers sent them. Once
+    /// both arrived, both servers delete them.
     ///
     /// # Errors
     /// As [`Client::fetch`].
@@ -371,10 +411,20 @@ impl Client {
         }
         let s2 = shares.pop();
         let s1 = shares.pop();
-        match (s1, s2) {
-            (Some(a), Some(b)) => Ok([a, b]),
-            _ => Err(ClientError::Protocol("missing share".into())),
+        let (Some(a), Some(b)) = (s1, s2) else {
+            return Err(ClientError::Protocol("missing share".into()));
+        };
+        for (k, server) in PRIMARIES.into_iter().enumerate() {
+            let req = Request::Release {
+                job: id,
+                name: name.to_string(),
+            };
+            match self.request(k, &req)? {
+                Reply::Released => {}
+                other => return Err(unexpected(server, &other)),
+            }
         }
+        Ok([a, b])
     }
 }
 

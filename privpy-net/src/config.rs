@@ -2,6 +2,7 @@
 //!
 //! ```toml
 //! preset = "default"          # "fast" (Z64), "default" (Z128) or "paper" (Z256)
+//! comparison = "four-party"   # or "garbled-circuit" (the paper's Protocol 2)
 //! timeout_secs = 30           # how long a server waits for a peer
 //! output_ttl_secs = 86400     # unfetched outputs are deleted after this
 //! max_frame_mib = 1024        # largest frame accepted
@@ -21,8 +22,8 @@
 //! Relative paths are relative to the directory of the configuration file. A server
 //! needs the addresses of all four servers but only its own certificate and key.
 
-use privpy_core::Config;
 use privpy_core::transport::Role;
+use privpy_core::{Comparison, Config};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -89,6 +90,8 @@ pub fn preset(name: &str) -> Option<Config> {
 struct RawCluster {
     #[serde(default = "default_preset")]
     preset: String,
+    #[serde(default)]
+    comparison: Option<String>,
     #[serde(default = "default_timeout")]
     timeout_secs: f64,
     #[serde(default = "default_ttl")]
@@ -190,6 +193,15 @@ impl ClusterConfig {
                 raw.preset
             ))
         })?;
+        let config = match raw.comparison.as_deref() {
+            None | Some("four-party") => config.with_comparison(Comparison::FourParty),
+            Some("garbled-circuit") => config.with_comparison(Comparison::GarbledCircuit),
+            Some(other) => {
+                return Err(invalid(format!(
+                    "unknown comparison protocol {other:?} (use \"four-party\" or \"garbled-circuit\")"
+                )));
+            }
+        };
         if !(raw.timeout_secs > 0.0 && raw.timeout_secs <= 86_400.0) {
             return Err(invalid(format!(
                 "timeout_secs = {} must be in (0, 86400]",

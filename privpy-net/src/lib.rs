@@ -18,6 +18,7 @@ pub mod config;
 pub mod dev;
 pub mod frame;
 pub mod link;
+pub mod netem;
 pub mod registry;
 pub mod server;
 pub mod store;

@@ -28,7 +28,7 @@ use crate::link::{Conn, ConnError, NetTransport};
 use crate::registry::{Job, Program, Registry};
 use crate::store::{Store, StoredInput};
 use crate::tls::{ServerTls, TlsError, cert_names, client_identity, dial_name, server_name};
-use crate::wire::{Control, JobSpec, Param, Reply, Request};
+use crate::wire::{Control, JobSpec, Param, Refusal, RefusalKind, Reply, Request};
 use privpy_core::node::{NodeInput, run_node};
 use privpy_core::share::Share;
 use privpy_core::transport::{CommStats, Role};
@@ -304,7 +304,11 @@ async fn accept_peer(shared: Arc<Shared>, tcp: TcpStream, addr: SocketAddr) {
         Ok(Control::Hello { from, job }) => (from, job),
         Ok(_) => {
             warn!(%addr, "server link refused: first message is not Hello");
-            refuse_peer(conn, "the first message on a server link must be Hello").await;
+            refuse_peer(
+                conn,
+                Refusal::invalid("the first message on a server link must be Hello"),
+            )
+            .await;
             return;
         }
         Err(e) => {
@@ -321,9 +325,12 @@ async fn accept_peer(shared: Arc<Shared>, tcp: TcpStream, addr: SocketAddr) {
         warn!(%addr, claimed = %from, "server link refused: certificate does not name the claimed role");
         refuse_peer(
             conn,
-            &format!(
-                "your certificate is not issued to {from} ({})",
-                server_name(from)
+            Refusal::new(
+                RefusalKind::Denied,
+                format!(
+                    "your certificate is not issued to {from} ({})",
+                    server_name(from)
+                ),
             ),
         )
         .await;
@@ -333,7 +340,7 @@ async fn accept_peer(shared: Arc<Shared>, tcp: TcpStream, addr: SocketAddr) {
         warn!(%addr, %from, "server link refused: only lower roles dial");
         refuse_peer(
             conn,
-            &format!("{from} must not dial {me}; the lower role dials"),
+            Refusal::invalid(format!("{from} must not dial {me}; the lower role dials")),
         )
         .await;
         return;
@@ -341,10 +348,10 @@ async fn accept_peer(shared: Arc<Shared>, tcp: TcpStream, addr: SocketAddr) {
     let s = shared.clone();
     let job2 = job.clone();
     let check = tokio::task::spawn_blocking(move || s.check_job(&job2)).await;
-    let check = check.unwrap_or_else(|_| Err("the check panicked".into()));
+    let check = check.unwrap_or_else(|_| Err(Refusal::failed("the check panicked")));
     if let Err(reason) = check {
         warn!(job = %hex(job.id), program = %job.program, %from, %reason, "job refused");
-        refuse_peer(conn, &reason).await;
+        refuse_peer(conn, reason).await;
         return;
     }
     if conn.send(&Control::HelloAck(Ok(()))).await.is_err() {
@@ -377,41 +384,47 @@ async fn accept_peer(shared: Arc<Shared>, tcp: TcpStream, addr: SocketAddr) {
     let _ = tx.send((from, job, conn));
 }
 
-async fn refuse_peer(mut conn: Conn, reason: &str) {
-    let _ = conn.send(&Control::HelloAck(Err(reason.to_string()))).await;
+async fn refuse_peer(mut conn: Conn, reason: Refusal) {
+    let _ = conn.send(&Control::HelloAck(Err(reason))).await;
     conn.close().await;
 }
 
-async fn dial(shared: Arc<Shared>, peer: Role, job: JobSpec) -> Result<Conn, String> {
+async fn dial(shared: Arc<Shared>, peer: Role, job: JobSpec) -> Result<Conn, Refusal> {
     let t = shared.cluster.timeout;
     let addr = shared.cluster.server(peer).peer_addr;
     let connector = TlsConnector::from(shared.tls.peer_connector.clone());
     let attempt = async {
         let tcp = TcpStream::connect(addr)
             .await
-            .map_err(|e| format!("cannot connect to {peer} at {addr}: {e}"))?;
+            .map_err(|e| Refusal::failed(format!("cannot connect to {peer} at {addr}: {e}")))?;
         let _ = tcp.set_nodelay(true);
-        let tls = connector
-            .connect(dial_name(peer), tcp)
-            .await
-            .map_err(|e| format!("TLS handshake with {peer} at {addr} failed: {e}"))?;
+        let tls = connector.connect(dial_name(peer), tcp).await.map_err(|e| {
+            Refusal::failed(format!("TLS handshake with {peer} at {addr} failed: {e}"))
+        })?;
         let mut conn = Conn::new(TlsStream::Client(tls), shared.cluster.max_frame);
         conn.send(&Control::Hello {
             from: shared.role,
             job,
         })
         .await
-        .map_err(|e| format!("{peer}: {e}"))?;
+        .map_err(|e| Refusal::failed(format!("{peer}: {e}")))?;
         match conn.recv(t).await {
             Ok(Control::HelloAck(Ok(()))) => Ok(conn),
-            Ok(Control::HelloAck(Err(reason))) => Err(format!("{peer} refused the job: {reason}")),
-            Ok(_) => Err(format!("{peer} answered Hello with something else")),
-            Err(e) => Err(format!("{peer} did not acknowledge the job: {e}")),
+            Ok(Control::HelloAck(Err(r))) => Err(Refusal::new(
+                r.kind,
+                format!("{peer} refused the job: {}", r.reason),
+            )),
+            Ok(_) => Err(Refusal::failed(format!(
+                "{peer} answered Hello with something else"
+            ))),
+            Err(e) => Err(Refusal::failed(format!(
+                "{peer} did not acknowledge the job: {e}"
+            ))),
         }
     };
     tokio::time::timeout(t, attempt)
         .await
-        .map_err(|_| format!("{peer} at {addr} did not answer within {t:?}"))?
+        .map_err(|_| Refusal::failed(format!("{peer} at {addr} did not answer within {t:?}")))?
 }
 
 struct JobDone {
@@ -424,7 +437,7 @@ async fn run_job(
     shared: Arc<Shared>,
     job: JobSpec,
     mut incoming: mpsc::UnboundedReceiver<(Role, JobSpec, Conn)>,
-) -> Result<JobDone, String> {
+) -> Result<JobDone, Refusal> {
     let me = shared.role;
     let t = shared.cluster.timeout;
     info!(job = %hex(job.id), program = %job.program, client = %job.client, "job starting");
@@ -447,18 +460,18 @@ async fn run_job(
         match tokio::time::timeout_at(deadline, incoming.recv()).await {
             Ok(Some((from, spec, conn))) => {
                 if spec != job {
-                    failure = Some(format!(
+                    failure = Some(Refusal::failed(format!(
                         "{from} describes job {} differently from the first server that connected",
                         hex(job.id)
-                    ));
+                    )));
                 }
                 conns[from.index()] = Some(conn);
             }
             Ok(None) | Err(_) => {
-                failure = Some(format!(
+                failure = Some(Refusal::failed(format!(
                     "no connection from {:?} within {t:?}",
                     missing(&conns)
-                ));
+                )));
             }
         }
     }
@@ -472,7 +485,7 @@ async fn run_job(
                 failure.get_or_insert(e);
             }
             Err(e) => {
-                failure.get_or_insert(format!("dialing failed: {e}"));
+                failure.get_or_insert(Refusal::failed(format!("dialing failed: {e}")));
             }
         }
     }
@@ -486,49 +499,62 @@ async fn run_job(
     let s = shared.clone();
     tokio::task::spawn_blocking(move || s.execute(job, transport))
         .await
-        .map_err(|e| format!("the job's thread failed: {e}"))?
+        .map_err(|e| Refusal::failed(format!("the job's thread failed: {e}")))?
 }
 
 impl Shared {
     /// Whether this server can take part in `job` (run by the accepting side of a link).
-    fn check_job(&self, job: &JobSpec) -> Result<(), String> {
+    fn check_job(&self, job: &JobSpec) -> Result<(), Refusal> {
         let me = self.role;
         let program = self
             .registry
             .get(&job.program)
-            .ok_or_else(|| format!("{me} has no program {:?}", job.program))?;
+            .ok_or_else(|| Refusal::invalid(format!("{me} has no program {:?}", job.program)))?;
         if program.version() != job.version {
-            return Err(format!(
+            return Err(Refusal::invalid(format!(
                 "program {:?}: {me} runs version {:?}, the job asks for version {:?}; all four servers must run the same version",
                 job.program,
                 program.version(),
                 job.version
-            ));
+            )));
         }
         if job.config != self.cluster.config {
-            return Err(format!(
+            return Err(Refusal::invalid(format!(
                 "{me} computes with preset {:?} ({:?}), the job with {:?}",
                 self.cluster.preset, self.cluster.config, job.config
-            ));
+            )));
         }
         if !self.cluster.clients.contains(&job.client) {
-            return Err(format!("{me} does not accept client {:?}", job.client));
+            return Err(Refusal::new(
+                RefusalKind::Denied,
+                format!("{me} does not accept client {:?}", job.client),
+            ));
         }
         if job.params.len() != program.params().len() {
-            return Err(format!(
+            return Err(Refusal::invalid(format!(
                 "program {:?} takes {} inputs, the job binds {}",
                 job.program,
                 program.params().len(),
                 job.params.len()
-            ));
+            )));
         }
         for p in &job.params {
-            program.check_shape(&p.name, &p.shape)?;
+            program
+                .check_shape(&p.name, &p.shape)
+                .map_err(Refusal::invalid)?;
+            if p.tags.len() != p.sources.len() {
+                return Err(Refusal::invalid(format!(
+                    "parameter {:?}: {} sources but {} upload tags",
+                    p.name,
+                    p.sources.len(),
+                    p.tags.len()
+                )));
+            }
         }
-        if program.resolve_args(&job.args)? != job.args {
-            return Err(format!(
+        if program.resolve_args(&job.args).map_err(Refusal::invalid)? != job.args {
+            return Err(Refusal::invalid(format!(
                 "the job's arguments do not match {me}'s program declaration"
-            ));
+            )));
         }
         if me.is_primary() {
             let bindings: Vec<(String, Vec<String>)> = job
@@ -537,10 +563,15 @@ impl Shared {
                 .map(|p| (p.name.clone(), p.sources.clone()))
                 .collect();
             let mine = self.resolve(program, &job.client, &bindings)?;
-            if mine != job.params {
-                return Err(format!(
-                    "{me} holds inputs of other shapes than the job describes"
-                ));
+            for (theirs, mine) in job.params.iter().zip(&mine) {
+                for ((src, t), m) in theirs.sources.iter().zip(&theirs.tags).zip(&mine.tags) {
+                    if t != m {
+                        return Err(stale(src));
+                    }
+                }
+                if theirs.shape != mine.shape {
+                    return Err(stale(&theirs.sources.join(", ")));
+                }
             }
         }
         Ok(())
@@ -552,14 +583,14 @@ impl Shared {
         program: &Program,
         client: &str,
         bindings: &[(String, Vec<String>)],
-    ) -> Result<Vec<Param>, String> {
+    ) -> Result<Vec<Param>, Refusal> {
         let store = self
             .store
             .as_ref()
-            .ok_or_else(|| format!("{} has no share store", self.role))?;
+            .ok_or_else(|| Refusal::invalid(format!("{} has no share store", self.role)))?;
         for (name, _) in bindings {
             if !program.params().iter().any(|(p, _)| p == name) {
-                return Err(format!(
+                return Err(Refusal::invalid(format!(
                     "program {:?} has no input {name:?} (its inputs: {})",
                     program.name(),
                     program
@@ -568,34 +599,40 @@ impl Shared {
                         .map(|(p, _)| p.as_str())
                         .collect::<Vec<_>>()
                         .join(", ")
-                ));
+                )));
             }
         }
         let mut params = Vec::new();
         for (pname, _) in program.params() {
             let mut found = bindings.iter().filter(|(n, _)| n == pname);
             let (Some((_, sources)), None) = (found.next(), found.next()) else {
-                return Err(format!(
+                return Err(Refusal::invalid(format!(
                     "bind input {pname:?} of program {:?} exactly once",
                     program.name()
-                ));
+                )));
             };
             if sources.is_empty() {
-                return Err(format!("input {pname:?} is bound to no stored input"));
+                return Err(Refusal::invalid(format!(
+                    "input {pname:?} is bound to no stored input"
+                )));
             }
             let mut shapes = Vec::new();
+            let mut tags = Vec::new();
             for src in sources {
-                let inp = store
-                    .input(src)
-                    .map_err(|e| e.to_string())?
-                    .ok_or_else(|| format!("no input named {src:?} is stored"))?;
-                if !inp.readable_by(client) {
-                    return Err(format!(
-                        "input {src:?} belongs to {} and is not shared with {client}",
-                        inp.owner
-                    ));
-                }
+                let inp = store.input(src).map_err(storage)?;
+                // A missing input and another client's input get the same answer:
+                // a refusal reveals nothing about other clients' data.
+                let inp = match inp {
+                    Some(i) if i.readable_by(client) => i,
+                    _ => {
+                        return Err(Refusal::new(
+                            RefusalKind::NotFound,
+                            format!("no input named {src:?} that {client} may use"),
+                        ));
+                    }
+                };
                 shapes.push(inp.share.shape().to_vec());
+                tags.push(inp.tag);
             }
             let shape = if shapes.len() == 1 {
                 shapes.remove(0)
@@ -605,36 +642,44 @@ impl Shared {
                     .iter()
                     .all(|s| !s.is_empty() && s.get(1..).map(<[usize]>::to_vec) == trailing);
                 if !ok {
-                    return Err(format!(
+                    return Err(Refusal::invalid(format!(
                         "the inputs bound to {pname:?} cannot be stacked by rows: shapes {shapes:?}"
-                    ));
+                    )));
                 }
                 let mut s = shapes[0].clone();
                 s[0] = shapes.iter().map(|s| s[0]).sum();
                 s
             };
-            program.check_shape(pname, &shape)?;
+            program
+                .check_shape(pname, &shape)
+                .map_err(Refusal::invalid)?;
             params.push(Param {
                 name: pname.clone(),
                 sources: sources.clone(),
                 shape,
+                tags,
             });
         }
         Ok(params)
     }
 
     /// Runs this server's part of the job (on a blocking thread).
-    fn execute(&self, job: JobSpec, transport: NetTransport) -> Result<JobDone, String> {
+    fn execute(&self, job: JobSpec, transport: NetTransport) -> Result<JobDone, Refusal> {
         let me = self.role;
         let t = self.cluster.timeout;
         let keep = transport.clone();
-        let fail = |reason: String| {
-            keep.abort_all(&reason);
+        let fail = |reason: Refusal| {
+            keep.abort_all(&reason.reason);
             Err(reason)
         };
         let program = match self.registry.get(&job.program) {
             Some(p) => p.body(),
-            None => return fail(format!("{me} has no program {:?}", job.program)),
+            None => {
+                return fail(Refusal::invalid(format!(
+                    "{me} has no program {:?}",
+                    job.program
+                )));
+            }
         };
         let inputs = match self.load_inputs(&job) {
             Ok(i) => i,
@@ -656,7 +701,7 @@ impl Shared {
         );
         let result = match result {
             Ok(r) => r,
-            Err(e) => return fail(e.to_string()),
+            Err(e) => return fail(Refusal::failed(e.to_string())),
         };
         if let Some(store) = &self.store {
             let outs: Vec<(String, String, Share)> = result
@@ -669,7 +714,7 @@ impl Shared {
                 if me != Role::S1 {
                     let _ = keep.send_control(Role::S1, &Control::Finished(Err(reason.clone())));
                 }
-                return Err(reason);
+                return Err(Refusal::new(RefusalKind::Storage, reason));
             }
         }
         let outputs = result
@@ -687,37 +732,43 @@ impl Shared {
             match keep.recv_control(peer, t) {
                 Ok(Control::Finished(Ok(s))) => stats[peer.index()] = s,
                 Ok(Control::Finished(Err(r))) | Ok(Control::Abort(r)) => {
-                    return Err(format!("{peer}: {r}"));
+                    return Err(Refusal::failed(format!("{peer}: {r}")));
                 }
                 Ok(_) => {
-                    return Err(format!(
+                    return Err(Refusal::failed(format!(
                         "{peer} sent an unexpected message at the end of the job"
-                    ));
+                    )));
                 }
-                Err(e) => return Err(format!("{peer} did not finish: {e}")),
+                Err(e) => return Err(Refusal::failed(format!("{peer} did not finish: {e}"))),
             }
         }
         Ok(JobDone { outputs, stats })
     }
 
-    fn load_inputs(&self, job: &JobSpec) -> Result<BTreeMap<String, NodeInput>, String> {
+    /// This server's inputs for `job`: its stored shares (on `S1`, `S2`), checked
+    /// against the upload tags the job was admitted with, or the shapes.
+    fn load_inputs(&self, job: &JobSpec) -> Result<BTreeMap<String, NodeInput>, Refusal> {
         let mut inputs = BTreeMap::new();
         for p in &job.params {
             let input = match &self.store {
                 Some(store) => {
                     let mut parts = Vec::new();
-                    for src in &p.sources {
-                        let inp = store
-                            .input(src)
-                            .map_err(|e| e.to_string())?
-                            .ok_or_else(|| format!("{} lost input {src:?}", self.role))?;
-                        parts.push(inp.share);
+                    for (src, &tag) in p.sources.iter().zip(&p.tags) {
+                        let inp = store.input(src).map_err(storage)?;
+                        match inp {
+                            // Replaced since admission, or lost: never mix uploads.
+                            Some(i) if i.tag == tag => parts.push(i.share),
+                            _ => return Err(stale(src)),
+                        }
                     }
                     let share = if parts.len() == 1 {
                         parts.remove(0)
                     } else {
-                        Share::concat_rows(&parts).map_err(|e| e.to_string())?
+                        Share::concat_rows(&parts).map_err(|e| Refusal::invalid(e.to_string()))?
                     };
+                    if share.shape() != p.shape.as_slice() {
+                        return Err(stale(&p.sources.join(", ")));
+                    }
                     NodeInput::Share(share)
                 }
                 None => NodeInput::Shape(p.shape.clone()),
@@ -726,6 +777,20 @@ impl Shared {
         }
         Ok(inputs)
     }
+}
+
+/// The refusal for shares of one input that come from different uploads.
+fn stale(input: &str) -> Refusal {
+    Refusal::new(
+        RefusalKind::Stale,
+        format!(
+            "S1 and S2 hold shares of input {input:?} from different uploads (an upload reached only one of them): re-upload it"
+        ),
+    )
+}
+
+fn storage(e: crate::store::StoreError) -> Refusal {
+    Refusal::new(RefusalKind::Storage, e.to_string())
 }
 
 // ---------------------------------------------------------------- clients
@@ -756,10 +821,10 @@ async fn serve_client(shared: Arc<Shared>, tcp: TcpStream, addr: SocketAddr) {
         // client writes into the closed connection).
         let _ = conn.recv(t).await;
         let _ = conn
-            .send(&Control::Reply(Reply::Refused(
-                "unknown client: the certificate names none of the clients this cluster accepts"
-                    .into(),
-            )))
+            .send(&Control::Reply(Reply::Refused(Refusal::new(
+                RefusalKind::Denied,
+                "unknown client: the certificate names none of the clients this cluster accepts",
+            ))))
             .await;
         conn.close().await;
         return;
@@ -772,7 +837,9 @@ async fn serve_client(shared: Arc<Shared>, tcp: TcpStream, addr: SocketAddr) {
             Ok(_) => {
                 warn!(%client, "client sent a message that is not a request");
                 let _ = conn
-                    .send(&Control::Reply(Reply::Refused("expected a request".into())))
+                    .send(&Control::Reply(Reply::Refused(Refusal::invalid(
+                        "expected a request",
+                    ))))
                     .await;
                 break;
             }
@@ -784,7 +851,9 @@ async fn serve_client(shared: Arc<Shared>, tcp: TcpStream, addr: SocketAddr) {
             Err(e) => {
                 warn!(%client, error = %e, "client connection dropped");
                 let _ = conn
-                    .send(&Control::Reply(Reply::Refused(format!("bad request: {e}"))))
+                    .send(&Control::Reply(Reply::Refused(Refusal::invalid(format!(
+                        "bad request: {e}"
+                    )))))
                     .await;
                 break;
             }
@@ -816,27 +885,30 @@ async fn handle_request(shared: &Arc<Shared>, client: &str, req: Request) -> Rep
         },
         Request::Upload {
             name,
+            tag,
             readers,
             ring,
             shape,
             bytes,
         } => {
             if let Err(m) = check_name(&name) {
-                return Reply::Refused(format!("input name {name:?}: {m}"));
+                return Reply::Refused(Refusal::invalid(format!("input name {name:?}: {m}")));
             }
             if let Some(r) = readers.iter().find(|r| !shared.cluster.clients.contains(r)) {
-                return Reply::Refused(format!("reader {r:?} is not a client of this cluster"));
+                return Reply::Refused(Refusal::invalid(format!(
+                    "reader {r:?} is not a client of this cluster"
+                )));
             }
             if ring != shared.cluster.config.ring() {
-                return Reply::Refused(format!(
+                return Reply::Refused(Refusal::invalid(format!(
                     "a share of {ring:?}, but the cluster computes in {:?} (preset {:?})",
                     shared.cluster.config.ring(),
                     shared.cluster.preset
-                ));
+                )));
             }
             let share = match Share::from_bytes(ring, &shape, &bytes) {
                 Ok(s) => s,
-                Err(e) => return Reply::Refused(format!("input {name:?}: {e}")),
+                Err(e) => return Reply::Refused(Refusal::invalid(format!("input {name:?}: {e}"))),
             };
             let s = shared.clone();
             let owner = client.to_string();
@@ -847,15 +919,23 @@ async fn handle_request(shared: &Arc<Shared>, client: &str, req: Request) -> Rep
                         &n,
                         &StoredInput {
                             owner,
+                            tag,
                             readers,
                             share,
                         },
                     )
-                    .map_err(|e| e.to_string()),
-                None => Err(format!("{} stores no shares", s.role)),
+                    .map_err(|e| match e {
+                        // The same answer as for any name this client may not use.
+                        crate::store::StoreError::NotOwner { name, .. } => Refusal::new(
+                            RefusalKind::Denied,
+                            format!("the name {name:?} is taken: choose another"),
+                        ),
+                        e => storage(e),
+                    }),
+                None => Err(Refusal::invalid(format!("{} stores no shares", s.role))),
             })
             .await
-            .unwrap_or_else(|e| Err(e.to_string()));
+            .unwrap_or_else(|e| Err(Refusal::failed(e.to_string())));
             match stored {
                 Ok(()) => {
                     info!(%client, input = %name, ?shape, "input stored");
@@ -870,27 +950,27 @@ async fn handle_request(shared: &Arc<Shared>, client: &str, req: Request) -> Rep
             args,
         } => {
             if me != Role::S1 {
-                return Reply::Refused(format!("send Run to S1, not {me}"));
+                return Reply::Refused(Refusal::invalid(format!("send Run to S1, not {me}")));
             }
             let Some(p) = shared.registry.get(&program).cloned() else {
-                return Reply::Refused(format!("S1 has no program {program:?}"));
+                return Reply::Refused(Refusal::invalid(format!("S1 has no program {program:?}")));
             };
             let args = match p.resolve_args(&args) {
                 Ok(a) => a,
-                Err(e) => return Reply::Refused(e),
+                Err(e) => return Reply::Refused(Refusal::invalid(e)),
             };
             let s = shared.clone();
             let c = client.to_string();
             let params = tokio::task::spawn_blocking(move || s.resolve(&p, &c, &bindings))
                 .await
-                .unwrap_or_else(|e| Err(e.to_string()));
+                .unwrap_or_else(|e| Err(Refusal::failed(e.to_string())));
             let params = match params {
                 Ok(p) => p,
                 Err(e) => return Reply::Refused(e),
             };
             let mut id = [0u8; 8];
             if getrandom::fill(&mut id).is_err() {
-                return Reply::Refused("S1 could not draw a job id".into());
+                return Reply::Refused(Refusal::failed("S1 could not draw a job id"));
             }
             let version = shared
                 .registry
@@ -922,9 +1002,12 @@ async fn handle_request(shared: &Arc<Shared>, client: &str, req: Request) -> Rep
                         stats: done.stats,
                     }
                 }
-                Err(reason) => {
-                    warn!(job = %hex(id), %reason, "job failed");
-                    Reply::Refused(format!("job {} failed: {reason}", hex(id)))
+                Err(r) => {
+                    warn!(job = %hex(id), reason = %r.reason, "job failed");
+                    Reply::Refused(Refusal::new(
+                        r.kind,
+                        format!("job {} failed: {}", hex(id), r.reason),
+                    ))
                 }
             }
         }
@@ -933,21 +1016,52 @@ async fn handle_request(shared: &Arc<Shared>, client: &str, req: Request) -> Rep
             let c = client.to_string();
             let n = name.clone();
             let got = tokio::task::spawn_blocking(move || match &s.store {
-                Some(st) => st.take_output(job, &n, &c).map_err(|e| e.to_string()),
-                None => Err(format!("{} stores no shares", s.role)),
+                Some(st) => st.output(job, &c, &n).map_err(storage),
+                None => Err(Refusal::invalid(format!("{} stores no shares", s.role))),
             })
             .await
-            .unwrap_or_else(|e| Err(e.to_string()));
+            .unwrap_or_else(|e| Err(Refusal::failed(e.to_string())));
             match got {
                 Ok(Some(share)) => Reply::Share {
                     ring: share.ring().unwrap_or(shared.cluster.config.ring()),
                     shape: share.shape().to_vec(),
                     bytes: share.to_bytes(),
                 },
-                Ok(None) => Reply::Refused(format!(
-                    "{me} has no output {name:?} of job {} for {client} (already fetched, expired, or not yours)",
-                    hex(job)
+                Ok(None) => Reply::Refused(Refusal::new(
+                    RefusalKind::NotFound,
+                    format!(
+                        "{me} has no output {name:?} of job {} for {client} (already fetched, expired, or not yours)",
+                        hex(job)
+                    ),
                 )),
+                Err(e) => Reply::Refused(e),
+            }
+        }
+        Request::Release { job, name } => {
+            let s = shared.clone();
+            let c = client.to_string();
+            let done = tokio::task::spawn_blocking(move || match &s.store {
+                Some(st) => st.release_output(job, &c, &name).map_err(storage),
+                None => Err(Refusal::invalid(format!("{} stores no shares", s.role))),
+            })
+            .await
+            .unwrap_or_else(|e| Err(Refusal::failed(e.to_string())));
+            match done {
+                Ok(_) => Reply::Released,
+                Err(e) => Reply::Refused(e),
+            }
+        }
+        Request::ListOutputs => {
+            let s = shared.clone();
+            let c = client.to_string();
+            let list = tokio::task::spawn_blocking(move || match &s.store {
+                Some(st) => st.outputs_for(&c).map_err(storage),
+                None => Err(Refusal::invalid(format!("{} stores no shares", s.role))),
+            })
+            .await
+            .unwrap_or_else(|e| Err(Refusal::failed(e.to_string())));
+            match list {
+                Ok(l) => Reply::Outputs(l),
                 Err(e) => Reply::Refused(e),
             }
         }

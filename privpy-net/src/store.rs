@@ -13,8 +13,10 @@ use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, Tab
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-const INPUTS: TableDefinition<&str, &[u8]> = TableDefinition::new("inputs");
-const OUTPUTS: TableDefinition<(u64, &str), &[u8]> = TableDefinition::new("outputs");
+// Version 2 of the record layout: inputs carry their upload tag; outputs are keyed
+// by (job, recipient, name).
+const INPUTS: TableDefinition<&str, &[u8]> = TableDefinition::new("inputs.v2");
+const OUTPUTS: TableDefinition<(u64, &str, &str), &[u8]> = TableDefinition::new("outputs.v2");
 
 /// A store operation that failed.
 #[derive(Debug, thiserror::Error)]
@@ -30,6 +32,14 @@ pub enum StoreError {
         /// Why it does not decode.
         source: WireError,
     },
+    /// The store file is damaged or missing: the server must not start on it.
+    #[error("share store {path}: {problem}")]
+    Damaged {
+        /// The store file.
+        path: String,
+        /// What is wrong and what to do.
+        problem: String,
+    },
     /// The name belongs to another client.
     #[error("input {name:?} belongs to {owner}")]
     NotOwner {
@@ -44,11 +54,51 @@ fn db<E: std::fmt::Display>(e: E) -> StoreError {
     StoreError::Db(e.to_string())
 }
 
+/// Creates `dir` (and parents) and makes it accessible to its owner only.
+fn private_dir(dir: &Path) -> Result<(), StoreError> {
+    let err = |e: std::io::Error| db(format!("{}: {e}", dir.display()));
+    std::fs::create_dir_all(dir).map_err(err)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(err)?;
+    }
+    Ok(())
+}
+
+/// Creates an empty file readable by its owner only (mode 0600 from the start).
+fn create_private(path: &Path) -> Result<(), StoreError> {
+    let mut o = std::fs::OpenOptions::new();
+    o.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        o.mode(0o600);
+    }
+    o.open(path)
+        .map(drop)
+        .map_err(|e| db(format!("{}: {e}", path.display())))
+}
+
+/// Writes a new file readable by its owner only.
+fn write_private(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
+    use std::io::Write;
+    create_private(path)?;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .and_then(|mut f| f.write_all(bytes))
+        .map_err(|e| db(format!("{}: {e}", path.display())))
+}
+
 /// An uploaded input share.
 #[derive(Clone, Debug)]
 pub struct StoredInput {
     /// The client that uploaded it.
     pub owner: String,
+    /// The upload's tag: the same on `S1` and `S2` when both hold shares from the
+    /// same upload.
+    pub tag: u128,
     /// Other clients that may use it in their jobs.
     pub readers: Vec<String>,
     /// This server's share.
@@ -110,13 +160,79 @@ impl std::fmt::Debug for Store {
 impl Store {
     /// Opens (or creates) the store in `dir` (file `shares.redb`).
     ///
+    /// The directory is made private (mode 0700) and the store file is created with
+    /// mode 0600 from its first byte. A marker file (`store.id`) records that a store
+    /// was created here, so that a store file that has gone missing or is empty
+    /// (truncated) is an error rather than a silently empty store. Every page is
+    /// checked (redb's checksums) before the server starts.
+    ///
     /// # Errors
-    /// The directory cannot be created, or the database cannot be opened (for
-    /// example, another server process holds it).
+    /// The directory cannot be created; the database cannot be opened (for example,
+    /// another server process holds it); [`StoreError::Damaged`] when the file is
+    /// missing, empty, unreadable or fails its integrity check.
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
-        std::fs::create_dir_all(dir).map_err(|e| db(format!("{}: {e}", dir.display())))?;
+        private_dir(dir)?;
         let path = dir.join("shares.redb");
-        let db = Database::create(&path).map_err(|e| db(format!("{}: {e}", path.display())))?;
+        let marker = dir.join("store.id");
+        let repaired = dir.join("store.repaired");
+        let damaged = |problem: String| StoreError::Damaged {
+            path: path.display().to_string(),
+            problem,
+        };
+        if repaired.exists() {
+            return Err(damaged(format!(
+                "an earlier start found the store corrupt and redb repaired it, which may have lost or rolled back records; check the data, then delete {} to accept the repaired store",
+                repaired.display()
+            )));
+        }
+        match std::fs::metadata(&path) {
+            Ok(m) if m.len() == 0 => {
+                return Err(damaged(
+                    "the file is empty (truncated?): restore it from a backup, or remove the data directory to start with an empty store".into(),
+                ));
+            }
+            Ok(_) => {}
+            Err(_) if marker.exists() => {
+                return Err(damaged(format!(
+                    "the file is missing although {} says a store was created here: restore it from a backup, or remove the data directory to start with an empty store",
+                    marker.display()
+                )));
+            }
+            Err(_) => create_private(&path)?,
+        }
+        let opened = std::panic::catch_unwind(|| Database::create(&path));
+        let mut db = match opened {
+            Ok(Ok(d)) => d,
+            Ok(Err(redb::DatabaseError::DatabaseAlreadyOpen)) => {
+                return Err(StoreError::Db(format!(
+                    "{}: held by another process (is another server running on this data directory?)",
+                    path.display()
+                )));
+            }
+            Ok(Err(e)) => return Err(damaged(format!("cannot be opened: {e}"))),
+            Err(_) => return Err(damaged("cannot be read (redb failed on it)".into())),
+        };
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| db.check_integrity())) {
+            Ok(Ok(true)) => {}
+            Ok(Ok(false)) => {
+                let _ = std::fs::write(&repaired, b"repaired\n");
+                return Err(damaged(format!(
+                    "it failed its integrity check and was repaired, which may have lost or rolled back records; check the data, then delete {} to accept the repaired store",
+                    repaired.display()
+                )));
+            }
+            Ok(Err(e)) => return Err(damaged(format!("failed its integrity check: {e}"))),
+            Err(_) => return Err(damaged("failed its integrity check".into())),
+        }
+        if !marker.exists() {
+            let mut id = [0u8; 16];
+            let _ = getrandom::fill(&mut id);
+            let text = format!(
+                "privpy share store v2 {}\n",
+                id.iter().map(|b| format!("{b:02x}")).collect::<String>()
+            );
+            write_private(&marker, text.as_bytes())?;
+        }
         let tx = db.begin_write().map_err(self::db)?;
         tx.open_table(INPUTS).map_err(self::db)?;
         tx.open_table(OUTPUTS).map_err(self::db)?;
@@ -144,6 +260,7 @@ impl Store {
             }
             let mut w = W(Vec::new());
             w.str(&input.owner);
+            w.u128(input.tag);
             w.strs(&input.readers);
             put_share(&mut w, &input.share);
             t.insert(name, w.0.as_slice()).map_err(db)?;
@@ -179,7 +296,7 @@ impl Store {
         Ok(names)
     }
 
-    /// Stores the output shares of a job in one transaction.
+    /// Stores the output shares of a job in one transaction: `(recipient, name, share)`.
     ///
     /// # Errors
     /// A database error (then none of them is stored).
@@ -197,41 +314,60 @@ impl Store {
                 w.str(client);
                 w.u64(created);
                 put_share(&mut w, share);
-                t.insert((job, name.as_str()), w.0.as_slice()).map_err(db)?;
+                t.insert((job, client.as_str(), name.as_str()), w.0.as_slice())
+                    .map_err(db)?;
             }
         }
         tx.commit().map_err(db)
     }
 
-    /// Hands output `name` of `job` to `client` and deletes it. `Ok(None)` when there
-    /// is no such output for this client (another client's output looks the same:
-    /// its existence is not revealed) — the record then stays.
+    /// `client`'s share of output `name` of `job`, which stays stored until
+    /// [`Store::release_output`] or expiry. `Ok(None)` when there is no such output
+    /// for this client (another client's output of the same name is a different
+    /// record, so its existence is not revealed).
     ///
     /// # Errors
     /// A database error or a corrupt record.
-    pub fn take_output(
-        &self,
-        job: u64,
-        name: &str,
-        client: &str,
-    ) -> Result<Option<Share>, StoreError> {
+    pub fn output(&self, job: u64, client: &str, name: &str) -> Result<Option<Share>, StoreError> {
+        let tx = self.db.begin_read().map_err(db)?;
+        let t = tx.open_table(OUTPUTS).map_err(db)?;
+        match t.get((job, client, name)).map_err(db)? {
+            Some(v) => Ok(Some(decode_output(name, v.value())?.share)),
+            None => Ok(None),
+        }
+    }
+
+    /// Deletes `client`'s output `name` of `job`; whether it was there.
+    ///
+    /// # Errors
+    /// A database error.
+    pub fn release_output(&self, job: u64, client: &str, name: &str) -> Result<bool, StoreError> {
         let tx = self.db.begin_write().map_err(db)?;
         let found = {
             let mut t = tx.open_table(OUTPUTS).map_err(db)?;
-            let rec = match t.get((job, name)).map_err(db)? {
-                Some(v) => Some(decode_output(name, v.value())?),
-                None => None,
-            };
-            match rec {
-                Some(o) if o.client == client => {
-                    t.remove((job, name)).map_err(db)?;
-                    Some(o.share)
-                }
-                _ => None,
-            }
+            t.remove((job, client, name)).map_err(db)?.is_some()
         };
         tx.commit().map_err(db)?;
         Ok(found)
+    }
+
+    /// The outputs waiting for `client`: job, name and shape.
+    ///
+    /// # Errors
+    /// A database error or a corrupt record.
+    pub fn outputs_for(&self, client: &str) -> Result<Vec<(u64, String, Vec<usize>)>, StoreError> {
+        let tx = self.db.begin_read().map_err(db)?;
+        let t = tx.open_table(OUTPUTS).map_err(db)?;
+        let mut out = Vec::new();
+        for entry in t.iter().map_err(db)? {
+            let (k, v) = entry.map_err(db)?;
+            let (job, who, name) = k.value();
+            if who == client {
+                let o = decode_output(name, v.value())?;
+                out.push((job, name.to_string(), o.share.shape().to_vec()));
+            }
+        }
+        Ok(out)
     }
 
     /// Number of stored outputs.
@@ -284,6 +420,7 @@ fn decode_input(name: &str, v: &[u8]) -> Result<StoredInput, StoreError> {
     let parse = |r: &mut R<'_>| -> Result<StoredInput, WireError> {
         Ok(StoredInput {
             owner: r.str("owner")?,
+            tag: r.u128("upload tag")?,
             readers: r.strs("readers")?,
             share: get_share(r)?,
         })
@@ -320,6 +457,67 @@ mod tests {
         s
     }
 
+    /// A store that was created and then lost, emptied or damaged refuses to open
+    /// (no panic, no silent empty store); files and directory are private.
+    #[test]
+    fn damaged_missing_and_empty_stores_refuse_to_open() {
+        let dir = std::env::temp_dir().join(format!("privpy-store-dmg-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let s = share(&[1.0, 2.0]);
+        let path = dir.join("shares.redb");
+        {
+            let st = Store::open(&dir).unwrap();
+            let inp = StoredInput {
+                owner: "alice".into(),
+                tag: 1,
+                readers: vec![],
+                share: s.clone(),
+            };
+            for k in 0..50 {
+                st.put_input(&format!("x{k}"), &inp).unwrap();
+            }
+        }
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode(&dir), 0o700);
+            assert_eq!(mode(&path), 0o600);
+            assert_eq!(mode(&dir.join("store.id")), 0o600);
+        }
+        let good = std::fs::read(&path).unwrap();
+        // Empty.
+        std::fs::write(&path, b"").unwrap();
+        assert!(matches!(Store::open(&dir), Err(StoreError::Damaged { .. })));
+        // Missing.
+        std::fs::remove_file(&path).unwrap();
+        assert!(matches!(Store::open(&dir), Err(StoreError::Damaged { .. })));
+        // Truncated to half.
+        std::fs::write(&path, &good[..good.len() / 2]).unwrap();
+        assert!(
+            matches!(Store::open(&dir), Err(StoreError::Damaged { .. })),
+            "a truncated store must not open"
+        );
+        // Garbage over the data pages.
+        let mut bad = good.clone();
+        for b in bad[good.len() / 3..].iter_mut() {
+            *b ^= 0x5a;
+        }
+        std::fs::write(&path, &bad).unwrap();
+        let _ = std::fs::remove_file(dir.join("store.repaired"));
+        assert!(
+            matches!(Store::open(&dir), Err(StoreError::Damaged { .. })),
+            "a corrupt store must not open"
+        );
+        // The intact file opens again with every record.
+        let _ = std::fs::remove_file(dir.join("store.repaired"));
+        std::fs::write(&path, &good).unwrap();
+        let st = Store::open(&dir).unwrap();
+        assert_eq!(st.input_names().unwrap().len(), 50);
+        drop(st);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
     #[test]
     fn survives_reopen_and_enforces_owners() {
         let dir = std::env::temp_dir().join(format!("privpy-store-{}", std::process::id()));
@@ -329,6 +527,7 @@ mod tests {
             let st = Store::open(&dir).unwrap();
             let inp = StoredInput {
                 owner: "alice".into(),
+                tag: 42,
                 readers: vec!["bob".into()],
                 share: s.clone(),
             };
@@ -347,17 +546,26 @@ mod tests {
         let st = Store::open(&dir).unwrap();
         let x = st.input("x").unwrap().unwrap();
         assert_eq!(x.owner, "alice");
+        assert_eq!(x.tag, 42);
         assert!(x.readable_by("bob") && !x.readable_by("carol"));
         assert_eq!(x.share.to_bytes(), s.to_bytes());
-        assert!(st.take_output(7, "y", "bob").unwrap().is_none());
+        assert!(st.output(7, "bob", "y").unwrap().is_none());
         assert_eq!(
-            st.take_output(7, "y", "alice").unwrap().unwrap().to_bytes(),
+            st.output(7, "alice", "y").unwrap().unwrap().to_bytes(),
             s.to_bytes()
         );
-        assert!(
-            st.take_output(7, "y", "alice").unwrap().is_none(),
-            "deleted once fetched"
+        assert_eq!(
+            st.outputs_for("alice").unwrap(),
+            vec![(7, "y".to_string(), vec![2])]
         );
+        assert!(st.outputs_for("bob").unwrap().is_empty());
+        assert!(
+            st.output(7, "alice", "y").unwrap().is_some(),
+            "a fetch can be repeated until released"
+        );
+        assert!(!st.release_output(7, "bob", "y").unwrap());
+        assert!(st.release_output(7, "alice", "y").unwrap());
+        assert!(st.output(7, "alice", "y").unwrap().is_none(), "released");
         st.put_outputs(8, &[("alice".into(), "z".into(), s)])
             .unwrap();
         assert_eq!(st.sweep(Duration::from_secs(3600)).unwrap(), 0);

@@ -12,7 +12,7 @@
 //! those prints their length, never their contents.
 
 use privpy_core::transport::{CommStats, Role};
-use privpy_core::{Config, RingKind};
+use privpy_core::{Comparison, Config, RingKind};
 use std::fmt;
 
 /// Longest string accepted (names, versions, reasons).
@@ -72,6 +72,96 @@ pub struct Param {
     pub sources: Vec<String>,
     /// The shape of the concatenation.
     pub shape: Vec<usize>,
+    /// The upload tag of each source, as `S1` holds it. `S2` (and both primaries
+    /// again when they load the shares) compare these with their own: shares of one
+    /// input from two different uploads never meet in a job.
+    pub tags: Vec<u128>,
+}
+
+/// Why a server refused a request or a job. Callers match on this; the reason
+/// string is for people.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum RefusalKind {
+    /// The request is malformed or names something invalid (a bad name, an unknown
+    /// program or argument, a wrong shape, another number format).
+    Invalid,
+    /// The client may not do this (another client's input or output).
+    Denied,
+    /// Nothing of that name is stored for this client (or it expired).
+    NotFound,
+    /// `S1` and `S2` hold shares of an input from different uploads (an upload
+    /// reached only one of them, for example because a server crashed): upload the
+    /// input again. No job runs on mismatched shares.
+    Stale,
+    /// The job started and failed (a lost or hung server; the reason names it).
+    Failed,
+    /// The server is at a limit (jobs, storage); try again later.
+    Busy,
+    /// The server's own storage failed.
+    Storage,
+}
+
+impl RefusalKind {
+    fn code(self) -> u8 {
+        match self {
+            RefusalKind::Invalid => 1,
+            RefusalKind::Denied => 2,
+            RefusalKind::NotFound => 3,
+            RefusalKind::Stale => 4,
+            RefusalKind::Failed => 5,
+            RefusalKind::Busy => 6,
+            RefusalKind::Storage => 7,
+        }
+    }
+
+    fn from_code(c: u8) -> Option<RefusalKind> {
+        Some(match c {
+            1 => RefusalKind::Invalid,
+            2 => RefusalKind::Denied,
+            3 => RefusalKind::NotFound,
+            4 => RefusalKind::Stale,
+            5 => RefusalKind::Failed,
+            6 => RefusalKind::Busy,
+            7 => RefusalKind::Storage,
+            _ => return None,
+        })
+    }
+}
+
+/// A refusal: its kind and a reason for people.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Refusal {
+    /// What kind of refusal.
+    pub kind: RefusalKind,
+    /// Why, in words.
+    pub reason: String,
+}
+
+impl Refusal {
+    /// A refusal of `kind` because of `reason`.
+    pub fn new(kind: RefusalKind, reason: impl Into<String>) -> Refusal {
+        Refusal {
+            kind,
+            reason: reason.into(),
+        }
+    }
+
+    /// [`RefusalKind::Invalid`].
+    pub fn invalid(reason: impl Into<String>) -> Refusal {
+        Refusal::new(RefusalKind::Invalid, reason)
+    }
+
+    /// [`RefusalKind::Failed`].
+    pub fn failed(reason: impl Into<String>) -> Refusal {
+        Refusal::new(RefusalKind::Failed, reason)
+    }
+}
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.reason)
+    }
 }
 
 /// What `S1` tells the other servers about a job when it opens their links.
@@ -102,6 +192,9 @@ pub enum Request {
     Upload {
         /// The input's name (unique in the cluster).
         name: String,
+        /// A random tag the client draws once per upload and sends to both `S1` and
+        /// `S2`; every job checks that the two shares carry the same tag.
+        tag: u128,
         /// Other clients allowed to use it in their jobs (the owner always can).
         readers: Vec<String>,
         /// Ring of the share.
@@ -120,13 +213,24 @@ pub enum Request {
         /// Public arguments, by name.
         args: Vec<(String, f64)>,
     },
-    /// This server's share of an output of a finished job.
+    /// This server's share of an output of a finished job. The share stays stored
+    /// until [`Request::Release`] (or expiry), so a fetch interrupted by a failure
+    /// can be repeated.
     Fetch {
         /// The job.
         job: u64,
         /// The output's name.
         name: String,
     },
+    /// Delete this client's output share (after fetching it from both servers).
+    Release {
+        /// The job.
+        job: u64,
+        /// The output's name.
+        name: String,
+    },
+    /// The outputs waiting for this client on this server.
+    ListOutputs,
 }
 
 /// A server's reply to a client.
@@ -164,8 +268,12 @@ pub enum Reply {
         /// The share's elements.
         bytes: Vec<u8>,
     },
-    /// The request was refused or failed; the reason says why.
-    Refused(String),
+    /// The output share is deleted (or was not there).
+    Released,
+    /// Answer to [`Request::ListOutputs`]: job, output name and shape.
+    Outputs(Vec<(u64, String, Vec<usize>)>),
+    /// The request was refused or failed; the kind and reason say why.
+    Refused(Refusal),
 }
 
 /// Every control message.
@@ -180,8 +288,9 @@ pub enum Control {
         job: JobSpec,
     },
     /// The accepting server's answer to [`Control::Hello`]: `Err` with the reason
-    /// when it refuses the job (unknown program, other version, missing input).
-    HelloAck(Result<(), String>),
+    /// when it refuses the job (unknown program, other version, missing input,
+    /// shares from another upload).
+    HelloAck(Result<(), Refusal>),
     /// Sent to `S1` by each other server when its part of the job is over.
     Finished(Result<CommStats, String>),
     /// Sent to every peer when a server's program stops with an error.
@@ -198,6 +307,7 @@ impl fmt::Debug for Request {
             Request::Info => f.write_str("Info"),
             Request::Upload {
                 name,
+                tag,
                 readers,
                 ring,
                 shape,
@@ -205,6 +315,7 @@ impl fmt::Debug for Request {
             } => f
                 .debug_struct("Upload")
                 .field("name", name)
+                .field("tag", &format_args!("{tag:032x}"))
                 .field("readers", readers)
                 .field("ring", ring)
                 .field("shape", shape)
@@ -225,6 +336,12 @@ impl fmt::Debug for Request {
                 .field("job", job)
                 .field("name", name)
                 .finish(),
+            Request::Release { job, name } => f
+                .debug_struct("Release")
+                .field("job", job)
+                .field("name", name)
+                .finish(),
+            Request::ListOutputs => f.write_str("ListOutputs"),
         }
     }
 }
@@ -256,6 +373,8 @@ impl fmt::Debug for Reply {
                 .field("shape", shape)
                 .field("bytes_len", &bytes.len())
                 .finish(),
+            Reply::Released => f.write_str("Released"),
+            Reply::Outputs(o) => f.debug_tuple("Outputs").field(o).finish(),
             Reply::Refused(r) => f.debug_tuple("Refused").field(r).finish(),
         }
     }
@@ -274,6 +393,13 @@ impl W {
     }
     pub(crate) fn u64(&mut self, v: u64) {
         self.0.extend_from_slice(&v.to_le_bytes());
+    }
+    pub(crate) fn u128(&mut self, v: u128) {
+        self.0.extend_from_slice(&v.to_le_bytes());
+    }
+    pub(crate) fn refusal(&mut self, r: &Refusal) {
+        self.u8(r.kind.code());
+        self.str(&r.reason);
     }
     pub(crate) fn len(&mut self, n: usize) {
         // Lengths come from values the encoder built; the frame limit caps them anyway.
@@ -312,6 +438,10 @@ impl W {
         self.ring(c.ring());
         self.u32(c.frac_bits());
         self.u32(c.bound_log2());
+        self.u8(match c.comparison() {
+            Comparison::GarbledCircuit => 1,
+            _ => 0,
+        });
     }
     pub(crate) fn stats(&mut self, s: &CommStats) {
         for a in [&s.bytes_sent, &s.bytes_received, &s.messages_sent] {
@@ -365,6 +495,23 @@ impl<'a> R<'a> {
         let mut a = [0u8; 8];
         a.copy_from_slice(b);
         Ok(u64::from_le_bytes(a))
+    }
+    pub(crate) fn u128(&mut self, what: &'static str) -> Result<u128, WireError> {
+        let b = self.take(16, what)?;
+        let mut a = [0u8; 16];
+        a.copy_from_slice(b);
+        Ok(u128::from_le_bytes(a))
+    }
+    pub(crate) fn refusal(&mut self) -> Result<Refusal, WireError> {
+        let code = self.u8("refusal")?;
+        let kind = RefusalKind::from_code(code).ok_or(WireError::UnknownTag {
+            what: "refusal",
+            tag: code,
+        })?;
+        Ok(Refusal {
+            kind,
+            reason: self.str("reason")?,
+        })
     }
     pub(crate) fn count(&mut self, what: &'static str, max: usize) -> Result<usize, WireError> {
         let n = self.u32(what)? as usize;
@@ -431,10 +578,18 @@ impl<'a> R<'a> {
         let ring = self.ring()?;
         let f = self.u32("fractional bits")?;
         let b = self.u32("bound")?;
-        Config::new(ring, f, b).map_err(|e| WireError::Invalid {
+        let c = Config::new(ring, f, b).map_err(|e| WireError::Invalid {
             what: "configuration",
             reason: e.to_string(),
-        })
+        })?;
+        match self.u8("comparison protocol")? {
+            0 => Ok(c.with_comparison(Comparison::FourParty)),
+            1 => Ok(c.with_comparison(Comparison::GarbledCircuit)),
+            t => Err(WireError::UnknownTag {
+                what: "comparison protocol",
+                tag: t,
+            }),
+        }
     }
     pub(crate) fn stats(&mut self) -> Result<CommStats, WireError> {
         let mut s = CommStats::default();
@@ -499,12 +654,22 @@ impl Control {
                     w.str(&p.name);
                     w.strs(&p.sources);
                     w.shape(&p.shape);
+                    w.len(p.tags.len());
+                    for &t in &p.tags {
+                        w.u128(t);
+                    }
                 }
                 w.args(&job.args);
             }
             Control::HelloAck(r) => {
                 w.u8(2);
-                w.result(r, |_, _| {});
+                match r {
+                    Ok(()) => w.u8(0),
+                    Err(e) => {
+                        w.u8(1);
+                        w.refusal(e);
+                    }
+                }
             }
             Control::Finished(r) => {
                 w.u8(3);
@@ -520,6 +685,7 @@ impl Control {
                     Request::Info => w.u8(1),
                     Request::Upload {
                         name,
+                        tag,
                         readers,
                         ring,
                         shape,
@@ -527,6 +693,7 @@ impl Control {
                     } => {
                         w.u8(2);
                         w.str(name);
+                        w.u128(*tag);
                         w.strs(readers);
                         w.ring(*ring);
                         w.shape(shape);
@@ -551,6 +718,12 @@ impl Control {
                         w.u64(*job);
                         w.str(name);
                     }
+                    Request::Release { job, name } => {
+                        w.u8(5);
+                        w.u64(*job);
+                        w.str(name);
+                    }
+                    Request::ListOutputs => w.u8(6),
                 }
             }
             Control::Reply(rep) => {
@@ -595,9 +768,19 @@ impl Control {
                         w.shape(shape);
                         w.bytes(bytes);
                     }
-                    Reply::Refused(reason) => {
+                    Reply::Refused(r) => {
                         w.u8(5);
-                        w.str(reason);
+                        w.refusal(r);
+                    }
+                    Reply::Released => w.u8(6),
+                    Reply::Outputs(list) => {
+                        w.u8(7);
+                        w.len(list.len());
+                        for (job, name, shape) in list {
+                            w.u64(*job);
+                            w.str(name);
+                            w.shape(shape);
+                        }
                     }
                 }
             }
@@ -622,10 +805,18 @@ impl Control {
                 let n = r.count("parameters", MAX_LIST)?;
                 let mut params = Vec::new();
                 for _ in 0..n {
+                    let name = r.str("parameter")?;
+                    let sources = r.strs("sources")?;
+                    let shape = r.shape()?;
+                    let k = r.count("upload tags", MAX_LIST)?;
+                    let tags = (0..k)
+                        .map(|_| r.u128("upload tag"))
+                        .collect::<Result<Vec<_>, _>>()?;
                     params.push(Param {
-                        name: r.str("parameter")?,
-                        sources: r.strs("sources")?,
-                        shape: r.shape()?,
+                        name,
+                        sources,
+                        shape,
+                        tags,
                     });
                 }
                 let args = r.args()?;
@@ -642,13 +833,23 @@ impl Control {
                     },
                 }
             }
-            2 => Control::HelloAck(r.result(|_| Ok(()))?),
+            2 => Control::HelloAck(match r.u8("result")? {
+                0 => Ok(()),
+                1 => Err(r.refusal()?),
+                t => {
+                    return Err(WireError::UnknownTag {
+                        what: "result",
+                        tag: t,
+                    });
+                }
+            }),
             3 => Control::Finished(r.result(|r| r.stats())?),
             4 => Control::Abort(r.str("reason")?),
             5 => Control::Request(match r.u8("request")? {
                 1 => Request::Info,
                 2 => Request::Upload {
                     name: r.str("input name")?,
+                    tag: r.u128("upload tag")?,
                     readers: r.strs("readers")?,
                     ring: r.ring()?,
                     shape: r.shape()?,
@@ -672,6 +873,11 @@ impl Control {
                     job: r.u64("job id")?,
                     name: r.str("output name")?,
                 },
+                5 => Request::Release {
+                    job: r.u64("job id")?,
+                    name: r.str("output name")?,
+                },
+                6 => Request::ListOutputs,
                 t => {
                     return Err(WireError::UnknownTag {
                         what: "request",
@@ -719,7 +925,16 @@ impl Control {
                     shape: r.shape()?,
                     bytes: r.bytes("share")?,
                 },
-                5 => Reply::Refused(r.str("reason")?),
+                5 => Reply::Refused(r.refusal()?),
+                6 => Reply::Released,
+                7 => {
+                    let n = r.count("outputs", MAX_LIST)?;
+                    let mut list = Vec::new();
+                    for _ in 0..n {
+                        list.push((r.u64("job id")?, r.str("output name")?, r.shape()?));
+                    }
+                    Reply::Outputs(list)
+                }
                 t => {
                     return Err(WireError::UnknownTag {
                         what: "reply",
@@ -758,6 +973,7 @@ mod tests {
                 name: "x".into(),
                 sources: vec!["x_alice".into(), "x_bob".into()],
                 shape: vec![20, 124],
+                tags: vec![7, u128::MAX],
             }],
             args: vec![("iterations".into(), 20.0)],
         };
@@ -772,13 +988,14 @@ mod tests {
                 job,
             },
             Control::HelloAck(Ok(())),
-            Control::HelloAck(Err("unknown program".into())),
+            Control::HelloAck(Err(Refusal::new(RefusalKind::Stale, "re-upload x"))),
             Control::Finished(Ok(st.clone())),
             Control::Finished(Err("disk full".into())),
             Control::Abort("lost Sb".into()),
             Control::Request(Request::Info),
             Control::Request(Request::Upload {
                 name: "x".into(),
+                tag: 0x0123_4567_89ab_cdef_0011_2233_4455_6677,
                 readers: vec!["bob".into()],
                 ring: RingKind::Z128,
                 shape: vec![2, 3],
@@ -793,9 +1010,14 @@ mod tests {
                 job: 5,
                 name: "w".into(),
             }),
+            Control::Request(Request::Release {
+                job: 5,
+                name: "w".into(),
+            }),
+            Control::Request(Request::ListOutputs),
             Control::Reply(Reply::Info {
                 role: Role::S1,
-                config: Config::fast(),
+                config: Config::fast().with_comparison(Comparison::GarbledCircuit),
                 client: "alice".into(),
                 programs: vec![("p".into(), "2".into())],
             }),
@@ -810,7 +1032,9 @@ mod tests {
                 shape: vec![],
                 bytes: vec![1; 8],
             }),
-            Control::Reply(Reply::Refused("no".into())),
+            Control::Reply(Reply::Refused(Refusal::new(RefusalKind::Denied, "no"))),
+            Control::Reply(Reply::Released),
+            Control::Reply(Reply::Outputs(vec![(5, "w".into(), vec![3, 4])])),
         ]
     }
 
@@ -865,6 +1089,7 @@ mod tests {
         // Shares never appear in Debug output.
         let up = Request::Upload {
             name: "x".into(),
+            tag: 1,
             readers: vec![],
             ring: RingKind::Z64,
             shape: vec![1],

@@ -73,6 +73,26 @@ enum Command {
         #[arg(long, value_delimiter = ',', default_value = "alice,bob")]
         clients: Vec<String>,
     },
+    /// A TCP proxy that emulates a network link (one-way delay and bandwidth, each
+    /// direction): put one in front of a server's peer port and point the other
+    /// servers' `peer_addr` at it. Runs until Ctrl-C.
+    Netem {
+        /// Address to listen on, e.g. 127.0.0.1:8101.
+        #[arg(long)]
+        listen: std::net::SocketAddr,
+        /// Address to forward to, e.g. 127.0.0.1:7101.
+        #[arg(long)]
+        to: std::net::SocketAddr,
+        /// `lan` (1 Gbit/s, 0.1 ms) or `wan` (100 Mbit/s, 20 ms).
+        #[arg(long, default_value = "lan")]
+        profile: String,
+        /// Overrides the profile's one-way delay, in milliseconds.
+        #[arg(long)]
+        delay_ms: Option<f64>,
+        /// Overrides the profile's bandwidth, in Mbit/s.
+        #[arg(long)]
+        mbit: Option<f64>,
+    },
 }
 
 fn parse_role(s: &str) -> Result<Role, String> {
@@ -113,6 +133,17 @@ fn main() -> ExitCode {
             _,
             _,
         ) => certs(&dir, &hosts, base_port, &preset, &clients),
+        (
+            Some(Command::Netem {
+                listen,
+                to,
+                profile,
+                delay_ms,
+                mbit,
+            }),
+            _,
+            _,
+        ) => netem(listen, to, &profile, delay_ms, mbit),
         (None, Some(role), Some(config)) => run(role, &config),
         (None, _, _) => {
             Err("give --role and --config, or a subcommand (dev, certs); see --help".into())
@@ -125,6 +156,37 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn netem(
+    listen: std::net::SocketAddr,
+    to: std::net::SocketAddr,
+    profile: &str,
+    delay_ms: Option<f64>,
+    mbit: Option<f64>,
+) -> Result<(), String> {
+    use privpy::transport::LinkProfile;
+    let mut p = LinkProfile::named(profile)?
+        .ok_or_else(|| "netem needs a profile: lan or wan".to_string())?;
+    if let Some(d) = delay_ms {
+        if !(d.is_finite() && (0.0..=60_000.0).contains(&d)) {
+            return Err(format!("--delay-ms {d} must be in [0, 60000]"));
+        }
+        p.delay = std::time::Duration::from_secs_f64(d / 1000.0);
+    }
+    if let Some(m) = mbit {
+        if !(m.is_finite() && m > 0.0) {
+            return Err(format!("--mbit {m} must be positive"));
+        }
+        p.bits_per_sec = m * 1e6;
+    }
+    eprintln!(
+        "netem: {listen} -> {to}, {:?} one way, {} Mbit/s (Ctrl-C stops)",
+        p.delay,
+        p.bits_per_sec / 1e6
+    );
+    privpy::net::netem::proxy_until_ctrl_c(listen, to, p)
+        .map_err(|e| format!("netem on {listen}: {e}"))
 }
 
 fn run(role: Role, config: &Path) -> Result<(), String> {

@@ -105,3 +105,46 @@ fn sequential_multiplications_add_rounds_and_session_stats_see_them() {
     assert_eq!(run.stats().rounds(), 5);
     assert_eq!(run.stats().total_bytes(), (12 * 10 + 6 * 10) * 16);
 }
+
+/// Emulated links (`LocalCluster::with_link`): each round costs at least the
+/// one-way delay, a large message at least its size over the bandwidth, and
+/// results do not change.
+#[test]
+fn emulated_links_impose_delay_and_bandwidth() {
+    use privpy::transport::LinkProfile;
+    use std::time::{Duration, Instant};
+    let profile = LinkProfile {
+        delay: Duration::from_millis(4),
+        bits_per_sec: 80e6,
+    };
+    let x = ArrayD::from_shape_fn(vec![20_000], |i| (i[0] % 97) as f64 * 0.25 - 12.0);
+    let run = |link: Option<LinkProfile>| {
+        let mut c = LocalCluster::new(Config::fast())
+            .with_seed(2)
+            .with_link(link);
+        let alice = c.client("alice");
+        c.upload(&alice, "x", &x).unwrap();
+        let span = std::sync::Mutex::new(Duration::ZERO);
+        let out = c
+            .run(|s| {
+                let x = s.input::<Array1<f64>>("x")?;
+                let t = Instant::now();
+                let y = &x * &x; // 2 rounds, 8 bytes per element on each link
+                let e = t.elapsed();
+                let mut sp = span.lock().unwrap();
+                *sp = (*sp).max(e);
+                s.output("alice", "y", &y)
+            })
+            .unwrap();
+        let y: Array1<f64> = out.open(&alice, "y").unwrap();
+        let t = *span.lock().unwrap();
+        (y, t)
+    };
+    let (direct, _) = run(None);
+    let (emulated, t) = run(Some(profile));
+    assert_eq!(direct, emulated, "the link changes timing only");
+    // Two rounds of 4 ms, and 160 kB over 80 Mbit/s (16 ms) in the first round.
+    let floor = 2 * profile.delay + profile.transfer_time(20_000 * 8);
+    assert!(t >= floor, "{t:?} < {floor:?}");
+    assert!(t < floor * 10, "{t:?}");
+}

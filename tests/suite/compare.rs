@@ -1,5 +1,5 @@
-//! Comparisons (Protocol 2) and the operations built on them, against the cleartext
-//! engine, on every ring.
+//! Comparisons (the four-party protocol and the paper's Protocol 2) and the
+//! operations built on them, against the cleartext engine, on every ring.
 
 use crate::common::*;
 use privpy::Role::{S1, S2, Sa, Sb};
@@ -21,9 +21,28 @@ fn grid(cfg: &Config, n: usize, seed: u64) -> ArrayD<f64> {
     ArrayD::from_shape_vec(vec![n], v).unwrap()
 }
 
+/// Every preset with each comparison protocol.
+fn protocols() -> Vec<(String, Config)> {
+    presets()
+        .into_iter()
+        .flat_map(|(name, cfg)| {
+            [
+                (
+                    format!("{name}, four-party"),
+                    cfg.with_comparison(Comparison::FourParty),
+                ),
+                (
+                    format!("{name}, garbled circuit"),
+                    cfg.with_comparison(Comparison::GarbledCircuit),
+                ),
+            ]
+        })
+        .collect()
+}
+
 #[test]
 fn all_predicates_match_cleartext_all_rings() {
-    for (name, cfg) in presets() {
+    for (name, cfg) in protocols() {
         let x = grid(&cfg, 300, 1);
         let mut y = grid(&cfg, 300, 2);
         y[5] = x[5]; // ties
@@ -50,16 +69,43 @@ fn all_predicates_match_cleartext_all_rings() {
         let (p, q) = private_and_clear(cfg, &[("x", x.clone()), ("y", y.clone())], &names, program);
         for (k, n) in names.iter().enumerate() {
             let d = max_abs_diff(&p[k], &q[k]);
-            let tol = if *n == "sel" {
-                cfg.bound() * 1e-12 + 1e-3
-            } else {
-                0.0
-            };
-            assert!(d <= tol, "{name}: {n} differs by {d}");
+            // Selections by a comparison result are exact too.
+            assert!(d == 0.0, "{name}: {n} differs by {d}");
         }
         // Spot-check the oracle itself.
         assert_eq!(q[0][0], 0.0);
         assert_eq!(q[4][5], 1.0);
+    }
+}
+
+/// `select` by a comparison result multiplies by the integer-encoded bit: exact,
+/// with no truncation error (selecting between zeros gives zero, extremes survive).
+#[test]
+fn select_by_a_comparison_is_exact() {
+    for (name, cfg) in protocols() {
+        let n = 64;
+        // Large, but with f64 differences exact, so that the cleartext oracle is.
+        let big = (cfg.bound() * 0.75).min(2f64.powi(40));
+        let a = ArrayD::from_shape_fn(vec![n], |i| if i[0] % 2 == 0 { big } else { -1.5 });
+        let b = ArrayD::from_shape_fn(vec![n], |i| if i[0] % 3 == 0 { -big } else { 0.25 });
+        let (p, q) = private_and_clear(
+            cfg,
+            &[("a", a.clone()), ("b", b.clone())],
+            &["zeros", "ab", "ba"],
+            |s| {
+                let a = s.input::<Array1<f64>>("a")?;
+                let b = s.input::<Array1<f64>>("b")?;
+                let z = s.zeros(n);
+                let c = a.gt(&b);
+                s.output("alice", "zeros", &select(&c, &z, &z))?;
+                s.output("alice", "ab", &select(&c, &a, &b))?;
+                s.output("alice", "ba", &select(&a.le(&b), &a, &b))
+            },
+        );
+        for k in 0..3 {
+            assert_eq!(p[k], q[k], "{name}: output {k}");
+        }
+        assert!(p[0].iter().all(|&v| v == 0.0), "{name}");
     }
 }
 
@@ -162,7 +208,7 @@ fn derived_operations_are_exact_all_rings() {
         "sortax0",
         "pool",
     ];
-    for (name, cfg) in presets() {
+    for (name, cfg) in protocols() {
         let mut g = rng(9);
         // Small integers (many ties) and both ends of the range.
         let mut m = arr(&[6, 5], &mut g, 6.0)
@@ -261,8 +307,9 @@ fn derived_operations_on_the_cleartext_engine() {
 }
 
 #[test]
-fn comparison_costs_two_rounds_and_the_stated_bytes() {
+fn garbled_comparison_costs_two_rounds_and_the_stated_bytes() {
     for (name, cfg) in presets() {
+        let cfg = cfg.with_comparison(Comparison::GarbledCircuit);
         let n = 257u64;
         let l = cfg.ring().bits() as u64;
         let bytes = cfg.ring().bytes() as u64;
@@ -303,62 +350,155 @@ fn comparison_costs_two_rounds_and_the_stated_bytes() {
     }
 }
 
+/// The four-party protocol's cost, derived here independently of the protocol
+/// code: round 1 opens `l` bits per comparison; a tree over the `l − 1` low bits
+/// joins pairs level by level (the lowest pair opens 2 bits, the others 3); the last
+/// layer opens 3 bits; the dealer sends `S2` its shares of `r`'s bits, one bit per
+/// AND gate and 7 ring elements.
 #[test]
-fn tree_reduction_takes_ceil_log2_n_comparison_layers() {
-    for n in [2usize, 5, 16, 33] {
-        let cfg = Config::fast();
+fn four_party_comparison_costs_the_stated_rounds_and_bytes() {
+    for (name, cfg) in presets() {
+        let n = 257u64;
+        let l = cfg.ring().bits() as u64;
+        let bytes = cfg.ring().bytes() as u64;
         let mut c = LocalCluster::new(cfg).with_seed(1);
         let alice = c.client("alice");
-        c.upload(&alice, "x", grid(&cfg, n.max(4), 5)).unwrap();
+        c.upload(&alice, "x", grid(&cfg, n as usize, 4)).unwrap();
         let run = c
             .run(|s| {
                 let x = s.input::<Array1<f64>>("x")?;
-                s.output("alice", "m", &x.max())
+                s.output("alice", "c", &x.lt(1.0))
             })
             .unwrap();
-        let layers = (n.max(4) as f64).log2().ceil() as u64;
-        // Each layer: one comparison (2 rounds) and one multiplication (2 rounds).
-        assert_eq!(run.stats().rounds(), 4 * layers, "n = {n}");
+        let (mut count, mut levels, mut online, mut ands) = (l - 1, 0u64, n * bytes, 0u64);
+        while count > 2 {
+            let pairs = count / 2;
+            online += (n * (2 + 3 * (pairs - 1))).div_ceil(8);
+            ands += 1 + 2 * (pairs - 1);
+            count = pairs + count % 2;
+            levels += 1;
+        }
+        online += (3 * n).div_ceil(8);
+        let st = run.stats();
+        assert_eq!(st.rounds(), levels + 2, "{name}");
+        assert_eq!(
+            st.rounds(),
+            ((l - 1) as f64).log2().ceil() as u64 + 1,
+            "{name}: 1 + ceil(log2(l - 1)) rounds"
+        );
+        assert_eq!(st.link_bytes(S1, S2), online, "{name}: S1 online");
+        assert_eq!(st.link_bytes(S2, S1), online, "{name}: S2 online");
+        let deal = (n * l).div_ceil(8) + (n * ands).div_ceil(8) + 7 * n * bytes;
+        assert_eq!(st.link_bytes(Sa, S2), deal, "{name}: the deal");
+        for r in [Sa, Sb] {
+            assert_eq!(
+                st.servers[r.index()].bytes_received.iter().sum::<u64>(),
+                0,
+                "{name}: {r} receives nothing"
+            );
+        }
+        assert_eq!(
+            st.link_bytes(Sa, S1),
+            0,
+            "{name}: S1's material is all from seeds"
+        );
+        assert_eq!(
+            st.servers[Sb.index()].bytes_sent.iter().sum::<u64>(),
+            0,
+            "{name}: Sb is idle"
+        );
+        assert_eq!(
+            st.total_messages(),
+            2 * (levels + 2) + 1,
+            "{name}: one message per link per round, one deal"
+        );
+        if l == 64 {
+            assert!(online <= 32 * n, "{name}: {} bytes online", online / n);
+        }
+    }
+}
+
+#[test]
+fn tree_reduction_takes_ceil_log2_n_comparison_layers() {
+    for (protocol, per_cmp) in [(Comparison::GarbledCircuit, 2), (Comparison::FourParty, 7)] {
+        for n in [2usize, 5, 16, 33] {
+            let cfg = Config::fast().with_comparison(protocol);
+            let mut c = LocalCluster::new(cfg).with_seed(1);
+            let alice = c.client("alice");
+            c.upload(&alice, "x", grid(&cfg, n.max(4), 5)).unwrap();
+            let run = c
+                .run(|s| {
+                    let x = s.input::<Array1<f64>>("x")?;
+                    s.output("alice", "m", &x.max())
+                })
+                .unwrap();
+            let layers = (n.max(4) as f64).log2().ceil() as u64;
+            // Each layer: one comparison and one multiplication (2 rounds).
+            assert_eq!(
+                run.stats().rounds(),
+                (per_cmp + 2) * layers,
+                "{protocol:?}, n = {n}"
+            );
+        }
     }
 }
 
 #[test]
 fn comparison_transcripts_do_not_depend_on_inputs() {
     use crate::security::{CHI2_255_P001, chi_square_two_sample, chi_square_uniform};
-    let cfg = Config::fast();
-    let run = |x: ArrayD<f64>| {
-        let mut c = LocalCluster::new(cfg).with_seed(5).record_transcripts(true);
-        let alice = c.client("alice");
-        c.upload(&alice, "x", x).unwrap();
-        let out = c
-            .run(|s| {
-                let x = s.input::<Array1<f64>>("x")?;
-                s.output("alice", "c", &x.lt(0.0))
-            })
-            .unwrap();
-        Role::ALL.map(|r| out.transcript(r).unwrap().to_vec())
-    };
-    let n = 2000;
-    let t0 = run(ArrayD::zeros(vec![n]));
-    let t1 = run(ArrayD::from_elem(vec![n], -cfg.bound() * 0.75));
-    assert!(t0[Sa.index()].is_empty() && t1[Sa.index()].is_empty());
-    // Sb: labels and tables; S2: colours and a masked ring element. Uniform either way.
-    for r in [Sb, S2] {
-        let (a, b) = (&t0[r.index()], &t1[r.index()]);
-        assert!(chi_square_uniform(a) < CHI2_255_P001, "{r}");
-        assert!(chi_square_uniform(b) < CHI2_255_P001, "{r}");
-        assert!(chi_square_two_sample(a, b) < CHI2_255_P001, "{r}");
-    }
-    // S1 receives only the colour bits: about half of them set, whatever the input.
-    for t in [&t0, &t1] {
-        let ones: u32 = t[S1.index()].iter().map(|b| b.count_ones()).sum();
-        assert!((900..1100).contains(&ones), "{ones} of {n}");
+    for protocol in [Comparison::GarbledCircuit, Comparison::FourParty] {
+        let cfg = Config::fast().with_comparison(protocol);
+        let run = |x: ArrayD<f64>| {
+            let mut c = LocalCluster::new(cfg).with_seed(5).record_transcripts(true);
+            let alice = c.client("alice");
+            c.upload(&alice, "x", x).unwrap();
+            let out = c
+                .run(|s| {
+                    let x = s.input::<Array1<f64>>("x")?;
+                    s.output("alice", "c", &x.lt(0.0))?;
+                    s.output("alice", "e", &x.eq(0.0))
+                })
+                .unwrap();
+            Role::ALL.map(|r| out.transcript(r).unwrap().to_vec())
+        };
+        let n = 2000;
+        let t0 = run(ArrayD::zeros(vec![n]));
+        let t1 = run(ArrayD::from_elem(vec![n], -cfg.bound() * 0.75));
+        assert!(t0[Sa.index()].is_empty() && t1[Sa.index()].is_empty());
+        if protocol == Comparison::GarbledCircuit {
+            // Sb: labels and tables; S2: colours and a masked ring element.
+            for r in [Sb, S2] {
+                let (a, b) = (&t0[r.index()], &t1[r.index()]);
+                assert!(chi_square_uniform(a) < CHI2_255_P001, "{r}");
+                assert!(chi_square_uniform(b) < CHI2_255_P001, "{r}");
+                assert!(chi_square_two_sample(a, b) < CHI2_255_P001, "{r}");
+            }
+            // S1 receives only the colour bits: about half of them set.
+            for t in [&t0, &t1] {
+                let ones: u32 = t[S1.index()].iter().map(|b| b.count_ones()).sum();
+                assert!((1800..2200).contains(&ones), "{ones} of {}", 2 * n);
+            }
+        } else {
+            // Sb receives nothing; S1 and S2 receive masked values, masked bits
+            // and (S2) the deal: uniform bytes, whatever the input.
+            assert!(t0[Sb.index()].is_empty() && t1[Sb.index()].is_empty());
+            for r in [S1, S2] {
+                let (a, b) = (&t0[r.index()], &t1[r.index()]);
+                assert!(!a.is_empty(), "{r}");
+                assert!(chi_square_uniform(a) < CHI2_255_P001, "{protocol:?} {r}");
+                assert!(chi_square_uniform(b) < CHI2_255_P001, "{protocol:?} {r}");
+                assert!(
+                    chi_square_two_sample(a, b) < CHI2_255_P001,
+                    "{protocol:?} {r}"
+                );
+            }
+        }
     }
 }
 
 #[test]
 fn preprocessed_comparisons_agree_and_leave_sa_idle_online() {
-    for (name, cfg) in presets() {
+    for (name, cfg) in protocols() {
         let x = grid(&cfg, 300, 7);
         let y = grid(&cfg, 300, 8);
         let names = ["a", "b", "c", "e"];

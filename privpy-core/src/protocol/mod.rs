@@ -7,7 +7,7 @@
 //! arrays: one message per link per round, whatever the size.
 
 use crate::broadcast::{broadcast_to, zip_map};
-use crate::config::Config;
+use crate::config::{Comparison, Config};
 use crate::data::{Data, Held};
 use crate::engine::{BinOp, CmpKind, Engine};
 use crate::error::{Error, Result};
@@ -23,6 +23,7 @@ use std::marker::PhantomData;
 use Role::{S1, S2, Sa, Sb};
 
 mod compare;
+mod compare4;
 
 /// A ring whose arrays a [`Data`] can hold.
 pub(crate) trait RingData: Ring + Held {}
@@ -61,6 +62,10 @@ pub(crate) struct Party<R: RingData> {
     hash: FixedKeyAes,
     /// Comparisons garbled ahead of their inputs.
     pools: RefCell<Vec<compare::Pool>>,
+    /// Four-party comparison material dealt ahead (`S1`, `S2`).
+    pools4: RefCell<Vec<compare4::Pool4<R>>>,
+    /// Every server's record of the four-party pools: kind, size, used.
+    pool4_counts: RefCell<Vec<(CmpKind, usize, usize)>>,
     op: Cell<u64>,
     _ring: PhantomData<R>,
 }
@@ -96,6 +101,8 @@ impl<R: RingData> Party<R> {
             delta_prg: None,
             hash: FixedKeyAes::new(),
             pools: RefCell::new(Vec::new()),
+            pools4: RefCell::new(Vec::new()),
+            pool4_counts: RefCell::new(Vec::new()),
             op: Cell::new(SETUP_OP),
             _ring: PhantomData,
         };
@@ -460,15 +467,40 @@ impl<R: RingData> Engine for Party<R> {
     }
 
     fn compare(&self, z: &Data, kind: CmpKind, bit: bool) -> Result<Data> {
-        self.compare_zero(z, kind, bit, R::BITS as usize)
+        self.compare_within(z, kind, bit, R::BITS)
     }
 
     fn compare_within(&self, z: &Data, kind: CmpKind, bit: bool, bits: u32) -> Result<Data> {
-        self.compare_zero(z, kind, bit, (bits.max(2) as usize).min(R::BITS as usize))
+        let w = (bits.max(2) as usize).min(R::BITS as usize);
+        match self.cfg.comparison() {
+            Comparison::GarbledCircuit => self.compare_zero(z, kind, bit, w),
+            _ => self.compare4(z, kind, bit, w),
+        }
+    }
+
+    fn bits_to_fixed(&self, b: &Data) -> Data {
+        match b {
+            Data::Shape(_) => b.clone(),
+            _ => {
+                let f = self.cfg.frac_bits();
+                R::wrap(R::get(b).mapv(|v| v.shl(f)))
+            }
+        }
+    }
+
+    fn bit_not(&self, b: &Data) -> Data {
+        match (b, self.role) {
+            (Data::Shape(_), _) => b.clone(),
+            (_, S1) => R::wrap(R::get(b).mapv(|v| R::from_u64(1).wsub(v))),
+            _ => R::wrap(R::get(b).mapv(R::wneg)),
+        }
     }
 
     fn preprocess(&self, kind: CmpKind, n: usize) -> Result<()> {
-        self.garble_pool(kind, n)
+        match self.cfg.comparison() {
+            Comparison::GarbledCircuit => self.garble_pool(kind, n),
+            _ => self.deal_pool4(kind, n),
+        }
     }
 
     /// Opening to all servers: `S1` and `S2` each send their share to the three

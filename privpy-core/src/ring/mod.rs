@@ -95,6 +95,29 @@ pub trait Ring:
     fn to_f64_signed(self) -> f64;
     /// Bit `i` (0 = least significant) of the element, for `i < l`.
     fn bit(self, i: u32) -> bool;
+    /// Number of 64-bit limbs (`l / 64`).
+    const LIMBS: usize;
+    /// Limb `i` (0 = least significant), for `i < LIMBS`.
+    fn limb(self, i: usize) -> u64;
+    /// The element with limbs `limbs` (least significant first; missing limbs are 0).
+    fn from_limbs(limbs: &[u64]) -> Self;
+    /// `self mod 2^w`, for `w <= l`.
+    fn low_bits(self, w: u32) -> Self {
+        if w >= Self::BITS {
+            return self;
+        }
+        let mut l = [0u64; 4];
+        for (i, x) in l.iter_mut().enumerate().take(Self::LIMBS) {
+            let bits = w.saturating_sub(64 * i as u32).min(64);
+            let mask = if bits == 64 {
+                u64::MAX
+            } else {
+                (1u64 << bits) - 1
+            };
+            *x = self.limb(i) & mask;
+        }
+        Self::from_limbs(&l[..Self::LIMBS])
+    }
 
     /// The zero accumulator.
     fn acc_zero() -> Self::Acc;

@@ -58,6 +58,17 @@ impl Ring for Z128 {
     fn bit(self, i: u32) -> bool {
         (self.0 >> i) & 1 == 1
     }
+    const LIMBS: usize = 2;
+    #[inline]
+    fn limb(self, i: usize) -> u64 {
+        (self.0 >> (64 * i)) as u64
+    }
+    #[inline]
+    fn from_limbs(l: &[u64]) -> Self {
+        let lo = l.first().copied().unwrap_or(0) as u128;
+        let hi = l.get(1).copied().unwrap_or(0) as u128;
+        Z128(lo | (hi << 64))
+    }
     #[inline]
     fn acc_zero() -> Acc192 {
         Acc192::default()

@@ -75,6 +75,19 @@ impl Ring for Z256 {
     fn bit(self, i: u32) -> bool {
         (self.words()[(i / 64) as usize] >> (i % 64)) & 1 == 1
     }
+    const LIMBS: usize = 4;
+    #[inline]
+    fn limb(self, i: usize) -> u64 {
+        self.words()[i]
+    }
+    #[inline]
+    fn from_limbs(l: &[u64]) -> Self {
+        let mut w = [0u64; 4];
+        for (o, x) in w.iter_mut().zip(l) {
+            *o = *x;
+        }
+        Self::from_words(w)
+    }
     #[inline]
     fn acc_zero() -> [u64; 6] {
         [0; 6]

@@ -51,6 +51,23 @@ impl Ring for Z64 {
     fn bit(self, i: u32) -> bool {
         (self.0 >> i) & 1 == 1
     }
+    const LIMBS: usize = 1;
+    #[inline]
+    fn limb(self, _i: usize) -> u64 {
+        self.0
+    }
+    #[inline]
+    fn from_limbs(l: &[u64]) -> Self {
+        Z64(l.first().copied().unwrap_or(0))
+    }
+    #[inline]
+    fn low_bits(self, w: u32) -> Self {
+        if w >= 64 {
+            self
+        } else {
+            Z64(self.0 & ((1u64 << w) - 1))
+        }
+    }
     #[inline]
     fn acc_zero() -> u128 {
         0
