@@ -39,9 +39,9 @@
 
 pub use privpy_core::{
     Arg, Broadcast, Client, ClusterStats, CommStats, Comparison, Config, DotOperand, DotWith,
-    EncodeError, Error, LocalCluster, Priv, PrivType, Public, Result, RingKind, Role, RunOutput,
-    Session, ShapeArg, ShapeError, broadcast_shape, concatenate, dot, ring, select, share, stack,
-    transport,
+    EncodeError, Error, LocalCluster, Location, Priv, PrivType, Public, Result, RingKind, Role,
+    RunOutput, Session, ShapeArg, ShapeError, broadcast_shape, concatenate, dot, ring, select,
+    share, stack, transport,
 };
 pub use privpy_macros::private;
 

@@ -23,7 +23,10 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 fn at_least_one(job: &Job, name: &str) -> Result<usize> {
     match job.count(name) {
-        0 => Err(Error::Config(format!("argument {name} must be at least 1"))),
+        0 => Err(Error::InvalidArgument {
+            operation: "program argument",
+            reason: format!("argument {name} must be at least 1"),
+        }),
         n => Ok(n),
     }
 }

@@ -21,7 +21,6 @@ use crate::config::Config;
 use crate::data::Data;
 use crate::engine::{Cleartext, Engine};
 use crate::error::{Error, Result};
-use crate::priv_array::Abort;
 use crate::protocol::{Party, SeedSource};
 use crate::ring::{RingKind, Z64, Z128, Z256};
 use crate::session::Session;
@@ -77,6 +76,7 @@ pub struct LocalCluster {
     client_rng: ChaCha12Rng,
     timeout: Duration,
     record: bool,
+    unwind: bool,
     link: Option<LinkProfile>,
 }
 
@@ -122,6 +122,7 @@ impl LocalCluster {
             client_rng: ChaCha12Rng::from_seed(seed),
             timeout: Duration::from_secs(60),
             record: false,
+            unwind: true,
             link: None,
         }
     }
@@ -131,6 +132,15 @@ impl LocalCluster {
     pub fn with_seed(mut self, seed: u64) -> Self {
         self.seed = Some(seed);
         self.client_rng = ChaCha12Rng::seed_from_u64(seed);
+        self
+    }
+
+    /// Whether a failing operator stops the program at once by unwinding (`true`, the
+    /// default; only where panics unwind) or lets it run to its end on placeholder
+    /// values without communicating (`false`; always the case with `panic = "abort"`).
+    /// The run returns the same error either way; unwinding only stops sooner.
+    pub fn with_unwinding(mut self, unwind: bool) -> Self {
+        self.unwind = unwind;
         self
     }
 
@@ -351,7 +361,14 @@ impl LocalCluster {
                 (name.clone(), d)
             })
             .collect();
-        run_session(eng, inputs, self.clients.clone(), program, role)
+        run_session(
+            eng,
+            inputs,
+            self.clients.clone(),
+            program,
+            role,
+            self.unwind,
+        )
     }
 }
 
@@ -363,29 +380,38 @@ pub(crate) fn run_session<F>(
     clients: Vec<String>,
     program: &F,
     role: Option<Role>,
+    unwind: bool,
 ) -> std::result::Result<PartyOut, (Role, Error)>
 where
     F: Fn(&Session) -> Result<()> + ?Sized,
 {
     let who = role.unwrap_or(Role::S1);
+    // Operators record their error and return placeholders (nothing unwinds); the
+    // guard stops all communication after the first one.
+    let outer = crate::priv_array::take_failure();
+    let outer_unwind = crate::priv_array::set_unwind(unwind);
+    let guarded: Rc<dyn Engine> = Rc::new(crate::session::Guarded { inner: eng.clone() });
     let session = Session {
-        eng: eng.clone(),
+        eng: guarded,
         inputs,
         clients,
         outputs: RefCell::new(Vec::new()),
     };
-    match catch_unwind(AssertUnwindSafe(|| program(&session))) {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => return Err((who, e)),
-        Err(payload) => {
+    let outcome = catch_unwind(AssertUnwindSafe(|| program(&session)));
+    let failure = crate::priv_array::take_failure();
+    crate::priv_array::set_failure(outer);
+    crate::priv_array::set_unwind(outer_unwind);
+    match (failure, outcome) {
+        // The first operator error explains whatever the program did after it.
+        (Some(e), _) => return Err((who, e)),
+        (None, Ok(Ok(()))) => {}
+        (None, Ok(Err(e))) => return Err((who, e)),
+        (None, Err(payload)) => {
             return Err((
                 who,
-                match payload.downcast::<Abort>() {
-                    Ok(a) => a.0,
-                    Err(p) => Error::ProgramPanic {
-                        role: who,
-                        message: panic_message(&*p),
-                    },
+                Error::ProgramPanic {
+                    role: who,
+                    message: panic_message(&*payload),
                 },
             ));
         }

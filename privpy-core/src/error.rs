@@ -91,6 +91,50 @@ pub enum ShapeError {
     },
 }
 
+/// Where in the program an operator failed: the file, line and column of the
+/// expression in the user's code (operators carry `#[track_caller]`, and inside
+/// `#[private]` functions the rewritten expressions keep the user's spans).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Location {
+    file: &'static str,
+    line: u32,
+    column: u32,
+}
+
+impl Location {
+    /// The caller's location (through every `#[track_caller]` function).
+    #[track_caller]
+    pub(crate) fn caller() -> Location {
+        let l = std::panic::Location::caller();
+        Location {
+            file: l.file(),
+            line: l.line(),
+            column: l.column(),
+        }
+    }
+
+    /// The source file, as the compiler names it.
+    pub fn file(&self) -> &'static str {
+        self.file
+    }
+
+    /// The line, from 1.
+    pub fn line(&self) -> u32 {
+        self.line
+    }
+
+    /// The column, from 1.
+    pub fn column(&self) -> u32 {
+        self.column
+    }
+}
+
+impl std::fmt::Display for Location {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}:{}", self.file, self.line, self.column)
+    }
+}
+
 /// Everything that can go wrong in privpy.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -173,9 +217,96 @@ pub enum Error {
         /// The panic message.
         message: String,
     },
-    /// An invalid configuration.
+    /// An invalid configuration (the number format, the cluster files).
     #[error("invalid configuration: {0}")]
     Config(String),
+    /// An element index outside the array.
+    #[error("{operation}: index {index:?} is out of bounds for shape {shape:?}")]
+    IndexOutOfBounds {
+        /// The method (`item`, `itemset`, `put`, `take`).
+        operation: &'static str,
+        /// The index (a multi-index, or the offending position).
+        index: Vec<usize>,
+        /// The array's shape.
+        shape: Vec<usize>,
+    },
+    /// An operation that needs at least one element (or one array) got none.
+    #[error("{operation}: empty input")]
+    EmptyInput {
+        /// The method (`mean`, `resize`, `concatenate`, `stack`, a reduction).
+        operation: &'static str,
+    },
+    /// A method argument outside what the method accepts.
+    #[error("{operation}: {reason}")]
+    InvalidArgument {
+        /// The method (`clip`, `compress`, `permuted_axes`, `max_pool2d`, `dot`, or a
+        /// program's argument).
+        operation: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// Secrets of two different sessions (or clusters) combined in one operation.
+    #[error("operands come from two different sessions")]
+    MixedSessions,
+    /// A server was given a share of another ring than the configuration's.
+    #[error("input {name:?} is a share of {share:?}, the configuration uses {config:?}")]
+    RingMismatch {
+        /// The input.
+        name: String,
+        /// The share's ring (`None` for a cleartext value).
+        share: Option<crate::RingKind>,
+        /// The configured ring.
+        config: crate::RingKind,
+    },
+    /// A primary server was given only the shape of an input.
+    #[error("{role} needs its share of input {name:?}, not only the shape")]
+    MissingShare {
+        /// The server.
+        role: Role,
+        /// The input.
+        name: String,
+    },
+    /// An operator failed inside the program (incompatible shapes, a public operand
+    /// out of range, an index out of bounds, …): the error, and where.
+    #[error("{location}: {source}")]
+    Operator {
+        /// The expression in the program that failed.
+        location: Location,
+        /// What went wrong.
+        #[source]
+        source: Box<Error>,
+    },
+}
+
+impl Error {
+    /// The error without the [`Error::Operator`] location around it.
+    pub fn root(&self) -> &Error {
+        match self {
+            Error::Operator { source, .. } => source.root(),
+            other => other,
+        }
+    }
+
+    /// Where in the program the error was raised, when an operator raised it.
+    pub fn location(&self) -> Option<Location> {
+        match self {
+            Error::Operator { location, .. } => Some(*location),
+            _ => None,
+        }
+    }
+
+    /// `self` with the location of the operator's caller, unless it is a transport
+    /// error (which is about a peer, not about the program) or already located.
+    #[track_caller]
+    pub(crate) fn located(self) -> Error {
+        match self {
+            e @ (Error::PeerLost { .. } | Error::Protocol { .. } | Error::Operator { .. }) => e,
+            e => Error::Operator {
+                location: Location::caller(),
+                source: Box::new(e),
+            },
+        }
+    }
 }
 
 /// `Result` with [`Error`].

@@ -7,7 +7,7 @@ use crate::data::Data;
 use crate::derived::Ops;
 use crate::engine::{BinOp, CmpKind};
 use crate::error::{Error, Result, ShapeError};
-use crate::priv_array::{Operand, Priv, abort, or_abort};
+use crate::priv_array::{Operand, Priv, fail};
 use crate::types::{Broadcast, PrivType, Public};
 use ndarray::Axis;
 
@@ -43,22 +43,31 @@ impl<P: Public> Arg for P {
 /// batched: two rounds in all.
 #[allow(clippy::should_implement_trait)]
 impl<A: PrivType> Priv<A> {
+    #[track_caller]
     fn ops(&self) -> Ops<'_> {
         Ops { eng: &self.eng }
     }
 
     /// `[z < 0]` or `[z == 0]` for `z = self - rhs` (or `rhs - self`), as
     /// integer-encoded bits.
+    #[track_caller]
     fn cmp_data(&self, rhs: Operand<'_>, rhs_minus_self: bool, kind: CmpKind) -> Result<Data> {
         let z = self.binop(BinOp::Sub, rhs, rhs_minus_self)?;
         self.eng.compare(&z, kind, true)
     }
 
+    #[track_caller]
     fn cmp<T: Arg>(&self, rhs: T, swap: bool, kind: CmpKind, negate: bool) -> Priv<A::Output>
     where
         A: Broadcast<T::Kind>,
     {
-        let bits = or_abort(self.cmp_data(rhs.operand(), swap, kind));
+        let bits = match self.cmp_data(rhs.operand(), swap, kind) {
+            Ok(bits) => bits,
+            Err(e) => {
+                fail(e);
+                return self.poisoned();
+            }
+        };
         let bits = if negate {
             self.eng.bit_not(&bits)
         } else {
@@ -140,16 +149,18 @@ impl<A: PrivType> Priv<A> {
     }
 
     /// `max(x, 0)`: one comparison and one (exact) multiplication.
+    #[track_caller]
     pub fn relu(&self) -> Priv<A> {
         let r = (|| {
             let ops = self.ops();
             let c = ops.negative_bit(&self.eng.neg(&self.data))?;
             ops.select(&c, &self.data)
         })();
-        Priv::new(or_abort(r), self.eng.clone())
+        Priv::from_result(r, self.eng.clone())
     }
 
     /// `|x|`: one comparison and one multiplication.
+    #[track_caller]
     pub fn abs(&self) -> Priv<A> {
         let r = (|| {
             let ops = self.ops();
@@ -158,10 +169,11 @@ impl<A: PrivType> Priv<A> {
             let twice = ops.scalar(BinOp::Mul, &ops.select(&neg, &self.data)?, 2.0, false)?;
             ops.bin(BinOp::Sub, &self.data, &twice)
         })();
-        Priv::new(or_abort(r), self.eng.clone())
+        Priv::from_result(r, self.eng.clone())
     }
 
     /// `-1`, `0` or `1` by the sign of `x`: two comparisons, batched into one.
+    #[track_caller]
     pub fn sign(&self) -> Priv<A> {
         let r = (|| {
             let ops = self.ops();
@@ -171,7 +183,7 @@ impl<A: PrivType> Priv<A> {
             // c[0] = [x < 0], c[1] = [x > 0].
             ops.bin(BinOp::Sub, &c.index0(1), &c.index0(0))
         })();
-        Priv::new(or_abort(r), self.eng.clone())
+        Priv::from_result(r, self.eng.clone())
     }
 
     /// Element-wise maximum with broadcasting (NumPy's `maximum`).
@@ -198,6 +210,7 @@ impl<A: PrivType> Priv<A> {
         self.select_with(other, false)
     }
 
+    #[track_caller]
     fn select_with<T: Arg>(&self, other: T, max: bool) -> Priv<A::Output>
     where
         A: Broadcast<T::Kind>,
@@ -217,7 +230,7 @@ impl<A: PrivType> Priv<A> {
                 ops.bin(BinOp::Add, &self.data, &cd)
             }
         })();
-        Priv::new(or_abort(r), self.eng.clone())
+        Priv::from_result(r, self.eng.clone())
     }
 
     /// Limits values to `[lo, hi]` (NumPy's `clip`).
@@ -227,17 +240,17 @@ impl<A: PrivType> Priv<A> {
     #[track_caller]
     pub fn clip(&self, lo: f64, hi: f64) -> Priv<A> {
         if lo > hi {
-            abort(Error::Config(format!(
-                "clip: lower bound {lo} above upper bound {hi}"
-            )));
+            fail(Error::InvalidArgument {
+                operation: "clip",
+                reason: format!("lower bound {lo} above upper bound {hi}"),
+            });
+            return self.clone();
         }
-        Priv::new(
-            or_abort(self.ops().clip(&self.data, lo, hi)),
-            self.eng.clone(),
-        )
+        Priv::from_result(self.ops().clip(&self.data, lo, hi), self.eng.clone())
     }
 
     /// The array as `(rows, n)` with `axis` last, and the shape of the other axes.
+    #[track_caller]
     fn rows_along(&self, axis: usize) -> Result<(Data, Vec<usize>)> {
         let nd = self.ndim();
         if axis >= nd {
@@ -248,14 +261,15 @@ impl<A: PrivType> Priv<A> {
         perm.push(axis);
         let n = self.shape()[axis];
         if n == 0 {
-            return Err(Error::Config(format!(
-                "reduction along axis {axis} of length 0"
-            )));
+            return Err(Error::EmptyInput {
+                operation: "reduction along an axis",
+            });
         }
         let rows = rest.iter().product::<usize>();
         Ok((self.data.permuted_axes(&perm).reshape(&[rows, n])?, rest))
     }
 
+    #[track_caller]
     fn reduce_axis(&self, axis: usize, max: bool, index: bool) -> Result<Data> {
         let (x, rest) = self.rows_along(axis)?;
         let (v, i) = self.ops().reduce(&x, max, index)?;
@@ -263,6 +277,7 @@ impl<A: PrivType> Priv<A> {
         Ok(d.reshape(&rest)?)
     }
 
+    #[track_caller]
     fn flat(&self) -> Result<Priv<ndarray::Array1<f64>>> {
         self.try_reshape(self.len())
     }
@@ -274,7 +289,7 @@ impl<A: PrivType> Priv<A> {
     #[track_caller]
     pub fn max(&self) -> Priv<f64> {
         let r = self.flat().and_then(|f| f.reduce_axis(0, true, false));
-        Priv::new(or_abort(r), self.eng.clone())
+        Priv::from_result(r, self.eng.clone())
     }
 
     /// The smallest element.
@@ -284,7 +299,7 @@ impl<A: PrivType> Priv<A> {
     #[track_caller]
     pub fn min(&self) -> Priv<f64> {
         let r = self.flat().and_then(|f| f.reduce_axis(0, false, false));
-        Priv::new(or_abort(r), self.eng.clone())
+        Priv::from_result(r, self.eng.clone())
     }
 
     /// The (secret) flat index of the largest element; the first one on ties.
@@ -294,7 +309,7 @@ impl<A: PrivType> Priv<A> {
     #[track_caller]
     pub fn argmax(&self) -> Priv<f64> {
         let r = self.flat().and_then(|f| f.reduce_axis(0, true, true));
-        Priv::new(or_abort(r), self.eng.clone())
+        Priv::from_result(r, self.eng.clone())
     }
 
     /// The (secret) flat index of the smallest element; the first one on ties.
@@ -304,7 +319,7 @@ impl<A: PrivType> Priv<A> {
     #[track_caller]
     pub fn argmin(&self) -> Priv<f64> {
         let r = self.flat().and_then(|f| f.reduce_axis(0, false, true));
-        Priv::new(or_abort(r), self.eng.clone())
+        Priv::from_result(r, self.eng.clone())
     }
 
     /// Maximum along `axis`.
@@ -313,8 +328,8 @@ impl<A: PrivType> Priv<A> {
     /// Stops the program when `axis >= ndim` or the axis is empty.
     #[track_caller]
     pub fn max_axis(&self, axis: Axis) -> Priv<A::Smaller> {
-        Priv::new(
-            or_abort(self.reduce_axis(axis.index(), true, false)),
+        Priv::from_result(
+            self.reduce_axis(axis.index(), true, false),
             self.eng.clone(),
         )
     }
@@ -325,8 +340,8 @@ impl<A: PrivType> Priv<A> {
     /// As [`Priv::max_axis`].
     #[track_caller]
     pub fn min_axis(&self, axis: Axis) -> Priv<A::Smaller> {
-        Priv::new(
-            or_abort(self.reduce_axis(axis.index(), false, false)),
+        Priv::from_result(
+            self.reduce_axis(axis.index(), false, false),
             self.eng.clone(),
         )
     }
@@ -337,10 +352,7 @@ impl<A: PrivType> Priv<A> {
     /// As [`Priv::max_axis`].
     #[track_caller]
     pub fn argmax_axis(&self, axis: Axis) -> Priv<A::Smaller> {
-        Priv::new(
-            or_abort(self.reduce_axis(axis.index(), true, true)),
-            self.eng.clone(),
-        )
+        Priv::from_result(self.reduce_axis(axis.index(), true, true), self.eng.clone())
     }
 
     /// Secret indices of the minima along `axis` (first on ties).
@@ -349,12 +361,13 @@ impl<A: PrivType> Priv<A> {
     /// As [`Priv::max_axis`].
     #[track_caller]
     pub fn argmin_axis(&self, axis: Axis) -> Priv<A::Smaller> {
-        Priv::new(
-            or_abort(self.reduce_axis(axis.index(), false, true)),
+        Priv::from_result(
+            self.reduce_axis(axis.index(), false, true),
             self.eng.clone(),
         )
     }
 
+    #[track_caller]
     fn sort_impl(&self, axis: usize, index: bool) -> Result<Data> {
         let (x, rest) = self.rows_along(axis)?;
         let (v, i) = self.ops().sort(&x, index)?;
@@ -385,10 +398,7 @@ impl<A: PrivType> Priv<A> {
     /// As [`Priv::max_axis`].
     #[track_caller]
     pub fn sort_axis(&self, axis: Axis) -> Priv<A> {
-        Priv::new(
-            or_abort(self.sort_impl(axis.index(), false)),
-            self.eng.clone(),
-        )
+        Priv::from_result(self.sort_impl(axis.index(), false), self.eng.clone())
     }
 
     /// Secret indices that sort along `axis` (as NumPy's `argsort`; not stable on ties).
@@ -397,10 +407,7 @@ impl<A: PrivType> Priv<A> {
     /// As [`Priv::max_axis`].
     #[track_caller]
     pub fn argsort_axis(&self, axis: Axis) -> Priv<A> {
-        Priv::new(
-            or_abort(self.sort_impl(axis.index(), true)),
-            self.eng.clone(),
-        )
+        Priv::from_result(self.sort_impl(axis.index(), true), self.eng.clone())
     }
 
     /// Sorted ascending along the last axis (NumPy's default).
@@ -428,12 +435,18 @@ impl<A: PrivType> Priv<A> {
     /// or larger than the array, or a stride is zero.
     #[track_caller]
     pub fn max_pool2d(&self, window: (usize, usize), stride: (usize, usize)) -> Priv<A> {
-        Priv::new(or_abort(self.pool_impl(window, stride)), self.eng.clone())
+        Priv::from_result(self.pool_impl(window, stride), self.eng.clone())
     }
 
+    #[track_caller]
     fn pool_impl(&self, (kh, kw): (usize, usize), (sh, sw): (usize, usize)) -> Result<Data> {
         let nd = self.ndim();
-        let bad = |m: String| Err(Error::Config(format!("max_pool2d: {m}")));
+        let bad = |reason: String| {
+            Err(Error::InvalidArgument {
+                operation: "max_pool2d",
+                reason,
+            })
+        };
         if nd < 2 {
             return bad(format!(
                 "needs at least 2 axes, got shape {:?}",

@@ -25,11 +25,12 @@ use crate::data::Data;
 use crate::derived::Ops;
 use crate::engine::BinOp;
 use crate::error::Result;
-use crate::priv_array::{Priv, or_abort};
+use crate::priv_array::Priv;
 use crate::types::PrivType;
 use ndarray::Axis;
 
 /// Newton iterations for a start within a factor 4/3: `(1/3)^(2^k) < 2^-(f+2)`.
+#[track_caller]
 fn newton_iters(f: u32) -> usize {
     let mut k = 0;
     while 2f64.powi(k as i32) * 1.585 < (f + 2) as f64 {
@@ -39,6 +40,7 @@ fn newton_iters(f: u32) -> usize {
 }
 
 impl<A: PrivType> Priv<A> {
+    #[track_caller]
     fn unary(
         &self,
         clear: impl Fn(f64) -> f64,
@@ -54,7 +56,7 @@ impl<A: PrivType> Priv<A> {
             }
             (_, None) => unreachable!("only the cleartext engine has no configuration"),
         };
-        Priv::new(or_abort(d), self.eng.clone())
+        Priv::from_result(d, self.eng.clone())
     }
 
     /// `1/x`, with the default number of Newton iterations (5 for the default preset,
@@ -66,11 +68,13 @@ impl<A: PrivType> Priv<A> {
     /// scaled exactly to `m ∈ [1, 2)`, Newton runs on `m` from `2/3` (two
     /// multiplications per iteration), and the result is scaled back. Error: within
     /// `1e-8` relative plus 64 ulp (default preset), `1e-12` (paper), `2e-3` (fast).
+    #[track_caller]
     pub fn reciprocal(&self) -> Priv<A> {
         self.reciprocal_with(usize::MAX)
     }
 
     /// [`Priv::reciprocal`] with `iterations` Newton steps (0 gives the starting point).
+    #[track_caller]
     pub fn reciprocal_with(&self, iterations: usize) -> Priv<A> {
         self.unary(
             |v| 1.0 / v,
@@ -89,6 +93,7 @@ impl<A: PrivType> Priv<A> {
     /// preset); saturates outside. The integer part of `x·log2 e` by one batched
     /// comparison, the fraction by a degree-12 Chebyshev polynomial. Measured relative
     /// error ≤ 1e-8 (default preset) where `e^x > 2^-f/2·1e9`.
+    #[track_caller]
     pub fn exp(&self) -> Priv<A> {
         self.unary(f64::exp, |ops, f, b| {
             let y = ops.scalar(BinOp::Mul, &self.data, std::f64::consts::LOG2_E, false)?;
@@ -100,6 +105,7 @@ impl<A: PrivType> Priv<A> {
     /// result is then meaningless, as no comparison checks it). Binary exponent by one
     /// batched comparison, mantissa by a degree-20 Chebyshev polynomial on `[1, 2]`
     /// (degree 10 for the fast preset). Measured absolute error ≤ 1e-8 (default).
+    #[track_caller]
     pub fn ln(&self) -> Priv<A> {
         self.unary(f64::ln, |ops, f, b| {
             let fi = f as i32;
@@ -109,6 +115,7 @@ impl<A: PrivType> Priv<A> {
 
     /// `1/√x` for `x ∈ [2^-f, 2^B)` (0 below): Newton's method from a start within
     /// 19% (one batched comparison), 5 iterations for the default preset.
+    #[track_caller]
     pub fn rsqrt(&self) -> Priv<A> {
         self.unary(
             |v| 1.0 / v.sqrt(),
@@ -120,6 +127,7 @@ impl<A: PrivType> Priv<A> {
     }
 
     /// `√x = x · (1/√x)` for `x ∈ [0, 2^B)`; `0` for `x < 2^-f`.
+    #[track_caller]
     pub fn sqrt(&self) -> Priv<A> {
         self.unary(f64::sqrt, |ops, f, b| {
             let fi = f as i32;
@@ -131,6 +139,7 @@ impl<A: PrivType> Priv<A> {
     /// batched comparison over `f` thresholds and a polynomial), `1/(1 + e^-|x|)` by
     /// Newton on `[1, 2]` (no comparison), and the symmetry `σ(-x) = 1 - σ(x)`.
     /// Valid for all `x`; measured absolute error ≤ 1e-9 (default preset).
+    #[track_caller]
     pub fn sigmoid(&self) -> Priv<A> {
         self.unary(
             |v| 1.0 / (1.0 + (-v).exp()),
@@ -151,6 +160,7 @@ impl<A: PrivType> Priv<A> {
     /// Valid for every value the ring represents: both comparisons run on the full
     /// ring width, so an `x` far beyond the input bound (a large `X·w` inside a
     /// training loop, say) still saturates to 0 or 1 instead of giving a wrong value.
+    #[track_caller]
     pub fn sigmoid_with_tolerance(&self, tol: f64) -> Priv<A> {
         self.unary(
             |v| 1.0 / (1.0 + (-v).exp()),
@@ -175,6 +185,7 @@ impl<A: PrivType> Priv<A> {
     /// The logistic function by the paper's Euler method: `y' = x·y·(1 - y)`,
     /// `y(0) = 1/2`, `iterations` steps from 0 to 1 (two multiplications each). Its
     /// error falls like `1/iterations` (about 0.004 at 100 steps for `|x| ≤ 6`).
+    #[track_caller]
     pub fn sigmoid_euler(&self, iterations: usize) -> Priv<A> {
         self.unary(
             |v| 1.0 / (1.0 + (-v).exp()),
@@ -197,6 +208,7 @@ impl<A: PrivType> Priv<A> {
     }
 
     /// `tanh x = 2σ(2x) − 1`.
+    #[track_caller]
     pub fn tanh(&self) -> Priv<A> {
         self.unary(f64::tanh, |ops, f, _| {
             let s = ops.sigmoid(&ops.scalar(BinOp::Mul, &self.data, 2.0, false)?, f)?;
@@ -206,6 +218,7 @@ impl<A: PrivType> Priv<A> {
 
     /// `x^k` for a public integer `k` (square and multiply; a negative `k` takes the
     /// reciprocal first). `k = 0` gives ones.
+    #[track_caller]
     pub fn powi(&self, k: i32) -> Priv<A> {
         let base = if k < 0 {
             self.reciprocal()
@@ -234,7 +247,7 @@ impl<A: PrivType> Priv<A> {
                 None => ops.affine(&base.data, 0.0, 1.0),
             }
         })();
-        Priv::new(or_abort(r), self.eng.clone())
+        Priv::from_result(r, self.eng.clone())
     }
 
     /// Softmax along `axis`: `e^(x - max) / Σ e^(x - max)`, stable for any input range.
@@ -268,7 +281,7 @@ impl<A: PrivType> Priv<A> {
             let r = ops.reciprocal(&s, -1, hi, f, newton_iters(f as u32))?;
             ops.mul(&e, &r.reshape(&kept)?)
         })();
-        Priv::new(or_abort(r), self.eng.clone())
+        Priv::from_result(r, self.eng.clone())
     }
 }
 
@@ -287,6 +300,7 @@ thread_local! {
 /// `R` and the Chebyshev coefficients of `σ` on `[0, R]` for [`Ops::sigmoid_poly`]:
 /// `σ(-R) ≤ tol/2`, and the smallest degree whose error on a dense grid is at most
 /// `tol/4`; `None` when that degree exceeds [`MAX_SIGMOID_DEGREE`].
+#[track_caller]
 pub(crate) fn sigmoid_poly_coefficients(tol: f64) -> Option<SigmoidPoly> {
     SIGMOID_POLYS.with(|cache| {
         cache
@@ -297,6 +311,7 @@ pub(crate) fn sigmoid_poly_coefficients(tol: f64) -> Option<SigmoidPoly> {
     })
 }
 
+#[track_caller]
 fn fit_sigmoid(tol: f64) -> Option<SigmoidPoly> {
     let sigma = |v: f64| 1.0 / (1.0 + (-v).exp());
     let r = (2.0 / tol).ln().max(1.0);
@@ -332,6 +347,7 @@ fn fit_sigmoid(tol: f64) -> Option<SigmoidPoly> {
 }
 
 /// `Σ c_k T_k(t)` in `f64`.
+#[track_caller]
 fn clenshaw(coef: &[f64], t: f64) -> f64 {
     let (mut b1, mut b2) = (0.0, 0.0);
     for &c in coef[1..].iter().rev() {
@@ -347,6 +363,7 @@ impl Ops<'_> {
     /// `c = a − o·(a − R)` (= min(a, R)), `p = P(c) ≈ σ(c)` (Chebyshev coefficients
     /// `coef` on `[0, R]`),
     /// and `σ(x) = p + s·(1 − 2p)`. Two comparisons (in sequence) per element.
+    #[track_caller]
     pub(crate) fn sigmoid_poly(&self, x: &Data, r: f64, coef: &[f64], bits: u32) -> Result<Data> {
         let s = self.negative_bit_within(x, bits)?;
         let sx = self.select(&s, x)?;
@@ -360,12 +377,14 @@ impl Ops<'_> {
     }
 
     /// σ(x) = r + [x<0]·(1 − 2r) with r = 1/(1 + e^-|x|).
+    #[track_caller]
     pub(crate) fn sigmoid(&self, x: &Data, f: u32) -> Result<Data> {
         self.sigmoid_bits(x, f, 12, newton_iters(f))
     }
 
     /// The sigmoid with `e^-|x|` resolved down to `2^-bits` (`bits` thresholds), a
     /// degree-`deg` polynomial and `iters` Newton steps.
+    #[track_caller]
     pub(crate) fn sigmoid_bits(
         &self,
         x: &Data,

@@ -10,23 +10,26 @@ use crate::data::{Data, map_data};
 use crate::derived::Ops;
 use crate::engine::BinOp;
 use crate::error::{Error, Result, ShapeError};
-use crate::priv_array::{Priv, abort, or_abort};
+use crate::priv_array::{Priv, fail};
 use crate::types::{PrivType, Public};
 use ndarray::{Array1, ArrayD, Axis, IxDyn, SliceArg};
 
 impl<A: PrivType> Priv<A> {
     /// Flat positions `0..n` in this array's shape.
+    #[track_caller]
     fn positions(&self) -> ArrayD<usize> {
         ArrayD::from_shape_vec(IxDyn(self.shape()), (0..self.len()).collect())
             .unwrap_or_else(|_| unreachable!("n positions"))
     }
 
     /// The elements at `idx` (positions into this array), in `idx`'s shape.
+    #[track_caller]
     fn gather_positions<B: PrivType>(&self, idx: ArrayD<usize>) -> Priv<B> {
         let flat: Vec<usize> = idx.iter().copied().collect();
         Priv::new(self.data.gather(&flat, idx.shape()), self.eng.clone())
     }
 
+    #[track_caller]
     fn check_axis(&self, axis: Axis) -> Result<()> {
         if axis.index() >= self.ndim() {
             return Err(ShapeError::Axis {
@@ -62,10 +65,14 @@ impl<A: PrivType> Priv<A> {
         let pos = self.positions();
         match pos.get(IxDyn(index)) {
             Some(&p) => Priv::new(self.data.gather(&[p], &[]), self.eng.clone()),
-            None => abort(Error::Config(format!(
-                "index {index:?} is out of bounds for shape {:?}",
-                self.shape()
-            ))),
+            None => {
+                fail(Error::IndexOutOfBounds {
+                    operation: "item",
+                    index: index.to_vec(),
+                    shape: self.shape().to_vec(),
+                });
+                self.poisoned()
+            }
         }
     }
 
@@ -77,10 +84,11 @@ impl<A: PrivType> Priv<A> {
     pub fn itemset(&mut self, index: &[usize], value: &Priv<f64>) {
         let pos = self.positions();
         let Some(&p) = pos.get(IxDyn(index)) else {
-            abort(Error::Config(format!(
-                "index {index:?} is out of bounds for shape {:?}",
-                self.shape()
-            )))
+            return fail(Error::IndexOutOfBounds {
+                operation: "itemset",
+                index: index.to_vec(),
+                shape: self.shape().to_vec(),
+            });
         };
         self.put(&[p], &value.clone().into_dyn());
     }
@@ -95,9 +103,11 @@ impl<A: PrivType> Priv<A> {
         let n = self.len();
         let m = values.len();
         if m == 0 || indices.iter().any(|&i| i >= n) {
-            abort(Error::Config(format!(
-                "put: positions {indices:?} out of bounds for {n} elements, or no values"
-            )));
+            return fail(Error::IndexOutOfBounds {
+                operation: "put",
+                index: indices.to_vec(),
+                shape: vec![n],
+            });
         }
         let mut map: Vec<usize> = (0..n).collect();
         for (k, &i) in indices.iter().enumerate() {
@@ -108,6 +118,7 @@ impl<A: PrivType> Priv<A> {
     }
 
     /// Sets every element to the secret scalar `value` (NumPy's `fill`).
+    #[track_caller]
     pub fn fill(&mut self, value: &Priv<f64>) {
         let n = self.len();
         let joined = Data::concat_flat(&[&self.data, &value.data]);
@@ -115,28 +126,32 @@ impl<A: PrivType> Priv<A> {
     }
 
     /// A copy (NumPy's `copy`): this server's share, duplicated.
+    #[track_caller]
     pub fn copy(&self) -> Priv<A> {
         self.clone()
     }
 
     /// The elements as a vector, row-major (NumPy's `flatten`).
+    #[track_caller]
     pub fn flatten(&self) -> Priv<Array1<f64>> {
-        Priv::new(
-            or_abort(self.data.reshape(&[self.len()]).map_err(Error::from)),
+        Priv::from_result(
+            self.data.reshape(&[self.len()]).map_err(Error::from),
             self.eng.clone(),
         )
     }
 
     /// The same as [`Priv::flatten`] (NumPy's `ravel`).
+    #[track_caller]
     pub fn ravel(&self) -> Priv<Array1<f64>> {
         self.flatten()
     }
 
     /// Without its axes of length 1 (NumPy's `squeeze`).
+    #[track_caller]
     pub fn squeeze(&self) -> Priv<ArrayD<f64>> {
         let shape: Vec<usize> = self.shape().iter().copied().filter(|&d| d != 1).collect();
-        Priv::new(
-            or_abort(self.data.reshape(&shape).map_err(Error::from)),
+        Priv::from_result(
+            self.data.reshape(&shape).map_err(Error::from),
             self.eng.clone(),
         )
     }
@@ -149,13 +164,14 @@ impl<A: PrivType> Priv<A> {
     pub fn swapaxes(&self, a: usize, b: usize) -> Priv<A> {
         let nd = self.ndim();
         if a >= nd || b >= nd {
-            abort(
+            fail(
                 ShapeError::Axis {
                     axis: a.max(b),
                     ndim: nd,
                 }
                 .into(),
             );
+            return self.clone();
         }
         let mut perm: Vec<usize> = (0..nd).collect();
         perm.swap(a, b);
@@ -168,12 +184,17 @@ impl<A: PrivType> Priv<A> {
     /// Stops the program when the axis or an index is out of bounds.
     #[track_caller]
     pub fn take(&self, indices: &[usize], axis: Axis) -> Priv<A> {
-        or_abort(self.check_axis(axis));
+        if let Err(e) = self.check_axis(axis) {
+            fail(e);
+            return self.clone();
+        }
         if indices.iter().any(|&i| i >= self.shape()[axis.index()]) {
-            abort(Error::Config(format!(
-                "take: an index in {indices:?} is out of bounds for axis {}",
-                axis.index()
-            )));
+            fail(Error::IndexOutOfBounds {
+                operation: "take",
+                index: indices.to_vec(),
+                shape: self.shape().to_vec(),
+            });
+            return self.clone();
         }
         self.gather_positions(self.positions().select(axis, indices))
     }
@@ -184,11 +205,16 @@ impl<A: PrivType> Priv<A> {
     /// Stops the program when the axis is out of bounds or `condition` is longer than it.
     #[track_caller]
     pub fn compress(&self, condition: &[bool], axis: Axis) -> Priv<A> {
-        or_abort(self.check_axis(axis));
+        if let Err(e) = self.check_axis(axis) {
+            fail(e);
+            return self.clone();
+        }
         if condition.len() > self.shape()[axis.index()] {
-            abort(Error::Config(
-                "compress: condition longer than the axis".into(),
-            ));
+            fail(Error::InvalidArgument {
+                operation: "compress",
+                reason: "the condition is longer than the axis".into(),
+            });
+            return self.clone();
         }
         let keep: Vec<usize> = condition
             .iter()
@@ -217,7 +243,10 @@ impl<A: PrivType> Priv<A> {
                 )
             }
             Some(ax) => {
-                or_abort(self.check_axis(ax));
+                if let Err(e) = self.check_axis(ax) {
+                    fail(e);
+                    return self.poisoned();
+                }
                 let sel: Vec<usize> = (0..self.shape()[ax.index()])
                     .flat_map(|i| std::iter::repeat_n(i, reps))
                     .collect();
@@ -228,6 +257,7 @@ impl<A: PrivType> Priv<A> {
 
     /// The array repeated `reps[k]` times along each axis (NumPy's `tile`; a shorter
     /// `reps` applies to the last axes, a longer one adds leading axes).
+    #[track_caller]
     pub fn tile(&self, reps: &[usize]) -> Priv<ArrayD<f64>> {
         let nd = self.ndim().max(reps.len());
         let mut shape = vec![1; nd - self.ndim()];
@@ -255,7 +285,10 @@ impl<A: PrivType> Priv<A> {
         let n = self.len();
         let m: usize = shape.iter().product();
         if n == 0 && m > 0 {
-            abort(Error::Config("resize of an empty array".into()));
+            fail(Error::EmptyInput {
+                operation: "resize",
+            });
+            return self.poisoned();
         }
         let idx: Vec<usize> = (0..m).map(|i| i % n.max(1)).collect();
         self.gather_positions(
@@ -270,13 +303,14 @@ impl<A: PrivType> Priv<A> {
     #[track_caller]
     pub fn diag(&self) -> Priv<Array1<f64>> {
         if self.ndim() != 2 {
-            abort(
+            fail(
                 ShapeError::Rank {
                     expected: 2,
                     actual: self.shape().to_vec(),
                 }
                 .into(),
             );
+            return self.poisoned();
         }
         let pos = self.positions();
         let d: Vec<usize> = (0..self.shape()[0].min(self.shape()[1]))
@@ -303,8 +337,8 @@ impl<A: PrivType> Priv<A> {
     /// Stops the program when the shapes differ off `axis`.
     #[track_caller]
     pub fn append(&self, other: &Priv<A>, axis: Axis) -> Priv<A> {
-        Priv::new(
-            or_abort(concat_data(&[&self.data, &other.data], axis)),
+        Priv::from_result(
+            concat_data(&[&self.data, &other.data], axis),
             self.eng.clone(),
         )
     }
@@ -315,7 +349,10 @@ impl<A: PrivType> Priv<A> {
     /// Stops the program when the axis is out of bounds.
     #[track_caller]
     pub fn cumsum(&self, axis: Axis) -> Priv<A> {
-        or_abort(self.check_axis(axis));
+        if let Err(e) = self.check_axis(axis) {
+            fail(e);
+            return self.clone();
+        }
         // Ring elements have `+` but not `+=`.
         #[allow(clippy::assign_op_pattern)]
         let d = map_data!(&self.data, a => {
@@ -333,7 +370,10 @@ impl<A: PrivType> Priv<A> {
     /// Stops the program when the axis is out of bounds.
     #[track_caller]
     pub fn cumprod(&self, axis: Axis) -> Priv<A> {
-        or_abort(self.check_axis(axis));
+        if let Err(e) = self.check_axis(axis) {
+            fail(e);
+            return self.clone();
+        }
         let r = (|| {
             let ops = Ops { eng: &self.eng };
             let ax = axis.index();
@@ -362,10 +402,11 @@ impl<A: PrivType> Priv<A> {
             }
             Ok(cur)
         })();
-        Priv::new(or_abort(r), self.eng.clone())
+        Priv::from_result(r, self.eng.clone())
     }
 
     /// Product of all elements: a tree of multiplications (`⌈log2 n⌉` rounds).
+    #[track_caller]
     pub fn prod(&self) -> Priv<f64> {
         let r = (|| {
             let ops = Ops { eng: &self.eng };
@@ -388,21 +429,24 @@ impl<A: PrivType> Priv<A> {
             }
             Ok(cur.reshape(&[])?)
         })();
-        Priv::new(or_abort(r), self.eng.clone())
+        Priv::from_result(r, self.eng.clone())
     }
 
     /// Peak to peak: `max − min` (NumPy's `ptp`).
+    #[track_caller]
     pub fn ptp(&self) -> Priv<f64> {
         &self.max() - &self.min()
     }
 
     /// Variance of all elements (`ddof = 0`): `mean((x − mean)²)`.
+    #[track_caller]
     pub fn var(&self) -> Priv<f64> {
         let d = self.clone().into_dyn() - &self.mean();
         (&d * &d).mean()
     }
 
     /// Standard deviation of all elements (`ddof = 0`).
+    #[track_caller]
     pub fn std(&self) -> Priv<f64> {
         self.var().sqrt()
     }
@@ -430,6 +474,7 @@ impl<A: PrivType> Priv<A> {
     }
 
     /// Outer product of the flattened arrays (NumPy's `outer`).
+    #[track_caller]
     pub fn outer<B: PrivType>(&self, other: &Priv<B>) -> Priv<ndarray::Array2<f64>> {
         let a = self.reshape((self.len(), 1));
         let b = other.reshape((1, other.len()));
@@ -437,23 +482,27 @@ impl<A: PrivType> Priv<A> {
     }
 
     /// 1 when every element is nonzero, else 0 (secret; NumPy's `all`).
+    #[track_caller]
     pub fn all(&self) -> Priv<f64> {
         self.clone().into_dyn().ne(0.0_f64).min()
     }
 
     /// 1 when some element is nonzero, else 0 (secret; NumPy's `any`).
+    #[track_caller]
     pub fn any(&self) -> Priv<f64> {
         self.clone().into_dyn().ne(0.0_f64).max()
     }
 
     /// The array sorted along the last axis: every element ends where a full sort
     /// puts it, which satisfies NumPy's `partition(kth)` for every `kth`.
+    #[track_caller]
     pub fn partition(&self, _kth: usize) -> Priv<A> {
         self.sort()
     }
 
     /// Secret indices of a full sort along the last axis, which satisfy NumPy's
     /// `argpartition(kth)` for every `kth`.
+    #[track_caller]
     pub fn argpartition(&self, _kth: usize) -> Priv<A> {
         self.argsort()
     }
@@ -461,6 +510,7 @@ impl<A: PrivType> Priv<A> {
     /// For a sorted 1-D secret array, the secret positions where `values` would be
     /// inserted to keep it sorted (NumPy's `searchsorted`, side "left"): for each value,
     /// the number of elements below it. One batched comparison of every pair.
+    #[track_caller]
     pub fn searchsorted<P: Public>(&self, values: P) -> Priv<ArrayD<f64>> {
         let v = values.view_dyn().to_owned();
         let n = self.len();
@@ -479,12 +529,13 @@ impl<A: PrivType> Priv<A> {
                 .compare(&z, crate::engine::CmpKind::Negative, false)?;
             Ok(below.sum_axis(1)?)
         })();
-        Priv::new(or_abort(r), self.eng.clone())
+        Priv::from_result(r, self.eng.clone())
     }
 }
 
 /// `np.where(cond, a, b)` for a secret 0/1 `cond`: `b + cond·(a − b)`, one
 /// multiplication, same shape (broadcast) whatever the condition.
+#[track_caller]
 pub fn select<C, T, F>(
     cond: &Priv<C>,
     if_true: &Priv<T>,
@@ -500,14 +551,21 @@ where
     // A comparison result carries its integer-encoded bit: the product with it is
     // exact (no truncation), so the selection is exact.
     let cd = match &cond.bits {
-        Some(bits) => or_abort(ops.bin(crate::engine::BinOp::MulInt, bits, &d.data)),
+        Some(bits) => match ops.bin(crate::engine::BinOp::MulInt, bits, &d.data) {
+            Ok(cd) => cd,
+            Err(e) => {
+                fail(e);
+                return cond.poisoned();
+            }
+        },
         None => (cond * &d).data,
     };
     let r = ops.add(&if_false.data, &cd);
-    Priv::new(or_abort(r), cond.eng.clone())
+    Priv::from_result(r, cond.eng.clone())
 }
 
 /// Concatenation along `axis` of values of one shape off that axis.
+#[track_caller]
 fn concat_data(parts: &[&Data], axis: Axis) -> Result<Data> {
     let mut offset = 0;
     let mut pos_parts = Vec::with_capacity(parts.len());
@@ -534,10 +592,11 @@ fn concat_data(parts: &[&Data], axis: Axis) -> Result<Data> {
 ///
 /// # Errors
 /// When the list is empty or the shapes differ off `axis`.
+#[track_caller]
 pub fn concatenate<A: PrivType>(parts: &[&Priv<A>], axis: Axis) -> Result<Priv<ArrayD<f64>>> {
-    let first = parts
-        .first()
-        .ok_or_else(|| Error::Config("concatenate: no arrays".into()))?;
+    let first = parts.first().ok_or(Error::EmptyInput {
+        operation: "concatenate",
+    })?;
     let data: Vec<&Data> = parts.iter().map(|p| &p.data).collect();
     Ok(Priv::new(concat_data(&data, axis)?, first.eng.clone()))
 }
@@ -546,10 +605,11 @@ pub fn concatenate<A: PrivType>(parts: &[&Priv<A>], axis: Axis) -> Result<Priv<A
 ///
 /// # Errors
 /// When the list is empty, the shapes differ, or `axis` is beyond the new rank.
+#[track_caller]
 pub fn stack<A: PrivType>(parts: &[&Priv<A>], axis: Axis) -> Result<Priv<ArrayD<f64>>> {
     let first = parts
         .first()
-        .ok_or_else(|| Error::Config("stack: no arrays".into()))?;
+        .ok_or(Error::EmptyInput { operation: "stack" })?;
     let nd = first.ndim();
     if axis.index() > nd {
         return Err(ShapeError::Axis {

@@ -1,7 +1,7 @@
 //! Arithmetic operators on [`Priv`], for every owned/borrowed and secret/public mix.
 
 use crate::engine::BinOp;
-use crate::priv_array::{Operand, Priv, or_abort};
+use crate::priv_array::{Operand, Priv};
 use crate::types::{Broadcast, PrivType, Public};
 use ndarray::{Array, Dimension};
 use std::ops::{Add, Div, Mul, Neg, Sub};
@@ -13,10 +13,7 @@ macro_rules! impl_binop {
             type Output = Priv<<A as Broadcast<B>>::Output>;
             #[track_caller]
             fn $method(self, rhs: &Priv<B>) -> Self::Output {
-                Priv::new(
-                    or_abort(self.binop($op, rhs.operand(), false)),
-                    self.eng.clone(),
-                )
+                Priv::from_result(self.binop($op, rhs.operand(), false), self.eng.clone())
             }
         }
         impl<A: PrivType + Broadcast<B>, B: PrivType> $Trait<Priv<B>> for &Priv<A> {
@@ -46,7 +43,7 @@ macro_rules! impl_binop {
             #[track_caller]
             fn $method(self, rhs: P) -> Self::Output {
                 let d = self.binop($op, Operand::Public(rhs.view_dyn()), false);
-                Priv::new(or_abort(d), self.eng.clone())
+                Priv::from_result(d, self.eng.clone())
             }
         }
         impl<A: PrivType + Broadcast<P::Kind>, P: Public> $Trait<P> for Priv<A> {
@@ -65,7 +62,7 @@ macro_rules! impl_binop {
             #[track_caller]
             fn $method(self, rhs: &Priv<A>) -> Self::Output {
                 let d = rhs.binop($op, Operand::Public(self.view_dyn()), true);
-                Priv::new(or_abort(d), rhs.eng.clone())
+                Priv::from_result(d, rhs.eng.clone())
             }
         }
         impl<A: PrivType> $Trait<Priv<A>> for f64
@@ -86,7 +83,7 @@ macro_rules! impl_binop {
             #[track_caller]
             fn $method(self, rhs: &Priv<A>) -> Self::Output {
                 let d = rhs.binop($op, Operand::Public(self.view().into_dyn()), true);
-                Priv::new(or_abort(d), rhs.eng.clone())
+                Priv::from_result(d, rhs.eng.clone())
             }
         }
         impl<A: PrivType, D: Dimension> $Trait<Priv<A>> for &Array<f64, D>
@@ -137,7 +134,7 @@ macro_rules! impl_div_public {
             fn div(self, rhs: P) -> Self::Output {
                 let recip = rhs.view_dyn().mapv(|v| 1.0 / v);
                 let d = self.binop(BinOp::Mul, Operand::Public(recip.view()), false);
-                Priv::new(or_abort(d), self.eng.clone())
+                Priv::from_result(d, self.eng.clone())
             }
         }
     )*};
@@ -180,7 +177,7 @@ macro_rules! impl_div_by_secret {
             fn div(self, rhs: $rhs) -> Self::Output {
                 let r = rhs.reciprocal();
                 let d = r.binop(BinOp::Mul, Operand::Public(self.view().into_dyn()), true);
-                Priv::new(or_abort(d), rhs.eng.clone())
+                Priv::from_result(d, rhs.eng.clone())
             }
         }
     )*};
@@ -203,12 +200,8 @@ where
     #[allow(clippy::suspicious_arithmetic_impl)]
     fn div(self, rhs: &Priv<A>) -> Priv<A> {
         let r = rhs.reciprocal();
-        let d = crate::priv_array::or_abort(r.binop(
-            BinOp::Mul,
-            Operand::Public(self.view_dyn()),
-            false,
-        ));
-        Priv::new(d, rhs.eng.clone())
+        let d = r.binop(BinOp::Mul, Operand::Public(self.view_dyn()), false);
+        Priv::from_result(d, rhs.eng.clone())
     }
 }
 

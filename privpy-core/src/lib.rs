@@ -41,7 +41,7 @@ mod types;
 pub use broadcast::broadcast_shape;
 pub use cluster::{Client, LocalCluster, RunOutput};
 pub use config::{Comparison, Config};
-pub use error::{EncodeError, Error, Result, ShapeError};
+pub use error::{EncodeError, Error, Location, Result, ShapeError};
 pub use impl_compare::Arg;
 pub use impl_methods::{concatenate, select, stack};
 pub use priv_array::{DotOperand, Priv, dot};

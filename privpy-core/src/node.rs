@@ -102,8 +102,8 @@ pub struct NodeResult {
 /// shares, `Sa` and `Sb` the shapes ([`NodeInput::Shape`]).
 ///
 /// # Errors
-/// [`Error::Config`] when a primary server is given a shape instead of a share (or
-/// an assistant a share), or a share of another ring; the program's own error; a
+/// [`Error::MissingShare`] when a primary server is given a shape instead of a share,
+/// [`Error::RingMismatch`] for a share of another ring; the program's own error; a
 /// panic in the program ([`Error::ProgramPanic`]); a lost peer ([`Error::PeerLost`]).
 pub fn run_node(
     role: Role,
@@ -118,26 +118,27 @@ pub fn run_node(
         let d = match (input, role.is_primary()) {
             (NodeInput::Share(s), true) => {
                 if s.ring() != Some(cfg.ring()) {
-                    return Err(Error::Config(format!(
-                        "input {name:?} is a share of {:?}, the configuration uses {:?}",
-                        s.ring(),
-                        cfg.ring()
-                    )));
+                    return Err(Error::RingMismatch {
+                        name: name.clone(),
+                        share: s.ring(),
+                        config: cfg.ring(),
+                    });
                 }
                 s.data
             }
             (NodeInput::Shape(shape), false) => Data::shape_only(&shape),
             (NodeInput::Share(s), false) => Data::shape_only(s.shape()),
             (NodeInput::Shape(_), true) => {
-                return Err(Error::Config(format!(
-                    "{role} needs its share of input {name:?}, not only the shape"
-                )));
+                return Err(Error::MissingShare {
+                    role,
+                    name: name.clone(),
+                });
             }
         };
         held.insert(name, d);
     }
     let eng = make_party(role, cfg, transport, SeedSource::Os, false)?;
-    let out = run_session(eng, held, clients, program, Some(role)).map_err(|(_, e)| e)?;
+    let out = run_session(eng, held, clients, program, Some(role), true).map_err(|(_, e)| e)?;
     Ok(NodeResult {
         outputs: out
             .outputs

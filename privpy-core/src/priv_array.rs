@@ -21,10 +21,15 @@ use std::rc::Rc;
 /// both usable.
 ///
 /// # Panics
-/// Operators cannot return a `Result`. When one fails (incompatible shapes, a public
-/// operand out of range, a lost peer) the program is stopped on every server and the
-/// run returns the error (no panic message is printed). Use the `try_*` methods to
-/// handle such errors inside the program.
+/// Operators cannot return a `Result`, and they do not panic either. When one fails
+/// (incompatible shapes, a public operand out of range, a lost peer) it records the
+/// error, the program stops (at once by unwinding where panics unwind, otherwise it
+/// runs to its end on placeholder values without communicating; see
+/// [`crate::LocalCluster::with_unwinding`]) and the run returns the error, as an
+/// ordinary `Err`, with no panic message. Errors about the program come as
+/// [`Error::Operator`] with the file, line and column of the failing expression
+/// (inside `#[private]` functions too). Use the `try_*` methods to handle such errors
+/// inside the program.
 pub struct Priv<A: PrivType> {
     pub(crate) data: Data,
     /// For comparison results: the same 0/1 values integer-encoded (`data` is this
@@ -35,16 +40,91 @@ pub struct Priv<A: PrivType> {
     _t: PhantomData<fn() -> A>,
 }
 
-/// The payload a failing operator unwinds with; the runner turns it back into the error.
-pub(crate) struct Abort(pub(crate) Error);
-
-/// Stops the program with `e`; see [`Priv`]'s `# Panics`.
-pub(crate) fn abort(e: Error) -> ! {
-    std::panic::resume_unwind(Box::new(Abort(e)))
+thread_local! {
+    /// The first error of the program running on this thread (one party per thread).
+    static FAILURE: std::cell::RefCell<Option<Error>> = const { std::cell::RefCell::new(None) };
+    /// Whether a failure stops the program at once by unwinding (see [`fail`]).
+    static UNWIND: std::cell::Cell<bool> = const { std::cell::Cell::new(true) };
 }
 
-pub(crate) fn or_abort<T>(r: Result<T>) -> T {
-    r.unwrap_or_else(|e| abort(e))
+/// The payload of the early stop: the error itself is in `FAILURE`.
+pub(crate) struct Stopped;
+
+/// Records `e`, located at the operator's caller, as the program's error (the first
+/// one wins); see [`Priv`]'s `# Panics`. Where panics unwind (and the cluster does not
+/// ask otherwise) the program then stops at once; otherwise the operator returns a
+/// placeholder (zeros), every later operation is skipped without communication
+/// ([`crate::session::Guarded`]) and the program runs to its end. Either way the run
+/// returns this error: correctness does not depend on `panic = "unwind"`.
+#[track_caller]
+pub(crate) fn fail(e: Error) {
+    let e = e.located();
+    FAILURE.with(|f| {
+        let mut f = f.borrow_mut();
+        if f.is_none() {
+            *f = Some(e);
+        }
+    });
+    if cfg!(panic = "unwind") && UNWIND.with(|u| u.get()) {
+        std::panic::resume_unwind(Box::new(Stopped));
+    }
+}
+
+/// Sets whether failures stop the program by unwinding on this thread; returns the
+/// previous setting.
+pub(crate) fn set_unwind(on: bool) -> bool {
+    UNWIND.with(|u| u.replace(on))
+}
+
+/// Whether an operation of the program on this thread has failed.
+pub(crate) fn failed() -> bool {
+    FAILURE.with(|f| f.borrow().is_some())
+}
+
+/// Takes the recorded error (and clears it), for the runner.
+pub(crate) fn take_failure() -> Option<Error> {
+    FAILURE.with(|f| f.borrow_mut().take())
+}
+
+/// Restores a recorded error (a runner nested in another thread's program).
+pub(crate) fn set_failure(e: Option<Error>) {
+    FAILURE.with(|f| *f.borrow_mut() = e);
+}
+
+/// What a party holds in place of a result after a failure: zeros of the kind its
+/// engine holds (cleartext, a share of its ring, or a shape), of `shape`.
+pub(crate) fn placeholder(eng: &dyn Engine, shape: &[usize]) -> Data {
+    use crate::ring::{RingKind, Z64, Z128, Z256};
+    let dim = ndarray::IxDyn(shape);
+    match (eng.role(), eng.config()) {
+        (None, _) | (_, None) => Data::Clear(ndarray::ArrayD::zeros(dim)),
+        (Some(r), Some(_)) if !r.is_primary() => Data::shape_only(shape),
+        (Some(_), Some(cfg)) => match cfg.ring() {
+            RingKind::Z64 => Data::Z64(ndarray::ArrayD::from_elem(dim, Z64::default())),
+            RingKind::Z128 => Data::Z128(ndarray::ArrayD::from_elem(dim, Z128::default())),
+            RingKind::Z256 => Data::Z256(ndarray::ArrayD::from_elem(dim, Z256::default())),
+        },
+    }
+}
+
+/// A placeholder shape of `A`'s rank (`like` for a dynamic-dimensional `A`).
+pub(crate) fn placeholder_shape<A: PrivType>(like: &[usize]) -> Vec<usize> {
+    match A::NDIM {
+        Some(n) => vec![1; n],
+        None => like.to_vec(),
+    }
+}
+
+/// The value, or `fallback()` after recording the error with [`fail`].
+#[track_caller]
+pub(crate) fn or_fail<T>(r: Result<T>, fallback: impl FnOnce() -> T) -> T {
+    match r {
+        Ok(v) => v,
+        Err(e) => {
+            fail(e);
+            fallback()
+        }
+    }
 }
 
 impl<A: PrivType> Clone for Priv<A> {
@@ -100,6 +180,36 @@ impl<A: PrivType> Priv<A> {
         }
     }
 
+    /// The result of an operation, or after recording its error ([`fail`]) a
+    /// placeholder of `A`'s rank.
+    #[track_caller]
+    pub(crate) fn from_result(r: Result<Data>, eng: Rc<dyn Engine>) -> Self {
+        match r {
+            Ok(d) => Priv::new(d, eng),
+            Err(e) => {
+                fail(e);
+                Priv::placeholder(eng, &[1])
+            }
+        }
+    }
+
+    /// A placeholder of `A`'s rank (dynamic-dimensional: `like`).
+    pub(crate) fn placeholder(eng: Rc<dyn Engine>, like: &[usize]) -> Self {
+        let d = placeholder(&*eng, &placeholder_shape::<A>(like));
+        Priv::new(d, eng)
+    }
+
+    /// A placeholder of another type on this secret's engine.
+    pub(crate) fn poisoned<B: PrivType>(&self) -> Priv<B> {
+        Priv::placeholder(self.eng.clone(), self.shape())
+    }
+
+    /// [`Priv::from_result`] on this secret's engine.
+    #[track_caller]
+    pub(crate) fn wrap_result<B: PrivType>(&self, r: Result<Data>) -> Priv<B> {
+        Priv::from_result(r, self.eng.clone())
+    }
+
     fn wrap<B: PrivType>(&self, data: Data) -> Priv<B> {
         Priv::new(data, self.eng.clone())
     }
@@ -130,18 +240,20 @@ impl<A: PrivType> Priv<A> {
         self.len() == 0
     }
 
-    fn check_engine(&self, other: &Rc<dyn Engine>) {
-        if !Rc::ptr_eq(&self.eng, other) {
-            abort(Error::Config(
-                "operands come from two different sessions".into(),
-            ))
+    #[track_caller]
+    fn check_engine(&self, other: &Rc<dyn Engine>) -> Result<()> {
+        if Rc::ptr_eq(&self.eng, other) {
+            Ok(())
+        } else {
+            Err(Error::MixedSessions)
         }
     }
 
+    #[track_caller]
     pub(crate) fn binop(&self, op: BinOp, rhs: Operand<'_>, public_left: bool) -> Result<Data> {
         match rhs {
             Operand::Secret(b, eng) => {
-                self.check_engine(eng);
+                self.check_engine(eng)?;
                 let (l, r) = if public_left {
                     (b, &self.data)
                 } else {
@@ -166,6 +278,7 @@ impl<A: PrivType> Priv<A> {
     ///
     /// # Errors
     /// [`ShapeError::Broadcast`] for incompatible shapes; a lost peer.
+    #[track_caller]
     pub fn try_add<B: PrivType>(&self, rhs: &Priv<B>) -> Result<Priv<A::Output>>
     where
         A: Broadcast<B>,
@@ -177,6 +290,7 @@ impl<A: PrivType> Priv<A> {
     ///
     /// # Errors
     /// As [`Priv::try_add`].
+    #[track_caller]
     pub fn try_sub<B: PrivType>(&self, rhs: &Priv<B>) -> Result<Priv<A::Output>>
     where
         A: Broadcast<B>,
@@ -188,6 +302,7 @@ impl<A: PrivType> Priv<A> {
     ///
     /// # Errors
     /// As [`Priv::try_add`].
+    #[track_caller]
     pub fn try_mul<B: PrivType>(&self, rhs: &Priv<B>) -> Result<Priv<A::Output>>
     where
         A: Broadcast<B>,
@@ -199,6 +314,7 @@ impl<A: PrivType> Priv<A> {
     ///
     /// # Errors
     /// Incompatible shapes, or `c` outside the configured range.
+    #[track_caller]
     pub fn try_mul_public<P: Public>(&self, c: P) -> Result<Priv<A::Output>>
     where
         A: Broadcast<P::Kind>,
@@ -221,13 +337,14 @@ impl<A: PrivType> Priv<A> {
     where
         A: DotWith<R::Kind>,
     {
-        or_abort(self.try_dot(rhs))
+        or_fail(self.try_dot(rhs), || self.poisoned())
     }
 
     /// Fallible [`Priv::dot`].
     ///
     /// # Errors
     /// [`ShapeError::Dot`] when the inner dimensions differ.
+    #[track_caller]
     pub fn try_dot<R: DotOperand>(&self, rhs: R) -> Result<Priv<A::Output>>
     where
         A: DotWith<R::Kind>,
@@ -239,6 +356,7 @@ impl<A: PrivType> Priv<A> {
     }
 
     /// Sum of all elements.
+    #[track_caller]
     pub fn sum(&self) -> Priv<f64> {
         self.wrap(self.data.sum_all())
     }
@@ -249,13 +367,14 @@ impl<A: PrivType> Priv<A> {
     /// Stops the program when `axis >= ndim`; see [`Priv::try_sum_axis`].
     #[track_caller]
     pub fn sum_axis(&self, axis: ndarray::Axis) -> Priv<A::Smaller> {
-        or_abort(self.try_sum_axis(axis))
+        or_fail(self.try_sum_axis(axis), || self.poisoned())
     }
 
     /// Fallible [`Priv::sum_axis`].
     ///
     /// # Errors
     /// [`ShapeError::Axis`] when `axis >= ndim`.
+    #[track_caller]
     pub fn try_sum_axis(&self, axis: ndarray::Axis) -> Result<Priv<A::Smaller>> {
         Ok(self.wrap(self.data.sum_axis(axis.index())?))
     }
@@ -268,7 +387,8 @@ impl<A: PrivType> Priv<A> {
     pub fn mean(&self) -> Priv<f64> {
         let n = self.len();
         if n == 0 {
-            abort(Error::Config("mean of an empty array".into()));
+            fail(Error::EmptyInput { operation: "mean" });
+            return self.poisoned();
         }
         self.sum() * (1.0 / n as f64)
     }
@@ -282,14 +402,13 @@ impl<A: PrivType> Priv<A> {
         let s = self.sum_axis(axis);
         let n = self.shape()[axis.index()];
         if n == 0 {
-            abort(Error::Config("mean along an empty axis".into()));
+            fail(Error::EmptyInput {
+                operation: "mean_axis",
+            });
+            return self.poisoned();
         }
         let scale = 1.0 / n as f64;
-        self.wrap(or_abort(s.binop(
-            BinOp::Mul,
-            Operand::Public(scale.view_dyn()),
-            false,
-        )))
+        self.wrap_result(s.binop(BinOp::Mul, Operand::Public(scale.view_dyn()), false))
     }
 
     /// The same elements in a new shape (row-major order, as NumPy's default).
@@ -298,23 +417,26 @@ impl<A: PrivType> Priv<A> {
     /// Stops the program when the number of elements differs; see [`Priv::try_reshape`].
     #[track_caller]
     pub fn reshape<S: ShapeArg>(&self, shape: S) -> Priv<S::Output> {
-        or_abort(self.try_reshape(shape))
+        or_fail(self.try_reshape(shape), || self.poisoned())
     }
 
     /// Fallible [`Priv::reshape`].
     ///
     /// # Errors
     /// [`ShapeError::Reshape`] when the number of elements differs.
+    #[track_caller]
     pub fn try_reshape<S: ShapeArg>(&self, shape: S) -> Result<Priv<S::Output>> {
         Ok(self.wrap(self.data.reshape(&shape.dims())?))
     }
 
     /// The transpose (axes reversed); local.
+    #[track_caller]
     pub fn t(&self) -> Priv<A> {
         self.wrap(self.data.reversed_axes())
     }
 
     /// The transpose (axes reversed); the same as [`Priv::t`].
+    #[track_caller]
     pub fn transpose(&self) -> Priv<A> {
         self.t()
     }
@@ -328,10 +450,11 @@ impl<A: PrivType> Priv<A> {
         let mut sorted = axes.to_vec();
         sorted.sort_unstable();
         if sorted != (0..self.ndim()).collect::<Vec<_>>() {
-            abort(Error::Config(format!(
-                "permuted_axes: {axes:?} is not a permutation of the {} axes",
-                self.ndim()
-            )));
+            fail(Error::InvalidArgument {
+                operation: "permuted_axes",
+                reason: format!("{axes:?} is not a permutation of the {} axes", self.ndim()),
+            });
+            return self.clone();
         }
         self.wrap(self.data.permuted_axes(axes))
     }
@@ -348,13 +471,17 @@ impl<A: PrivType> Priv<A> {
     /// Stops the program when a peer is lost; see [`Priv::try_reveal`].
     #[track_caller]
     pub fn reveal(&self) -> A {
-        or_abort(self.try_reveal())
+        or_fail(self.try_reveal(), || {
+            let zeros = ndarray::ArrayD::zeros(placeholder_shape::<A>(self.shape()));
+            A::from_dyn(zeros).unwrap_or_else(|_| unreachable!("a placeholder of A's rank"))
+        })
     }
 
     /// Fallible [`Priv::reveal`].
     ///
     /// # Errors
     /// A lost peer.
+    #[track_caller]
     pub fn try_reveal(&self) -> Result<A> {
         let v = self.eng.reveal(&self.data)?;
         Ok(A::from_dyn(v)?)
@@ -362,17 +489,16 @@ impl<A: PrivType> Priv<A> {
 
     /// A public value as a secret of this session (used by `#[private]`'s selects).
     #[doc(hidden)]
+    #[track_caller]
     pub fn __lift<P: Public>(&self, value: P) -> Priv<P::Kind> {
-        Priv::new(
-            or_abort(self.eng.constant(&value.view_dyn())),
-            self.eng.clone(),
-        )
+        Priv::from_result(self.eng.constant(&value.view_dyn()), self.eng.clone())
     }
 
     /// Converts the static type, checking the rank (for example `ArrayD` to `Array2`).
     ///
     /// # Errors
     /// [`ShapeError::Rank`] when the rank differs.
+    #[track_caller]
     pub fn into_type<B: PrivType>(self) -> Result<Priv<B>> {
         check_rank::<B>(&self.data)?;
         Ok(Priv::new(self.data, self.eng))
@@ -422,11 +548,11 @@ pub fn dot<L: DotOperand, B: PrivType>(
 where
     L::Kind: DotWith<B>,
 {
-    let d = or_abort(dot_data(lhs.operand(), rhs.operand()));
-    Priv::new(d, rhs.eng.clone())
+    Priv::from_result(dot_data(lhs.operand(), rhs.operand()), rhs.eng.clone())
 }
 
 /// The product of two 1-D or 2-D operands, at least one secret.
+#[track_caller]
 fn dot_data(l: Operand<'_>, r: Operand<'_>) -> Result<Data> {
     let shape = |o: &Operand<'_>| match o {
         Operand::Secret(d, _) => d.shape().to_vec(),
@@ -470,9 +596,7 @@ fn dot_data(l: Operand<'_>, r: Operand<'_>) -> Result<Data> {
     let d = match (l, r) {
         (Operand::Secret(a, eng), Operand::Secret(b, eng2)) => {
             if !Rc::ptr_eq(eng, eng2) {
-                return Err(Error::Config(
-                    "operands come from two different sessions".into(),
-                ));
+                return Err(Error::MixedSessions);
             }
             eng.matmul(&a.reshape(&l2)?, &b.reshape(&r2)?)?
         }
@@ -485,14 +609,19 @@ fn dot_data(l: Operand<'_>, r: Operand<'_>) -> Result<Data> {
             eng.matmul_public(&b.reshape(&r2)?, &c.view(), true, true)?
         }
         (Operand::Public(_), Operand::Public(_)) => {
-            return Err(Error::Config(
-                "dot of two public arrays: use ndarray's dot".into(),
-            ));
+            return Err(Error::InvalidArgument {
+                operation: "dot",
+                reason: "both operands are public: use ndarray's dot".into(),
+            });
         }
     };
     Ok(d.reshape(&out)?)
 }
 
+#[track_caller]
 fn unreachable_shape() -> Error {
-    Error::Config("internal: reshaping a public operand failed".into())
+    Error::InvalidArgument {
+        operation: "dot",
+        reason: "internal: reshaping a public operand failed".into(),
+    }
 }

@@ -28,6 +28,7 @@ impl<P: Public + Clone> Lift for P {
 
 /// `if c { t } else { f }` on a secret `c`: `f + c·(t − f)`.
 #[allow(clippy::type_complexity)]
+#[track_caller]
 pub fn select<C, T, F>(
     c: &Priv<C>,
     t: &T,
@@ -67,17 +68,20 @@ impl ScalarValue for f64 {
 }
 
 /// `z[idx] = v`.
+#[track_caller]
 pub fn itemset<A: PrivType, V: ScalarValue>(z: &mut Priv<A>, idx: &[usize], v: V) {
     let v = v.scalar(z);
     z.itemset(idx, &v);
 }
 
 /// `v[a..b]` of a secret vector.
+#[track_caller]
 pub fn range<A: PrivType>(v: &Priv<A>, a: usize, b: usize) -> Priv<Array1<f64>> {
     v.flatten().take(&(a..b).collect::<Vec<_>>(), Axis(0))
 }
 
 /// `z[a..b] = v` (a scalar `v` fills the range).
+#[track_caller]
 pub fn put_range<A: PrivType, B: PrivType>(z: &mut Priv<A>, a: usize, b: usize, v: &Priv<B>) {
     z.put(&(a..b).collect::<Vec<_>>(), v);
 }
@@ -106,12 +110,14 @@ impl<T: SecretRef + ?Sized> SecretRef for &T {
 }
 
 /// `&x` for a secret name `x` of type `Priv<A>` or `&Priv<A>`.
+#[track_caller]
 pub fn by_ref<T: SecretRef + ?Sized>(x: &T) -> &Priv<T::Kind> {
     x.secret_ref()
 }
 
 /// `a || b` on secret 0/1 values: `a + b − a·b`.
 #[allow(clippy::type_complexity)]
+#[track_caller]
 pub fn or<L, R>(a: &L, b: &R) -> Priv<<L::Kind as Broadcast<R::Kind>>::Output>
 where
     L: SecretRef + ?Sized,
@@ -142,6 +148,7 @@ pub struct Products<K: PrivType> {
 impl Products<f64> {
     /// The first product `a·b`.
     #[allow(clippy::type_complexity)]
+    #[track_caller]
     pub fn first<L, R>(a: &L, b: &R) -> Products<<L::Kind as Broadcast<R::Kind>>::Output>
     where
         L: SecretRef + ?Sized,
@@ -159,6 +166,7 @@ impl Products<f64> {
 impl<K: PrivType> Products<K> {
     /// One more product `a·b`.
     #[allow(clippy::type_complexity)]
+    #[track_caller]
     pub fn then<L, R>(
         mut self,
         a: &L,
@@ -195,7 +203,8 @@ impl<K: PrivType> Products<K> {
                 let sr = crate::stack(&r, Axis(0))?;
                 (&sl * &sr).try_sum_axis(Axis(0))
             });
-            crate::priv_array::or_abort(stacked)
+            let like = self.left[0].clone();
+            crate::priv_array::or_fail(stacked, || like.poisoned())
         } else {
             let mut acc = &self.left[0] * &self.right[0];
             for (a, b) in self.left.iter().zip(&self.right).skip(1) {
@@ -203,6 +212,7 @@ impl<K: PrivType> Products<K> {
             }
             acc
         };
-        crate::priv_array::or_abort(sum.into_type::<K>())
+        let like = sum.clone();
+        crate::priv_array::or_fail(sum.into_type::<K>(), || like.poisoned())
     }
 }

@@ -1,11 +1,12 @@
 //! [`Session`]: what a program sees of the server it runs on.
 
 use crate::data::Data;
-use crate::engine::Engine;
+use crate::engine::{BinOp, CmpKind, Engine};
 use crate::error::{Error, Result};
 use crate::priv_array::Priv;
 use crate::transport::{CommStats, Role};
 use crate::types::{PrivType, Public, check_rank};
+use ndarray::ArrayViewD;
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::rc::Rc;
@@ -35,6 +36,7 @@ impl Session {
     /// # Errors
     /// [`Error::UnknownInput`] when nobody uploaded it; a rank error when it does not
     /// have `A`'s number of dimensions.
+    #[track_caller]
     pub fn input<A: PrivType>(&self, name: &str) -> Result<Priv<A>> {
         let data = self.inputs.get(name).ok_or_else(|| Error::UnknownInput {
             name: name.to_string(),
@@ -49,6 +51,7 @@ impl Session {
     /// # Errors
     /// [`Error::UnknownClient`] for a client that is not registered;
     /// [`Error::DuplicateOutput`] when the name was already used for that client.
+    #[track_caller]
     pub fn output<A: PrivType>(&self, client: &str, name: &str, value: &Priv<A>) -> Result<()> {
         if !self.clients.iter().any(|c| c == client) {
             return Err(Error::UnknownClient {
@@ -71,25 +74,28 @@ impl Session {
     ///
     /// # Errors
     /// NaN, ±inf or values outside the configured range.
+    #[track_caller]
     pub fn constant<P: Public>(&self, value: P) -> Result<Priv<P::Kind>> {
         let d = self.eng.constant(&value.view_dyn())?;
         Ok(Priv::new(d, self.eng.clone()))
     }
 
     /// A secret array of zeros (NumPy's `zeros`), shared trivially.
+    #[track_caller]
     pub fn zeros<S: crate::types::ShapeArg>(&self, shape: S) -> Priv<S::Output> {
         self.filled(shape, 0.0)
     }
 
     /// A secret array of ones (NumPy's `ones`), shared trivially.
+    #[track_caller]
     pub fn ones<S: crate::types::ShapeArg>(&self, shape: S) -> Priv<S::Output> {
         self.filled(shape, 1.0)
     }
 
+    #[track_caller]
     fn filled<S: crate::types::ShapeArg>(&self, shape: S, v: f64) -> Priv<S::Output> {
         let a = ndarray::ArrayD::from_elem(ndarray::IxDyn(&shape.dims()), v);
-        let d = crate::priv_array::or_abort(self.eng.constant(&a.view()));
-        Priv::new(d, self.eng.clone())
+        Priv::from_result(self.eng.constant(&a.view()), self.eng.clone())
     }
 
     /// Offline phase: garbles `n` less-than comparisons before their inputs exist.
@@ -100,6 +106,7 @@ impl Session {
     ///
     /// # Errors
     /// A lost peer.
+    #[track_caller]
     pub fn preprocess_comparisons(&self, n: usize) -> Result<()> {
         self.eng.preprocess(crate::engine::CmpKind::Negative, n)
     }
@@ -109,16 +116,19 @@ impl Session {
     ///
     /// # Errors
     /// A lost peer.
+    #[track_caller]
     pub fn preprocess_equalities(&self, n: usize) -> Result<()> {
         self.eng.preprocess(crate::engine::CmpKind::Zero, n)
     }
 
     /// The server this program runs on (`None` on the cleartext engine).
+    #[track_caller]
     pub fn role(&self) -> Option<Role> {
         self.eng.role()
     }
 
     /// This server's communication since the program started.
+    #[track_caller]
     pub fn stats(&self) -> CommStats {
         self.eng.stats()
     }
@@ -127,4 +137,133 @@ impl Session {
     pub fn config(&self) -> Option<crate::Config> {
         self.eng.config()
     }
+}
+
+/// The engine a program runs on: the party's engine until an operation fails, then
+/// placeholders (zeros of the right shape and kind) without any communication, so
+/// the program runs to its end quickly and the runner returns the first error.
+pub(crate) struct Guarded {
+    pub(crate) inner: Rc<dyn Engine>,
+}
+
+impl Guarded {
+    fn skip(&self) -> bool {
+        crate::priv_array::failed()
+    }
+    fn zeros(&self, shape: &[usize]) -> Data {
+        crate::priv_array::placeholder(&*self.inner, shape)
+    }
+}
+
+impl Engine for Guarded {
+    fn role(&self) -> Option<Role> {
+        self.inner.role()
+    }
+    fn config(&self) -> Option<crate::Config> {
+        self.inner.config()
+    }
+    fn binary(&self, op: BinOp, a: &Data, b: &Data, out: &[usize]) -> Result<Data> {
+        if self.skip() {
+            return Ok(self.zeros(out));
+        }
+        self.inner.binary(op, a, b, out)
+    }
+    fn binary_public(
+        &self,
+        op: BinOp,
+        a: &Data,
+        c: &ArrayViewD<'_, f64>,
+        public_left: bool,
+        out: &[usize],
+    ) -> Result<Data> {
+        if self.skip() {
+            return Ok(self.zeros(out));
+        }
+        self.inner.binary_public(op, a, c, public_left, out)
+    }
+    fn neg(&self, a: &Data) -> Data {
+        if self.skip() {
+            return a.clone();
+        }
+        self.inner.neg(a)
+    }
+    fn matmul(&self, a: &Data, b: &Data) -> Result<Data> {
+        if self.skip() {
+            return Ok(self.zeros(&matmul_shape(a.shape(), b.shape())));
+        }
+        self.inner.matmul(a, b)
+    }
+    fn matmul_public(
+        &self,
+        a: &Data,
+        c: &ArrayViewD<'_, f64>,
+        public_left: bool,
+        truncate: bool,
+    ) -> Result<Data> {
+        if self.skip() {
+            let shape = if public_left {
+                matmul_shape(c.shape(), a.shape())
+            } else {
+                matmul_shape(a.shape(), c.shape())
+            };
+            return Ok(self.zeros(&shape));
+        }
+        self.inner.matmul_public(a, c, public_left, truncate)
+    }
+    fn compare(&self, z: &Data, kind: CmpKind, bit: bool) -> Result<Data> {
+        if self.skip() {
+            return Ok(self.zeros(z.shape()));
+        }
+        self.inner.compare(z, kind, bit)
+    }
+    fn compare_within(&self, z: &Data, kind: CmpKind, bit: bool, bits: u32) -> Result<Data> {
+        if self.skip() {
+            return Ok(self.zeros(z.shape()));
+        }
+        self.inner.compare_within(z, kind, bit, bits)
+    }
+    fn bits_to_fixed(&self, b: &Data) -> Data {
+        if self.skip() {
+            return self.zeros(b.shape());
+        }
+        self.inner.bits_to_fixed(b)
+    }
+    fn bit_not(&self, b: &Data) -> Data {
+        if self.skip() {
+            return b.clone();
+        }
+        self.inner.bit_not(b)
+    }
+    fn preprocess(&self, kind: CmpKind, n: usize) -> Result<()> {
+        if self.skip() {
+            return Ok(());
+        }
+        self.inner.preprocess(kind, n)
+    }
+    fn reveal(&self, a: &Data) -> Result<ndarray::ArrayD<f64>> {
+        if self.skip() {
+            return Ok(ndarray::ArrayD::zeros(a.shape()));
+        }
+        self.inner.reveal(a)
+    }
+    fn constant(&self, c: &ArrayViewD<'_, f64>) -> Result<Data> {
+        if self.skip() {
+            return Ok(self.zeros(c.shape()));
+        }
+        self.inner.constant(c)
+    }
+    fn stats(&self) -> CommStats {
+        self.inner.stats()
+    }
+    fn take_transcript(&self) -> Option<Vec<u8>> {
+        self.inner.take_transcript()
+    }
+}
+
+/// The shape of a 2-D product `(n, k) · (k, m)`.
+fn matmul_shape(a: &[usize], b: &[usize]) -> Vec<usize> {
+    vec![
+        a.first().copied().unwrap_or(1),
+        b.get(1).copied().unwrap_or(1),
+    ]
 }

@@ -101,7 +101,13 @@ fn incompatible_shapes_are_an_error_naming_both() {
             },
         )
         .unwrap_err();
-        match &err {
+        // Located at the operator in this file.
+        assert!(
+            err.location()
+                .is_some_and(|l| l.file().ends_with("broadcasting.rs")),
+            "{name}: {err:?}"
+        );
+        match err.root() {
             Error::Shape(ShapeError::Broadcast { left, right }) => {
                 assert_eq!(
                     (left.as_slice(), right.as_slice()),
@@ -112,7 +118,7 @@ fn incompatible_shapes_are_an_error_naming_both() {
             other => panic!("{name}: expected a broadcast error, got {other:?}"),
         }
         assert_eq!(
-            err.to_string(),
+            err.root().to_string(),
             "operands could not be broadcast together with shapes [4, 3] and [4]"
         );
     }

@@ -59,9 +59,13 @@ fn public_operand_out_of_range_stops_the_program_with_an_error() {
     )
     .unwrap_err();
     assert!(
-        matches!(err, Error::PublicOperand(EncodeError::OutOfRange { .. })),
+        matches!(
+            err.root(),
+            Error::PublicOperand(EncodeError::OutOfRange { .. })
+        ),
         "{err:?}"
     );
+    assert!(err.location().is_some(), "{err:?}");
     let err = run_on(
         LocalCluster::new(Config::default()),
         &[("x", ArrayD::zeros(vec![3]))],
@@ -73,7 +77,10 @@ fn public_operand_out_of_range_stops_the_program_with_an_error() {
     )
     .unwrap_err();
     assert!(
-        matches!(err, Error::PublicOperand(EncodeError::Infinite { .. })),
+        matches!(
+            err.root(),
+            Error::PublicOperand(EncodeError::Infinite { .. })
+        ),
         "{err:?}"
     );
 }
@@ -166,18 +173,25 @@ fn a_panicking_program_becomes_an_error() {
 fn a_server_that_stops_is_named_by_the_others() {
     let mut g = rng(1);
     let inputs = [("x", arr(&[16], &mut g, 1.0))];
-    let err = run_on(LocalCluster::new(Config::default()), &inputs, &[], |s| {
-        if s.role() == Some(Role::Sa) {
-            return Ok(()); // Sa leaves before the multiplication.
-        }
-        let x = s.input::<Array1<f64>>("x")?;
-        s.output("alice", "y", &(&x * &x))
-    })
-    .unwrap_err();
-    assert!(
-        matches!(err, Error::PeerLost { peer: Role::Sa, .. }),
-        "{err:?}"
-    );
+    // Whether the failure unwinds or the program runs on (as with panic = "abort"),
+    // the lost peer is an ordinary error of the run.
+    for unwind in [true, false] {
+        let cluster = LocalCluster::new(Config::default()).with_unwinding(unwind);
+        let err = run_on(cluster, &inputs, &[], |s| {
+            if s.role() == Some(Role::Sa) {
+                return Ok(()); // Sa leaves before the multiplication.
+            }
+            let x = s.input::<Array1<f64>>("x")?;
+            let y = &x * &x;
+            let z = (&y * &y).relu();
+            s.output("alice", "y", &z)
+        })
+        .unwrap_err();
+        assert!(
+            matches!(err, Error::PeerLost { peer: Role::Sa, .. }),
+            "unwind {unwind}: {err:?}"
+        );
+    }
 }
 
 #[test]
@@ -241,4 +255,50 @@ fn invalid_shares_are_refused() {
         reconstruct(&cfg, &a, &c),
         Err(Error::ShareMismatch(_))
     ));
+}
+
+#[test]
+fn method_errors_are_variants_a_caller_can_match() {
+    let run = |f: fn(&Session) -> Result<()>| {
+        run_on(
+            LocalCluster::new(Config::fast()),
+            &[("x", ArrayD::zeros(vec![5]))],
+            &[],
+            f,
+        )
+        .unwrap_err()
+    };
+    let err = run(|s| {
+        let x = s.input::<Array1<f64>>("x")?;
+        s.output("alice", "y", &x.item(&[7]))
+    });
+    assert!(
+        matches!(
+            err.root(),
+            Error::IndexOutOfBounds { operation: "item", index, shape } if index == &[7] && shape == &[5]
+        ),
+        "{err:?}"
+    );
+    let err = run(|s| {
+        let x = s.input::<Array1<f64>>("x")?;
+        s.output("alice", "y", &x.clip(1.0, -1.0))
+    });
+    assert!(
+        matches!(
+            err.root(),
+            Error::InvalidArgument {
+                operation: "clip",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    let err = run(|s| {
+        let none: Vec<&Priv<Array1<f64>>> = Vec::new();
+        s.output("alice", "y", &stack(&none, Axis(0))?)
+    });
+    assert!(
+        matches!(err.root(), Error::EmptyInput { operation: "stack" }),
+        "{err:?}"
+    );
 }

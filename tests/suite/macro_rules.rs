@@ -5,6 +5,7 @@
 
 use crate::common::*;
 use privpy::prelude::*;
+use privpy::{EncodeError, ShapeError};
 
 /// The tolerance between the four-party run and plain Rust: a few multiplications
 /// and selects at 2^-32 resolution, a reciprocal (Newton, ~1e-9) and no scaling.
@@ -306,4 +307,82 @@ fn nested_secret_branches_with_methods_and_late_bindings() {
     check("nested", want, |se| {
         se.output("alice", "out", &nested(se.input("x")?, scalar(se, "s")?))
     });
+}
+
+// Errors raised by operators name the user's line, inside `#[private]` too.
+#[private]
+fn mismatched(x: Priv<Array1<f64>>, m: Priv<Array2<f64>>) -> Priv<Array2<f64>> {
+    let y = x * 2.0;
+    y + m // LOCATION: shapes (5) and (3, 5) cannot be broadcast
+}
+
+#[private]
+fn out_of_range(x: Priv<Array1<f64>>) -> Priv<Array1<f64>> {
+    let big = 1e30;
+    x * big // LOCATION: public operand out of range
+}
+
+/// The line of this file holding `marker`.
+fn line_of(marker: &str) -> u32 {
+    let src = include_str!("macro_rules.rs");
+    let k = src
+        .lines()
+        .position(|l| l.contains(marker) && !l.contains("line_of"))
+        .unwrap_or_else(|| panic!("no line with {marker}"));
+    k as u32 + 1
+}
+
+#[test]
+fn operator_errors_name_the_file_and_line_of_the_expression() {
+    let m5 = ArrayD::from_elem(ndarray::IxDyn(&[3, 4]), 1.0);
+    let mut all = inputs();
+    all.push(("m4", m5));
+    // Stopped at once by unwinding (the default), or run to the end on placeholders
+    // (what `panic = "abort"` builds do): the same error either way.
+    let clusters = [true, false].into_iter().flat_map(|unwind| {
+        [
+            LocalCluster::cleartext().with_unwinding(unwind),
+            LocalCluster::new(Config::fast()).with_unwinding(unwind),
+        ]
+    });
+    for cluster in clusters {
+        let err = run_on(cluster, &all, &["out"], |s| {
+            let z = mismatched(s.input("x")?, s.input("m4")?);
+            // The program goes on after the failure when nothing unwinds.
+            let w = z.sum() * 2.0 + z.relu().max();
+            let _public = w.reveal();
+            s.output("alice", "out", &z)
+        })
+        .err()
+        .unwrap_or_else(|| panic!("incompatible shapes were accepted"));
+        let Error::Operator { location, source } = &err else {
+            panic!("not located: {err:?}");
+        };
+        assert!(
+            matches!(**source, Error::Shape(ShapeError::Broadcast { .. })),
+            "{source:?}"
+        );
+        assert!(location.file().ends_with("macro_rules.rs"), "{location}");
+        assert_eq!(location.line(), line_of("LOCATION: shapes"), "{err}");
+        assert!(err.to_string().contains("macro_rules.rs:"), "{err}");
+    }
+    let err = run_on(
+        LocalCluster::new(Config::fast()).with_unwinding(false),
+        &inputs(),
+        &["out"],
+        |s| s.output("alice", "out", &out_of_range(s.input("x")?)),
+    )
+    .err()
+    .unwrap_or_else(|| panic!("an out-of-range operand was accepted"));
+    assert!(
+        matches!(
+            err.root(),
+            Error::PublicOperand(EncodeError::OutOfRange { .. })
+        ),
+        "{err:?}"
+    );
+    assert_eq!(
+        err.location().map(|l| l.line()),
+        Some(line_of("LOCATION: public operand"))
+    );
 }

@@ -37,6 +37,32 @@ impl Ctx {
         self.tmp.set(self.tmp.get() + 1);
         quote::format_ident!("__privpy_{}{}", what, self.tmp.get())
     }
+
+    /// The privpy path with every token at `span` (the user's expression), so the
+    /// generated call reports the user's line to `#[track_caller]`.
+    pub(crate) fn krate_at(&self, span: proc_macro2::Span) -> proc_macro2::TokenStream {
+        respan(quote::ToTokens::to_token_stream(&self.krate), span)
+    }
+}
+
+/// `tokens` with every span (inside groups too) set to `span`.
+pub(crate) fn respan(
+    tokens: proc_macro2::TokenStream,
+    span: proc_macro2::Span,
+) -> proc_macro2::TokenStream {
+    use proc_macro2::TokenTree;
+    tokens
+        .into_iter()
+        .map(|mut t| {
+            if let TokenTree::Group(g) = &t {
+                let mut ng = proc_macro2::Group::new(g.delimiter(), respan(g.stream(), span));
+                ng.set_span(span);
+                return TokenTree::Group(ng);
+            }
+            t.set_span(span);
+            t
+        })
+        .collect()
 }
 
 /// Rewrites a validated function body.
@@ -143,7 +169,8 @@ impl Rewriter {
                     orig: &right0,
                     new: &a.right,
                 };
-                *e = operators::itemset(&self.cx, &self.scope, &ix.expr, &ix.index, &value);
+                let span = syn::spanned::Spanned::span(&*a.left);
+                *e = operators::itemset(&self.cx, &self.scope, span, &ix.expr, &ix.index, &value);
             }
             Expr::Path(_) => {}
             _ => self.visit_expr_mut(&mut a.left),
@@ -215,7 +242,8 @@ impl VisitMut for Rewriter {
                     self.scope.is_secret_name(&ix.expr) || self.scope.secret_in(&ix.expr).is_some();
                 visit_mut::visit_expr_index_mut(self, ix);
                 if secret {
-                    *e = operators::index(&ix.expr, &ix.index);
+                    let span = syn::spanned::Spanned::span(&*ix.expr);
+                    *e = operators::index(span, &ix.expr, &ix.index);
                 }
             }
             Expr::Unary(u) => {

@@ -9,9 +9,10 @@
 
 use super::Ctx;
 use crate::scope::{Scope, path_ident, strip};
+use proc_macro2::Span;
 use proc_macro2::TokenStream;
-use quote::{ToTokens, quote};
-use syn::{BinOp, Expr, UnOp, parse_quote};
+use quote::{ToTokens, quote, quote_spanned};
+use syn::{BinOp, Expr, Ident, UnOp, parse_quote_spanned};
 
 /// An operand as the rewrite uses it: `orig` is the operand before its own rewrite
 /// (for the analysis), `new` after.
@@ -21,16 +22,16 @@ pub(crate) struct Operand<'e> {
 }
 
 /// `&x` for a secret name, `&(x.f)` for a field of a secret, else the expression.
-pub(crate) fn borrowed(cx: &Ctx, scope: &Scope, o: &Operand) -> TokenStream {
-    let krate = &cx.krate;
+pub(crate) fn borrowed(cx: &Ctx, scope: &Scope, span: Span, o: &Operand) -> TokenStream {
+    let krate = cx.krate_at(span);
     let new = strip(o.new);
     if scope.is_secret_name(o.orig) {
-        return quote!(#krate::__private::by_ref(&#new));
+        return quote_spanned!(span=> #krate::__private::by_ref(&#new));
     }
     if matches!(strip(o.orig), Expr::Field(_)) && scope.secret_in(o.orig).is_some() {
-        return quote!(&(#new));
+        return quote_spanned!(span=> &(#new));
     }
-    quote!((#new))
+    quote_spanned!(span=> (#new))
 }
 
 /// A binary operator with at least one secret operand; `None` leaves it as is.
@@ -42,7 +43,8 @@ pub(crate) fn binary(
     r: &Operand,
     l_secret: bool,
 ) -> Option<Expr> {
-    let (bl, br) = (borrowed(cx, scope, l), borrowed(cx, scope, r));
+    let span = syn::spanned::Spanned::span(op);
+    let (bl, br) = (borrowed(cx, scope, span, l), borrowed(cx, scope, span, r));
     let rn = r.new;
     let ln = l.new;
     let cmp = |m: &str, flipped: &str| -> Expr {
@@ -51,9 +53,11 @@ pub(crate) fn binary(
             quote::format_ident!("{}", flipped),
         );
         if l_secret {
-            parse_quote!((#bl).#m(&(#rn)))
+            let m = Ident::new(&m.to_string(), span);
+            parse_quote_spanned!(span=> (#bl).#m(&(#rn)))
         } else {
-            parse_quote!((#br).#f(&(#ln)))
+            let f = Ident::new(&f.to_string(), span);
+            parse_quote_spanned!(span=> (#br).#f(&(#ln)))
         }
     };
     Some(match op {
@@ -63,24 +67,24 @@ pub(crate) fn binary(
         BinOp::Ge(_) => cmp("ge", "le"),
         BinOp::Eq(_) => cmp("eq", "eq"),
         BinOp::Ne(_) => cmp("ne", "ne"),
-        BinOp::And(_) => parse_quote!((#bl * #br)),
+        BinOp::And(_) => parse_quote_spanned!(span=> (#bl * #br)),
         BinOp::Or(_) => {
-            let krate = &cx.krate;
-            parse_quote!(#krate::__private::or(&#bl, &#br))
+            let krate = cx.krate_at(span);
+            parse_quote_spanned!(span=> #krate::__private::or(&#bl, &#br))
         }
-        BinOp::Add(_) => parse_quote!(#bl + #br),
-        BinOp::Sub(_) => parse_quote!(#bl - #br),
-        BinOp::Mul(_) => parse_quote!(#bl * #br),
-        BinOp::Div(_) => parse_quote!(#bl / #br),
+        BinOp::Add(_) => parse_quote_spanned!(span=> #bl + #br),
+        BinOp::Sub(_) => parse_quote_spanned!(span=> #bl - #br),
+        BinOp::Mul(_) => parse_quote_spanned!(span=> #bl * #br),
+        BinOp::Div(_) => parse_quote_spanned!(span=> #bl / #br),
         BinOp::AddAssign(_) | BinOp::SubAssign(_) | BinOp::MulAssign(_) | BinOp::DivAssign(_) => {
             let sym = match op {
-                BinOp::AddAssign(_) => quote!(+),
-                BinOp::SubAssign(_) => quote!(-),
-                BinOp::MulAssign(_) => quote!(*),
-                _ => quote!(/),
+                BinOp::AddAssign(_) => quote_spanned!(span=> +),
+                BinOp::SubAssign(_) => quote_spanned!(span=> -),
+                BinOp::MulAssign(_) => quote_spanned!(span=> *),
+                _ => quote_spanned!(span=> /),
             };
             let target = ln;
-            parse_quote!(#target = #bl #sym #br)
+            parse_quote_spanned!(span=> #target = #bl #sym #br)
         }
         _ => return None,
     })
@@ -88,10 +92,11 @@ pub(crate) fn binary(
 
 /// `!c` and `-x` on a secret.
 pub(crate) fn unary(cx: &Ctx, scope: &Scope, op: &UnOp, o: &Operand) -> Option<Expr> {
-    let inner = borrowed(cx, scope, o);
+    let span = syn::spanned::Spanned::span(op);
+    let inner = borrowed(cx, scope, span, o);
     match op {
-        UnOp::Not(_) => Some(parse_quote!((1.0 - #inner))),
-        UnOp::Neg(_) => Some(parse_quote!((-#inner))),
+        UnOp::Not(_) => Some(parse_quote_spanned!(span=> (1.0 - #inner))),
+        UnOp::Neg(_) => Some(parse_quote_spanned!(span=> (-#inner))),
         _ => None,
     }
 }
@@ -112,21 +117,32 @@ fn index_args(idx: &Expr) -> TokenStream {
 }
 
 /// `v[i]` on a secret `v`: one element.
-pub(crate) fn index(base: &Expr, idx: &Expr) -> Expr {
+pub(crate) fn index(span: Span, base: &Expr, idx: &Expr) -> Expr {
     let args = index_args(idx);
-    parse_quote!((#base).item(#args))
+    parse_quote_spanned!(span=> (#base).item(#args))
 }
 
 /// `z[i] = value` on a secret `z` (the value computed first: it may read `z`).
-pub(crate) fn itemset(cx: &Ctx, scope: &Scope, base: &Expr, idx: &Expr, value: &Operand) -> Expr {
-    let krate = &cx.krate;
+pub(crate) fn itemset(
+    cx: &Ctx,
+    scope: &Scope,
+    span: Span,
+    base: &Expr,
+    idx: &Expr,
+    value: &Operand,
+) -> Expr {
+    let krate = cx.krate_at(span);
     let args = index_args(idx);
-    let v = borrowed(cx, scope, value);
+    let v = if scope.is_secret_name(value.orig) {
+        borrowed(cx, scope, span, value)
+    } else {
+        value.new.to_token_stream()
+    };
     let tmp = cx.fresh("v");
     let base = path_ident(base)
         .map(|i| i.to_token_stream())
         .unwrap_or_else(|| base.to_token_stream());
-    parse_quote!({
+    parse_quote_spanned!(span=> {
         let #tmp = #v;
         #krate::__private::itemset(&mut #base, #args, #tmp)
     })

@@ -8,7 +8,7 @@
 use super::Ctx;
 use super::factor::products;
 use crate::scope::Scope;
-use syn::{Expr, parse_quote};
+use syn::Expr;
 
 /// The vectorized sum; `None` leaves `e` as is.
 pub(crate) fn vectorize(cx: &Ctx, scope: &Scope, e: &Expr) -> Option<Expr> {
@@ -19,12 +19,13 @@ pub(crate) fn vectorize(cx: &Ctx, scope: &Scope, e: &Expr) -> Option<Expr> {
     {
         return None;
     }
-    let krate = &cx.krate;
+    let span = syn::spanned::Spanned::span(e);
+    let krate = cx.krate_at(span);
     let (a0, b0) = prods[0];
     let rest = prods[1..]
         .iter()
-        .map(|(a, b)| quote::quote!(.then(&#a, &#b)));
-    Some(parse_quote!(
+        .map(|(a, b)| quote::quote_spanned!(span=> .then(&#a, &#b)));
+    Some(syn::parse_quote_spanned!(span=>
         #krate::__private::Products::first(&#a0, &#b0) #(#rest)* .finish()
     ))
 }

@@ -9,13 +9,14 @@ use super::Ctx;
 use crate::effects::MUTATING_METHODS;
 use crate::scope::{is_compound, path_ident, strip};
 use proc_macro2::TokenStream;
-use quote::quote;
+use quote::{quote, quote_spanned};
 use syn::{Block, Expr, ExprIf, Ident, Stmt, parse_quote};
 
 /// The rewritten `if` (its condition and branches already rewritten); `vars` are the
 /// secret variables its branches assign, `value` whether both branches have a value.
 pub(crate) fn rewrite(cx: &Ctx, i: &ExprIf, vars: &[Ident], value: bool) -> Expr {
-    let krate = &cx.krate;
+    let span = i.if_token.span;
+    let krate = cx.krate_at(span);
     let c = cx.fresh("c");
     let cond = &i.cond;
     let then_expr = Expr::Block(syn::ExprBlock {
@@ -53,13 +54,13 @@ pub(crate) fn rewrite(cx: &Ctx, i: &ExprIf, vars: &[Ident], value: bool) -> Expr
     };
     let assigns = vars.iter().zip(&tv).zip(&fv).map(|((v, t), f)| {
         if else_expr.is_some() {
-            quote!(#v = #krate::__private::select(#c, &#t, &#f);)
+            quote_spanned!(span=> #v = #krate::__private::select(#c, &#t, &#f);)
         } else {
-            quote!(#v = #krate::__private::select(#c, &#t, &#v);)
+            quote_spanned!(span=> #v = #krate::__private::select(#c, &#t, &#v);)
         }
     });
     let result = if value {
-        quote!(#krate::__private::select(#c, &#t, &#f))
+        quote_spanned!(span=> #krate::__private::select(#c, &#t, &#f))
     } else {
         quote!()
     };
