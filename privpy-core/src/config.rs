@@ -97,15 +97,21 @@ impl Config {
     pub fn new(ring: RingKind, frac_bits: u32, bound_log2: u32) -> Result<Self, crate::Error> {
         let l = ring.bits();
         if frac_bits > l / 2 {
-            return Err(crate::Error::Config(format!(
-                "{frac_bits} fractional bits exceed half of the {l}-bit ring"
-            )));
+            return Err(crate::Error::NumberFormat {
+                ring,
+                frac_bits,
+                bound_log2,
+                reason: "the fractional bits exceed half of the ring",
+            });
         }
         // In u64: a hostile bound (from a network message) must not overflow.
         if 2 * u64::from(bound_log2) + u64::from(frac_bits) > u64::from(l - 2) {
-            return Err(crate::Error::Config(format!(
-                "bound 2^{bound_log2} with {frac_bits} fractional bits: products would not fit in {l} bits"
-            )));
+            return Err(crate::Error::NumberFormat {
+                ring,
+                frac_bits,
+                bound_log2,
+                reason: "the product of two values at the bound would not fit in the ring",
+            });
         }
         Ok(Config {
             ring,
@@ -348,8 +354,14 @@ mod tests {
 
     #[test]
     fn custom_configs_are_validated() {
-        assert!(Config::new(RingKind::Z64, 40, 5).is_err());
-        assert!(Config::new(RingKind::Z64, 16, 30).is_err());
+        assert!(matches!(
+            Config::new(RingKind::Z64, 40, 5),
+            Err(crate::Error::NumberFormat { frac_bits: 40, .. })
+        ));
+        assert!(matches!(
+            Config::new(RingKind::Z64, 16, 30),
+            Err(crate::Error::NumberFormat { bound_log2: 30, .. })
+        ));
         let c = Config::new(RingKind::Z128, 40, 40).unwrap();
         assert_eq!(c.frac_bits(), 40);
         // Presets satisfy their own documented constraints.

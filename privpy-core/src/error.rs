@@ -217,9 +217,26 @@ pub enum Error {
         /// The panic message.
         message: String,
     },
-    /// An invalid configuration (the number format, the cluster files).
-    #[error("invalid configuration: {0}")]
-    Config(String),
+    /// A number format that cannot work ([`crate::Config::new`]).
+    #[error(
+        "number format {ring:?} with {frac_bits} fractional bits and bound 2^{bound_log2}: {reason}"
+    )]
+    NumberFormat {
+        /// The ring.
+        ring: crate::RingKind,
+        /// Fractional bits asked for.
+        frac_bits: u32,
+        /// `log2` of the bound asked for.
+        bound_log2: u32,
+        /// Which constraint fails.
+        reason: &'static str,
+    },
+    /// The operating system's random generator failed (no secure way on).
+    #[error("the operating system's random generator failed: {0}")]
+    Randomness(String),
+    /// A broken invariant inside privpy (a bug): please report it.
+    #[error("internal error: {0}")]
+    Internal(&'static str),
     /// An element index outside the array.
     #[error("{operation}: index {index:?} is out of bounds for shape {shape:?}")]
     IndexOutOfBounds {

@@ -212,12 +212,15 @@ impl Program {
     /// development).
     ///
     /// # Errors
-    /// An undeclared or non-finite argument ([`privpy_core::Error::Config`]), or the
+    /// An undeclared or non-finite argument ([`privpy_core::Error::InvalidArgument`]), or the
     /// program's own error.
     pub fn call(&self, s: &Session, client: &str, args: &[(String, f64)]) -> Result<()> {
-        let args = self
-            .resolve_args(args)
-            .map_err(privpy_core::Error::Config)?;
+        let args =
+            self.resolve_args(args)
+                .map_err(|reason| privpy_core::Error::InvalidArgument {
+                    operation: "program argument",
+                    reason,
+                })?;
         (self.body)(
             s,
             &Job {

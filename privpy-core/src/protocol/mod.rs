@@ -336,11 +336,9 @@ fn from_vec<T>(shape: &[usize], v: Vec<T>) -> ArrayD<T> {
 fn fresh_seed(src: SeedSource, me: Role, peer: Role) -> Result<[u8; 32]> {
     let mut seed = [0u8; 32];
     match src {
-        SeedSource::Os => getrandom::fill(&mut seed).map_err(|e| {
-            Error::Config(format!(
-                "the operating system's random generator failed: {e}"
-            ))
-        })?,
+        SeedSource::Os => {
+            getrandom::fill(&mut seed).map_err(|e| Error::Randomness(e.to_string()))?
+        }
         SeedSource::Fixed(master) => {
             use rand_core::{Rng, SeedableRng};
             let mut rng = rand_chacha::ChaCha12Rng::seed_from_u64(master);
@@ -396,9 +394,7 @@ impl<R: RingData> Engine for Party<R> {
         out: &[usize],
     ) -> Result<Data> {
         if op == BinOp::MulInt {
-            return Err(Error::Config(
-                "internal: integer product with a public operand".into(),
-            ));
+            return Err(Error::Internal("integer product with a public operand"));
         }
         if op == BinOp::Mul {
             let f = self.cfg.frac_bits();
