@@ -62,7 +62,10 @@ fn main() -> std::result::Result<(), Box<dyn std::error::Error>> {
     let t = Instant::now();
     let job = alice.run_with(
         "logistic_regression",
-        &[("x", &["x_alice", "x_bob"]), ("y", &["y_alice", "y_bob"])],
+        &[
+            ("x", &["x_alice", "bob/x_bob"]),
+            ("y", &["y_alice", "bob/y_bob"]),
+        ],
         &[
             ("batch", batch as f64),
             ("iterations", iterations as f64),

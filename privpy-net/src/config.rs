@@ -274,7 +274,7 @@ impl ClusterConfig {
             }
         }
         for c in &raw.clients {
-            check_name(c).map_err(|m| invalid(format!("client {c:?}: {m}")))?;
+            check_client_name(c).map_err(|m| invalid(format!("client {c:?}: {m}")))?;
         }
         let resolve = |p: PathBuf| if p.is_absolute() { p } else { base.join(p) };
         let mut servers = raw.servers;
@@ -329,6 +329,19 @@ impl ClusterConfig {
     pub fn server(&self, role: Role) -> &ServerEntry {
         &self.servers[role.index()]
     }
+}
+
+/// Checks a client name: a [`check_name`] name in lower case (names are compared
+/// byte for byte with certificates, so one spelling per client).
+///
+/// # Errors
+/// What is wrong with it.
+pub fn check_client_name(name: &str) -> Result<(), String> {
+    check_name(name)?;
+    if name.bytes().any(|b| b.is_ascii_uppercase()) {
+        return Err("client names are lower case".into());
+    }
+    Ok(())
 }
 
 /// A name usable for a client, an input or an output: 1–64 characters from
@@ -415,7 +428,7 @@ impl ClientConfig {
             path: path.to_path_buf(),
             message,
         };
-        check_name(&raw.name).map_err(|m| invalid(format!("name {:?}: {m}", raw.name)))?;
+        check_client_name(&raw.name).map_err(|m| invalid(format!("name {:?}: {m}", raw.name)))?;
         if !(raw.timeout_secs > 0.0 && raw.timeout_secs <= 86_400.0) {
             return Err(invalid("timeout_secs must be in (0, 86400]".into()));
         }

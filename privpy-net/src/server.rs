@@ -642,8 +642,10 @@ impl Shared {
             }
             let mut shapes = Vec::new();
             let mut tags = Vec::new();
-            for src in sources {
-                let inp = store.input(src).map_err(storage)?;
+            let mut qualified = Vec::new();
+            for asked in sources {
+                let src = qualify(client, asked)?;
+                let inp = store.input(&src).map_err(storage)?;
                 // A missing input and another client's input get the same answer:
                 // a refusal reveals nothing about other clients' data.
                 let inp = match inp {
@@ -651,12 +653,13 @@ impl Shared {
                     _ => {
                         return Err(Refusal::new(
                             RefusalKind::NotFound,
-                            format!("no input named {src:?} that {client} may use"),
+                            format!("no input named {asked:?} that {client} may use"),
                         ));
                     }
                 };
                 shapes.push(inp.share.shape().to_vec());
                 tags.push(inp.tag);
+                qualified.push(src);
             }
             let shape = if shapes.len() == 1 {
                 shapes.remove(0)
@@ -679,7 +682,7 @@ impl Shared {
                 .map_err(Refusal::invalid)?;
             params.push(Param {
                 name: pname.clone(),
-                sources: sources.clone(),
+                sources: qualified,
                 shape,
                 tags,
             });
@@ -800,6 +803,23 @@ impl Shared {
             inputs.insert(p.name.clone(), input);
         }
         Ok(inputs)
+    }
+}
+
+/// A binding's input name in its owner's namespace: `x` is the client's own
+/// (`client/x`), `owner/x` another client's.
+fn qualify(client: &str, src: &str) -> Result<String, Refusal> {
+    let bad = |m: String| Refusal::invalid(format!("input name {src:?}: {m}"));
+    match src.split_once('/') {
+        None => {
+            check_name(src).map_err(bad)?;
+            Ok(format!("{client}/{src}"))
+        }
+        Some((owner, name)) => {
+            check_name(owner).map_err(bad)?;
+            check_name(name).map_err(bad)?;
+            Ok(src.to_string())
+        }
     }
 }
 
@@ -941,7 +961,8 @@ async fn handle_request(shared: &Arc<Shared>, client: &str, req: Request) -> Rep
             };
             let s = shared.clone();
             let owner = client.to_string();
-            let n = name.clone();
+            // Inputs live in their owner's namespace: "alice/x".
+            let n = format!("{client}/{name}");
             let stored = tokio::task::spawn_blocking(move || match &s.store {
                 Some(st) => st
                     .put_input(

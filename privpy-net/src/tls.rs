@@ -10,7 +10,7 @@
 //! [`dev_certificates`] writes a complete development set (two authorities, four
 //! server and any number of client certificates) for the one-command local cluster.
 
-use crate::config::check_name;
+use crate::config::check_client_name;
 use privpy_core::transport::Role;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
@@ -48,8 +48,11 @@ pub fn server_name(role: Role) -> String {
 
 /// The DNS name that identifies a client.
 pub fn client_dns_name(client: &str) -> String {
-    format!("{client}.client.privpy")
+    format!("{client}{CLIENT_SUFFIX}")
 }
+
+/// The DNS suffix of client identities.
+const CLIENT_SUFFIX: &str = ".client.privpy";
 
 fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
@@ -186,11 +189,24 @@ pub fn cert_names(cert: &CertificateDer<'_>, dns: &str) -> bool {
     rustls::client::verify_server_name(&parsed, &name).is_ok()
 }
 
-/// Which accepted client a verified certificate belongs to.
+/// Which accepted client a verified certificate belongs to: its one client name
+/// (`<name>.client.privpy` among its DNS names), compared byte for byte with the
+/// accepted names (which are lower case). A certificate with a wildcard name, with
+/// two client names, or with a name in another case belongs to nobody.
 pub fn client_identity<'a>(cert: &CertificateDer<'_>, accepted: &'a [String]) -> Option<&'a str> {
+    let ee = webpki::EndEntityCert::try_from(cert).ok()?;
+    let mut names = ee
+        .valid_dns_names()
+        .filter(|n| n.contains('*') || n.to_ascii_lowercase().ends_with(CLIENT_SUFFIX));
+    let (Some(only), None) = (names.next(), names.next()) else {
+        return None;
+    };
+    if only.contains('*') {
+        return None;
+    }
     accepted
         .iter()
-        .find(|c| cert_names(cert, &client_dns_name(c)))
+        .find(|c| client_dns_name(c) == only)
         .map(String::as_str)
 }
 
@@ -259,7 +275,7 @@ pub fn dev_certificates(dir: &Path, clients: &[&str]) -> Result<(), TlsError> {
         write(&format!("{file}.key"), &key.serialize_pem(), true)
     };
     for c in clients {
-        check_name(c).map_err(|m| TlsError::Generate(format!("client {c:?}: {m}")))?;
+        check_client_name(c).map_err(|m| TlsError::Generate(format!("client {c:?}: {m}")))?;
     }
     let (server_ca, server_pem) = authority("privpy development server authority")?;
     write("server-ca.pem", &server_pem, false)?;
@@ -272,4 +288,43 @@ pub fn dev_certificates(dir: &Path, clients: &[&str]) -> Result<(), TlsError> {
         leaf(client_dns_name(c), &client_ca, c)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod identity_tests {
+    use super::*;
+
+    fn cert_with(names: &[&str]) -> CertificateDer<'static> {
+        let params =
+            rcgen::CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+                .unwrap();
+        let key = rcgen::KeyPair::generate().unwrap();
+        params.self_signed(&key).unwrap().der().clone()
+    }
+
+    /// One exact, lower-case client name per certificate: wildcards, other cases and
+    /// certificates naming two clients belong to nobody.
+    #[test]
+    fn client_identities_are_exact() {
+        let accepted = vec!["alice".to_string(), "bob".to_string()];
+        let id = |names: &[&str]| client_identity(&cert_with(names), &accepted);
+        assert_eq!(id(&["alice.client.privpy"]), Some("alice"));
+        assert_eq!(id(&["bob.client.privpy", "localhost"]), Some("bob"));
+        assert_eq!(id(&["*.client.privpy"]), None, "wildcard");
+        assert_eq!(id(&["ALICE.client.privpy"]), None, "other case");
+        assert_eq!(id(&["Alice.Client.Privpy"]), None, "other case");
+        assert_eq!(
+            id(&["alice.client.privpy", "bob.client.privpy"]),
+            None,
+            "two clients"
+        );
+        assert_eq!(
+            id(&["alice.client.privpy", "*.client.privpy"]),
+            None,
+            "a wildcard too"
+        );
+        assert_eq!(id(&["carol.client.privpy"]), None, "not accepted");
+        assert!(crate::config::check_client_name("Alice").is_err());
+        assert!(crate::config::check_client_name("alice").is_ok());
+    }
 }

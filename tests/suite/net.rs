@@ -224,7 +224,7 @@ fn networked_runs_match_cleartext_and_the_in_process_engine() {
     let job = alice
         .run_with(
             "logistic_regression",
-            &[("x", &["xa", "xb"]), ("y", &["ya", "yb"])],
+            &[("x", &["xa", "bob/xb"]), ("y", &["ya", "bob/yb"])],
             &args,
         )
         .unwrap();
@@ -257,26 +257,39 @@ fn access_control_on_uploads_inputs_and_outputs() {
     let mut bob = net.client("bob");
     let x = array![1.0, 2.0, 4.0];
     alice.upload("x", &x, &[]).unwrap();
+    // Bob's refusals say nothing about alice's data beyond the names he asked for.
     let kind = |e: ClientError| match e {
         ClientError::Refused { kind, reason, .. } => {
             assert!(
-                !reason.contains("alice"),
-                "a refusal names another client: {reason}"
+                !reason.contains("belongs") && !reason.contains("shared with"),
+                "a refusal reveals another client's data: {reason}"
             );
             kind
         }
         other => panic!("expected a refusal, got {other}"),
     };
-    let err = bob.upload("x", array![0.0, 0.0, 0.0], &[]).unwrap_err();
-    assert_eq!(kind(err), RefusalKind::Denied);
-    let err = bob.run("stats", &[("x", &["x"])]).unwrap_err();
-    assert_eq!(kind(err), RefusalKind::NotFound, "not shared with bob");
-    let err = bob.run("stats", &[("x", &["nothing"])]).unwrap_err();
-    assert_eq!(kind(err), RefusalKind::NotFound, "missing looks the same");
+    // Names live in their owner's namespace: bob's "x" is "bob/x", not alice's.
+    bob.upload("x", array![0.0, 0.0, 0.0], &[]).unwrap();
+    let existing = bob.run("stats", &[("x", &["alice/x"])]).unwrap_err();
+    let missing = bob.run("stats", &[("x", &["alice/y"])]).unwrap_err();
+    assert_eq!(
+        existing.to_string().replace("alice/x", "N"),
+        missing.to_string().replace("alice/y", "N"),
+        "an existing input not shared with bob looks exactly like a missing one"
+    );
+    assert_eq!(kind(existing), RefusalKind::NotFound, "not shared with bob");
+    assert_eq!(kind(missing), RefusalKind::NotFound);
+    let err = bob.run("stats", &[("x", &["a/b/c"])]).unwrap_err();
+    assert_eq!(kind(err), RefusalKind::Invalid);
+    let bobs = bob.run("stats", &[("x", &["x"])]).unwrap();
+    assert_eq!(bob.fetch::<f64>(&bobs, "sum").unwrap(), 0.0, "bob's own x");
     let job = alice.run("stats", &[("x", &["x"])]).unwrap();
     let err = bob.fetch::<f64>(&job, "sum").unwrap_err();
     assert_eq!(kind(err), RefusalKind::NotFound);
-    assert!(bob.outputs().unwrap().is_empty(), "bob has no outputs");
+    assert!(
+        bob.outputs().unwrap().iter().all(|(j, _, _)| *j != job.id),
+        "bob sees none of alice's outputs"
+    );
     let waiting = alice.outputs().unwrap();
     assert!(
         waiting.iter().any(|(j, n, _)| *j == job.id && n == "sum"),
@@ -904,7 +917,8 @@ fn networked_lenet5_inference_equals_cleartext() {
         owner.upload(k, t, &["user"]).unwrap();
     }
     user.upload("images", &test.images, &[]).unwrap();
-    let one: Vec<[&str; 1]> = names.iter().map(|n| [*n]).collect();
+    let qualified: Vec<String> = names.iter().map(|n| format!("owner/{n}")).collect();
+    let one: Vec<[&str; 1]> = qualified.iter().map(|n| [n.as_str()]).collect();
     let mut bindings: Vec<(&str, &[&str])> =
         names.iter().zip(&one).map(|(n, b)| (*n, &b[..])).collect();
     bindings.push(("images", &["images"]));
