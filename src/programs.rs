@@ -31,7 +31,42 @@ fn at_least_one(job: &Job, name: &str) -> Result<usize> {
     }
 }
 
+/// Admission check: argument `name` is at least `min`.
+fn at_least_arg(
+    args: &[(String, f64)],
+    name: &str,
+    min: f64,
+    why: &str,
+) -> std::result::Result<(), String> {
+    let v = args
+        .iter()
+        .find(|(n, _)| n == name)
+        .map_or(f64::NAN, |(_, v)| *v);
+    if v.round() >= min {
+        Ok(())
+    } else {
+        Err(format!("{name} = {v} must be at least {min}: {why}"))
+    }
+}
+
+/// The first dimension of parameter `name` (1 for a scalar).
+fn rows(shapes: &[(String, Vec<usize>)], name: &str) -> usize {
+    shapes
+        .iter()
+        .find(|(n, _)| n == name)
+        .and_then(|(_, s)| s.first().copied())
+        .unwrap_or(1)
+}
+
 /// The stock registry.
+///
+/// A grant (an upload's `readers`) lets the grantee run these programs on the
+/// input and learn their outputs: aggregates of it (sums, means, a trained model,
+/// centroids), never the input itself. Arguments that would copy an input to an
+/// output are refused before the job starts: no program runs zero iterations,
+/// `stats` needs at least two values, a logistic-regression batch at least two rows,
+/// and k-means at least two points per centroid. An aggregate of few rows still
+/// says much about them: grant inputs of many rows.
 pub fn stock() -> Registry {
     let mut r = Registry::new();
     r.register(
@@ -42,7 +77,13 @@ pub fn stock() -> Registry {
             s.output(job.client(), "var", &x.var())?;
             s.output(job.client(), "max", &x.max())
         })
-        .input("x", [None]),
+        .input("x", [None])
+        .check(|shapes, _| {
+            if rows(shapes, "x") < 2 {
+                return Err("statistics of fewer than two values would reveal them".into());
+            }
+            Ok(())
+        }),
     );
     r.register(
         Program::new("logistic_regression", VERSION, |s: &Session, job: &Job| {
@@ -58,7 +99,21 @@ pub fn stock() -> Registry {
         .input("y", [None])
         .arg("batch", 100.0)
         .arg("iterations", 60.0)
-        .arg("lr", 0.5),
+        .arg("lr", 0.5)
+        .check(|_, args| {
+            at_least_arg(
+                args,
+                "iterations",
+                1.0,
+                "no training returns nothing useful",
+            )?;
+            at_least_arg(
+                args,
+                "batch",
+                2.0,
+                "a gradient of one row is a scaled copy of it",
+            )
+        }),
     );
     r.register(
         Program::new("kmeans", VERSION, |s: &Session, job: &Job| {
@@ -69,7 +124,17 @@ pub fn stock() -> Registry {
         })
         .input("x", [None, None])
         .input("c0", [None, None])
-        .arg("iterations", 5.0),
+        .arg("iterations", 5.0)
+        .check(|shapes, args| {
+            at_least_arg(args, "iterations", 1.0, "zero iterations return c0 as it is")?;
+            if rows(shapes, "x") < 2 * rows(shapes, "c0") {
+                return Err(
+                    "k-means needs at least two points per centroid (with fewer, centroids can be points)"
+                        .into(),
+                );
+            }
+            Ok(())
+        }),
     );
     r.register(
         Program::new("matrix_factorization", VERSION, |s: &Session, job: &Job| {
@@ -92,7 +157,15 @@ pub fn stock() -> Registry {
         .input("v0", [None, None])
         .arg("iterations", 20.0)
         .arg("lr", 0.01)
-        .arg("lambda", 0.05),
+        .arg("lambda", 0.05)
+        .check(|_, args| {
+            at_least_arg(
+                args,
+                "iterations",
+                1.0,
+                "zero iterations return u0 and v0 as they are",
+            )
+        }),
     );
     r.register(
         Program::new("mlp_predict", VERSION, |s: &Session, job: &Job| {

@@ -66,6 +66,11 @@ impl Job {
 
 type Body = dyn Fn(&Session, &Job) -> Result<()> + Send + Sync;
 
+/// An admission check: the parameters' shapes (by name) and the resolved arguments.
+type Check = dyn Fn(&[(String, Vec<usize>)], &[(String, f64)]) -> std::result::Result<(), String>
+    + Send
+    + Sync;
+
 /// A named, versioned program with its declared inputs.
 #[derive(Clone)]
 pub struct Program {
@@ -74,6 +79,7 @@ pub struct Program {
     params: Vec<(String, Vec<Option<usize>>)>,
     args: Vec<(String, f64)>,
     body: Arc<Body>,
+    checks: Vec<Arc<Check>>,
 }
 
 impl fmt::Debug for Program {
@@ -101,7 +107,35 @@ impl Program {
             params: Vec::new(),
             args: Vec::new(),
             body: Arc::new(body),
+            checks: Vec::new(),
         }
+    }
+
+    /// Adds an admission check on the inputs' shapes and the arguments, run by `S1`
+    /// and `S2` before any share moves; an `Err` refuses the job with its message.
+    /// Stock programs use it to refuse arguments that would copy an input to an
+    /// output (zero iterations, a statistic of one row, as many centroids as points).
+    pub fn check(
+        mut self,
+        f: impl Fn(&[(String, Vec<usize>)], &[(String, f64)]) -> std::result::Result<(), String>
+        + Send
+        + Sync
+        + 'static,
+    ) -> Program {
+        self.checks.push(Arc::new(f));
+        self
+    }
+
+    /// Runs the admission checks.
+    ///
+    /// # Errors
+    /// The first failing check's message.
+    pub fn admit(
+        &self,
+        shapes: &[(String, Vec<usize>)],
+        args: &[(String, f64)],
+    ) -> std::result::Result<(), String> {
+        self.checks.iter().try_for_each(|c| c(shapes, args))
     }
 
     /// Declares an input parameter and its shape: `Some(n)` fixes a dimension,

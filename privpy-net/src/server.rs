@@ -580,6 +580,7 @@ impl Shared {
                 "the job's arguments do not match {me}'s program declaration"
             )));
         }
+        Self::admit(program, &job.params, &job.args)?;
         if me.is_primary() {
             let bindings: Vec<(String, Vec<String>)> = job
                 .params
@@ -688,6 +689,17 @@ impl Shared {
             });
         }
         Ok(params)
+    }
+
+    /// The program's admission checks on a job's shapes and arguments.
+    fn admit(program: &Program, params: &[Param], args: &[(String, f64)]) -> Result<(), Refusal> {
+        let shapes: Vec<(String, Vec<usize>)> = params
+            .iter()
+            .map(|p| (p.name.clone(), p.shape.clone()))
+            .collect();
+        program
+            .admit(&shapes, args)
+            .map_err(|reason| Refusal::invalid(format!("program {:?}: {reason}", program.name())))
     }
 
     /// Runs this server's part of the job (on a blocking thread).
@@ -1011,9 +1023,14 @@ async fn handle_request(shared: &Arc<Shared>, client: &str, req: Request) -> Rep
             };
             let s = shared.clone();
             let c = client.to_string();
-            let params = tokio::task::spawn_blocking(move || s.resolve(&p, &c, &bindings))
-                .await
-                .unwrap_or_else(|e| Err(Refusal::failed(e.to_string())));
+            let a = args.clone();
+            let params = tokio::task::spawn_blocking(move || {
+                let params = s.resolve(&p, &c, &bindings)?;
+                Shared::admit(&p, &params, &a)?;
+                Ok(params)
+            })
+            .await
+            .unwrap_or_else(|e| Err(Refusal::failed(e.to_string())));
             let params = match params {
                 Ok(p) => p,
                 Err(e) => return Reply::Refused(e),

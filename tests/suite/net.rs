@@ -358,9 +358,12 @@ fn bad_requests_are_refused_with_reasons() {
             &[("x", &["img"]), ("y", &["v"])],
             &[("batch", 0.0)],
         )
-        .unwrap_err()
-        .to_string();
-    assert!(err.contains("batch must be at least 1"), "{err}");
+        .unwrap_err();
+    assert_eq!(
+        refusal(err),
+        RefusalKind::Invalid,
+        "batch must be at least 2"
+    );
     let job = alice.run("stats", &[("x", &["v"])]).unwrap();
     assert!((alice.fetch::<f64>(&job, "mean").unwrap() - 1.5).abs() < 1e-6);
 }
@@ -569,7 +572,7 @@ fn certificates_from_the_wrong_authority_and_unknown_clients_are_refused() {
     assert!(reply.is_err(), "refused: {reply:?}");
 
     let mut alice = net.client("alice");
-    alice.upload("x", array![1.0], &[]).unwrap();
+    alice.upload("x", array![1.0, 2.0], &[]).unwrap();
     alice.run("stats", &[("x", &["x"])]).unwrap();
 }
 
@@ -720,9 +723,9 @@ fn malformed_frames_are_refused_and_servers_keep_serving() {
         other => panic!("expected a refusal, got {other:?}"),
     }
     let mut alice = net.client("alice");
-    alice.upload("x", array![5.0], &[]).unwrap();
+    alice.upload("x", array![5.0, 1.0], &[]).unwrap();
     let job = alice.run("stats", &[("x", &["x"])]).unwrap();
-    assert!((alice.fetch::<f64>(&job, "sum").unwrap() - 5.0).abs() < 1e-6);
+    assert!((alice.fetch::<f64>(&job, "sum").unwrap() - 6.0).abs() < 1e-6);
 }
 
 /// Four `privpy-server` processes. One is killed (SIGKILL) in the middle of a
@@ -1104,4 +1107,98 @@ fn connection_cap_handshake_timeout_and_busy_refusals() {
     let job = alice.run("stats", &[("x", &["x"])]).unwrap();
     let sum: f64 = alice.fetch(&job, "sum").unwrap();
     assert!((sum - (0..400).map(|i| (i % 7) as f64).sum::<f64>()).abs() < 1e-6);
+}
+
+/// A grantee tries to extract a granted input through each stock program with
+/// degenerate arguments; every attempt is refused before the job starts, and an
+/// honest use of the grant still works.
+#[test]
+fn granted_inputs_cannot_be_copied_out_by_stock_programs() {
+    let mut net = Net::new("extract", &["alice", "bob"], None, 20.0);
+    net.start_all();
+    let mut alice = net.client("alice");
+    let mut bob = net.client("bob");
+    let m = Array2::from_shape_fn((6, 2), |(i, j)| (i * 3 + j) as f64 * 1.5 - 4.0);
+    alice.upload("m", &m, &["bob"]).unwrap();
+    alice.upload("one", array![42.0], &["bob"]).unwrap();
+    alice
+        .upload(
+            "labels",
+            Array1::from_shape_fn(6, |i| (i % 2) as f64),
+            &["bob"],
+        )
+        .unwrap();
+    bob.upload("c0", array![[0.0, 0.0], [5.0, 5.0]], &[])
+        .unwrap();
+    bob.upload("r", Array2::<f64>::ones((6, 3)), &[]).unwrap();
+    bob.upload("mask", Array2::<f64>::ones((6, 3)), &[])
+        .unwrap();
+    bob.upload("v0", Array2::<f64>::ones((3, 2)), &[]).unwrap();
+    let invalid = |r: Result<privpy::net::client::JobResult, ClientError>, what: &str| match r {
+        Err(ClientError::Refused {
+            kind: RefusalKind::Invalid,
+            ..
+        }) => {}
+        other => panic!("{what}: expected an invalid-argument refusal, got {other:?}"),
+    };
+    invalid(
+        bob.run("stats", &[("x", &["alice/one"])]),
+        "stats of one value",
+    );
+    invalid(
+        bob.run_with(
+            "kmeans",
+            &[("x", &["alice/m"]), ("c0", &["alice/m"])],
+            &[("iterations", 0.0)],
+        ),
+        "k-means, zero iterations",
+    );
+    invalid(
+        bob.run_with(
+            "kmeans",
+            &[("x", &["alice/m"]), ("c0", &["alice/m"])],
+            &[("iterations", 1.0)],
+        ),
+        "k-means, one centroid per point",
+    );
+    invalid(
+        bob.run_with(
+            "logistic_regression",
+            &[("x", &["alice/m"]), ("y", &["alice/labels"])],
+            &[("batch", 1.0), ("iterations", 1.0)],
+        ),
+        "logistic regression, batch of one",
+    );
+    invalid(
+        bob.run_with(
+            "logistic_regression",
+            &[("x", &["alice/m"]), ("y", &["alice/labels"])],
+            &[("iterations", 0.0)],
+        ),
+        "logistic regression, zero iterations",
+    );
+    invalid(
+        bob.run_with(
+            "matrix_factorization",
+            &[
+                ("r", &["r"]),
+                ("mask", &["mask"]),
+                ("u0", &["alice/m"]),
+                ("v0", &["v0"]),
+            ],
+            &[("iterations", 0.0)],
+        ),
+        "matrix factorization, zero iterations",
+    );
+    // The grant's intended use: centroids of alice's points, from bob's start.
+    let job = bob
+        .run_with(
+            "kmeans",
+            &[("x", &["alice/m"]), ("c0", &["c0"])],
+            &[("iterations", 2.0)],
+        )
+        .unwrap();
+    let c: Array2<f64> = bob.fetch(&job, "centroids").unwrap();
+    assert_eq!(c.dim(), (2, 2));
+    assert!(c.iter().all(|v| v.is_finite()));
 }
