@@ -1104,15 +1104,8 @@ async fn handle_request(shared: &Arc<Shared>, client: &str, req: Request) -> Rep
             }
         }
         Request::Fetch { job, name } => {
-            let s = shared.clone();
-            let c = client.to_string();
-            let n = name.clone();
-            let got = tokio::task::spawn_blocking(move || match &s.store {
-                Some(st) => st.output(job, &c, &n).map_err(storage),
-                None => Err(Refusal::invalid(format!("{} stores no shares", s.role))),
-            })
-            .await
-            .unwrap_or_else(|e| Err(Refusal::failed(e.to_string())));
+            let (c, n) = (client.to_string(), name.clone());
+            let got = with_store(shared, move |st| st.output(job, &c, &n)).await;
             match got {
                 Ok(Some(share)) => Reply::Share {
                     ring: share.ring().unwrap_or(shared.cluster.config.ring()),
@@ -1130,34 +1123,36 @@ async fn handle_request(shared: &Arc<Shared>, client: &str, req: Request) -> Rep
             }
         }
         Request::Release { job, name } => {
-            let s = shared.clone();
             let c = client.to_string();
-            let done = tokio::task::spawn_blocking(move || match &s.store {
-                Some(st) => st.release_output(job, &c, &name).map_err(storage),
-                None => Err(Refusal::invalid(format!("{} stores no shares", s.role))),
-            })
-            .await
-            .unwrap_or_else(|e| Err(Refusal::failed(e.to_string())));
+            let done = with_store(shared, move |st| st.release_output(job, &c, &name)).await;
             match done {
                 Ok(_) => Reply::Released,
                 Err(e) => Reply::Refused(e),
             }
         }
         Request::ListOutputs => {
-            let s = shared.clone();
             let c = client.to_string();
-            let list = tokio::task::spawn_blocking(move || match &s.store {
-                Some(st) => st.outputs_for(&c).map_err(storage),
-                None => Err(Refusal::invalid(format!("{} stores no shares", s.role))),
-            })
-            .await
-            .unwrap_or_else(|e| Err(Refusal::failed(e.to_string())));
+            let list = with_store(shared, move |st| st.outputs_for(&c)).await;
             match list {
                 Ok(l) => Reply::Outputs(l),
                 Err(e) => Reply::Refused(e),
             }
         }
     }
+}
+
+/// Runs `f` on this server's share store on a blocking thread.
+async fn with_store<T: Send + 'static>(
+    shared: &Arc<Shared>,
+    f: impl FnOnce(&Store) -> Result<T, crate::store::StoreError> + Send + 'static,
+) -> Result<T, Refusal> {
+    let s = shared.clone();
+    tokio::task::spawn_blocking(move || match &s.store {
+        Some(st) => f(st).map_err(storage),
+        None => Err(Refusal::invalid(format!("{} stores no shares", s.role))),
+    })
+    .await
+    .unwrap_or_else(|e| Err(Refusal::failed(e.to_string())))
 }
 
 /// A job id as 16 hex digits.
