@@ -63,7 +63,10 @@ impl<A: PrivType> Priv<A> {
     /// 4 for fast, 7 for paper).
     ///
     /// Valid for `2^-B ≤ |x| < 2^B` (`B` the preset's bound exponent); smaller `|x|`
-    /// gives 0 within 4 units in the last place. Cost: one batched comparison of `x`
+    /// gives 0 within 4 units in the last place. Larger `|x|` (only values computed
+    /// inside a program can be) gives 0, within `2^-B` plus 4 units in the last place
+    /// of `1/x`: it saturates rather
+    /// than return an unrelated value. Division by such a value follows. Cost: one batched comparison of `x`
     /// and `-x` against the `2B` powers of two gives the binary exponent `e`; `x` is
     /// scaled exactly to `m ∈ [1, 2)`, Newton runs on `m` from `2/3` (two
     /// multiplications per iteration), and the result is scaled back. Error: within

@@ -127,12 +127,16 @@ impl Ops<'_> {
     /// work too (then `m = |x|·2^-e` and each looked-up value carries the sign of `x`).
     ///
     /// The scale is applied as `2^(G−e)` then `2^-G` with `G` guard bits, so that it is
-    /// exactly representable even where `2^-e` is below the resolution.
+    /// exactly representable even where `2^-e` is below the resolution. With
+    /// `overflow`, the top bucket (`e = hi − 1`, which holds every `x ≥ 2^(hi−1)`)
+    /// gets scale 0, so values beyond the range normalize to 0 instead of to a value
+    /// outside `[1, 2)`.
     pub(crate) fn normalize(
         &self,
         x: &Data,
         (lo, hi, f): (i32, i32, i32),
         signed: bool,
+        overflow: bool,
         extra: &[&dyn Fn(i32) -> f64],
     ) -> Result<(Data, Vec<Data>)> {
         let n = x.shape().iter().product::<usize>();
@@ -142,7 +146,11 @@ impl Ops<'_> {
         let table = ArrayD::from_shape_fn(IxDyn(&[k, cols]), |i| {
             let e = lo + i[0] as i32;
             if i[1] == 0 {
-                2f64.powi(g - e)
+                if overflow && e == hi - 1 {
+                    0.0
+                } else {
+                    2f64.powi(g - e)
+                }
             } else {
                 extra[i[1] - 1](e)
             }
@@ -166,7 +174,8 @@ impl Ops<'_> {
     }
 
     /// `1/x` for `|x| ∈ [2^lo, 2^hi)`: normalize to `m ∈ [1, 2)`, Newton on `m` from
-    /// `2/3` (no comparison), then rescale exactly. `0` for `|x| < 2^lo`.
+    /// `2/3` (no comparison), then rescale exactly. `0` for `|x| < 2^lo`, and `0` for
+    /// `|x| ≥ 2^hi` (one more exponent bucket, with scale 0): within `2^-hi` of `1/x`.
     pub(crate) fn reciprocal(
         &self,
         x: &Data,
@@ -178,8 +187,10 @@ impl Ops<'_> {
         let shape = x.shape().to_vec();
         let n = shape.iter().product::<usize>();
         let flat = x.reshape(&[n])?;
+        // One bucket more: [2^hi, ∞) gets scale 0.
+        let hi = hi + 1;
         let g = (hi - f).max(0);
-        let (m, cols) = self.normalize(&flat, (lo, hi, f), true, &[])?;
+        let (m, cols) = self.normalize(&flat, (lo, hi, f), true, true, &[])?;
         let r = self.reciprocal_1_2(&m, iters)?;
         // 1/x = (1/m) · (±2^(G−e)) · 2^-G.
         let scaled = self.mul(&r, &cols[0])?;
@@ -239,7 +250,7 @@ impl Ops<'_> {
         let n = shape.iter().product::<usize>();
         let flat = x.reshape(&[n])?;
         let e_ln2 = |e: i32| e as f64 * std::f64::consts::LN_2;
-        let (m, cols) = self.normalize(&flat, (lo, hi, f), false, &[&e_ln2])?;
+        let (m, cols) = self.normalize(&flat, (lo, hi, f), false, false, &[&e_ln2])?;
         let coef = chebyshev(f64::ln, 1.0, 2.0, deg);
         let lnm = self.chebyshev_eval(&m, &coef, 1.0, 2.0)?;
         Ok(self.add(&lnm, &cols[1])?.reshape(&shape)?)
@@ -260,7 +271,7 @@ impl Ops<'_> {
         let g = (hi - f).max(0);
         let inv_half = move |e: i32| 2f64.powf(g as f64 - e as f64 / 2.0);
         let half = |e: i32| 2f64.powf(e as f64 / 2.0);
-        let (m, cols) = self.normalize(&flat, (lo, hi, f), false, &[&inv_half, &half])?;
+        let (m, cols) = self.normalize(&flat, (lo, hi, f), false, false, &[&inv_half, &half])?;
         let mut y = self.affine(&m, 0.0, 1.0 / 1.5f64.sqrt())?;
         for _ in 0..iters {
             let my = self.mul(&m, &y)?;

@@ -304,3 +304,39 @@ fn cheap_sigmoid_saturates_beyond_the_input_bound() {
         }
     }
 }
+
+/// `reciprocal` of values computed inside a program beyond the input bound
+/// saturates to 0 (within 2^-B of 1/x) instead of returning an unrelated value
+/// (−8.6e12 for 1/1e10 before); values inside the range are unaffected.
+#[test]
+fn reciprocal_beyond_the_bound_saturates() {
+    for (name, cfg) in presets() {
+        let b = cfg.bound();
+        let xs = ndarray::arr1(&[b * 0.5, -b * 0.75, 3.0, -0.25]).into_dyn();
+        // ×64: the first two end far beyond the bound, the others stay inside it.
+        let (p, _) = run_on(
+            LocalCluster::new(cfg).with_seed(4),
+            &[("x", xs.clone())],
+            &["y"],
+            |s| {
+                let x = s.input::<Array1<f64>>("x")? * 64.0;
+                s.output("alice", "y", &x.reciprocal())
+            },
+        )
+        .unwrap();
+        let y = &p[0];
+        let floor = 1.0 / b + 4.0 * cfg.ulp();
+        assert!(y[0].abs() <= floor, "{name}: 1/(32·bound) = {}", y[0]);
+        assert!(y[1].abs() <= floor, "{name}: 1/(-48·bound) = {}", y[1]);
+        assert!(
+            (y[2] - 1.0 / 192.0).abs() < 1e-3 / 192.0 + 64.0 * cfg.ulp(),
+            "{name}: {}",
+            y[2]
+        );
+        assert!(
+            (y[3] + 1.0 / 16.0).abs() < 1e-3 / 16.0 + 64.0 * cfg.ulp(),
+            "{name}: {}",
+            y[3]
+        );
+    }
+}
