@@ -30,7 +30,13 @@ fn free_base() -> u16 {
     static NEXT: AtomicU16 = AtomicU16::new(0);
     loop {
         let k = NEXT.fetch_add(1, Ordering::SeqCst);
-        let base = 20_000 + ((std::process::id() as u16 % 2000) * 17 + k * 6) % 40_000;
+        // Below the kernel's ephemeral range (32768–60999 by default), so that an
+        // outgoing connection cannot take a port between this check and the bind.
+        let base = 20_000
+            + ((std::process::id() % 2000) as u16)
+                .wrapping_mul(17)
+                .wrapping_add(k.wrapping_mul(6))
+                % 12_000;
         let all_free = (0..6).all(|d| TcpListener::bind(("127.0.0.1", base + d)).is_ok());
         if all_free {
             return base;
