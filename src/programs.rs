@@ -49,6 +49,22 @@ fn at_least_arg(
     }
 }
 
+/// Admission check: argument `name` is at most `max` (bounds a job's running time).
+fn at_most_arg(args: &[(String, f64)], name: &str, max: f64) -> std::result::Result<(), String> {
+    let v = args
+        .iter()
+        .find(|(n, _)| n == name)
+        .map_or(f64::NAN, |(_, v)| *v);
+    if v.round() <= max {
+        Ok(())
+    } else {
+        Err(format!("{name} = {v} exceeds this program's cap of {max}"))
+    }
+}
+
+/// The most iterations a stock program runs in one job.
+pub const MAX_ITERATIONS: f64 = 100_000.0;
+
 /// The first dimension of parameter `name` (1 for a scalar).
 fn rows(shapes: &[(String, Vec<usize>)], name: &str) -> usize {
     shapes
@@ -107,6 +123,7 @@ pub fn stock() -> Registry {
                 1.0,
                 "no training returns nothing useful",
             )?;
+            at_most_arg(args, "iterations", MAX_ITERATIONS)?;
             at_least_arg(
                 args,
                 "batch",
@@ -127,6 +144,7 @@ pub fn stock() -> Registry {
         .arg("iterations", 5.0)
         .check(|shapes, args| {
             at_least_arg(args, "iterations", 1.0, "zero iterations return c0 as it is")?;
+            at_most_arg(args, "iterations", MAX_ITERATIONS)?;
             if rows(shapes, "x") < 2 * rows(shapes, "c0") {
                 return Err(
                     "k-means needs at least two points per centroid (with fewer, centroids can be points)"
@@ -164,7 +182,8 @@ pub fn stock() -> Registry {
                 "iterations",
                 1.0,
                 "zero iterations return u0 and v0 as they are",
-            )
+            )?;
+            at_most_arg(args, "iterations", MAX_ITERATIONS)
         }),
     );
     r.register(

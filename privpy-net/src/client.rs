@@ -378,6 +378,40 @@ impl Client {
         Ok(A::from_dyn(value).map_err(privpy_core::Error::from)?)
     }
 
+    /// Deletes this client's input `name` on `S1` and `S2`. Jobs that name it are
+    /// refused afterwards (as not found); the name can be uploaded again.
+    ///
+    /// # Errors
+    /// [`RefusalKind::NotFound`] when neither server holds it; a lost server (then
+    /// delete again: a half-deleted input is refused by every job as stale or
+    /// missing, never computed on).
+    pub fn delete(&mut self, name: &str) -> Result<(), ClientError> {
+        let mut found = false;
+        for (k, server) in PRIMARIES.into_iter().enumerate() {
+            let req = Request::DeleteInput {
+                name: name.to_string(),
+            };
+            match self.request(k, &req) {
+                Ok(Reply::Released) => found = true,
+                Err(ClientError::Refused {
+                    kind: RefusalKind::NotFound,
+                    ..
+                }) => {}
+                Ok(other) => return Err(unexpected(server, &other)),
+                Err(e) => return Err(e),
+            }
+        }
+        if found {
+            Ok(())
+        } else {
+            Err(ClientError::Refused {
+                server: Role::S1,
+                kind: RefusalKind::NotFound,
+                reason: format!("no input named {name:?}"),
+            })
+        }
+    }
+
     /// The outputs waiting for this client: job id, output name and shape (as `S1`
     /// lists them; `S2` holds the same unless a job failed half-way).
     ///

@@ -1130,6 +1130,24 @@ async fn handle_request(shared: &Arc<Shared>, client: &str, req: Request) -> Rep
                 Err(e) => Reply::Refused(e),
             }
         }
+        Request::DeleteInput { name } => {
+            if let Err(m) = check_name(&name) {
+                return Reply::Refused(Refusal::invalid(format!("input name {name:?}: {m}")));
+            }
+            // Only in the client's own namespace: nobody deletes another's input.
+            let key = format!("{client}/{name}");
+            match with_store(shared, move |st| st.delete_input(&key)).await {
+                Ok(true) => {
+                    info!(%client, input = %name, "input deleted");
+                    Reply::Released
+                }
+                Ok(false) => Reply::Refused(Refusal::new(
+                    RefusalKind::NotFound,
+                    format!("{client} has no input named {name:?}"),
+                )),
+                Err(e) => Reply::Refused(e),
+            }
+        }
         Request::ListOutputs => {
             let c = client.to_string();
             let list = with_store(shared, move |st| st.outputs_for(&c)).await;

@@ -281,6 +281,20 @@ impl Store {
         }
     }
 
+    /// Deletes the input stored under `name`; whether it was there.
+    ///
+    /// # Errors
+    /// A database error.
+    pub fn delete_input(&self, name: &str) -> Result<bool, StoreError> {
+        let tx = self.db.begin_write().map_err(db)?;
+        let found = {
+            let mut t = tx.open_table(INPUTS).map_err(db)?;
+            t.remove(name).map_err(db)?.is_some()
+        };
+        tx.commit().map_err(db)?;
+        Ok(found)
+    }
+
     /// Names of the stored inputs.
     ///
     /// # Errors

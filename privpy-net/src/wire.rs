@@ -231,6 +231,11 @@ pub enum Request {
     },
     /// The outputs waiting for this client on this server.
     ListOutputs,
+    /// Delete this client's input share `name` on this server.
+    DeleteInput {
+        /// The input's name (in the client's own namespace).
+        name: String,
+    },
 }
 
 /// A server's reply to a client.
@@ -342,6 +347,9 @@ impl fmt::Debug for Request {
                 .field("name", name)
                 .finish(),
             Request::ListOutputs => f.write_str("ListOutputs"),
+            Request::DeleteInput { name } => {
+                f.debug_struct("DeleteInput").field("name", name).finish()
+            }
         }
     }
 }
@@ -724,6 +732,10 @@ impl Control {
                         w.str(name);
                     }
                     Request::ListOutputs => w.u8(6),
+                    Request::DeleteInput { name } => {
+                        w.u8(7);
+                        w.str(name);
+                    }
                 }
             }
             Control::Reply(rep) => {
@@ -878,6 +890,9 @@ impl Control {
                     name: r.str("output name")?,
                 },
                 6 => Request::ListOutputs,
+                7 => Request::DeleteInput {
+                    name: r.str("input name")?,
+                },
                 t => {
                     return Err(WireError::UnknownTag {
                         what: "request",
@@ -1015,6 +1030,7 @@ mod tests {
                 name: "w".into(),
             }),
             Control::Request(Request::ListOutputs),
+            Control::Request(Request::DeleteInput { name: "x".into() }),
             Control::Reply(Reply::Info {
                 role: Role::S1,
                 config: Config::fast().with_comparison(Comparison::GarbledCircuit),

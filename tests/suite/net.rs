@@ -1207,4 +1207,34 @@ fn granted_inputs_cannot_be_copied_out_by_stock_programs() {
     let c: Array2<f64> = bob.fetch(&job, "centroids").unwrap();
     assert_eq!(c.dim(), (2, 2));
     assert!(c.iter().all(|v| v.is_finite()));
+    // A job that would run for months is refused up front.
+    invalid(
+        bob.run_with(
+            "kmeans",
+            &[("x", &["alice/m"]), ("c0", &["c0"])],
+            &[("iterations", 1e9)],
+        ),
+        "k-means, 10^9 iterations",
+    );
+    // Deleting: only the owner's own namespace; afterwards jobs cannot find it.
+    let err = bob.delete("m").unwrap_err();
+    assert_eq!(
+        refusal(err),
+        RefusalKind::NotFound,
+        "bob has no m of his own"
+    );
+    assert!(
+        bob.run("stats", &[("x", &["alice/labels"])]).is_ok(),
+        "alice's inputs stay"
+    );
+    alice.delete("labels").unwrap();
+    let err = bob.run("stats", &[("x", &["alice/labels"])]).unwrap_err();
+    assert_eq!(refusal(err), RefusalKind::NotFound, "deleted");
+    let err = alice.delete("labels").unwrap_err();
+    assert_eq!(refusal(err), RefusalKind::NotFound, "already deleted");
+    alice
+        .upload("labels", Array1::from_shape_fn(4, |i| i as f64), &[])
+        .unwrap();
+    let job = alice.run("stats", &[("x", &["labels"])]).unwrap();
+    assert!((alice.fetch::<f64>(&job, "sum").unwrap() - 6.0).abs() < 1e-6);
 }
