@@ -98,7 +98,7 @@ enum Stream {
 
 /// `count` planes of `n` bits: bit `k` of plane `p` (instance `k`) is bit `k % 64`
 /// of word `p · words + k / 64`. Bits past `n` in the last word are unspecified.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Default)]
 pub(crate) struct Planes {
     n: usize,
     words: usize,
@@ -204,6 +204,34 @@ impl Planes {
         let mut data = vec![0u64; count * words];
         prg.fill_words(op, s as u8, &mut data);
         Planes { n, words, data }
+    }
+}
+
+// Masks, shares and masked bits: `Debug` shows sizes only, never contents.
+impl std::fmt::Debug for Planes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Planes({} x {} bits)", self.count(), self.n)
+    }
+}
+
+impl<R> std::fmt::Debug for Material<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Material({} instances)", self.n)
+    }
+}
+
+impl<R> std::fmt::Debug for Deal<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Deal({} ring elements, ..)", self.monomials.len())
+    }
+}
+
+impl<R> std::fmt::Debug for Step<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Step::Send(b) => write!(f, "Send({} bytes)", b.len()),
+            Step::Done(v) => write!(f, "Done({} shares)", v.len()),
+        }
     }
 }
 
@@ -446,7 +474,7 @@ impl Plan {
 }
 
 /// What one primary holds for `n` instances, before any input exists.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Default)]
 pub(crate) struct Material<R> {
     n: usize,
     /// `Rj`, the arithmetic share of `r mod 2^w`.
@@ -484,7 +512,7 @@ impl<R: Ring> Material<R> {
 }
 
 /// The dealer's message to `S2`: its shares of what cannot come from its stream.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub(crate) struct Deal<R> {
     rbits: Planes,
     products: Planes,
@@ -615,14 +643,13 @@ pub(crate) fn deal<R: Ring>(
 }
 
 /// A segment of the tree: shares of "r is greater" (`g`) and "equal" (`e`).
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Default)]
 struct Seg {
     g: Option<Vec<u64>>,
     e: Option<Vec<u64>>,
 }
 
 /// What [`Primary::step`] produced.
-#[derive(Debug)]
 pub(crate) enum Step<R> {
     /// Send these bytes to the other primary and call `step` with its answer.
     Send(Vec<u8>),
@@ -1148,6 +1175,10 @@ mod tests {
         assert_eq!(from_planes::<Z128>(&q, 128), vals);
         let s = p.slice(67, 70);
         assert_eq!(from_planes::<Z128>(&s, 128), vals[67..137].to_vec());
+        // Debug shows sizes, never mask or share bits.
+        let shown = format!("{p:?} {:?}", Step::<Z128>::Done(vals.clone()));
+        assert!(!shown.contains(&vals[1].limb(0).to_string()), "{shown}");
+        assert_eq!(shown, "Planes(128 x 200 bits) Done(200 shares)");
     }
 
     #[test]
