@@ -8,7 +8,7 @@
 //! Most users depend on the `privpy` facade crate and write
 //! `use privpy::prelude::*;`.
 #![deny(missing_docs, unsafe_op_in_unsafe_fn)]
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 
 #[doc(hidden)]
 #[path = "private_support.rs"]
