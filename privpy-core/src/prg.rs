@@ -2,9 +2,18 @@
 //!
 //! Two servers that agreed on a 32-byte seed at session start can draw the same
 //! random ring elements without a message. Every draw is addressed by
-//! `(op counter, purpose)`: the ChaCha12 stream number is `op · 16 + purpose`,
-//! so draws never overlap and their order does not matter.
+//! `(op counter, purpose)`: the words are AES-128 in counter mode under a key
+//! derived from the seed, with counter blocks `op ‖ purpose ‖ index`, so draws
+//! never overlap and their order does not matter.
+//!
+//! AES-CTR rather than ChaCha12: on this project's 2-core machine (AES-NI) it
+//! fills 2·10^6 words in 2.6 ms against ChaCha12's 6.3 ms. Both are PRFs under
+//! standard assumptions (AES as a pseudo-random permutation, with at most 2^64
+//! blocks per key, far below the birthday bound's concern for a session). Draws
+//! take exactly one 64-bit word per `Z64` element (two for `Z128`, four for
+//! `Z256`), nothing more.
 
+use crate::gc::LabelPrg;
 use crate::ring::Ring;
 use rand_chacha::ChaCha12Rng;
 use rand_core::SeedableRng;
@@ -23,38 +32,97 @@ pub(crate) enum Purpose {
     Rerandomize = 3,
 }
 
+/// Words drawn per chunk when a stream is applied in place.
+const CHUNK_WORDS: usize = 1 << 12;
+
+/// Tag of the AES key for ring draws (see [`PairPrg::derive_key`]; tags 1 and 2
+/// key the label generators).
+const DRAW_KEY_TAG: u64 = 3;
+
 /// A generator shared by two servers.
-#[derive(Clone)]
 pub(crate) struct PairPrg {
     seed: [u8; 32],
+    aes: LabelPrg,
 }
 
 impl PairPrg {
     pub(crate) fn new(seed: [u8; 32]) -> Self {
-        PairPrg { seed }
-    }
-
-    /// A ChaCha12 generator positioned at the stream for `(op, purpose)`.
-    pub(crate) fn stream(&self, op: u64, purpose: Purpose) -> ChaCha12Rng {
-        let mut rng = ChaCha12Rng::from_seed(self.seed);
-        rng.set_stream(op.wrapping_mul(16) | purpose as u64);
-        rng
+        let aes = LabelPrg::new(derive(&seed, DRAW_KEY_TAG));
+        PairPrg { seed, aes }
     }
 
     /// A 16-byte key for an AES-based generator, derived from the seed under `tag`
     /// (streams no operation counter reaches).
     pub(crate) fn derive_key(&self, tag: u64) -> [u8; 16] {
-        use rand_core::Rng;
-        let mut rng = ChaCha12Rng::from_seed(self.seed);
-        rng.set_stream(u64::MAX - tag);
-        let mut k = [0u8; 16];
-        rng.fill_bytes(&mut k);
-        k
+        derive(&self.seed, tag)
     }
 
     /// `n` ring elements for `(op, purpose)`.
     pub(crate) fn draw<R: Ring>(&self, op: u64, purpose: Purpose, n: usize) -> Vec<R> {
-        R::random_vec(&mut self.stream(op, purpose), n)
+        let mut words = vec![0u64; n * R::LIMBS];
+        self.aes.fill_words(op, purpose as u8, &mut words);
+        R::from_words(words)
+    }
+
+    /// `xs[i] = f(xs[i], r[i])` with `r` the elements [`PairPrg::draw`] gives for
+    /// `(op, purpose, xs.len())`, drawn a chunk at a time (no full-length buffer).
+    pub(crate) fn apply<R: Ring>(
+        &self,
+        op: u64,
+        purpose: Purpose,
+        xs: &mut [R],
+        f: impl Fn(R, R) -> R,
+    ) {
+        // Chunks of an even number of words start on a block boundary.
+        let per = CHUNK_WORDS / R::LIMBS;
+        let mut words = vec![0u64; CHUNK_WORDS];
+        for (c, chunk) in xs.chunks_mut(per).enumerate() {
+            let w = &mut words[..chunk.len() * R::LIMBS];
+            self.aes
+                .fill_words_at(op, purpose as u8, c * CHUNK_WORDS / 2, w);
+            for (x, l) in chunk.iter_mut().zip(w.chunks_exact(R::LIMBS)) {
+                *x = f(*x, R::from_limbs(l));
+            }
+        }
+    }
+}
+
+/// A 16-byte key derived from `seed` under `tag`: ChaCha12 stream `2^64 - 1 - tag`.
+fn derive(seed: &[u8; 32], tag: u64) -> [u8; 16] {
+    use rand_core::Rng;
+    let mut rng = ChaCha12Rng::from_seed(*seed);
+    rng.set_stream(u64::MAX - tag);
+    let mut k = [0u8; 16];
+    rng.fill_bytes(&mut k);
+    k
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ring::{Z64, Z128, Z256};
+
+    fn check<R: Ring>() {
+        let p = PairPrg::new([9; 32]);
+        for n in [0, 1, 3, CHUNK_WORDS / R::LIMBS + 5] {
+            let r: Vec<R> = p.draw(7, Purpose::Reshare, n);
+            let mut xs = vec![R::from_u64(5); n];
+            p.apply(7, Purpose::Reshare, &mut xs, |x, r| x.wsub(r));
+            let want: Vec<R> = r.iter().map(|&r| R::from_u64(5).wsub(r)).collect();
+            assert_eq!(xs, want, "apply matches draw, n={n}");
+        }
+        // Distinct (op, purpose) give distinct streams; another seed another one.
+        let a: Vec<R> = p.draw(7, Purpose::MaskX, 4);
+        assert_ne!(a, p.draw::<R>(7, Purpose::MaskY, 4));
+        assert_ne!(a, p.draw::<R>(8, Purpose::MaskX, 4));
+        assert_ne!(a, PairPrg::new([8; 32]).draw::<R>(7, Purpose::MaskX, 4));
+    }
+
+    #[test]
+    fn apply_is_draw_in_place() {
+        check::<Z64>();
+        check::<Z128>();
+        check::<Z256>();
     }
 }
 

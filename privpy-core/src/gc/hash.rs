@@ -77,18 +77,24 @@ impl LabelPrg {
     /// Fills `out` with the stream for `(op, purpose)` from its start, read as
     /// little-endian 64-bit words (two per block).
     pub(crate) fn fill_words(&self, op: u64, purpose: u8, out: &mut [u64]) {
+        self.fill_words_at(op, purpose, 0, out)
+    }
+
+    /// Fills `out` with words `2·block ..` of the stream for `(op, purpose)`
+    /// (`block` counts 16-byte blocks, two words each).
+    pub(crate) fn fill_words_at(&self, op: u64, purpose: u8, block: usize, out: &mut [u64]) {
         let base = ((op as u128) << 64) | ((purpose as u128) << 56);
         let even = out.len() / 2 * 2;
         {
             let blocks: &mut [[u8; 16]] = bytemuck::cast_slice_mut(&mut out[..even]);
             for (k, b) in blocks.iter_mut().enumerate() {
-                *b = (base | k as u128).to_le_bytes();
+                *b = (base | (block + k) as u128).to_le_bytes();
             }
             self.cipher
                 .encrypt_blocks(aes::Block::cast_slice_from_core_mut(blocks));
         }
         if even < out.len() {
-            let mut last = [base | (even / 2) as u128];
+            let mut last = [base | (block + even / 2) as u128];
             encrypt_in_place(&self.cipher, &mut last);
             out[even] = last[0] as u64;
         }

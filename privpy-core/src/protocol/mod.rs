@@ -208,7 +208,10 @@ impl<R: RingData> Party<R> {
 
     fn send(&self, to: Role, a: &ArrayD<R>) -> Result<()> {
         let mut bytes = crate::pool::take(a.len() * R::BYTES);
-        R::write_le(a.iter().copied(), &mut bytes);
+        match a.as_slice() {
+            Some(xs) => R::write_slice(xs, &mut bytes),
+            None => R::write_le(a.iter().copied(), &mut bytes),
+        }
         self.send_bytes(to, bytes)
     }
 
@@ -220,9 +223,32 @@ impl<R: RingData> Party<R> {
         Ok(from_vec(shape, v))
     }
 
+    /// Receives an array of `z`'s shape and adds it into `z`.
+    fn recv_add(&self, from: Role, z: &mut ArrayD<R>) -> Result<()> {
+        let bytes = self.recv_bytes(from, z.len() * R::BYTES)?;
+        R::add_le(contiguous(z), &bytes);
+        crate::pool::give(bytes);
+        Ok(())
+    }
+
     fn draw(&self, peer: Role, op: u64, purpose: Purpose, shape: &[usize]) -> ArrayD<R> {
         let n = shape.iter().product();
         from_vec(shape, self.prg(peer).draw(op, purpose, n))
+    }
+
+    /// A copy of `x` with the stream `(peer, op, purpose)` applied by `f`, element by
+    /// element, without a second full-length array.
+    fn masked(
+        &self,
+        x: &ArrayD<R>,
+        peer: Role,
+        op: u64,
+        purpose: Purpose,
+        f: impl Fn(R, R) -> R,
+    ) -> ArrayD<R> {
+        let mut y = x.as_standard_layout().into_owned();
+        self.prg(peer).apply(op, purpose, contiguous(&mut y), f);
+        y
     }
 
     fn encode(&self, c: &ArrayViewD<'_, f64>) -> Result<ArrayD<R>> {
@@ -254,45 +280,51 @@ impl<R: RingData> Party<R> {
     ) -> Result<Data> {
         let op = self.next_op();
         let (sx, sy) = (a.shape(), b.shape());
+        // Every buffer below is written once: masks are applied in place, the
+        // received re-share is added into the product as it is decoded.
         match self.role {
             S1 | S2 => {
-                let rx = self.draw(other_primary(self.role), op, Purpose::MaskX, sx);
-                let ry = self.draw(other_primary(self.role), op, Purpose::MaskY, sy);
                 let (x, y) = (R::get(a), R::get(b));
+                let peer = other_primary(self.role);
+                let (sub, add) = (|v: R, r: R| v.wsub(r), |v: R, r: R| v.wadd(r));
                 if self.role == S1 {
-                    let xp = x - &rx;
-                    let yp = y - &ry;
+                    let xp = self.masked(x, peer, op, Purpose::MaskX, sub);
+                    let yp = self.masked(y, peer, op, Purpose::MaskY, sub);
                     self.send(Sa, &xp)?;
                     self.send(Sb, &yp)?;
-                    let z = prod(&xp, &yp);
-                    let za1 = self.draw(Sa, op, Purpose::Reshare, out);
-                    let m = self.recv(Sb, out)?;
-                    Ok(R::wrap(z + za1 + m))
+                    let mut z = prod(&xp, &yp);
+                    drop((xp, yp));
+                    self.prg(Sa)
+                        .apply(op, Purpose::Reshare, contiguous(&mut z), add);
+                    self.recv_add(Sb, &mut z)?;
+                    Ok(R::wrap(z))
                 } else {
-                    let xp = x + &rx;
-                    let yp = y + &ry;
+                    let xp = self.masked(x, peer, op, Purpose::MaskX, add);
+                    let yp = self.masked(y, peer, op, Purpose::MaskY, add);
                     self.send(Sb, &xp)?;
                     self.send(Sa, &yp)?;
-                    let z = prod(&xp, &yp);
-                    let zb2 = self.draw(Sb, op, Purpose::Reshare, out);
-                    let m = self.recv(Sa, out)?;
-                    Ok(R::wrap(z + zb2 + m))
+                    let mut z = prod(&xp, &yp);
+                    drop((xp, yp));
+                    self.prg(Sb)
+                        .apply(op, Purpose::Reshare, contiguous(&mut z), add);
+                    self.recv_add(Sa, &mut z)?;
+                    Ok(R::wrap(z))
                 }
             }
-            Sa => {
-                let x1p = self.recv(S1, sx)?;
-                let y2p = self.recv(S2, sy)?;
-                let za = prod(&x1p, &y2p);
-                let za1 = self.draw(S1, op, Purpose::Reshare, out);
-                self.send(S2, &(za - za1))?;
-                Ok(Data::shape_only(out))
-            }
-            Sb => {
-                let y1p = self.recv(S1, sy)?;
-                let x2p = self.recv(S2, sx)?;
-                let zb = prod(&x2p, &y1p);
-                let zb2 = self.draw(S2, op, Purpose::Reshare, out);
-                self.send(S1, &(zb - zb2))?;
+            Sa | Sb => {
+                // Sa: x1' from S1, y2' from S2; Sb: y1' from S1, x2' from S2.
+                let (first, second) = if self.role == Sa {
+                    (self.recv(S1, sx)?, self.recv(S2, sy)?)
+                } else {
+                    let y1p = self.recv(S1, sy)?;
+                    (self.recv(S2, sx)?, y1p)
+                };
+                let mut z = prod(&first, &second);
+                drop((first, second));
+                let (to, masker) = if self.role == Sa { (S2, S1) } else { (S1, S2) };
+                self.prg(masker)
+                    .apply(op, Purpose::Reshare, contiguous(&mut z), |v, r| v.wsub(r));
+                self.send(to, &z)?;
                 Ok(Data::shape_only(out))
             }
         }
@@ -313,20 +345,27 @@ impl<R: RingData> Party<R> {
         if !self.role.is_primary() {
             return Ok(Data::shape_only(out));
         }
-        let r = self.draw(
-            other_primary(self.role),
-            op,
-            Purpose::Rerandomize,
-            a.shape(),
-        );
-        let x = R::get(a);
-        let xp = if self.role == S1 { x - &r } else { x + &r };
+        let (peer, x) = (other_primary(self.role), R::get(a));
+        let xp = if self.role == S1 {
+            self.masked(x, peer, op, Purpose::Rerandomize, |v, r| v.wsub(r))
+        } else {
+            self.masked(x, peer, op, Purpose::Rerandomize, |v, r| v.wadd(r))
+        };
         Ok(R::wrap(prod(&xp, &ct)))
     }
 }
 
 fn other_primary(r: Role) -> Role {
     if r == S1 { S2 } else { S1 }
+}
+
+/// `a`'s elements as one slice in standard order (made contiguous first if needed).
+fn contiguous<T: Clone>(a: &mut ArrayD<T>) -> &mut [T] {
+    if !a.is_standard_layout() {
+        *a = a.as_standard_layout().into_owned();
+    }
+    a.as_slice_mut()
+        .unwrap_or_else(|| unreachable!("standard layout is contiguous"))
 }
 
 fn from_vec<T>(shape: &[usize], v: Vec<T>) -> ArrayD<T> {

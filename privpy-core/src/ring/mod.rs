@@ -130,6 +130,27 @@ pub trait Ring:
     fn write_le(xs: impl Iterator<Item = Self>, out: &mut Vec<u8>);
     /// Decodes little-endian elements; `bytes.len()` must be a multiple of [`Ring::BYTES`].
     fn read_le(bytes: &[u8]) -> Vec<Self>;
+    /// Appends the little-endian encoding of the slice `xs` to `out`: the same bytes
+    /// as [`Ring::write_le`], in one copy where the ring's layout allows it.
+    fn write_slice(xs: &[Self], out: &mut Vec<u8>) {
+        Self::write_le(xs.iter().copied(), out)
+    }
+    /// `xs[i] += y[i]` for the little-endian elements `y` in `bytes`
+    /// (`bytes.len() == xs.len() * BYTES`), without decoding into a new vector where
+    /// the ring's layout allows it.
+    fn add_le(xs: &mut [Self], bytes: &[u8]) {
+        for (x, y) in xs.iter_mut().zip(Self::read_le(bytes)) {
+            *x = x.wadd(y);
+        }
+    }
+    /// The elements whose limbs are `words` ([`Ring::LIMBS`] words per element,
+    /// least significant first); `words.len()` must be a multiple of `LIMBS`.
+    fn from_words(words: Vec<u64>) -> Vec<Self> {
+        words
+            .chunks_exact(Self::LIMBS)
+            .map(Self::from_limbs)
+            .collect()
+    }
     /// `n` uniformly random elements drawn from `rng`.
     fn random_vec(rng: &mut impl Rng, n: usize) -> Vec<Self>;
 

@@ -2,7 +2,7 @@ use super::{Ring, RingKind, ring_ops};
 use rand_core::Rng;
 
 /// An element of `Z_{2^64}`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, bytemuck::Pod, bytemuck::Zeroable)]
 #[repr(transparent)]
 pub struct Z64(pub u64);
 
@@ -86,7 +86,35 @@ impl Ring for Z64 {
             out.extend_from_slice(&x.0.to_le_bytes());
         }
     }
+    fn write_slice(xs: &[Self], out: &mut Vec<u8>) {
+        if cfg!(target_endian = "little") {
+            out.extend_from_slice(bytemuck::cast_slice(xs));
+        } else {
+            Self::write_le(xs.iter().copied(), out);
+        }
+    }
+    fn add_le(xs: &mut [Self], bytes: &[u8]) {
+        if cfg!(target_endian = "little")
+            && let Ok(ys) = bytemuck::try_cast_slice::<u8, Self>(bytes)
+        {
+            for (x, y) in xs.iter_mut().zip(ys) {
+                x.0 = x.0.wrapping_add(y.0);
+            }
+            return;
+        }
+        for (x, c) in xs.iter_mut().zip(bytes.chunks_exact(Self::BYTES)) {
+            let mut b = [0u8; 64 / 8];
+            b.copy_from_slice(c);
+            x.0 = x.0.wrapping_add(u64::from_le_bytes(b));
+        }
+    }
     fn read_le(bytes: &[u8]) -> Vec<Self> {
+        if cfg!(target_endian = "little") {
+            let mut v = vec![Z64::default(); bytes.len() / Self::BYTES];
+            let n = v.len() * Self::BYTES;
+            bytemuck::cast_slice_mut::<Self, u8>(&mut v).copy_from_slice(&bytes[..n]);
+            return v;
+        }
         bytes
             .chunks_exact(8)
             .map(|c| {
@@ -95,6 +123,9 @@ impl Ring for Z64 {
                 Z64(u64::from_le_bytes(b))
             })
             .collect()
+    }
+    fn from_words(words: Vec<u64>) -> Vec<Self> {
+        words.into_iter().map(Z64).collect()
     }
     fn random_vec(rng: &mut impl Rng, n: usize) -> Vec<Self> {
         let mut v = vec![0u64; n];
