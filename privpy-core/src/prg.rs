@@ -97,6 +97,12 @@ fn derive(seed: &[u8; 32], tag: u64) -> [u8; 16] {
     k
 }
 
+impl std::fmt::Debug for PairPrg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PairPrg(..)")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -123,11 +129,5 @@ mod tests {
         check::<Z64>();
         check::<Z128>();
         check::<Z256>();
-    }
-}
-
-impl std::fmt::Debug for PairPrg {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("PairPrg(..)")
     }
 }
