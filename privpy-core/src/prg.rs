@@ -32,8 +32,9 @@ pub(crate) enum Purpose {
     Rerandomize = 3,
 }
 
-/// Words drawn per chunk when a stream is applied in place.
-const CHUNK_WORDS: usize = 1 << 12;
+/// Elements drawn per chunk when a stream is applied in place (even, so that
+/// every chunk starts on an AES block).
+pub(crate) const CHUNK: usize = 1 << 11;
 
 /// Tag of the AES key for ring draws (see [`PairPrg::derive_key`]; tags 1 and 2
 /// key the label generators).
@@ -73,16 +74,35 @@ impl PairPrg {
         xs: &mut [R],
         f: impl Fn(R, R) -> R,
     ) {
-        // Chunks of an even number of words start on a block boundary.
-        let per = CHUNK_WORDS / R::LIMBS;
-        let mut words = vec![0u64; CHUNK_WORDS];
-        for (c, chunk) in xs.chunks_mut(per).enumerate() {
-            let w = &mut words[..chunk.len() * R::LIMBS];
-            self.aes
-                .fill_words_at(op, purpose as u8, c * CHUNK_WORDS / 2, w);
-            for (x, l) in chunk.iter_mut().zip(w.chunks_exact(R::LIMBS)) {
-                *x = f(*x, R::from_limbs(l));
+        let mut words = Vec::new();
+        let mut r = vec![R::zero(); CHUNK];
+        for (c, chunk) in xs.chunks_mut(CHUNK).enumerate() {
+            let r = &mut r[..chunk.len()];
+            self.fill_at(op, purpose, c * CHUNK, &mut words, r);
+            for (x, &r) in chunk.iter_mut().zip(r.iter()) {
+                *x = f(*x, r);
             }
+        }
+    }
+
+    /// Elements `first .. first + out.len()` of the draw for `(op, purpose)` (the
+    /// same elements [`PairPrg::draw`] gives at those indices), into `out`; `first`
+    /// must be even. `words` is scratch space.
+    pub(crate) fn fill_at<R: Ring>(
+        &self,
+        op: u64,
+        purpose: Purpose,
+        first: usize,
+        words: &mut Vec<u64>,
+        out: &mut [R],
+    ) {
+        debug_assert!(first % 2 == 0);
+        let w = out.len() * R::LIMBS;
+        words.resize(w, 0);
+        self.aes
+            .fill_words_at(op, purpose as u8, first * R::LIMBS / 2, &mut words[..w]);
+        for (o, l) in out.iter_mut().zip(words.chunks_exact(R::LIMBS)) {
+            *o = R::from_limbs(l);
         }
     }
 }
@@ -110,7 +130,7 @@ mod tests {
 
     fn check<R: Ring>() {
         let p = PairPrg::new([9; 32]);
-        for n in [0, 1, 3, CHUNK_WORDS / R::LIMBS + 5] {
+        for n in [0, 1, 3, CHUNK + 5] {
             let r: Vec<R> = p.draw(7, Purpose::Reshare, n);
             let mut xs = vec![R::from_u64(5); n];
             p.apply(7, Purpose::Reshare, &mut xs, |x, r| x.wsub(r));

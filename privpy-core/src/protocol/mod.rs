@@ -330,6 +330,122 @@ impl<R: RingData> Party<R> {
         }
     }
 
+    /// Protocol 1 for an element-wise product `scalar`. Operands of the output's
+    /// shape take the fused path ([`Party::protocol1_fused`]); broadcasting ones the
+    /// general [`Party::protocol1`]. Shapes are the same on all four servers, so
+    /// they all take the same path.
+    fn elementwise_product(
+        &self,
+        a: &Data,
+        b: &Data,
+        out: &[usize],
+        scalar: impl Fn(R, R) -> R + Copy,
+    ) -> Result<Data> {
+        if a.shape() == out && b.shape() == out {
+            self.protocol1_fused(a, b, out, scalar)
+        } else {
+            self.protocol1(a, b, out, |x, y| zip_map(x, y, out, scalar))
+        }
+    }
+
+    /// [`Party::protocol1`] for same-shape operands, the same messages computed in
+    /// one pass per server over chunks of [`crate::prg::CHUNK`] elements: a
+    /// primary masks both operands straight into their message buffers and forms
+    /// its product plus its re-share mask in the same pass; an assistant reads the
+    /// two received buffers in place and writes its masked product straight into
+    /// its message. Memory traffic is what the data needs, and the only
+    /// full-length allocation is the result.
+    fn protocol1_fused(
+        &self,
+        a: &Data,
+        b: &Data,
+        out: &[usize],
+        scalar: impl Fn(R, R) -> R + Copy,
+    ) -> Result<Data> {
+        use crate::prg::CHUNK;
+        let op = self.next_op();
+        let n: usize = out.iter().product();
+        let mut words = Vec::new();
+        let mut r1 = vec![R::zero(); CHUNK];
+        let mut r2 = vec![R::zero(); CHUNK];
+        let mut r3 = vec![R::zero(); CHUNK];
+        match self.role {
+            S1 | S2 => {
+                let (x, y) = (
+                    R::get(a).as_standard_layout(),
+                    R::get(b).as_standard_layout(),
+                );
+                let (Some(xs), Some(ys)) = (x.as_slice(), y.as_slice()) else {
+                    unreachable!("standard layout is contiguous")
+                };
+                let peer = other_primary(self.role);
+                let (assistant, sign) = if self.role == S1 {
+                    (Sa, R::wsub as fn(R, R) -> R)
+                } else {
+                    (Sb, R::wadd as fn(R, R) -> R)
+                };
+                let mut xb = crate::pool::take(n * R::BYTES);
+                let mut yb = crate::pool::take(n * R::BYTES);
+                let mut z: Vec<R> = Vec::with_capacity(n);
+                for (c, (xc, yc)) in xs.chunks(CHUNK).zip(ys.chunks(CHUNK)).enumerate() {
+                    let len = xc.len();
+                    let (rx, ry, rz) = (&mut r1[..len], &mut r2[..len], &mut r3[..len]);
+                    let first = c * CHUNK;
+                    self.prg(peer)
+                        .fill_at(op, Purpose::MaskX, first, &mut words, rx);
+                    self.prg(peer)
+                        .fill_at(op, Purpose::MaskY, first, &mut words, ry);
+                    self.prg(assistant)
+                        .fill_at(op, Purpose::Reshare, first, &mut words, rz);
+                    for i in 0..len {
+                        rx[i] = sign(xc[i], rx[i]);
+                        ry[i] = sign(yc[i], ry[i]);
+                    }
+                    R::write_slice(rx, &mut xb);
+                    R::write_slice(ry, &mut yb);
+                    z.extend((0..len).map(|i| scalar(rx[i], ry[i]).wadd(rz[i])));
+                }
+                drop((x, y));
+                // S1: x1' to Sa, y1' to Sb; S2: x2' to Sb, y2' to Sa.
+                let (to_x, to_y) = if self.role == S1 { (Sa, Sb) } else { (Sb, Sa) };
+                self.send_bytes(to_x, xb)?;
+                self.send_bytes(to_y, yb)?;
+                let mut z = from_vec(out, z);
+                let from = if self.role == S1 { Sb } else { Sa };
+                self.recv_add(from, &mut z)?;
+                Ok(R::wrap(z))
+            }
+            Sa | Sb => {
+                // Sa: x1' from S1, y2' from S2; Sb: y1' from S1, x2' from S2.
+                let bytes = n * R::BYTES;
+                let (xb, yb) = if self.role == Sa {
+                    (self.recv_bytes(S1, bytes)?, self.recv_bytes(S2, bytes)?)
+                } else {
+                    let y1 = self.recv_bytes(S1, bytes)?;
+                    (self.recv_bytes(S2, bytes)?, y1)
+                };
+                let (xs, ys) = (view_le::<R>(&xb), view_le::<R>(&yb));
+                let (to, masker) = if self.role == Sa { (S2, S1) } else { (S1, S2) };
+                let mut zb = crate::pool::take(n * R::BYTES);
+                for (c, (xc, yc)) in xs.chunks(CHUNK).zip(ys.chunks(CHUNK)).enumerate() {
+                    let len = xc.len();
+                    let rz = &mut r1[..len];
+                    self.prg(masker)
+                        .fill_at(op, Purpose::Reshare, c * CHUNK, &mut words, rz);
+                    for i in 0..len {
+                        rz[i] = scalar(xc[i], yc[i]).wsub(rz[i]);
+                    }
+                    R::write_slice(rz, &mut zb);
+                }
+                drop((xs, ys));
+                crate::pool::give(xb);
+                crate::pool::give(yb);
+                self.send_bytes(to, zb)?;
+                Ok(Data::shape_only(out))
+            }
+        }
+    }
+
     /// Paper Protocol 3: `S1`, `S2` re-randomize with PRG(S1,S2), then each multiplies
     /// its share by the public operand locally and truncates. No communication.
     fn local_public_product(
@@ -357,6 +473,14 @@ impl<R: RingData> Party<R> {
 
 fn other_primary(r: Role) -> Role {
     if r == S1 { S2 } else { S1 }
+}
+
+/// The elements in `b`, borrowed where [`Ring::view_le`] allows, decoded otherwise.
+fn view_le<R: Ring>(b: &[u8]) -> std::borrow::Cow<'_, [R]> {
+    match R::view_le(b) {
+        Some(v) => std::borrow::Cow::Borrowed(v),
+        None => std::borrow::Cow::Owned(R::read_le(b)),
+    }
 }
 
 /// `a`'s elements as one slice in standard order (made contiguous first if needed).
@@ -407,11 +531,9 @@ impl<R: RingData> Engine for Party<R> {
         match op {
             BinOp::Mul => {
                 let f = self.cfg.frac_bits();
-                self.protocol1(a, b, out, |x, y| {
-                    zip_map(x, y, out, |p, q| R::mul_trunc(p, q, f))
-                })
+                self.elementwise_product(a, b, out, move |p, q| R::mul_trunc(p, q, f))
             }
-            BinOp::MulInt => self.protocol1(a, b, out, |x, y| zip_map(x, y, out, R::wmul)),
+            BinOp::MulInt => self.elementwise_product(a, b, out, R::wmul),
             BinOp::Add | BinOp::Sub if self.role.is_primary() => {
                 let (x, y) = (R::get(a), R::get(b));
                 Ok(R::wrap(if op == BinOp::Add {

@@ -143,6 +143,13 @@ pub trait Ring:
             *x = x.wadd(y);
         }
     }
+    /// The little-endian elements in `bytes` as a slice, without a copy, where the
+    /// ring's layout and the buffer's alignment allow it (`None` otherwise: decode
+    /// with [`Ring::read_le`]).
+    fn view_le(bytes: &[u8]) -> Option<&[Self]> {
+        let _ = bytes;
+        None
+    }
     /// The elements whose limbs are `words` ([`Ring::LIMBS`] words per element,
     /// least significant first); `words.len()` must be a multiple of `LIMBS`.
     fn from_words(words: Vec<u64>) -> Vec<Self> {

@@ -117,6 +117,13 @@ impl Ring for Z128 {
             Self::write_le(xs.iter().copied(), out);
         }
     }
+    fn view_le(bytes: &[u8]) -> Option<&[Self]> {
+        if cfg!(target_endian = "little") {
+            bytemuck::try_cast_slice(bytes).ok()
+        } else {
+            None
+        }
+    }
     fn add_le(xs: &mut [Self], bytes: &[u8]) {
         if cfg!(target_endian = "little")
             && let Ok(ys) = bytemuck::try_cast_slice::<u8, Self>(bytes)
