@@ -88,6 +88,24 @@ impl Data {
             .into_owned()))
     }
 
+    /// `self` with shape `to`, borrowed (no copy) when it already has it.
+    pub(crate) fn reshaped(&self, to: &[usize]) -> Result<std::borrow::Cow<'_, Data>, ShapeError> {
+        if self.shape() == to {
+            Ok(std::borrow::Cow::Borrowed(self))
+        } else {
+            self.reshape(to).map(std::borrow::Cow::Owned)
+        }
+    }
+
+    /// [`Data::reshape`], consuming `self` (no copy when the shape is already `to`).
+    pub(crate) fn into_shape(self, to: &[usize]) -> Result<Data, ShapeError> {
+        if self.shape() == to {
+            Ok(self)
+        } else {
+            self.reshape(to)
+        }
+    }
+
     pub(crate) fn reversed_axes(&self) -> Data {
         map_data!(self, a => a.clone().reversed_axes())
     }

@@ -75,6 +75,8 @@ impl PairPrg {
         f: impl Fn(R, R) -> R,
     ) {
         let mut words = Vec::new();
+        // On the heap: up to 64 KiB for Z256.
+        #[allow(clippy::useless_vec)]
         let mut r = vec![R::zero(); CHUNK];
         for (c, chunk) in xs.chunks_mut(CHUNK).enumerate() {
             let r = &mut r[..chunk.len()];
@@ -96,7 +98,7 @@ impl PairPrg {
         words: &mut Vec<u64>,
         out: &mut [R],
     ) {
-        debug_assert!(first % 2 == 0);
+        debug_assert!(first.is_multiple_of(2));
         let w = out.len() * R::LIMBS;
         words.resize(w, 0);
         self.aes

@@ -598,15 +598,15 @@ fn dot_data(l: Operand<'_>, r: Operand<'_>) -> Result<Data> {
             if !Rc::ptr_eq(eng, eng2) {
                 return Err(Error::MixedSessions);
             }
-            eng.matmul(&a.reshape(&l2)?, &b.reshape(&r2)?)?
+            eng.matmul(&*a.reshaped(&l2)?, &*b.reshaped(&r2)?)?
         }
         (Operand::Secret(a, eng), Operand::Public(c)) => {
             let c = c.to_shape(r2.as_slice()).map_err(|_| unreachable_shape())?;
-            eng.matmul_public(&a.reshape(&l2)?, &c.view(), false, true)?
+            eng.matmul_public(&*a.reshaped(&l2)?, &c.view(), false, true)?
         }
         (Operand::Public(c), Operand::Secret(b, eng)) => {
             let c = c.to_shape(l2.as_slice()).map_err(|_| unreachable_shape())?;
-            eng.matmul_public(&b.reshape(&r2)?, &c.view(), true, true)?
+            eng.matmul_public(&*b.reshaped(&r2)?, &c.view(), true, true)?
         }
         (Operand::Public(_), Operand::Public(_)) => {
             return Err(Error::InvalidArgument {
@@ -615,7 +615,7 @@ fn dot_data(l: Operand<'_>, r: Operand<'_>) -> Result<Data> {
             });
         }
     };
-    Ok(d.reshape(&out)?)
+    Ok(d.into_shape(&out)?)
 }
 
 #[track_caller]

@@ -77,8 +77,37 @@ pub(crate) fn matmul_trunc_with<R: Ring>(
     simd: bool,
 ) -> Vec<R> {
     debug_assert!(R::LIMBS == 1 && f <= 32 && a.len() == m * k && b.len() == k * n);
+    SCRATCH.with(|cell| {
+        let mut scratch = cell.take();
+        let out = product(a, b, (m, k, n), f, simd, &mut scratch);
+        // Keep the buffers for the next product unless they are very large.
+        if scratch.iter().map(Vec::capacity).sum::<usize>() <= MAX_SCRATCH_WORDS {
+            cell.replace(scratch);
+        }
+        out
+    })
+}
+
+/// Most words of limb buffers a thread keeps between products (256 MiB).
+const MAX_SCRATCH_WORDS: usize = 1 << 25;
+
+thread_local! {
+    /// The limb buffers of the last product on this thread (A's two limbs, B's
+    /// panels): reused, so that a product does not fault in fresh pages each time.
+    static SCRATCH: std::cell::Cell<[Vec<u64>; 3]> = const { std::cell::Cell::new([Vec::new(), Vec::new(), Vec::new()]) };
+}
+
+fn product<R: Ring>(
+    a: &[R],
+    b: &[R],
+    (m, k, n): (usize, usize, usize),
+    f: u32,
+    simd: bool,
+    [a0, a1, bp]: &mut [Vec<u64>; 3],
+) -> Vec<R> {
     // Limbs of A' (row-major, m×k).
-    let (mut a0, mut a1) = (Vec::with_capacity(m * k), Vec::with_capacity(m * k));
+    a0.clear();
+    a1.clear();
     let mut row_sum = vec![0u64; m];
     for (i, row) in a.chunks_exact(k.max(1)).take(m).enumerate() {
         for &x in row {
@@ -90,23 +119,21 @@ pub(crate) fn matmul_trunc_with<R: Ring>(
     }
     // Limbs of B', packed in panels of 16 columns: for each k, the 16 low limbs
     // then the 16 high limbs (zero past column n), so a tile streams its panel.
+    // B is read in its own order (row by row); every packed word is written.
     let panels = n.div_ceil(TC);
-    let mut bp = Vec::with_capacity(panels * k * 2 * TC);
+    let len = panels * k * 2 * TC;
+    if bp.len() < len {
+        bp.resize(len, 0);
+    }
     let mut col_sum = vec![0u64; panels * TC];
-    for c0 in (0..n).step_by(TC) {
-        let cols = (n - c0).min(TC);
-        for kk in 0..k {
-            let row = &b[kk * n + c0..][..cols];
-            let sums = &mut col_sum[c0..c0 + TC];
-            let mut hi = [0u64; TC];
-            for ((x, s), h) in row.iter().zip(sums.iter_mut()).zip(hi.iter_mut()) {
-                let x = x.limb(0) ^ (1 << 63);
-                bp.push(x & M52);
-                *h = x >> 52;
-                *s = s.wrapping_add(x);
-            }
-            bp.extend(std::iter::repeat_n(0, TC - cols));
-            bp.extend_from_slice(&hi);
+    for kk in 0..k {
+        let row = &b[kk * n..][..n];
+        for (j, s) in col_sum.iter_mut().enumerate() {
+            let x = row.get(j).map_or(0, |x| x.limb(0) ^ (1 << 63));
+            let at = ((j / TC) * k + kk) * 2 * TC + j % TC;
+            bp[at] = x & M52;
+            bp[at + TC] = x >> 52;
+            *s = s.wrapping_add(x);
         }
     }
     let kterm = (k as u128) << 126;
@@ -120,8 +147,8 @@ pub(crate) fn matmul_trunc_with<R: Ring>(
             let mut total = [[0u128; TC]; TR];
             for k0 in (0..k).step_by(KC) {
                 let p = Panel {
-                    a0: &a0,
-                    a1: &a1,
+                    a0,
+                    a1,
                     lda: k,
                     r0,
                     panel,

@@ -366,9 +366,13 @@ impl<R: RingData> Party<R> {
         let op = self.next_op();
         let n: usize = out.iter().product();
         let mut words = Vec::new();
-        let mut r1 = vec![R::zero(); CHUNK];
-        let mut r2 = vec![R::zero(); CHUNK];
-        let mut r3 = vec![R::zero(); CHUNK];
+        // On the heap: up to 64 KiB each for Z256.
+        #[allow(clippy::useless_vec)]
+        let (mut r1, mut r2, mut r3) = (
+            vec![R::zero(); CHUNK],
+            vec![R::zero(); CHUNK],
+            vec![R::zero(); CHUNK],
+        );
         match self.role {
             S1 | S2 => {
                 let (x, y) = (
