@@ -7,9 +7,28 @@ use ndarray::{Array2, ArrayView2};
 #[allow(unsafe_code)]
 pub(crate) mod z64_ifma;
 
-/// `trunc(I(A) · I(B))`: the matrix product of signed readings, accumulated exactly
-/// in the ring's wide accumulator and truncated once per output element (paper §5,
-/// Protocol 1 applied to matrices).
+/// The accumulator holding `2^(f-1)` (zero for `f = 0`): starting a sum there makes
+/// the truncation `floor((v + 2^(f-1)) / 2^f)`, rounding to nearest instead of
+/// down, so that the four servers' truncation errors have mean zero instead of
+/// −0.5 unit each (the −1.5 to −2 unit drift of floor truncation).
+pub(crate) fn rounding<R: Ring>(f: u32) -> R::Acc {
+    if f == 0 {
+        R::acc_zero()
+    } else {
+        R::mac(R::acc_zero(), R::from_u64(1).shl(f - 1), R::from_u64(1))
+    }
+}
+
+/// `I(a)·I(b) / 2^f` rounded to nearest (ties up), mod `2^l`; `half` is
+/// [`rounding`]`(f)`.
+#[inline]
+pub(crate) fn mul_round<R: Ring>(a: R, b: R, f: u32, half: R::Acc) -> R {
+    R::trunc(R::mac(half, a, b), f)
+}
+
+/// `round(I(A) · I(B) / 2^f)`: the matrix product of signed readings, accumulated
+/// exactly in the ring's wide accumulator and rounded to nearest once per output
+/// element (paper §5, Protocol 1 applied to matrices; see [`rounding`]).
 ///
 /// Loop order i-k-j over blocks of four rows of `A`, so each row of `B` is read once
 /// per block and the accumulators stay in cache.
@@ -52,10 +71,11 @@ pub(crate) fn matmul_trunc_portable<R: Ring>(
     };
     const BLOCK: usize = 4;
     let mut out = Vec::with_capacity(m * n);
-    let mut acc = vec![R::acc_zero(); BLOCK * n];
+    let half = rounding::<R>(f);
+    let mut acc = vec![half; BLOCK * n];
     for i0 in (0..m).step_by(BLOCK) {
         let rows = (m - i0).min(BLOCK);
-        acc.iter_mut().for_each(|c| *c = R::acc_zero());
+        acc.iter_mut().for_each(|c| *c = half);
         for kk in 0..k {
             let brow = &bv[kk * n..(kk + 1) * n];
             for r in 0..rows {
@@ -88,7 +108,7 @@ mod tests {
             let c = matmul_trunc(a.view(), b.view(), f);
             for i in 0..m {
                 for j in 0..n {
-                    let mut acc = R::acc_zero();
+                    let mut acc = rounding::<R>(f);
                     for kk in 0..k {
                         acc = R::mac(acc, a[[i, kk]], b[[kk, j]]);
                     }

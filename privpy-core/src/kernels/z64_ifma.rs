@@ -1,5 +1,5 @@
 //! The `Z64` matrix product on AVX-512 IFMA, exact and bit-identical to the portable
-//! kernel.
+//! kernel (rounded to nearest, as [`super::rounding`] says).
 //!
 //! Protocol 1 needs `trunc(Σ_k I(a_ik) · I(b_kj))`: bits `f .. f+64` of the exact
 //! signed sum, so the sum modulo `2^(64+f)` (at most `2^96`, since `f <= 32`).
@@ -49,7 +49,7 @@ pub(crate) fn available() -> bool {
     }
 }
 
-/// `trunc_f(Σ_k I(a_ik) I(b_kj))` for row-major `a` (`m×k`) and `b` (`k×n`), as
+/// `round(Σ_k I(a_ik) I(b_kj) / 2^f)` for row-major `a` (`m×k`) and `b` (`k×n`), as
 /// the portable kernel computes it. Callers check [`available`] first; `f <= 32`.
 pub(crate) fn matmul_trunc<R: Ring>(
     a: &[R],
@@ -136,7 +136,8 @@ fn product<R: Ring>(
             *s = s.wrapping_add(x);
         }
     }
-    let kterm = (k as u128) << 126;
+    // k·2^126 from the offsets, plus 2^(f-1) to round to nearest (`super::rounding`).
+    let kterm = ((k as u128) << 126).wrapping_add(if f == 0 { 0 } else { 1 << (f - 1) });
     let mut out = vec![R::zero(); m * n];
     let mut tile = [[0u64; TC]; 3 * TR];
     for c0 in (0..n).step_by(TC) {

@@ -12,7 +12,7 @@ use crate::data::{Data, Held};
 use crate::engine::{BinOp, CmpKind, Engine};
 use crate::error::{Error, Result};
 use crate::gc::{FixedKeyAes, LabelPrg};
-use crate::kernels::matmul_trunc;
+use crate::kernels::{matmul_trunc, mul_round, rounding};
 use crate::prg::{PairPrg, Purpose};
 use crate::ring::{Ring, Z64, Z128, Z256};
 use crate::transport::{CommStats, Message, Role, Transport, TransportError};
@@ -264,7 +264,9 @@ impl<R: RingData> Party<R> {
     /// 2. `S1 → Sa: x1'`, `S1 → Sb: y1'`, `S2 → Sb: x2'`, `S2 → Sa: y2'`. Each
     ///    assistant receives one share of each operand: uniformly random to it.
     /// 3. `S1: z1 = prod(x1', y1')`, `S2: z2 = prod(x2', y2')`, `Sa: za = prod(x1', y2')`,
-    ///    `Sb: zb = prod(x2', y1')`, each truncated (`trunc`).
+    ///    `Sb: zb = prod(x2', y1')`, each truncated by rounding to nearest
+    ///    ([`crate::kernels::rounding`]): four errors in `[-1/2, 1/2]`, mean zero, so
+    ///    the product is within 2 units of `x̃ỹ/2^f` and does not drift.
     /// 4. `Sa` sends `za - za1` to `S2` with `za1` from PRG(Sa,S1); `Sb` sends
     ///    `zb - zb2` to `S1` with `zb2` from PRG(Sb,S2). The receivers do not know the
     ///    masks, so these look uniform to them. `S1: z1 + za1 + (zb - zb2)`,
@@ -535,7 +537,8 @@ impl<R: RingData> Engine for Party<R> {
         match op {
             BinOp::Mul => {
                 let f = self.cfg.frac_bits();
-                self.elementwise_product(a, b, out, move |p, q| R::mul_trunc(p, q, f))
+                let half = rounding::<R>(f);
+                self.elementwise_product(a, b, out, move |p, q| mul_round(p, q, f, half))
             }
             BinOp::MulInt => self.elementwise_product(a, b, out, R::wmul),
             BinOp::Add | BinOp::Sub if self.role.is_primary() => {
@@ -563,8 +566,9 @@ impl<R: RingData> Engine for Party<R> {
         }
         if op == BinOp::Mul {
             let f = self.cfg.frac_bits();
+            let half = rounding::<R>(f);
             return self.local_public_product(a, c, out, |x, ct| {
-                zip_map(x, ct, out, |p, q| R::mul_trunc(p, q, f))
+                zip_map(x, ct, out, |p, q| mul_round(p, q, f, half))
             });
         }
         // Add / sub with a public value: S1 adds c̃, S2 only broadcasts its share.
