@@ -15,6 +15,23 @@
 //! (`B` is the preset's bound exponent: 31 default, 20 fast, 63 paper; `f` its
 //! fractional bits, capped at 125 for the paper preset's lookup tables.)
 //!
+//! **Wrap failure of the normalizing functions.** A multiplication fails (a wrong
+//! sign reading, paper Theorem 2) with probability `|ṽ|/2^l` per operand, `ṽ` the
+//! operand's encoding. `reciprocal` (and division), `rsqrt`, `sqrt` and `ln`
+//! multiply `x` by a secret power of two `2^(G−e)` that grows as `x` shrinks, so their
+//! failure probability per element is not the table's per-operand figure but about
+//! `2^(G+f−l) / |x|` (twice that for `reciprocal`, which applies the scale twice),
+//! with `G = max(0, B+1−f)` guard bits for `reciprocal` and `max(0, B−f)` for the
+//! others:
+//!
+//! | preset | `reciprocal`, `/` | `rsqrt`, `sqrt`, `ln` | at most the table's figure for |
+//! |---|---|---|---|
+//! | fast (`l = 64`) | `2^-42 / |x|` (`2^-22` at `|x| = 2^-20`) | `2^-44 / x` (`2^-28` at `x = 2^-16`) | `|x| ≥ 2^-14` / all valid `x` |
+//! | default (`l = 128`) | `2^-95 / |x|` (`2^-64` at `2^-31`) | `2^-96 / x` (`2^-64` at `2^-32`) | `|x| ≥ 2^-30` / `x ≥ 2^-31` |
+//! | paper (`l = 256`) | `2^-127 / |x|` (`2^-64` at `2^-63`) | `2^-128 / x` (`2^-3` at `2^-125`) | `|x| ≥ 2^-62` / `x ≥ 2^-63` |
+//!
+//! `exp` multiplies by at most `2^(B−1)` and the sigmoids by less, within the table.
+//!
 //! Error bounds the tests hold on dense grids (`tests/suite/math.rs`), as relative
 //! error for reciprocal, exp, sqrt, rsqrt and absolute error for ln, sigmoid, tanh,
 //! each plus 64 units in the last place: `1e-8` for the default preset, `1e-12` for the
