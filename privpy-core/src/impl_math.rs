@@ -88,6 +88,12 @@ impl<A: PrivType> Priv<A> {
     /// scaled exactly to `m ∈ [1, 2)`, Newton runs on `m` from `2/3` (two
     /// multiplications per iteration), and the result is scaled back. Error: within
     /// `1e-8` relative plus 64 ulp (default preset), `1e-12` (paper), `2e-3` (fast).
+    ///
+    /// Wrap failure: the exact scale grows as `|x|` shrinks, so a wrong result has
+    /// probability about `2^(G+f+1−l)/|x|` per element (`G = max(0, B+1−f)`):
+    /// `2^-42/|x|` on the fast preset (`2^-22` at `|x| = 2^-20`), `2^-95/|x|` on the
+    /// default preset and `2^-127/|x|` on the paper preset. `rsqrt`, `sqrt` and `ln`
+    /// scale once, with `G = max(0, B−f)`: `2^-44/x`, `2^-96/x`, `2^-128/x`.
     #[track_caller]
     pub fn reciprocal(&self) -> Priv<A> {
         self.reciprocal_with(usize::MAX)
