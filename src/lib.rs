@@ -39,9 +39,9 @@
 
 pub use privpy_core::{
     Arg, Broadcast, Client, ClusterStats, CommStats, Comparison, Config, DotOperand, DotWith,
-    EncodeError, Error, LocalCluster, Location, Priv, PrivType, Public, Result, RingKind, Role,
-    RunOutput, Session, ShapeArg, ShapeError, broadcast_shape, concatenate, dot, ring, select,
-    share, stack, transport,
+    EncodeError, Error, LocalCluster, Location, Network, Priv, PrivType, Public, Result, RingKind,
+    Role, RunOutput, Session, ShapeArg, ShapeError, broadcast_shape, concatenate, dot, ring,
+    select, share, stack, transport,
 };
 pub use privpy_macros::private;
 
@@ -65,8 +65,8 @@ pub struct ReadmeDoctests;
 /// ndarray's array types and macros.
 pub mod prelude {
     pub use crate::{
-        Client, Comparison, Config, Error, LocalCluster, Priv, Result, Role, RunOutput, Session,
-        concatenate, dot, private, select, stack,
+        Client, Comparison, Config, Error, LocalCluster, Network, Priv, Result, Role, RunOutput,
+        Session, concatenate, dot, private, select, stack,
     };
     pub use ndarray::{Array, Array1, Array2, ArrayD, Axis, array, s};
 }

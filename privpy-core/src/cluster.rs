@@ -160,8 +160,15 @@ impl LocalCluster {
     /// Runs the four servers' links through an emulated network ([`LinkProfile`]:
     /// one-way delay and bandwidth per link), for measuring programs as they would
     /// run on a LAN or a WAN. `None` (the default) connects them directly.
+    ///
+    /// With a profile, the configuration's [`crate::Network`] follows the link
+    /// ([`crate::Network::from_delay`]), so that [`crate::Comparison::Auto`] chooses
+    /// for it; `None` leaves the configured network as it is.
     pub fn with_link(mut self, profile: Option<LinkProfile>) -> Self {
         self.link = profile;
+        if let (Mode::FourParty(cfg), Some(p)) = (&mut self.mode, profile) {
+            *cfg = cfg.with_network(crate::config::Network::from_delay(p.delay));
+        }
         self
     }
 

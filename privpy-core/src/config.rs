@@ -27,11 +27,11 @@ use ndarray::{ArrayViewD, Dimension};
 /// | [`Comparison::FourParty`] | 7 (`1 + ⌈log2(l−1)⌉`) | about 31 | `Sa` deals masks and AND triples; ~80 bytes to `S2` |
 /// | [`Comparison::GarbledCircuit`] | 2 | 2,048 (labels to `Sb`) | `Sa` garbles (2 kB per comparison to `Sb`) |
 ///
-/// The four-party protocol is the default: on a LAN or in-process it is an order
-/// of magnitude faster in bulk, and its traffic is ~100× smaller, so it also wins
-/// bulk work on a WAN. The garbled circuit needs fewer rounds, so a program of many
-/// small, dependent comparisons on a high-latency network can be faster with it
-/// (see the README's network-profile figures).
+/// The default, [`Comparison::Auto`], picks one of the two for each batch of
+/// comparisons from the batch size and the configured [`Network`]: the garbled
+/// circuit's two rounds win small batches on a slow link, the four-party protocol
+/// wins everything else by 10–30× (README, network-profile figures). Every server
+/// sees the same batch sizes and configuration, so all four make the same choice.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Comparison {
@@ -39,20 +39,85 @@ pub enum Comparison {
     /// correlated randomness from seeds it shares with `S1` and `S2`; `S1` and `S2`
     /// open the masked difference and evaluate a bit-sliced comparison circuit with
     /// AND triples, finishing in arithmetic shares.
-    #[default]
     FourParty,
     /// The paper's Protocol 2: a garbled circuit between the assistants.
     GarbledCircuit,
+    /// The faster of the two for each batch: the garbled circuit for batches smaller
+    /// than [`Network::crossover`], the four-party protocol otherwise.
+    #[default]
+    Auto,
 }
 
-/// The ring, the number of fractional bits, the bound on input magnitudes and the
-/// comparison protocol.
+impl Comparison {
+    /// The protocol that runs a batch of `n` comparisons on `network`:
+    /// [`Comparison::FourParty`] or [`Comparison::GarbledCircuit`].
+    ///
+    /// ```
+    /// use privpy_core::{Comparison, Network};
+    /// assert_eq!(Comparison::Auto.resolve(1, Network::Wan), Comparison::GarbledCircuit);
+    /// assert_eq!(Comparison::Auto.resolve(10_000, Network::Wan), Comparison::FourParty);
+    /// assert_eq!(Comparison::FourParty.resolve(1, Network::Wan), Comparison::FourParty);
+    /// ```
+    pub fn resolve(self, n: usize, network: Network) -> Comparison {
+        match self {
+            Comparison::Auto if n < network.crossover() => Comparison::GarbledCircuit,
+            Comparison::Auto => Comparison::FourParty,
+            other => other,
+        }
+    }
+}
+
+/// The network between the servers, as far as choosing protocols goes
+/// ([`Comparison::Auto`]). [`crate::LocalCluster::with_link`] sets it from the
+/// emulated link; a deployment sets it in its cluster file (`network = "lan"`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Network {
+    /// All servers on one host, or a link under 50 µs one way.
+    #[default]
+    Local,
+    /// A LAN: about 0.1 ms one way, 1 Gbit/s.
+    Lan,
+    /// A WAN: about 20 ms one way, 100 Mbit/s.
+    Wan,
+}
+
+impl Network {
+    /// The batch size from which the four-party comparison is faster than the
+    /// garbled circuit on this network, from the README's measurements on a 2-core
+    /// machine (one comparison / bulk throughput of each): 24 locally (135 µs vs
+    /// 49 µs, 0.25 µs vs 3.75 µs per comparison), 40 on a LAN (1.29 ms vs 0.40 ms,
+    /// 0.68 µs vs 21.5 µs), 600 on a WAN (144 ms vs 41 ms, 4.5 µs vs 168 µs).
+    pub fn crossover(self) -> usize {
+        match self {
+            Network::Local => 24,
+            Network::Lan => 40,
+            Network::Wan => 600,
+        }
+    }
+
+    /// The network class of a link with this one-way delay: under 50 µs
+    /// [`Network::Local`], under 5 ms [`Network::Lan`], else [`Network::Wan`].
+    pub fn from_delay(one_way: std::time::Duration) -> Network {
+        if one_way < std::time::Duration::from_micros(50) {
+            Network::Local
+        } else if one_way < std::time::Duration::from_millis(5) {
+            Network::Lan
+        } else {
+            Network::Wan
+        }
+    }
+}
+
+/// The ring, the number of fractional bits, the bound on input magnitudes, the
+/// comparison protocol and the network it is chosen for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Config {
     ring: RingKind,
     frac_bits: u32,
     bound_log2: u32,
     comparison: Comparison,
+    network: Network,
 }
 
 impl Default for Config {
@@ -62,7 +127,8 @@ impl Default for Config {
             ring: RingKind::Z128,
             frac_bits: 32,
             bound_log2: 31,
-            comparison: Comparison::FourParty,
+            comparison: Comparison::Auto,
+            network: Network::Local,
         }
     }
 }
@@ -74,7 +140,8 @@ impl Config {
             ring: RingKind::Z64,
             frac_bits: 16,
             bound_log2: 20,
-            comparison: Comparison::FourParty,
+            comparison: Comparison::Auto,
+            network: Network::Local,
         }
     }
 
@@ -84,7 +151,8 @@ impl Config {
             ring: RingKind::Z256,
             frac_bits: 128,
             bound_log2: 63,
-            comparison: Comparison::FourParty,
+            comparison: Comparison::Auto,
+            network: Network::Local,
         }
     }
 
@@ -117,7 +185,8 @@ impl Config {
             ring,
             frac_bits,
             bound_log2,
-            comparison: Comparison::FourParty,
+            comparison: Comparison::Auto,
+            network: Network::Local,
         })
     }
 
@@ -127,7 +196,7 @@ impl Config {
     /// use privpy_core::{Comparison, Config};
     /// let gc = Config::fast().with_comparison(Comparison::GarbledCircuit);
     /// assert_eq!(gc.comparison(), Comparison::GarbledCircuit);
-    /// assert_eq!(Config::fast().comparison(), Comparison::FourParty);
+    /// assert_eq!(Config::fast().comparison(), Comparison::Auto);
     /// ```
     pub fn with_comparison(self, protocol: Comparison) -> Self {
         Config {
@@ -139,6 +208,23 @@ impl Config {
     /// The comparison protocol.
     pub fn comparison(&self) -> Comparison {
         self.comparison
+    }
+
+    /// This configuration for servers connected by `network` (what
+    /// [`Comparison::Auto`] chooses by).
+    ///
+    /// ```
+    /// use privpy_core::{Config, Network};
+    /// assert_eq!(Config::fast().network(), Network::Local);
+    /// assert_eq!(Config::fast().with_network(Network::Wan).network(), Network::Wan);
+    /// ```
+    pub fn with_network(self, network: Network) -> Self {
+        Config { network, ..self }
+    }
+
+    /// The network the servers are configured for.
+    pub fn network(&self) -> Network {
+        self.network
     }
 
     /// `log2` of the bound on input magnitudes.

@@ -40,7 +40,7 @@ mod types;
 
 pub use broadcast::broadcast_shape;
 pub use cluster::{Client, LocalCluster, RunOutput};
-pub use config::{Comparison, Config};
+pub use config::{Comparison, Config, Network};
 pub use error::{EncodeError, Error, Location, Result, ShapeError};
 pub use impl_compare::Arg;
 pub use impl_methods::{concatenate, select, stack};

@@ -2,7 +2,9 @@
 //!
 //! ```toml
 //! preset = "default"          # "fast" (Z64), "default" (Z128) or "paper" (Z256)
-//! comparison = "four-party"   # or "garbled-circuit" (the paper's Protocol 2)
+//! comparison = "auto"         # the default: per batch, the faster for `network`;
+//!                             # or "four-party", or "garbled-circuit" (the paper's Protocol 2)
+//! network = "local"           # or "lan", "wan": what "auto" chooses for
 //! timeout_secs = 30           # how long a server waits for a peer
 //! output_ttl_secs = 86400     # unfetched outputs are deleted after this
 //! max_frame_mib = 1024        # largest frame accepted
@@ -28,7 +30,7 @@
 //! needs the addresses of all four servers but only its own certificate and key.
 
 use privpy_core::transport::Role;
-use privpy_core::{Comparison, Config};
+use privpy_core::{Comparison, Config, Network};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -97,6 +99,8 @@ struct RawCluster {
     preset: String,
     #[serde(default)]
     comparison: Option<String>,
+    #[serde(default)]
+    network: Option<String>,
     #[serde(default = "default_timeout")]
     timeout_secs: f64,
     #[serde(default = "default_ttl")]
@@ -235,11 +239,22 @@ impl ClusterConfig {
             ))
         })?;
         let config = match raw.comparison.as_deref() {
-            None | Some("four-party") => config.with_comparison(Comparison::FourParty),
+            None | Some("auto") => config.with_comparison(Comparison::Auto),
+            Some("four-party") => config.with_comparison(Comparison::FourParty),
             Some("garbled-circuit") => config.with_comparison(Comparison::GarbledCircuit),
             Some(other) => {
                 return Err(invalid(format!(
-                    "unknown comparison protocol {other:?} (use \"four-party\" or \"garbled-circuit\")"
+                    "unknown comparison protocol {other:?} (use \"auto\", \"four-party\" or \"garbled-circuit\")"
+                )));
+            }
+        };
+        let config = match raw.network.as_deref() {
+            None | Some("local") => config.with_network(Network::Local),
+            Some("lan") => config.with_network(Network::Lan),
+            Some("wan") => config.with_network(Network::Wan),
+            Some(other) => {
+                return Err(invalid(format!(
+                    "unknown network {other:?} (use \"local\", \"lan\" or \"wan\")"
                 )));
             }
         };

@@ -12,7 +12,7 @@
 //! those prints their length, never their contents.
 
 use privpy_core::transport::{CommStats, Role};
-use privpy_core::{Comparison, Config, RingKind};
+use privpy_core::{Comparison, Config, Network, RingKind};
 use std::fmt;
 
 /// Longest string accepted (names, versions, reasons).
@@ -448,6 +448,12 @@ impl W {
         self.u32(c.bound_log2());
         self.u8(match c.comparison() {
             Comparison::GarbledCircuit => 1,
+            Comparison::Auto => 2,
+            _ => 0,
+        });
+        self.u8(match c.network() {
+            Network::Lan => 1,
+            Network::Wan => 2,
             _ => 0,
         });
     }
@@ -590,11 +596,23 @@ impl<'a> R<'a> {
             what: "configuration",
             reason: e.to_string(),
         })?;
-        match self.u8("comparison protocol")? {
-            0 => Ok(c.with_comparison(Comparison::FourParty)),
-            1 => Ok(c.with_comparison(Comparison::GarbledCircuit)),
+        let c = match self.u8("comparison protocol")? {
+            0 => c.with_comparison(Comparison::FourParty),
+            1 => c.with_comparison(Comparison::GarbledCircuit),
+            2 => c.with_comparison(Comparison::Auto),
+            t => {
+                return Err(WireError::UnknownTag {
+                    what: "comparison protocol",
+                    tag: t,
+                });
+            }
+        };
+        match self.u8("network")? {
+            0 => Ok(c.with_network(Network::Local)),
+            1 => Ok(c.with_network(Network::Lan)),
+            2 => Ok(c.with_network(Network::Wan)),
             t => Err(WireError::UnknownTag {
-                what: "comparison protocol",
+                what: "network",
                 tag: t,
             }),
         }
@@ -1036,6 +1054,12 @@ mod tests {
                 config: Config::fast().with_comparison(Comparison::GarbledCircuit),
                 client: "alice".into(),
                 programs: vec![("p".into(), "2".into())],
+            }),
+            Control::Reply(Reply::Info {
+                role: Role::S2,
+                config: Config::default().with_network(privpy_core::Network::Wan),
+                client: "bob".into(),
+                programs: vec![],
             }),
             Control::Reply(Reply::Uploaded),
             Control::Reply(Reply::RunDone {

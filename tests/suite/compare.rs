@@ -443,6 +443,48 @@ fn tree_reduction_takes_ceil_log2_n_comparison_layers() {
     }
 }
 
+/// `Comparison::Auto` (the default) runs small batches on the garbled circuit (2
+/// rounds) and large ones on the four-party protocol (7 rounds on Z64), with the
+/// crossover of the configured network; `with_link` sets the network; results are
+/// right either way.
+#[test]
+fn auto_comparison_follows_batch_size_and_network() {
+    use privpy::transport::LinkProfile;
+    assert_eq!(Config::fast().comparison(), Comparison::Auto);
+    let cases = [
+        (Network::Local, None, 23, 2),
+        (Network::Local, None, 24, 7),
+        (Network::Lan, None, 39, 2),
+        (Network::Lan, None, 40, 7),
+        (Network::Wan, None, 599, 2),
+        (Network::Wan, None, 600, 7),
+        // The emulated WAN sets the network itself: 100 comparisons stay on the circuit.
+        (Network::Local, Some(LinkProfile::wan()), 100, 2),
+    ];
+    for (network, link, n, rounds) in cases {
+        let cfg = Config::fast().with_network(network);
+        let x = grid(&cfg, n, 3);
+        let mut c = LocalCluster::new(cfg).with_seed(2).with_link(link);
+        let alice = c.client("alice");
+        c.upload(&alice, "x", x.clone()).unwrap();
+        let run = c
+            .run(|s| {
+                let x = s.input::<Array1<f64>>("x")?;
+                s.output("alice", "p", &x.gt(0.0))
+            })
+            .unwrap();
+        assert_eq!(
+            run.stats().rounds(),
+            rounds,
+            "{network:?} {link:?}, n = {n}"
+        );
+        let p = run.open::<Array1<f64>>(&alice, "p").unwrap();
+        for (k, (&p, &v)) in p.iter().zip(x.iter()).enumerate() {
+            assert_eq!(p, f64::from(v > 0.0), "{network:?}, n = {n}, element {k}");
+        }
+    }
+}
+
 #[test]
 fn comparison_transcripts_do_not_depend_on_inputs() {
     use crate::security::{CHI2_255_P001, chi_square_two_sample, chi_square_uniform};

@@ -250,6 +250,14 @@ impl<R: RingData> Party<R> {
         Ok(out)
     }
 
+    /// Whether a garbled pool has `n` unused instances of `kind`.
+    pub(crate) fn gc_pool_has(&self, kind: CmpKind, n: usize) -> bool {
+        self.pools
+            .borrow()
+            .iter()
+            .any(|p| p.kind == kind && p.total - p.used >= n)
+    }
+
     /// Takes `n` preprocessed instances of `kind`, if a pool has them:
     /// `(pool index, pool op, first instance, pool size, colours of the range)`.
     fn take_pool(&self, kind: CmpKind, n: usize) -> Option<(usize, u64, usize, usize, Vec<u8>)> {

@@ -1024,7 +1024,7 @@ impl<R: RingData> Party<R> {
 
     /// Whether the servers take `n` instances of `kind` from a pool: every server
     /// (the dealer too) keeps the pools' sizes and use in the same order.
-    fn pool4_has(&self, kind: CmpKind, n: usize) -> bool {
+    pub(crate) fn pool4_has(&self, kind: CmpKind, n: usize) -> bool {
         self.pool4_counts
             .borrow()
             .iter()

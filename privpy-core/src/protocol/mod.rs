@@ -477,6 +477,24 @@ impl<R: RingData> Party<R> {
     }
 }
 
+impl<R: RingData> Party<R> {
+    /// The protocol for a batch of `n` comparisons of `kind`: the configured one,
+    /// or under [`Comparison::Auto`] the one whose preprocessed pool has the batch,
+    /// else the faster one for `n` on the configured network. Pools are recorded
+    /// alike on all four servers, so all of them choose the same.
+    fn choose(&self, kind: CmpKind, n: usize) -> Comparison {
+        if self.cfg.comparison() == Comparison::Auto {
+            if self.pool4_has(kind, n) {
+                return Comparison::FourParty;
+            }
+            if self.gc_pool_has(kind, n) {
+                return Comparison::GarbledCircuit;
+            }
+        }
+        self.cfg.comparison().resolve(n, self.cfg.network())
+    }
+}
+
 fn other_primary(r: Role) -> Role {
     if r == S1 { S2 } else { S1 }
 }
@@ -637,7 +655,8 @@ impl<R: RingData> Engine for Party<R> {
 
     fn compare_within(&self, z: &Data, kind: CmpKind, bit: bool, bits: u32) -> Result<Data> {
         let w = (bits.max(2) as usize).min(R::BITS as usize);
-        match self.cfg.comparison() {
+        let n = z.shape().iter().product();
+        match self.choose(kind, n) {
             Comparison::GarbledCircuit => self.compare_zero(z, kind, bit, w),
             _ => self.compare4(z, kind, bit, w),
         }
@@ -662,7 +681,7 @@ impl<R: RingData> Engine for Party<R> {
     }
 
     fn preprocess(&self, kind: CmpKind, n: usize) -> Result<()> {
-        match self.cfg.comparison() {
+        match self.cfg.comparison().resolve(n, self.cfg.network()) {
             Comparison::GarbledCircuit => self.garble_pool(kind, n),
             _ => self.deal_pool4(kind, n),
         }
