@@ -1,11 +1,11 @@
 //! Local compute kernels on ring arrays.
 
-use crate::ring::{Ring, RingKind};
+use crate::ring::Ring;
 use ndarray::{Array2, ArrayView2};
 
 // The one module with `unsafe`: SIMD intrinsics behind run-time feature detection.
 #[allow(unsafe_code)]
-pub(crate) mod z64_ifma;
+pub(crate) mod ifma;
 
 /// The accumulator holding `2^(f-1)` (zero for `f = 0`): starting a sum there makes
 /// the truncation `floor((v + 2^(f-1)) / 2^f)`, rounding to nearest instead of
@@ -33,9 +33,9 @@ pub(crate) fn mul_round<R: Ring>(a: R, b: R, f: u32, half: R::Acc) -> R {
 /// Loop order i-k-j over blocks of four rows of `A`, so each row of `B` is read once
 /// per block and the accumulators stay in cache.
 ///
-/// On `Z64` with `f <= 32` and a CPU with AVX-512 IFMA, the product runs in
-/// [`z64_ifma`] (52-bit multiply-accumulate lanes, bit-identical to this loop);
-/// elsewhere in the portable loop below.
+/// On `Z64` and `Z128` with a CPU with AVX-512 IFMA, the product runs in [`ifma`]
+/// (52-bit multiply-accumulate lanes, bit-identical to the portable loop);
+/// elsewhere in [`matmul_trunc_portable`].
 pub(crate) fn matmul_trunc<R: Ring>(
     a: ArrayView2<'_, R>,
     b: ArrayView2<'_, R>,
@@ -44,14 +44,15 @@ pub(crate) fn matmul_trunc<R: Ring>(
     let (m, k) = a.dim();
     let n = b.ncols();
     debug_assert_eq!(b.nrows(), k);
-    if R::KIND == RingKind::Z64 && f <= 32 && z64_ifma::available() {
+    if ifma::available() {
         let (a, b) = (a.as_standard_layout(), b.as_standard_layout());
         let (Some(av), Some(bv)) = (a.as_slice(), b.as_slice()) else {
             unreachable!("standard layout is contiguous")
         };
-        let out = z64_ifma::matmul_trunc(av, bv, m, k, n, f);
-        return Array2::from_shape_vec((m, n), out)
-            .unwrap_or_else(|_| unreachable!("m*n elements"));
+        if let Some(out) = ifma::matmul_round(av, bv, (m, k, n), f, true) {
+            return Array2::from_shape_vec((m, n), out)
+                .unwrap_or_else(|_| unreachable!("m*n elements"));
+        }
     }
     matmul_trunc_portable(a, b, f)
 }
@@ -123,27 +124,31 @@ mod tests {
 
     /// The IFMA kernel (and its scalar twin) against the portable kernel, on
     /// full-range operands, ragged tiles and a `k` longer than one chunk.
-    #[test]
-    fn z64_limb_kernel_is_bit_identical() {
+    fn limb_kernel_is_bit_identical<R: Ring>(fs: [u32; 3]) {
         let mut rng = ChaCha12Rng::seed_from_u64(9);
         for (m, k, n) in [
             (1, 1, 1),
             (5, 7, 3),
-            (4, 16, 16),
-            (9, 33, 37),
-            (3, 4100, 18),
+            (6, 16, 16),
+            (13, 33, 37),
+            (3, 1100, 18),
         ] {
-            let a = Array2::from_shape_vec((m, k), Z64::random_vec(&mut rng, m * k)).unwrap();
-            let b = Array2::from_shape_vec((k, n), Z64::random_vec(&mut rng, k * n)).unwrap();
-            let (a64, b64) = (a.as_slice().unwrap(), b.as_slice().unwrap());
-            for f in [0, 16, 32] {
+            let a = Array2::from_shape_vec((m, k), R::random_vec(&mut rng, m * k)).unwrap();
+            let b = Array2::from_shape_vec((k, n), R::random_vec(&mut rng, k * n)).unwrap();
+            let (av, bv) = (a.as_slice().unwrap(), b.as_slice().unwrap());
+            for f in fs {
                 let want = matmul_trunc_portable(a.view(), b.view(), f)
                     .into_raw_vec_and_offset()
                     .0;
-                let scalar = z64_ifma::matmul_trunc_with(a64, b64, m, k, n, f, false);
-                assert_eq!(scalar, want, "scalar limbs, {m}x{k}x{n}, f={f}");
-                let simd = z64_ifma::matmul_trunc_with(a64, b64, m, k, n, f, true);
-                assert_eq!(simd, want, "simd (if available), {m}x{k}x{n}, f={f}");
+                for simd in [false, true] {
+                    let got = ifma::matmul_round(av, bv, (m, k, n), f, simd).unwrap();
+                    assert_eq!(
+                        got,
+                        want,
+                        "{} bits, simd {simd}, {m}x{k}x{n}, f={f}",
+                        R::BITS
+                    );
+                }
                 let dispatched = matmul_trunc(a.view(), b.view(), f)
                     .into_raw_vec_and_offset()
                     .0;
@@ -152,13 +157,27 @@ mod tests {
         }
         // Extremes: every operand at the ends of the signed range.
         for v in [0u64, 1, u64::MAX, 1 << 63, (1 << 63) - 1] {
-            let a = Array2::from_elem((2, 2049), Z64(v));
-            let b = Array2::from_elem((2049, 17), Z64(v.wrapping_mul(3)));
-            assert_eq!(
-                matmul_trunc(a.view(), b.view(), 16),
-                matmul_trunc_portable(a.view(), b.view(), 16)
-            );
+            let x = R::from_limbs(&[v, v.rotate_left(7)]);
+            let a = Array2::from_elem((2, 1025), x);
+            let b = Array2::from_elem((1025, 17), x.wmul(R::from_u64(3)));
+            let want = matmul_trunc_portable(a.view(), b.view(), fs[1])
+                .into_raw_vec_and_offset()
+                .0;
+            let (av, bv) = (a.as_slice().unwrap(), b.as_slice().unwrap());
+            for simd in [false, true] {
+                let got = ifma::matmul_round(av, bv, (2, 1025, 17), fs[1], simd).unwrap();
+                assert_eq!(got, want);
+            }
         }
+    }
+
+    #[test]
+    fn limb_kernels_are_bit_identical() {
+        limb_kernel_is_bit_identical::<Z64>([0, 16, 32]);
+        limb_kernel_is_bit_identical::<Z128>([0, 32, 64]);
+        // Z256 and larger f are not covered: the caller falls back.
+        let z = [Z256::from_u64(1)];
+        assert!(ifma::matmul_round(&z, &z, (1, 1, 1), 0, false).is_none());
     }
 
     #[test]
