@@ -1,10 +1,12 @@
-//! Reproduces the paper's Tables 4 and 6 (default preset): time per instance of one
+//! Reproduces the paper's Tables 4 and 6 (default preset; `-- --preset fast` or
+//! `paper` for another): time per instance of one
 //! training iteration of logistic regression, k-means and matrix factorization at
 //! batch sizes 1, 10, 100, 1000, and private inference time per MNIST image at the
 //! same batch sizes (MLP, LeNet-5 with and without batch normalization), with
-//! bytes (all servers) and rounds per batch. Time is measured on S1 inside the session
-//! (uploads excluded); median of three runs below batch 1000, one run at 1000.
-//! Written to `target/ml_tables.md` too.
+//! bytes (all servers) and rounds per batch. Time runs inside the session from a
+//! common start of the four servers to the end of the last one (uploads excluded);
+//! median of three runs below batch 1000, one run at 1000.
+//! Written to `target/ml_tables-<preset>.md` too.
 //!
 //! Uses the shipped slices (Adult, MNIST) and, where available, the full Credit Card
 //! and MovieLens sets (`$PRIVPY_DATA` or `../shared/data`), else generated data.
@@ -134,9 +136,18 @@ fn main() -> std::result::Result<(), Box<dyn std::error::Error>> {
     if std::env::args().any(|a| a == "lr-rrmse") {
         return lr_rrmse();
     }
-    let cfg = Config::default();
-    let mut out =
-        String::from("# Tables 4 and 6: machine learning, default preset (Z_2^128, f = 32)\n\n");
+    let preset: String = arg("--preset").unwrap_or_else(|| "default".into());
+    let cfg = match preset.as_str() {
+        "fast" => Config::fast(),
+        "paper" => Config::paper(),
+        "default" => Config::default(),
+        other => return Err(format!("unknown preset {other:?} (fast, default or paper)").into()),
+    };
+    let mut out = format!(
+        "# Tables 4 and 6: machine learning, {preset} preset ({:?}, f = {})\n\n",
+        cfg.ring(),
+        cfg.frac_bits()
+    );
     let _ = writeln!(
         out,
         "| task | batch | ms per instance | kB per instance | rounds per batch |\n|---|---|---|---|---|"
@@ -284,7 +295,7 @@ fn main() -> std::result::Result<(), Box<dyn std::error::Error>> {
     }
     println!("{out}");
     let _ = std::fs::create_dir_all("target");
-    if let Err(e) = std::fs::write("target/ml_tables.md", &out) {
+    if let Err(e) = std::fs::write(format!("target/ml_tables-{preset}.md"), &out) {
         eprintln!("could not write target/ml_tables.md: {e}");
     }
     Ok(())
