@@ -102,6 +102,16 @@ pub enum TransportError {
         /// The timeout that expired.
         timeout: Duration,
     },
+    /// Nothing at all, not even a heartbeat, came from the peer for `silent`: its
+    /// process is hung or its host unreachable (a peer that is only busy keeps
+    /// sending heartbeats).
+    #[error("{peer} is unresponsive: nothing from it, not even a heartbeat, for {silent:?}")]
+    Unresponsive {
+        /// The peer.
+        peer: Role,
+        /// How long it was silent.
+        silent: Duration,
+    },
     /// The peer sent bytes that are not a valid frame.
     #[error("malformed frame from {peer}: {reason}")]
     Malformed {
@@ -117,15 +127,23 @@ pub enum TransportError {
         peer: Role,
         /// The reason it gave.
         reason: String,
+        /// The server whose loss made it stop, if that is why (never `peer`).
+        culprit: Option<Role>,
     },
 }
 
 impl TransportError {
-    /// The peer concerned.
+    /// The server to blame: the peer itself, or for [`TransportError::Aborted`]
+    /// the server whose loss made the peer stop (so that a hung server is named
+    /// by every other server, not the one that noticed it first).
     pub fn peer(&self) -> Role {
         match self {
+            TransportError::Aborted {
+                culprit: Some(c), ..
+            } => *c,
             TransportError::Disconnected { peer }
             | TransportError::Timeout { peer, .. }
+            | TransportError::Unresponsive { peer, .. }
             | TransportError::Malformed { peer, .. }
             | TransportError::Aborted { peer, .. } => *peer,
         }

@@ -53,6 +53,9 @@ pub enum ClientError {
         kind: RefusalKind,
         /// Its reason.
         reason: String,
+        /// The server whose loss made the job fail, when that is why
+        /// ([`crate::wire::Refusal::lost`]).
+        lost: Option<Role>,
     },
     /// The connection failed during a request.
     #[error("{server}: {source}")]
@@ -225,6 +228,7 @@ impl Client {
                 server,
                 kind: r.kind,
                 reason: r.reason,
+                lost: r.lost,
             }),
             Ok(Control::Reply(r)) => Ok(r),
             Ok(_) => Err(ClientError::Protocol(format!(
@@ -408,6 +412,7 @@ impl Client {
                 server: Role::S1,
                 kind: RefusalKind::NotFound,
                 reason: format!("no input named {name:?}"),
+                lost: None,
             })
         }
     }

@@ -5,7 +5,9 @@
 //! comparison = "auto"         # the default: per batch, the faster for `network`;
 //!                             # or "four-party", or "garbled-circuit" (the paper's Protocol 2)
 //! network = "local"           # or "lan", "wan": what "auto" chooses for
-//! timeout_secs = 30           # how long a server waits for a peer
+//! timeout_secs = 30           # silence limit: a peer with no frame, not even a
+//!                             # heartbeat, for this long is hung or dead; a live
+//!                             # peer's step may take 20 times this
 //! output_ttl_secs = 86400     # unfetched outputs are deleted after this
 //! max_frame_mib = 1024        # largest frame accepted
 //! handshake_timeout_secs = 5  # a connection must finish TLS (and say Hello) within this

@@ -11,8 +11,9 @@
 use crate::frame::{Frame, FrameCodec, FrameError, LEN_BYTES};
 use crate::wire::{Control, WireError};
 use privpy_core::transport::{Message, Role, Transport, TransportError};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, mpsc as std_mpsc};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
@@ -168,10 +169,27 @@ impl Conn {
 
 type Incoming = Result<Frame, TransportError>;
 
+/// Milliseconds since `start`.
+fn millis_since(start: Instant) -> u64 {
+    u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX)
+}
+
 struct LinkEnd {
     tx: mpsc::UnboundedSender<Frame>,
     rx: Mutex<std_mpsc::Receiver<Incoming>>,
+    /// When the last frame of any kind (heartbeats too) arrived, in milliseconds
+    /// since the transport started.
+    last_seen: Arc<AtomicU64>,
 }
+
+/// The heartbeat period for a silence limit: a quarter of it, between 20 ms and 1 s.
+fn heartbeat_period(silence: Duration) -> Duration {
+    (silence / 4).clamp(Duration::from_millis(20), Duration::from_secs(1))
+}
+
+/// How much longer than the silence limit one protocol step may take while every
+/// peer is alive (a long local step on a peer is not a failure).
+pub const STEP_FACTOR: u32 = 20;
 
 /// The links of one server to the other three during a job.
 ///
@@ -179,11 +197,20 @@ struct LinkEnd {
 /// job keeps another to exchange control messages after the program. The
 /// connections close when the last clone is dropped, after the queued frames are
 /// written.
+///
+/// **Liveness.** While the transport lives, every link carries a heartbeat every
+/// quarter of the silence limit (`timeout`, at most 1 s). A wait for a peer fails
+/// with [`TransportError::Unresponsive`] as soon as nothing at all (not even a
+/// heartbeat) has come from that peer for `timeout`: a hung process (SIGSTOP) or an
+/// unreachable host. A peer that is alive but busy with a long local step keeps
+/// sending heartbeats, so a protocol message is awaited for up to
+/// [`STEP_FACTOR`]` × timeout` before [`TransportError::Timeout`].
 #[derive(Clone)]
 pub struct NetTransport {
     me: Role,
     links: Arc<[Option<LinkEnd>; 4]>,
     timeout: Duration,
+    start: Instant,
 }
 
 impl std::fmt::Debug for NetTransport {
@@ -202,6 +229,9 @@ impl NetTransport {
         timeout: Duration,
         rt: &tokio::runtime::Handle,
     ) -> NetTransport {
+        let start = Instant::now();
+        let beat = Control::Heartbeat.encode();
+        let period = heartbeat_period(timeout);
         let links = conns.into_iter().enumerate().map(|(k, c)| {
             let c = c?;
             let peer = Role::ALL[k];
@@ -209,10 +239,17 @@ impl NetTransport {
             let codec = c.codec;
             let (in_tx, in_rx) = std_mpsc::channel::<Incoming>();
             let (out_tx, mut out_rx) = mpsc::unbounded_channel::<Frame>();
+            let last_seen = Arc::new(AtomicU64::new(0));
+            let seen = last_seen.clone();
+            let beat_in = beat.clone();
             rt.spawn(async move {
                 loop {
                     match read_frame(&mut rd, &codec).await {
                         Ok(f) => {
+                            seen.store(millis_since(start), Ordering::Relaxed);
+                            if matches!(&f, Frame::Control(b) if *b == beat_in) {
+                                continue;
+                            }
                             if in_tx.send(Ok(f)).is_err() {
                                 return;
                             }
@@ -254,9 +291,24 @@ impl NetTransport {
                 }
                 let _ = wr.shutdown().await;
             });
+            // Heartbeats hold only a weak sender, so the link still closes when the
+            // transport is dropped.
+            let weak = out_tx.downgrade();
+            let beat_out = beat.clone();
+            rt.spawn(async move {
+                let mut tick = tokio::time::interval(period);
+                loop {
+                    tick.tick().await;
+                    let Some(tx) = weak.upgrade() else { return };
+                    if tx.send(Frame::Control(beat_out.clone())).is_err() {
+                        return;
+                    }
+                }
+            });
             Some(LinkEnd {
                 tx: out_tx,
                 rx: Mutex::new(in_rx),
+                last_seen,
             })
         });
         let links: Vec<Option<LinkEnd>> = links.collect();
@@ -268,6 +320,7 @@ impl NetTransport {
             me,
             links: Arc::new(links),
             timeout,
+            start,
         }
     }
 
@@ -277,19 +330,34 @@ impl NetTransport {
             .ok_or(TransportError::Disconnected { peer })
     }
 
+    /// The next frame from `peer`, waiting at most `timeout` while it is alive and
+    /// failing as soon as it has been silent (no heartbeat) for the silence limit.
     fn next(&self, peer: Role, timeout: Duration) -> Incoming {
         let end = self.end(peer)?;
         let rx = end
             .rx
             .lock()
             .map_err(|_| TransportError::Disconnected { peer })?;
-        match rx.recv_timeout(timeout) {
-            Ok(x) => x,
-            Err(std_mpsc::RecvTimeoutError::Timeout) => {
-                Err(TransportError::Timeout { peer, timeout })
+        let deadline = Instant::now() + timeout;
+        let slice = heartbeat_period(self.timeout);
+        loop {
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(TransportError::Timeout { peer, timeout });
             }
-            Err(std_mpsc::RecvTimeoutError::Disconnected) => {
-                Err(TransportError::Disconnected { peer })
+            match rx.recv_timeout(slice.min(deadline - now)) {
+                Ok(x) => return x,
+                Err(std_mpsc::RecvTimeoutError::Timeout) => {
+                    let seen = end.last_seen.load(Ordering::Relaxed);
+                    let silent =
+                        Duration::from_millis(millis_since(self.start).saturating_sub(seen));
+                    if silent >= self.timeout {
+                        return Err(TransportError::Unresponsive { peer, silent });
+                    }
+                }
+                Err(std_mpsc::RecvTimeoutError::Disconnected) => {
+                    return Err(TransportError::Disconnected { peer });
+                }
             }
         }
     }
@@ -305,11 +373,16 @@ impl NetTransport {
             .map_err(|_| TransportError::Disconnected { peer })
     }
 
-    /// Tells every peer that this server stops, and why.
-    pub fn abort_all(&self, reason: &str) {
+    /// Tells every peer that this server stops, why, and which server's loss caused
+    /// it (if that is the cause).
+    pub fn abort_all(&self, reason: &str, culprit: Option<Role>) {
         for peer in Role::ALL {
             if peer != self.me {
-                let _ = self.send_control(peer, &Control::Abort(reason.to_string()));
+                let abort = Control::Abort {
+                    culprit: culprit.filter(|&c| c != peer && c != self.me),
+                    reason: reason.to_string(),
+                };
+                let _ = self.send_control(peer, &abort);
             }
         }
     }
@@ -343,10 +416,14 @@ impl Transport for NetTransport {
     }
 
     fn recv(&mut self, from: Role) -> Result<Message, TransportError> {
-        match self.next(from, self.timeout)? {
+        match self.next(from, self.timeout * STEP_FACTOR)? {
             Frame::Message(m) => Ok(m),
             Frame::Control(b) => Err(match Control::decode(&b) {
-                Ok(Control::Abort(reason)) => TransportError::Aborted { peer: from, reason },
+                Ok(Control::Abort { reason, culprit }) => TransportError::Aborted {
+                    peer: from,
+                    reason,
+                    culprit,
+                },
                 Ok(other) => TransportError::Malformed {
                     peer: from,
                     reason: format!("unexpected control message during the program: {other:?}"),

@@ -424,6 +424,7 @@ async fn dial(shared: Arc<Shared>, peer: Role, job: JobSpec) -> Result<Conn, Ref
         let _ = tcp.set_nodelay(true);
         let tls = connector.connect(dial_name(peer), tcp).await.map_err(|e| {
             Refusal::failed(format!("TLS handshake with {peer} at {addr} failed: {e}"))
+                .lost(Some(peer))
         })?;
         let mut conn = Conn::new(TlsStream::Client(tls), shared.cluster.max_frame);
         conn.send(&Control::Hello {
@@ -708,7 +709,7 @@ impl Shared {
         let t = self.cluster.timeout;
         let keep = transport.clone();
         let fail = |reason: Refusal| {
-            keep.abort_all(&reason.reason);
+            keep.abort_all(&reason.reason, reason.lost);
             Err(reason)
         };
         let program = match self.registry.get(&job.program) {
@@ -740,7 +741,13 @@ impl Shared {
         );
         let result = match result {
             Ok(r) => r,
-            Err(e) => return fail(Refusal::failed(e.to_string())),
+            Err(e) => {
+                let lost = match &e {
+                    privpy_core::Error::PeerLost { peer, .. } => Some(*peer),
+                    _ => None,
+                };
+                return fail(Refusal::failed(e.to_string()).lost(lost));
+            }
         };
         if let Some(store) = &self.store {
             let outs: Vec<(String, String, Share)> = result
@@ -770,15 +777,22 @@ impl Shared {
         for peer in [Role::S2, Role::Sa, Role::Sb] {
             match keep.recv_control(peer, t) {
                 Ok(Control::Finished(Ok(s))) => stats[peer.index()] = s,
-                Ok(Control::Finished(Err(r))) | Ok(Control::Abort(r)) => {
+                Ok(Control::Finished(Err(r))) => {
                     return Err(Refusal::failed(format!("{peer}: {r}")));
+                }
+                Ok(Control::Abort { reason, culprit }) => {
+                    return Err(Refusal::failed(format!("{peer}: {reason}")).lost(culprit));
                 }
                 Ok(_) => {
                     return Err(Refusal::failed(format!(
                         "{peer} sent an unexpected message at the end of the job"
                     )));
                 }
-                Err(e) => return Err(Refusal::failed(format!("{peer} did not finish: {e}"))),
+                Err(e) => {
+                    return Err(
+                        Refusal::failed(format!("{peer} did not finish: {e}")).lost(Some(e.peer()))
+                    );
+                }
             }
         }
         Ok(JobDone { outputs, stats })
@@ -1096,10 +1110,10 @@ async fn handle_request(shared: &Arc<Shared>, client: &str, req: Request) -> Rep
                 }
                 Err(r) => {
                     warn!(job = %hex(id), reason = %r.reason, "job failed");
-                    Reply::Refused(Refusal::new(
-                        r.kind,
-                        format!("job {} failed: {}", hex(id), r.reason),
-                    ))
+                    Reply::Refused(
+                        Refusal::new(r.kind, format!("job {} failed: {}", hex(id), r.reason))
+                            .lost(r.lost),
+                    )
                 }
             }
         }

@@ -136,6 +136,10 @@ pub struct Refusal {
     pub kind: RefusalKind,
     /// Why, in words.
     pub reason: String,
+    /// The server whose loss (death, silence, broken link) stopped the job, when
+    /// that is why it failed: the one that went silent or away, not a server that
+    /// stopped because of it.
+    pub lost: Option<Role>,
 }
 
 impl Refusal {
@@ -144,7 +148,13 @@ impl Refusal {
         Refusal {
             kind,
             reason: reason.into(),
+            lost: None,
         }
+    }
+
+    /// This refusal, blaming the loss of `peer`.
+    pub fn lost(self, peer: Option<Role>) -> Refusal {
+        Refusal { lost: peer, ..self }
     }
 
     /// [`RefusalKind::Invalid`].
@@ -298,8 +308,17 @@ pub enum Control {
     HelloAck(Result<(), Refusal>),
     /// Sent to `S1` by each other server when its part of the job is over.
     Finished(Result<CommStats, String>),
-    /// Sent to every peer when a server's program stops with an error.
-    Abort(String),
+    /// Sent to every peer when a server's program stops with an error: why, and
+    /// the server whose loss caused it, if that is the cause.
+    Abort {
+        /// The server that went silent or away (not the sender), if any.
+        culprit: Option<Role>,
+        /// Why, in words.
+        reason: String,
+    },
+    /// Sent on every server link while a job runs, so that a peer busy with a long
+    /// local step is told apart from a dead or hung one.
+    Heartbeat,
     /// Client to server.
     Request(Request),
     /// Server to client.
@@ -408,6 +427,13 @@ impl W {
     pub(crate) fn refusal(&mut self, r: &Refusal) {
         self.u8(r.kind.code());
         self.str(&r.reason);
+        self.opt_role(r.lost);
+    }
+    pub(crate) fn opt_role(&mut self, r: Option<Role>) {
+        match r {
+            None => self.u8(0),
+            Some(r) => self.u8(1 + r.index() as u8),
+        }
     }
     pub(crate) fn len(&mut self, n: usize) {
         // Lengths come from values the encoder built; the frame limit caps them anyway.
@@ -525,7 +551,15 @@ impl<'a> R<'a> {
         Ok(Refusal {
             kind,
             reason: self.str("reason")?,
+            lost: self.opt_role("lost server")?,
         })
+    }
+    pub(crate) fn opt_role(&mut self, what: &'static str) -> Result<Option<Role>, WireError> {
+        match self.u8(what)? {
+            0 => Ok(None),
+            t @ 1..=4 => Ok(Some(Role::ALL[usize::from(t - 1)])),
+            t => Err(WireError::UnknownTag { what, tag: t }),
+        }
     }
     pub(crate) fn count(&mut self, what: &'static str, max: usize) -> Result<usize, WireError> {
         let n = self.u32(what)? as usize;
@@ -701,10 +735,12 @@ impl Control {
                 w.u8(3);
                 w.result(r, |w, s| w.stats(s));
             }
-            Control::Abort(reason) => {
+            Control::Abort { culprit, reason } => {
                 w.u8(4);
                 w.str(reason);
+                w.opt_role(*culprit);
             }
+            Control::Heartbeat => w.u8(7),
             Control::Request(req) => {
                 w.u8(5);
                 match req {
@@ -874,7 +910,11 @@ impl Control {
                 }
             }),
             3 => Control::Finished(r.result(|r| r.stats())?),
-            4 => Control::Abort(r.str("reason")?),
+            4 => Control::Abort {
+                reason: r.str("reason")?,
+                culprit: r.opt_role("culprit")?,
+            },
+            7 => Control::Heartbeat,
             5 => Control::Request(match r.u8("request")? {
                 1 => Request::Info,
                 2 => Request::Upload {
@@ -1024,7 +1064,16 @@ mod tests {
             Control::HelloAck(Err(Refusal::new(RefusalKind::Stale, "re-upload x"))),
             Control::Finished(Ok(st.clone())),
             Control::Finished(Err("disk full".into())),
-            Control::Abort("lost Sb".into()),
+            Control::Abort {
+                culprit: None,
+                reason: "disk full".into(),
+            },
+            Control::Abort {
+                culprit: Some(Role::Sa),
+                reason: "no frame from Sa".into(),
+            },
+            Control::Heartbeat,
+            Control::Reply(Reply::Refused(Refusal::failed("lost").lost(Some(Role::Sb)))),
             Control::Request(Request::Info),
             Control::Request(Request::Upload {
                 name: "x".into(),
