@@ -15,6 +15,8 @@
 //! max_connections = 256       # open connections per listener; more are closed at once
 //! max_jobs = 2                # jobs running at once on S1
 //! max_queued_jobs = 16        # jobs waiting for a slot; beyond, requests are refused as busy
+//! max_job_secs = 3600         # a job running longer is stopped on every server; S1 also
+//!                             # stops a job whose client disconnects
 //! server_ca = "certs/server-ca.pem"
 //! client_ca = "certs/client-ca.pem"
 //! clients = ["alice", "bob"]  # accepted client names (their certificates name them)
@@ -119,6 +121,8 @@ struct RawCluster {
     max_jobs: usize,
     #[serde(default = "default_queued")]
     max_queued_jobs: usize,
+    #[serde(default = "default_job_secs")]
+    max_job_secs: f64,
     server_ca: PathBuf,
     client_ca: PathBuf,
     #[serde(default)]
@@ -150,6 +154,9 @@ fn default_jobs() -> usize {
 }
 fn default_queued() -> usize {
     16
+}
+fn default_job_secs() -> f64 {
+    3600.0
 }
 fn default_preset() -> String {
     "default".into()
@@ -203,6 +210,8 @@ pub struct ClusterConfig {
     pub max_jobs: usize,
     /// Jobs waiting for a slot; further run requests are refused as busy.
     pub max_queued_jobs: usize,
+    /// A job still running this long after it started is stopped on every server.
+    pub max_job: Duration,
     /// Authority that signs server certificates.
     pub server_ca: PathBuf,
     /// Authority that signs client certificates.
@@ -275,6 +284,7 @@ impl ClusterConfig {
         for (key, v) in [
             ("handshake_timeout_secs", raw.handshake_timeout_secs),
             ("idle_timeout_secs", raw.idle_timeout_secs),
+            ("max_job_secs", raw.max_job_secs),
         ] {
             if !(v > 0.0 && v <= 86_400.0) {
                 return Err(invalid(format!("{key} = {v} must be in (0, 86400]")));
@@ -335,6 +345,7 @@ impl ClusterConfig {
             max_connections: raw.max_connections,
             max_jobs: raw.max_jobs,
             max_queued_jobs: raw.max_queued_jobs,
+            max_job: Duration::from_secs_f64(raw.max_job_secs),
             server_ca: resolve(raw.server_ca),
             client_ca: resolve(raw.client_ca),
             clients: raw.clients,

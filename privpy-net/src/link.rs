@@ -11,7 +11,7 @@
 use crate::frame::{Frame, FrameCodec, FrameError, LEN_BYTES};
 use crate::wire::{Control, WireError};
 use privpy_core::transport::{Message, Role, Transport, TransportError};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, mpsc as std_mpsc};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -205,12 +205,19 @@ pub const STEP_FACTOR: u32 = 20;
 /// unreachable host. A peer that is alive but busy with a long local step keeps
 /// sending heartbeats, so a protocol message is awaited for up to
 /// [`STEP_FACTOR`]` × timeout` before [`TransportError::Timeout`].
+///
+/// **Stopping.** [`NetTransport::with_limits`] adds a deadline for the whole job
+/// and a cancellation flag (set when the requesting client disconnects); once
+/// either trips, the next wait fails with [`TransportError::Aborted`] naming this
+/// server and the reason, and the server tells its peers.
 #[derive(Clone)]
 pub struct NetTransport {
     me: Role,
     links: Arc<[Option<LinkEnd>; 4]>,
     timeout: Duration,
     start: Instant,
+    deadline: Option<Instant>,
+    cancel: Option<Arc<AtomicBool>>,
 }
 
 impl std::fmt::Debug for NetTransport {
@@ -321,7 +328,38 @@ impl NetTransport {
             links: Arc::new(links),
             timeout,
             start,
+            deadline: None,
+            cancel: None,
         }
+    }
+
+    /// This transport, stopping the job at `deadline` or when `cancel` is set.
+    pub fn with_limits(self, deadline: Instant, cancel: Option<Arc<AtomicBool>>) -> Self {
+        NetTransport {
+            deadline: Some(deadline),
+            cancel,
+            ..self
+        }
+    }
+
+    /// Why the job must stop now, if it must.
+    fn stopped(&self) -> Option<TransportError> {
+        let why = if self
+            .cancel
+            .as_ref()
+            .is_some_and(|c| c.load(Ordering::Relaxed))
+        {
+            "the client that requested the job disconnected".to_string()
+        } else if self.deadline.is_some_and(|d| Instant::now() >= d) {
+            "the job's deadline (max_job_secs) passed".to_string()
+        } else {
+            return None;
+        };
+        Some(TransportError::Aborted {
+            peer: self.me,
+            reason: why,
+            culprit: None,
+        })
     }
 
     fn end(&self, peer: Role) -> Result<&LinkEnd, TransportError> {
@@ -341,6 +379,9 @@ impl NetTransport {
         let deadline = Instant::now() + timeout;
         let slice = heartbeat_period(self.timeout);
         loop {
+            if let Some(e) = self.stopped() {
+                return Err(e);
+            }
             let now = Instant::now();
             if now >= deadline {
                 return Err(TransportError::Timeout { peer, timeout });

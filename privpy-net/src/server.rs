@@ -34,6 +34,7 @@ use privpy_core::share::Share;
 use privpy_core::transport::{CommStats, Role};
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
@@ -396,7 +397,7 @@ async fn accept_peer(shared: Arc<Shared>, tcp: TcpStream, addr: SocketAddr) {
                 let j = job.clone();
                 tokio::spawn(async move {
                     let id = j.id;
-                    match run_job(s, j, rx).await {
+                    match run_job(s, j, rx, None).await {
                         Ok(_) => info!(job = %hex(id), "job finished"),
                         Err(reason) => warn!(job = %hex(id), %reason, "job failed"),
                     }
@@ -462,7 +463,9 @@ async fn run_job(
     shared: Arc<Shared>,
     job: JobSpec,
     mut incoming: mpsc::UnboundedReceiver<(Role, JobSpec, Conn)>,
+    cancel: Option<Arc<AtomicBool>>,
 ) -> Result<JobDone, Refusal> {
+    let started = std::time::Instant::now();
     let me = shared.role;
     let t = shared.cluster.timeout;
     info!(job = %hex(job.id), program = %job.program, client = %job.client, "job starting");
@@ -520,7 +523,8 @@ async fn run_job(
         }
         return Err(reason);
     }
-    let transport = NetTransport::new(me, conns, t, &shared.rt);
+    let transport = NetTransport::new(me, conns, t, &shared.rt)
+        .with_limits(started + shared.cluster.max_job, cancel);
     let s = shared.clone();
     tokio::task::spawn_blocking(move || s.execute(job, transport))
         .await
@@ -743,7 +747,7 @@ impl Shared {
             Ok(r) => r,
             Err(e) => {
                 let lost = match &e {
-                    privpy_core::Error::PeerLost { peer, .. } => Some(*peer),
+                    privpy_core::Error::PeerLost { peer, .. } if *peer != me => Some(*peer),
                     _ => None,
                 };
                 return fail(Refusal::failed(e.to_string()).lost(lost));
@@ -934,7 +938,24 @@ async fn serve_client(shared: Arc<Shared>, tcp: TcpStream, addr: SocketAddr) {
             }
         };
         debug!(%client, request = ?req, "request");
-        let reply = handle_request(&shared, &client, req).await;
+        // A client sends nothing while its request runs: anything it does on the
+        // connection (normally closing it) cancels a running job.
+        let cancel = Arc::new(AtomicBool::new(false));
+        let reply = {
+            let work = handle_request(&shared, &client, req, cancel.clone());
+            tokio::pin!(work);
+            let mut probe = [0u8; 1];
+            tokio::select! {
+                reply = &mut work => reply,
+                _ = tokio::io::AsyncReadExt::read(conn.stream_mut(), &mut probe) => {
+                    cancel.store(true, Ordering::Relaxed);
+                    info!(%client, "client disconnected during a request; its job is cancelled");
+                    // Let the job stop (it releases its slot when it does).
+                    let _ = work.await;
+                    break;
+                }
+            }
+        };
         if let Reply::Refused(reason) = &reply {
             warn!(%client, %reason, "request refused");
         }
@@ -945,7 +966,12 @@ async fn serve_client(shared: Arc<Shared>, tcp: TcpStream, addr: SocketAddr) {
     conn.close().await;
 }
 
-async fn handle_request(shared: &Arc<Shared>, client: &str, req: Request) -> Reply {
+async fn handle_request(
+    shared: &Arc<Shared>,
+    client: &str,
+    req: Request,
+    cancel: Arc<AtomicBool>,
+) -> Reply {
     let me = shared.role;
     match req {
         Request::Info => Reply::Info {
@@ -1092,7 +1118,7 @@ async fn handle_request(shared: &Arc<Shared>, client: &str, req: Request) -> Rep
                 }
             };
             let (_tx, rx) = mpsc::unbounded_channel();
-            let finished = run_job(shared.clone(), job, rx).await;
+            let finished = run_job(shared.clone(), job, rx, Some(cancel)).await;
             drop(permit);
             match finished {
                 Ok(done) => {

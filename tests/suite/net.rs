@@ -600,6 +600,17 @@ fn raw_exchange(
     ca: &Path,
     bytes: &[u8],
 ) -> Result<Control, String> {
+    raw_exchange_within(addr, role, (cert, key, ca), bytes, Duration::from_secs(10))
+}
+
+/// [`raw_exchange`], waiting at most `wait` for the answer, then closing.
+fn raw_exchange_within(
+    addr: std::net::SocketAddr,
+    role: Role,
+    (cert, key, ca): (&Path, &Path, &Path),
+    bytes: &[u8],
+    wait: Duration,
+) -> Result<Control, String> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -616,13 +627,10 @@ fn raw_exchange(
             .map_err(|e| e.to_string())?;
         s.write_all(bytes).await.map_err(|e| e.to_string())?;
         s.flush().await.map_err(|e| e.to_string())?;
-        let frame = tokio::time::timeout(
-            Duration::from_secs(10),
-            read_frame(&mut s, &FrameCodec::new(1 << 20)),
-        )
-        .await
-        .map_err(|_| "no answer".to_string())?
-        .map_err(|e| e.to_string())?;
+        let frame = tokio::time::timeout(wait, read_frame(&mut s, &FrameCodec::new(1 << 20)))
+            .await
+            .map_err(|_| "no answer".to_string())?
+            .map_err(|e| e.to_string())?;
         match frame {
             privpy::net::frame::Frame::Control(b) => Control::decode(&b).map_err(|e| e.to_string()),
             other => Err(format!("unexpected {other:?}")),
@@ -1127,6 +1135,84 @@ impl Net {
         std::fs::write(&path, format!("{extra}\n{text}")).unwrap();
         self.cfg = ClusterConfig::from_file(&path).unwrap();
     }
+}
+
+/// A job running past `max_job_secs` is stopped on every server with a failure that
+/// blames no server; a job whose client disconnects is cancelled (its slot frees
+/// at once, so the next job runs); the cluster keeps serving.
+#[test]
+fn job_deadline_and_client_disconnect_stop_jobs() {
+    let mut net = Net::new("deadline", &["alice"], None, 10.0);
+    net.configure("max_job_secs = 2\nmax_jobs = 1\nmax_queued_jobs = 4");
+    net.start_all();
+    let mut alice = net.client("alice");
+    let adult = privpy::data::load_libsvm(
+        &privpy::data::shipped("adult/a9a-first-2000"),
+        123,
+        Some(300),
+    )
+    .unwrap();
+    alice.upload("x", &adult.x, &[]).unwrap();
+    alice.upload("y", &adult.y, &[]).unwrap();
+    let bindings: [(&str, &[&str]); 2] = [("x", &["x"]), ("y", &["y"])];
+    let long = [("batch", 100.0), ("iterations", 100_000.0), ("lr", 1e-6)];
+    let t = Instant::now();
+    match alice.run_with("logistic_regression", &bindings, &long) {
+        Err(ClientError::Refused {
+            kind: RefusalKind::Failed,
+            lost: None,
+            ..
+        }) => {}
+        other => panic!("the deadline stops the job: {other:?}"),
+    }
+    let took = t.elapsed();
+    assert!(
+        took >= Duration::from_secs(2) && took < Duration::from_secs(6),
+        "stopped after {took:?}"
+    );
+    let short = [("batch", 100.0), ("iterations", 2.0), ("lr", 0.5)];
+    alice
+        .run_with("logistic_regression", &bindings, &short)
+        .expect("the cluster keeps serving after a deadline");
+
+    // A raw client asks for the long job and hangs up after 0.5 s.
+    let certs = net.dir.join("certs");
+    let s1 = net.cfg.server(Role::S1).client_addr.unwrap();
+    let mut run = Vec::new();
+    let req = Request::Run {
+        program: "logistic_regression".into(),
+        bindings: bindings
+            .iter()
+            .map(|(p, v)| (p.to_string(), v.iter().map(|s| s.to_string()).collect()))
+            .collect(),
+        args: long.iter().map(|(n, v)| (n.to_string(), *v)).collect(),
+    };
+    FrameCodec::new(1 << 20)
+        .encode_control(&Control::Request(req).encode(), &mut run)
+        .unwrap();
+    let hung_up_at = Instant::now();
+    let r = raw_exchange_within(
+        s1,
+        Role::S1,
+        (
+            &certs.join("alice.pem"),
+            &certs.join("alice.key"),
+            &certs.join("server-ca.pem"),
+        ),
+        &run,
+        Duration::from_millis(500),
+    );
+    assert!(r.is_err(), "no answer within 0.5 s: {r:?}");
+    // With one job slot, this job waits for the cancelled one: it must start well
+    // before the 2 s deadline would have freed the slot.
+    alice
+        .run_with("logistic_regression", &bindings, &short)
+        .expect("runs after the cancelled job");
+    let waited = hung_up_at.elapsed();
+    assert!(
+        waited < Duration::from_millis(1900),
+        "the cancelled job held the slot: {waited:?}"
+    );
 }
 
 /// Admission control over real sockets: connections beyond `max_connections` are
