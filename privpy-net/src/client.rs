@@ -239,8 +239,11 @@ impl Client {
     }
 
     /// Secret-shares `value` and stores the shares on `S1` and `S2` under `name`.
-    /// `readers` are other clients allowed to use it in their jobs. Uploading an
-    /// existing name of your own replaces it; another client's name is refused.
+    /// `readers` are grants to other clients: `"bob@stats"` lets bob use it in
+    /// program `stats` only, `"bob@stats:2"` in version 2 of it only, and `"bob"` in
+    /// every program (see [`crate::store::Grant`] for what a grant gives away).
+    /// Uploading an existing name of your own replaces it; another client's name is
+    /// refused.
     ///
     /// Both shares carry one random upload tag, and every job checks that `S1`'s
     /// and `S2`'s tags agree. If this call fails after `S1` stored its share (for

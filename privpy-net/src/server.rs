@@ -655,7 +655,7 @@ impl Shared {
                 // A missing input and another client's input get the same answer:
                 // a refusal reveals nothing about other clients' data.
                 let inp = match inp {
-                    Some(i) if i.readable_by(client) => i,
+                    Some(i) if i.usable_by(client, program.name(), program.version()) => i,
                     _ => {
                         return Err(Refusal::new(
                             RefusalKind::NotFound,
@@ -995,10 +995,24 @@ async fn handle_request(
             if let Err(m) = check_name(&name) {
                 return Reply::Refused(Refusal::invalid(format!("input name {name:?}: {m}")));
             }
-            if let Some(r) = readers.iter().find(|r| !shared.cluster.clients.contains(r)) {
-                return Reply::Refused(Refusal::invalid(format!(
-                    "reader {r:?} is not a client of this cluster"
-                )));
+            for r in &readers {
+                let grant = match crate::store::Grant::parse(r) {
+                    Ok(g) => g,
+                    Err(m) => return Reply::Refused(Refusal::invalid(m)),
+                };
+                if !shared.cluster.clients.iter().any(|c| c == grant.client) {
+                    return Reply::Refused(Refusal::invalid(format!(
+                        "reader {:?} is not a client of this cluster",
+                        grant.client
+                    )));
+                }
+                if let Some(p) = grant.program
+                    && shared.registry.get(p).is_none()
+                {
+                    return Reply::Refused(Refusal::invalid(format!(
+                        "grant {r:?}: this cluster has no program {p:?}"
+                    )));
+                }
             }
             if ring != shared.cluster.config.ring() {
                 return Reply::Refused(Refusal::invalid(format!(

@@ -99,16 +99,79 @@ pub struct StoredInput {
     /// The upload's tag: the same on `S1` and `S2` when both hold shares from the
     /// same upload.
     pub tag: u128,
-    /// Other clients that may use it in their jobs.
+    /// Grants: other clients that may use it in their jobs, each as `name` (in
+    /// every registered program), `name@program` (in that program only) or
+    /// `name@program:version` (in that version of it only). See [`Grant`].
     pub readers: Vec<String>,
     /// This server's share.
     pub share: Share,
 }
 
 impl StoredInput {
-    /// Whether `client` may use this input.
-    pub fn readable_by(&self, client: &str) -> bool {
-        self.owner == client || self.readers.iter().any(|r| r == client)
+    /// Whether `client` may use this input in `program` at `version`: it owns it,
+    /// or one of its grants names `client` for that program (or for every program).
+    pub fn usable_by(&self, client: &str, program: &str, version: &str) -> bool {
+        self.owner == client
+            || self
+                .readers
+                .iter()
+                .filter_map(|g| Grant::parse(g).ok())
+                .any(|g| g.allows(client, program, version))
+    }
+}
+
+/// One grant of an input to another client, as written in an upload's readers:
+/// `bob` (every program), `bob@stats` (program `stats`, any version) or
+/// `bob@stats:2` (version `2` of it).
+///
+/// What a grant gives away: the grantee learns whatever the granted programs
+/// output about the input (for the stock programs: aggregates such as sums,
+/// means, a trained model, centroids; admission checks refuse arguments that
+/// would copy the input out), never the input itself. A grant without a program
+/// extends that to every program registered now or later; name the program to
+/// keep control.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Grant<'a> {
+    /// The grantee.
+    pub client: &'a str,
+    /// The program, or `None` for every program.
+    pub program: Option<&'a str>,
+    /// The program's version, or `None` for any version.
+    pub version: Option<&'a str>,
+}
+
+impl<'a> Grant<'a> {
+    /// Parses `client`, `client@program` or `client@program:version`.
+    ///
+    /// # Errors
+    /// An empty client, program or version.
+    pub fn parse(text: &'a str) -> Result<Grant<'a>, String> {
+        let (client, rest) = match text.split_once('@') {
+            None => (text, None),
+            Some((c, r)) => (c, Some(r)),
+        };
+        let (program, version) = match rest.map(|r| r.split_once(':')) {
+            None => (None, None),
+            Some(None) => (rest, None),
+            Some(Some((p, v))) => (Some(p), Some(v)),
+        };
+        if client.is_empty() || program == Some("") || version == Some("") {
+            return Err(format!(
+                "grant {text:?}: use client, client@program or client@program:version"
+            ));
+        }
+        Ok(Grant {
+            client,
+            program,
+            version,
+        })
+    }
+
+    /// Whether this grant lets `client` use the input in `program` at `version`.
+    pub fn allows(&self, client: &str, program: &str, version: &str) -> bool {
+        self.client == client
+            && self.program.is_none_or(|p| p == program)
+            && self.version.is_none_or(|v| v == version)
     }
 }
 
@@ -462,6 +525,22 @@ fn decode_output(name: &str, v: &[u8]) -> Result<StoredOutput, StoreError> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn grants_parse_and_scope() {
+        use super::Grant;
+        let g = Grant::parse("bob@stats:2").unwrap();
+        assert!(g.allows("bob", "stats", "2"));
+        assert!(!g.allows("bob", "stats", "3") && !g.allows("bob", "kmeans", "2"));
+        assert!(!g.allows("carol", "stats", "2"));
+        let any = Grant::parse("bob").unwrap();
+        assert!(any.allows("bob", "kmeans", "9"));
+        let prog = Grant::parse("bob@stats").unwrap();
+        assert!(prog.allows("bob", "stats", "1") && !prog.allows("bob", "kmeans", "1"));
+        for bad in ["", "@x", "bob@", "bob@stats:", "@"] {
+            assert!(Grant::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+
     use super::*;
     use privpy_core::Config;
 
@@ -561,7 +640,7 @@ mod tests {
         let x = st.input("x").unwrap().unwrap();
         assert_eq!(x.owner, "alice");
         assert_eq!(x.tag, 42);
-        assert!(x.readable_by("bob") && !x.readable_by("carol"));
+        assert!(x.usable_by("bob", "stats", "1") && !x.usable_by("carol", "stats", "1"));
         assert_eq!(x.share.to_bytes(), s.to_bytes());
         assert!(st.output(7, "bob", "y").unwrap().is_none());
         assert_eq!(

@@ -312,6 +312,49 @@ fn access_control_on_uploads_inputs_and_outputs() {
     assert_eq!(kind(err), RefusalKind::Invalid);
     let err = alice.upload("y", array![1.0], &["mallory"]).unwrap_err();
     assert_eq!(refusal(err), RefusalKind::Invalid, "not a client");
+
+    // Grants name a program (and optionally its version): bob may use alice's g in
+    // stats, and in no other program; a grant for another version does not count.
+    let v = privpy::programs::VERSION;
+    let g = Array1::from_shape_fn(40, |i| i as f64 * 0.1);
+    let m = Array2::from_shape_fn((40, 3), |(i, j)| (i * 3 + j) as f64 * 0.1);
+    alice.upload("g", &g, &["bob@stats"]).unwrap();
+    alice.upload("m", &m, &["bob@stats"]).unwrap();
+    alice
+        .upload("k", &m, &[&format!("bob@kmeans:{v}")])
+        .unwrap();
+    alice
+        .upload("h", &m, &[&format!("bob@kmeans:{v}.old")])
+        .unwrap();
+    let job = bob.run("stats", &[("x", &["alice/g"])]).unwrap();
+    let sum: f64 = bob.fetch(&job, "sum").unwrap();
+    assert!((sum - g.sum()).abs() < 1e-6, "{sum} vs {}", g.sum());
+    bob.upload("c0", Array2::from_elem((2, 3), 0.5), &[])
+        .unwrap();
+    let mut km = |x: &str| {
+        bob.run_with(
+            "kmeans",
+            &[("x", &[x]), ("c0", &["c0"])],
+            &[("iterations", 1.0)],
+        )
+    };
+    assert!(km("alice/k").is_ok(), "granted for this version of kmeans");
+    let other_program = km("alice/m").unwrap_err();
+    assert_eq!(
+        kind(other_program),
+        RefusalKind::NotFound,
+        "granted for stats only"
+    );
+    let other_version = km("alice/h").unwrap_err();
+    assert_eq!(
+        kind(other_version),
+        RefusalKind::NotFound,
+        "granted for another version"
+    );
+    for bad in ["bob@", "@stats", "bob@stats:", "bob@nosuchprogram"] {
+        let err = alice.upload("z", array![1.0], &[bad]).unwrap_err();
+        assert_eq!(refusal(err), RefusalKind::Invalid, "grant {bad:?}");
+    }
 }
 
 /// Wrong shapes, unknown programs and arguments, NaN: refused with the reason,
