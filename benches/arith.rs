@@ -6,6 +6,8 @@
 //! counted. Bytes sent (all servers) and rounds per
 //! operation are printed beside each benchmark.
 //!
+//! Also one server's matrix-product kernel alone with 1 and 2 kernel threads.
+//!
 //! `cargo bench --bench arith`
 
 mod common;
@@ -101,5 +103,38 @@ fn matmul(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, elementwise, matmul);
+/// One server's local matrix-product kernel alone (no protocol), on full-range ring
+/// elements, with 1 and 2 kernel threads (`privpy::set_kernel_threads`): the
+/// speed-up a server gets from the cores of its own host.
+fn kernel_threads(c: &mut Criterion) {
+    use privpy::ring::{Ring, Z64, Z128, matmul_round};
+    fn run<R: Ring>(c: &mut Criterion, name: &str, f: u32) {
+        let (m, k, n) = (128, 784, 625);
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = || {
+            // splitmix64
+            state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let mut z = state;
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            z ^ (z >> 31)
+        };
+        let a = Array2::from_shape_fn((m, k), |_| R::from_limbs(&[next(), next()]));
+        let b = Array2::from_shape_fn((k, n), |_| R::from_limbs(&[next(), next()]));
+        let mut g = c.benchmark_group(format!("kernel/matmul-128x784x625/{name}"));
+        g.sample_size(20);
+        for threads in [1, 2] {
+            g.bench_function(BenchmarkId::new("threads", threads), |bch| {
+                privpy::set_kernel_threads(threads);
+                bch.iter(|| std::hint::black_box(matmul_round(a.view(), b.view(), f)));
+            });
+        }
+        privpy::set_kernel_threads(1);
+        g.finish();
+    }
+    run::<Z64>(c, "Z64", 16);
+    run::<Z128>(c, "Z128", 32);
+}
+
+criterion_group!(benches, elementwise, matmul, kernel_threads);
 criterion_main!(benches);

@@ -3,6 +3,23 @@
 use crate::ring::Ring;
 use ndarray::{Array2, ArrayView2};
 
+/// Threads a server's large local kernels use (see [`set_kernel_threads`]).
+static KERNEL_THREADS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(1);
+
+/// Sets how many threads this process's large local kernels (matrix products)
+/// use, at least 1. The default is 1: right when several servers share a host (a
+/// `LocalCluster`, `privpy-server dev`); `privpy-server` sets it from
+/// `kernel_threads` in `cluster.toml`, by default the host's cores. Results do not
+/// depend on it (each thread computes whole output rows).
+pub fn set_kernel_threads(n: usize) {
+    KERNEL_THREADS.store(n.max(1), std::sync::atomic::Ordering::Relaxed);
+}
+
+/// The number of kernel threads ([`set_kernel_threads`]).
+pub fn kernel_threads() -> usize {
+    KERNEL_THREADS.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 // The one module with `unsafe`: SIMD intrinsics behind run-time feature detection.
 #[allow(unsafe_code)]
 pub(crate) mod ifma;
@@ -26,21 +43,24 @@ pub(crate) fn mul_round<R: Ring>(a: R, b: R, f: u32, half: R::Acc) -> R {
     R::trunc(R::mac(half, a, b), f)
 }
 
-/// `round(I(A) · I(B) / 2^f)`: the matrix product of signed readings, accumulated
-/// exactly in the ring's wide accumulator and rounded to nearest once per output
-/// element (paper §5, Protocol 1 applied to matrices; see [`rounding`]).
+/// `round(I(A) · I(B) / 2^f)` mod `2^l`: the matrix product of signed readings,
+/// accumulated exactly and rounded to nearest (ties up) once per output element,
+/// for `f <= l/2`. This is each server's local step of Protocol 1 for a matrix
+/// product (paper §5).
 ///
-/// Loop order i-k-j over blocks of four rows of `A`, so each row of `B` is read once
-/// per block and the accumulators stay in cache.
+/// ```
+/// use privpy_core::ring::{Z64, matmul_round};
+/// use ndarray::array;
+/// let a = array![[Z64(3 << 16)], [Z64((-2i64 << 16) as u64)]];
+/// let b = array![[Z64(1 << 15)]]; // 0.5 with 16 fractional bits
+/// let c = matmul_round(a.view(), b.view(), 16);
+/// assert_eq!(c, array![[Z64(3 << 15)], [Z64((-1i64 << 16) as u64)]]);
+/// ```
 ///
 /// On `Z64` and `Z128` with a CPU with AVX-512 IFMA, the product runs in [`ifma`]
 /// (52-bit multiply-accumulate lanes, bit-identical to the portable loop);
 /// elsewhere in [`matmul_trunc_portable`].
-pub(crate) fn matmul_trunc<R: Ring>(
-    a: ArrayView2<'_, R>,
-    b: ArrayView2<'_, R>,
-    f: u32,
-) -> Array2<R> {
+pub fn matmul_trunc<R: Ring>(a: ArrayView2<'_, R>, b: ArrayView2<'_, R>, f: u32) -> Array2<R> {
     let (m, k) = a.dim();
     let n = b.ncols();
     debug_assert_eq!(b.nrows(), k);
@@ -57,7 +77,9 @@ pub(crate) fn matmul_trunc<R: Ring>(
     matmul_trunc_portable(a, b, f)
 }
 
-/// The portable kernel of [`matmul_trunc`], for every ring.
+/// The portable kernel of [`matmul_trunc`], for every ring: loop order i-k-j over
+/// blocks of four rows of `A`, so each row of `B` is read once per block and the
+/// wide accumulators stay in cache.
 pub(crate) fn matmul_trunc_portable<R: Ring>(
     a: ArrayView2<'_, R>,
     b: ArrayView2<'_, R>,
@@ -169,6 +191,34 @@ mod tests {
                 assert_eq!(got, want);
             }
         }
+    }
+
+    /// The product does not depend on the number of kernel threads.
+    #[test]
+    fn results_do_not_depend_on_kernel_threads() {
+        let mut rng = ChaCha12Rng::seed_from_u64(11);
+        let (m, k, n) = (37, 50, 29);
+        let a = Array2::from_shape_vec((m, k), Z128::random_vec(&mut rng, m * k)).unwrap();
+        let b = Array2::from_shape_vec((k, n), Z128::random_vec(&mut rng, k * n)).unwrap();
+        let want = matmul_trunc_portable(a.view(), b.view(), 32);
+        let before = kernel_threads();
+        for t in [1, 2, 3, 8] {
+            set_kernel_threads(t);
+            let got = ifma::matmul_round(
+                a.as_slice().unwrap(),
+                b.as_slice().unwrap(),
+                (m, k, n),
+                32,
+                false,
+            );
+            assert_eq!(
+                got.unwrap(),
+                want.clone().into_raw_vec_and_offset().0,
+                "{t} threads"
+            );
+            assert_eq!(matmul_trunc(a.view(), b.view(), 32), want, "{t} threads");
+        }
+        set_kernel_threads(before);
     }
 
     #[test]

@@ -17,6 +17,8 @@
 //! max_queued_jobs = 16        # jobs waiting for a slot; beyond, requests are refused as busy
 //! max_job_secs = 3600         # a job running longer is stopped on every server; S1 also
 //!                             # stops a job whose client disconnects
+//! kernel_threads = 4          # threads for local kernels; default: the host's cores
+//!                             # (`dev` writes 1: four servers on one host)
 //! server_ca = "certs/server-ca.pem"
 //! client_ca = "certs/client-ca.pem"
 //! clients = ["alice", "bob"]  # accepted client names (their certificates name them)
@@ -123,6 +125,8 @@ struct RawCluster {
     max_queued_jobs: usize,
     #[serde(default = "default_job_secs")]
     max_job_secs: f64,
+    #[serde(default)]
+    kernel_threads: Option<usize>,
     server_ca: PathBuf,
     client_ca: PathBuf,
     #[serde(default)]
@@ -212,6 +216,9 @@ pub struct ClusterConfig {
     pub max_queued_jobs: usize,
     /// A job still running this long after it started is stopped on every server.
     pub max_job: Duration,
+    /// Threads for this server's large local kernels (matrix products); by default
+    /// the host's cores ([`privpy_core::set_kernel_threads`]).
+    pub kernel_threads: usize,
     /// Authority that signs server certificates.
     pub server_ca: PathBuf,
     /// Authority that signs client certificates.
@@ -346,6 +353,13 @@ impl ClusterConfig {
             max_jobs: raw.max_jobs,
             max_queued_jobs: raw.max_queued_jobs,
             max_job: Duration::from_secs_f64(raw.max_job_secs),
+            kernel_threads: match raw.kernel_threads {
+                Some(n) if (1..=1024).contains(&n) => n,
+                Some(n) => {
+                    return Err(invalid(format!("kernel_threads = {n} must be in 1..=1024")));
+                }
+                None => std::thread::available_parallelism().map_or(1, usize::from),
+            },
             server_ca: resolve(raw.server_ca),
             client_ca: resolve(raw.client_ca),
             clients: raw.clients,

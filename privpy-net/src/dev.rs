@@ -40,6 +40,11 @@ pub fn write_dev_cluster(
     t.push_str(&format!(
         "preset = {preset:?}\ntimeout_secs = 30\noutput_ttl_secs = 86400\n"
     ));
+    // Four servers on one host: one kernel thread each. On one host per server
+    // (`--hosts`), the default (the host's cores) applies.
+    if hosts == ["127.0.0.1"; 4] {
+        t.push_str("kernel_threads = 1\n");
+    }
     t.push_str("server_ca = \"certs/server-ca.pem\"\nclient_ca = \"certs/client-ca.pem\"\n");
     let names: Vec<String> = clients.iter().map(|c| format!("{c:?}")).collect();
     t.push_str(&format!("clients = [{}]\n", names.join(", ")));

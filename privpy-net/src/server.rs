@@ -166,6 +166,7 @@ pub fn start(
     cluster: ClusterConfig,
     registry: Registry,
 ) -> Result<ServerHandle, ServerError> {
+    privpy_core::set_kernel_threads(cluster.kernel_threads);
     let me = cluster.server(role).clone();
     let (cert, key) = match (&me.cert, &me.key) {
         (Some(c), Some(k)) => (c.clone(), k.clone()),

@@ -284,19 +284,62 @@ fn product<R: Ring, L: Layout>(
             *s = s.wrapping_add(v);
         }
     }
-    let top = L::L - 1;
     let mut out = Vec::with_capacity(m * n);
     out.resize(m * n, R::zero());
+    let ctx = Ctx {
+        al: &al[..],
+        bp: &bp[..],
+        row_sum: &row_sum,
+        col_sum: &col_sum,
+        dims: (m, k, n),
+        f,
+        simd,
+    };
+    // Rows split among the kernel threads in whole tiles; each thread writes its
+    // own rows of `out`, so the result does not depend on the number of threads.
+    let threads = super::kernel_threads().min(m.div_ceil(L::TR)).max(1);
+    if threads == 1 || n == 0 {
+        rows_of::<R, L>(&ctx, 0, &mut out);
+    } else {
+        let per = m.div_ceil(L::TR).div_ceil(threads) * L::TR;
+        std::thread::scope(|sc| {
+            for (t, chunk) in out.chunks_mut(per * n).enumerate() {
+                let ctx = &ctx;
+                sc.spawn(move || rows_of::<R, L>(ctx, t * per, chunk));
+            }
+        });
+    }
+    out
+}
+
+/// What every thread of one product reads.
+struct Ctx<'a> {
+    al: &'a [u64],
+    bp: &'a [u64],
+    row_sum: &'a [u128],
+    col_sum: &'a [u128],
+    dims: (usize, usize, usize),
+    f: u32,
+    simd: bool,
+}
+
+/// Output rows `first .. first + out.len() / n` of the product, into `out`.
+fn rows_of<R: Ring, L: Layout>(ctx: &Ctx<'_>, first: usize, out: &mut [R]) {
+    let (m, k, n) = ctx.dims;
+    let f = ctx.f;
+    let per_k = L::NL * TC;
+    let rows_here = out.len() / n.max(1);
+    let top = L::L - 1;
     let mut tile = vec![[0u64; TC]; L::TR * L::T];
     for c0 in (0..n).step_by(TC) {
         let cols = (n - c0).min(TC);
-        let panel = &bp[(c0 / TC) * k * per_k..][..k * per_k];
-        for r0 in (0..m).step_by(L::TR) {
-            let rows = (m - r0).min(L::TR);
+        let panel = &ctx.bp[(c0 / TC) * k * per_k..][..k * per_k];
+        for r0 in (first..first + rows_here).step_by(L::TR) {
+            let rows = (first + rows_here - r0).min(L::TR);
             let mut total = vec![[U256::default(); TC]; rows];
             for k0 in (0..k).step_by(L::KC) {
                 let p = Panel {
-                    al,
+                    al: ctx.al,
                     plane: m * k,
                     lda: k,
                     r0,
@@ -304,7 +347,7 @@ fn product<R: Ring, L: Layout>(
                     k0,
                     k1: (k0 + L::KC).min(k),
                 };
-                run_tile::<L>(&p, rows, simd, &mut tile);
+                run_tile::<L>(&p, rows, ctx.simd, &mut tile);
                 for (r, tot) in total.iter_mut().enumerate() {
                     for t in 0..L::T {
                         let acc = &tile[r * L::T + t];
@@ -318,17 +361,16 @@ fn product<R: Ring, L: Layout>(
                 let i = r0 + r;
                 for (c, s) in tot.iter().take(cols).enumerate() {
                     let mut s = *s;
-                    s.sub_shifted(row_sum[i].wrapping_add(col_sum[c0 + c]), top);
+                    s.sub_shifted(ctx.row_sum[i].wrapping_add(ctx.col_sum[c0 + c]), top);
                     if f > 0 {
                         s.add_shifted(1, f - 1);
                     }
                     let words = [s.word_after_shift(f, 0), s.word_after_shift(f, 1)];
-                    out[i * n + c0 + c] = R::from_limbs(&words[..R::LIMBS]);
+                    out[(i - first) * n + c0 + c] = R::from_limbs(&words[..R::LIMBS]);
                 }
             }
         }
     }
-    out
 }
 
 /// One tile's operands: rows `r0..` of A's limbs (limb plane `i` at `i · plane`),

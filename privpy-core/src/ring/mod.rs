@@ -15,6 +15,7 @@ mod z128;
 mod z256;
 mod z64;
 
+pub use crate::kernels::matmul_trunc as matmul_round;
 pub use z64::Z64;
 pub use z128::Z128;
 pub use z256::Z256;
