@@ -269,20 +269,34 @@ fn product<R: Ring, L: Layout>(
         bp.resize(len, 0);
     }
     let mut col_sum = vec![0u128; panels * TC];
-    for kk in 0..k {
-        let row = &b[kk * n..][..n];
-        for (j, s) in col_sum.iter_mut().enumerate() {
-            let v = row.get(j).map_or(0, |&x| offset(x));
-            let at = ((j / TC) * k + kk) * per_k + j % TC;
-            for i in 0..nl {
-                bp[at + i * TC] = if j < n {
-                    ((v >> (52 * i)) as u64) & M52
-                } else {
-                    0
-                };
+    // Panels are disjoint slices of `bp` and of `col_sum`: packed by the kernel
+    // threads, a group of whole panels each.
+    let pack = |first_panel: usize, bp: &mut [u64], sums: &mut [u128]| {
+        for kk in 0..k {
+            let row = &b[kk * n..][..n];
+            for (pj, s) in sums.iter_mut().enumerate() {
+                let j = first_panel * TC + pj;
+                let v = row.get(j).map_or(0, |&x| offset(x));
+                let at = ((pj / TC) * k + kk) * per_k + pj % TC;
+                for i in 0..nl {
+                    bp[at + i * TC] = ((v >> (52 * i)) as u64) & M52;
+                }
+                *s = s.wrapping_add(v);
             }
-            *s = s.wrapping_add(v);
         }
+    };
+    let threads = super::kernel_threads().min(panels).max(1);
+    if threads == 1 {
+        pack(0, &mut bp[..len], &mut col_sum);
+    } else {
+        let per = panels.div_ceil(threads);
+        std::thread::scope(|sc| {
+            let chunks = bp[..len].chunks_mut(per * k * per_k);
+            for (t, (bchunk, schunk)) in chunks.zip(col_sum.chunks_mut(per * TC)).enumerate() {
+                let pack = &pack;
+                sc.spawn(move || pack(t * per, bchunk, schunk));
+            }
+        });
     }
     let mut out = Vec::with_capacity(m * n);
     out.resize(m * n, R::zero());
