@@ -385,10 +385,11 @@ impl<R: RingData> Party<R> {
                     unreachable!("standard layout is contiguous")
                 };
                 let peer = other_primary(self.role);
-                let (assistant, sign) = if self.role == S1 {
-                    (Sa, R::wsub as fn(R, R) -> R)
+                // S1 subtracts the masks, S2 adds them.
+                let (assistant, subtract) = if self.role == S1 {
+                    (Sa, true)
                 } else {
-                    (Sb, R::wadd as fn(R, R) -> R)
+                    (Sb, false)
                 };
                 let mut xb = crate::pool::take(n * R::BYTES);
                 let mut yb = crate::pool::take(n * R::BYTES);
@@ -403,9 +404,16 @@ impl<R: RingData> Party<R> {
                         .fill_at(op, Purpose::MaskY, first, &mut words, ry);
                     self.prg(assistant)
                         .fill_at(op, Purpose::Reshare, first, &mut words, rz);
-                    for i in 0..len {
-                        rx[i] = sign(xc[i], rx[i]);
-                        ry[i] = sign(yc[i], ry[i]);
+                    if subtract {
+                        for i in 0..len {
+                            rx[i] = xc[i].wsub(rx[i]);
+                            ry[i] = yc[i].wsub(ry[i]);
+                        }
+                    } else {
+                        for i in 0..len {
+                            rx[i] = xc[i].wadd(rx[i]);
+                            ry[i] = yc[i].wadd(ry[i]);
+                        }
                     }
                     R::write_slice(rx, &mut xb);
                     R::write_slice(ry, &mut yb);
