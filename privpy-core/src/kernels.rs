@@ -57,9 +57,10 @@ pub(crate) fn mul_round<R: Ring>(a: R, b: R, f: u32, half: R::Acc) -> R {
 /// assert_eq!(c, array![[Z64(3 << 15)], [Z64((-1i64 << 16) as u64)]]);
 /// ```
 ///
-/// On `Z64` and `Z128` with a CPU with AVX-512 IFMA, the product runs in [`ifma`]
-/// (52-bit multiply-accumulate lanes, bit-identical to the portable loop);
-/// elsewhere in [`matmul_trunc_portable`].
+/// On `Z64` and `Z128` with a CPU with AVX-512 IFMA, the product runs on 52-bit
+/// multiply-accumulate lanes (`privpy-core/src/kernels/ifma.rs`, bit-identical to
+/// the portable loop), split among [`kernel_threads`] threads; elsewhere in the
+/// portable wide-accumulator loop.
 pub fn matmul_trunc<R: Ring>(a: ArrayView2<'_, R>, b: ArrayView2<'_, R>, f: u32) -> Array2<R> {
     let (m, k) = a.dim();
     let n = b.ncols();

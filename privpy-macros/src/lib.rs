@@ -17,11 +17,11 @@
 //! Arguments: `optimize = false` turns the optimizer off; `crate = path` names the
 //! privpy crate when it is renamed in `Cargo.toml` (default `::privpy`).
 //!
-//! The pipeline, one stage per file: [`parse`] (arguments and a typed view of the
-//! item) → [`scope`] (the secret analysis: immutable and lexically scoped) →
-//! [`validate`] (every diagnostic, collected) → [`passes`] (loop vectorization,
+//! The pipeline, one stage per file: `parse` (arguments and a typed view of the
+//! item) → `scope` (the secret analysis: immutable and lexically scoped) →
+//! `validate` (every diagnostic, collected) → `passes` (loop vectorization,
 //! factor extraction, expression vectorization, select, operators; one file each) →
-//! [`expand`] (emit).
+//! `expand` (emit).
 #![deny(missing_docs)]
 
 mod effects;
