@@ -794,34 +794,12 @@ fn malformed_frames_are_refused_and_servers_keep_serving() {
 fn hung_server_is_blamed_and_long_steps_are_not_failures() {
     let timeout = 1.0;
     let net = Net::new("hang", &["alice"], None, timeout);
-    let exe = env!("CARGO_BIN_EXE_privpy-server");
-    let config = net.dir.join("cluster.toml");
-    let log = |role: Role| net.dir.join(format!("{}.log", role.name()));
-    let spawn = |role: Role| {
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(log(role))
-            .unwrap();
-        std::process::Command::new(exe)
-            .args(["--role", role.name(), "--config"])
-            .arg(&config)
-            .env("RUST_LOG", "info")
-            .env("NO_COLOR", "1")
-            .stdout(std::process::Stdio::null())
-            .stderr(file)
-            .spawn()
-            .unwrap()
-    };
-    let mut procs: Vec<std::process::Child> = Role::ALL.into_iter().map(spawn).collect();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let mut alice = loop {
-        match Client::connect(&net.client_config("alice")) {
-            Ok(c) => break c,
-            Err(e) if Instant::now() > deadline => panic!("cluster did not come up: {e}"),
-            Err(_) => std::thread::sleep(Duration::from_millis(100)),
-        }
-    };
+    let log = |role: Role| net.log(role);
+    let mut procs: Vec<std::process::Child> = Role::ALL
+        .into_iter()
+        .map(|r| net.spawn_process(r, "info"))
+        .collect();
+    let mut alice = net.connect_retrying("alice");
     // Long local steps: statistics of 4·10^6 elements (each server's local work per
     // step is several times the 1 s silence limit on this machine).
     let big = Array1::from_shape_fn(4_000_000, |i| (i % 1000) as f64 * 0.01 - 5.0);
@@ -907,37 +885,10 @@ fn hung_server_is_blamed_and_long_steps_are_not_failures() {
 fn killed_server_process_stops_the_others_and_logs_hold_no_secrets() {
     let timeout = 4.0;
     let net = Net::new("kill", &["alice"], None, timeout);
-    let exe = env!("CARGO_BIN_EXE_privpy-server");
-    let config = net.dir.join("cluster.toml");
-    let log = |role: Role| net.dir.join(format!("{}.log", role.name()));
-    let spawn = |role: Role| {
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(log(role))
-            .unwrap();
-        std::process::Command::new(exe)
-            .args(["--role", role.name(), "--config"])
-            .arg(&config)
-            .env("RUST_LOG", "debug")
-            .env("NO_COLOR", "1")
-            .stdout(std::process::Stdio::null())
-            .stderr(file)
-            .spawn()
-            .unwrap()
-    };
+    let log = |role: Role| net.log(role);
+    let spawn = |role: Role| net.spawn_process(role, "debug");
     let mut procs: Vec<std::process::Child> = Role::ALL.into_iter().map(spawn).collect();
-    let connect = || {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            match Client::connect(&net.client_config("alice")) {
-                Ok(c) => return c,
-                Err(e) if Instant::now() > deadline => panic!("cluster did not come up: {e}"),
-                Err(_) => std::thread::sleep(Duration::from_millis(100)),
-            }
-        }
-    };
-    let mut alice = connect();
+    let mut alice = net.connect_retrying("alice");
 
     // Inputs shared with a known generator, so the test knows every share.
     let cfg = alice.config();
@@ -1170,6 +1121,42 @@ fn a_damaged_store_stops_the_server_from_starting() {
 }
 
 impl Net {
+    /// The log file of `role`'s server process.
+    fn log(&self, role: Role) -> PathBuf {
+        self.dir.join(format!("{}.log", role.name()))
+    }
+
+    /// Starts `role` as a `privpy-server` process logging at `level` to
+    /// [`Net::log`].
+    fn spawn_process(&self, role: Role, level: &str) -> std::process::Child {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log(role))
+            .unwrap();
+        std::process::Command::new(env!("CARGO_BIN_EXE_privpy-server"))
+            .args(["--role", role.name(), "--config"])
+            .arg(self.dir.join("cluster.toml"))
+            .env("RUST_LOG", level)
+            .env("NO_COLOR", "1")
+            .stdout(std::process::Stdio::null())
+            .stderr(file)
+            .spawn()
+            .unwrap()
+    }
+
+    /// A client of `name`, retrying while the cluster comes up (20 s at most).
+    fn connect_retrying(&self, name: &str) -> Client {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            match Client::connect(&self.client_config(name)) {
+                Ok(c) => return c,
+                Err(e) if Instant::now() > deadline => panic!("cluster did not come up: {e}"),
+                Err(_) => std::thread::sleep(Duration::from_millis(100)),
+            }
+        }
+    }
+
     /// Restarts nothing; rewrites `cluster.toml` with `extra` lines at the top and
     /// reloads it (call before starting servers).
     fn configure(&mut self, extra: &str) {

@@ -214,5 +214,64 @@ macro_rules! ring_ops {
 }
 pub(crate) use ring_ops;
 
+/// The byte-level methods of a ring newtype over one little-endian integer
+/// (`Z64`, `Z128`): bulk copies through bytemuck where the platform is
+/// little-endian, element by element otherwise. Expands inside `impl Ring`.
+macro_rules! pod_ring_io {
+    ($t:ident, $w:ty) => {
+        fn write_le(xs: impl Iterator<Item = Self>, out: &mut Vec<u8>) {
+            for x in xs {
+                out.extend_from_slice(&x.0.to_le_bytes());
+            }
+        }
+        fn write_slice(xs: &[Self], out: &mut Vec<u8>) {
+            if cfg!(target_endian = "little") {
+                out.extend_from_slice(bytemuck::cast_slice(xs));
+            } else {
+                Self::write_le(xs.iter().copied(), out);
+            }
+        }
+        fn view_le(bytes: &[u8]) -> Option<&[Self]> {
+            if cfg!(target_endian = "little") {
+                bytemuck::try_cast_slice(bytes).ok()
+            } else {
+                None
+            }
+        }
+        fn add_le(xs: &mut [Self], bytes: &[u8]) {
+            if cfg!(target_endian = "little")
+                && let Ok(ys) = bytemuck::try_cast_slice::<u8, Self>(bytes)
+            {
+                for (x, y) in xs.iter_mut().zip(ys) {
+                    x.0 = x.0.wrapping_add(y.0);
+                }
+                return;
+            }
+            for (x, c) in xs.iter_mut().zip(bytes.chunks_exact(Self::BYTES)) {
+                let mut b = [0u8; std::mem::size_of::<$w>()];
+                b.copy_from_slice(c);
+                x.0 = x.0.wrapping_add(<$w>::from_le_bytes(b));
+            }
+        }
+        fn read_le(bytes: &[u8]) -> Vec<Self> {
+            if cfg!(target_endian = "little") {
+                let mut v = vec![$t::default(); bytes.len() / Self::BYTES];
+                let n = v.len() * Self::BYTES;
+                bytemuck::cast_slice_mut::<Self, u8>(&mut v).copy_from_slice(&bytes[..n]);
+                return v;
+            }
+            bytes
+                .chunks_exact(Self::BYTES)
+                .map(|c| {
+                    let mut b = [0u8; std::mem::size_of::<$w>()];
+                    b.copy_from_slice(c);
+                    $t(<$w>::from_le_bytes(b))
+                })
+                .collect()
+        }
+    };
+}
+pub(crate) use pod_ring_io;
+
 #[cfg(test)]
 mod tests;

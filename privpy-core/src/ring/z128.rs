@@ -1,4 +1,4 @@
-use super::{Ring, RingKind, ring_ops};
+use super::{Ring, RingKind, pod_ring_io, ring_ops};
 use rand_core::Rng;
 
 /// An element of `Z_{2^128}`.
@@ -105,56 +105,7 @@ impl Ring for Z128 {
             Z128((acc.lo >> f) | ((acc.hi as u128) << (128 - f)))
         }
     }
-    fn write_le(xs: impl Iterator<Item = Self>, out: &mut Vec<u8>) {
-        for x in xs {
-            out.extend_from_slice(&x.0.to_le_bytes());
-        }
-    }
-    fn write_slice(xs: &[Self], out: &mut Vec<u8>) {
-        if cfg!(target_endian = "little") {
-            out.extend_from_slice(bytemuck::cast_slice(xs));
-        } else {
-            Self::write_le(xs.iter().copied(), out);
-        }
-    }
-    fn view_le(bytes: &[u8]) -> Option<&[Self]> {
-        if cfg!(target_endian = "little") {
-            bytemuck::try_cast_slice(bytes).ok()
-        } else {
-            None
-        }
-    }
-    fn add_le(xs: &mut [Self], bytes: &[u8]) {
-        if cfg!(target_endian = "little")
-            && let Ok(ys) = bytemuck::try_cast_slice::<u8, Self>(bytes)
-        {
-            for (x, y) in xs.iter_mut().zip(ys) {
-                x.0 = x.0.wrapping_add(y.0);
-            }
-            return;
-        }
-        for (x, c) in xs.iter_mut().zip(bytes.chunks_exact(Self::BYTES)) {
-            let mut b = [0u8; 128 / 8];
-            b.copy_from_slice(c);
-            x.0 = x.0.wrapping_add(u128::from_le_bytes(b));
-        }
-    }
-    fn read_le(bytes: &[u8]) -> Vec<Self> {
-        if cfg!(target_endian = "little") {
-            let mut v = vec![Z128::default(); bytes.len() / Self::BYTES];
-            let n = v.len() * Self::BYTES;
-            bytemuck::cast_slice_mut::<Self, u8>(&mut v).copy_from_slice(&bytes[..n]);
-            return v;
-        }
-        bytes
-            .chunks_exact(16)
-            .map(|c| {
-                let mut b = [0u8; 16];
-                b.copy_from_slice(c);
-                Z128(u128::from_le_bytes(b))
-            })
-            .collect()
-    }
+    pod_ring_io!(Z128, u128);
     fn random_vec(rng: &mut impl Rng, n: usize) -> Vec<Self> {
         let mut v = vec![0u128; n];
         rng.fill_bytes(bytemuck::cast_slice_mut(&mut v));

@@ -1,4 +1,4 @@
-use super::{Ring, RingKind, ring_ops};
+use super::{Ring, RingKind, pod_ring_io, ring_ops};
 use rand_core::Rng;
 
 /// An element of `Z_{2^64}`.
@@ -81,56 +81,7 @@ impl Ring for Z64 {
         // Bits f..f+64 of the two's-complement sum: exact while f + 64 <= 128.
         Z64((acc >> f) as u64)
     }
-    fn write_le(xs: impl Iterator<Item = Self>, out: &mut Vec<u8>) {
-        for x in xs {
-            out.extend_from_slice(&x.0.to_le_bytes());
-        }
-    }
-    fn write_slice(xs: &[Self], out: &mut Vec<u8>) {
-        if cfg!(target_endian = "little") {
-            out.extend_from_slice(bytemuck::cast_slice(xs));
-        } else {
-            Self::write_le(xs.iter().copied(), out);
-        }
-    }
-    fn view_le(bytes: &[u8]) -> Option<&[Self]> {
-        if cfg!(target_endian = "little") {
-            bytemuck::try_cast_slice(bytes).ok()
-        } else {
-            None
-        }
-    }
-    fn add_le(xs: &mut [Self], bytes: &[u8]) {
-        if cfg!(target_endian = "little")
-            && let Ok(ys) = bytemuck::try_cast_slice::<u8, Self>(bytes)
-        {
-            for (x, y) in xs.iter_mut().zip(ys) {
-                x.0 = x.0.wrapping_add(y.0);
-            }
-            return;
-        }
-        for (x, c) in xs.iter_mut().zip(bytes.chunks_exact(Self::BYTES)) {
-            let mut b = [0u8; 64 / 8];
-            b.copy_from_slice(c);
-            x.0 = x.0.wrapping_add(u64::from_le_bytes(b));
-        }
-    }
-    fn read_le(bytes: &[u8]) -> Vec<Self> {
-        if cfg!(target_endian = "little") {
-            let mut v = vec![Z64::default(); bytes.len() / Self::BYTES];
-            let n = v.len() * Self::BYTES;
-            bytemuck::cast_slice_mut::<Self, u8>(&mut v).copy_from_slice(&bytes[..n]);
-            return v;
-        }
-        bytes
-            .chunks_exact(8)
-            .map(|c| {
-                let mut b = [0u8; 8];
-                b.copy_from_slice(c);
-                Z64(u64::from_le_bytes(b))
-            })
-            .collect()
-    }
+    pod_ring_io!(Z64, u64);
     fn from_words(words: Vec<u64>) -> Vec<Self> {
         words.into_iter().map(Z64).collect()
     }
