@@ -169,6 +169,29 @@ impl Conn {
 
 type Incoming = Result<Frame, TransportError>;
 
+/// A reader that records when bytes last arrived (milliseconds since `start`).
+struct Progress<R> {
+    inner: R,
+    seen: Arc<AtomicU64>,
+    start: Instant,
+}
+
+impl<R: AsyncRead + Unpin> AsyncRead for Progress<R> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let r = std::pin::Pin::new(&mut self.inner).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            self.seen
+                .store(millis_since(self.start), Ordering::Relaxed);
+        }
+        r
+    }
+}
+
 /// Milliseconds since `start`.
 fn millis_since(start: Instant) -> u64 {
     u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX)
@@ -200,9 +223,9 @@ pub const STEP_FACTOR: u32 = 20;
 ///
 /// **Liveness.** While the transport lives, every link carries a heartbeat every
 /// quarter of the silence limit (`timeout`, at most 1 s). A wait for a peer fails
-/// with [`TransportError::Unresponsive`] as soon as nothing at all (not even a
-/// heartbeat) has come from that peer for `timeout`: a hung process (SIGSTOP) or an
-/// unreachable host. A peer that is alive but busy with a long local step keeps
+/// with [`TransportError::Unresponsive`] as soon as no byte at all (not a heartbeat,
+/// not part of a large frame) has come from that peer for `timeout`: a hung process
+/// (SIGSTOP) or an unreachable host. A peer that is alive but busy with a long local step keeps
 /// sending heartbeats, so a protocol message is awaited for up to
 /// [`STEP_FACTOR`]` × timeout` before [`TransportError::Timeout`].
 ///
@@ -242,18 +265,23 @@ impl NetTransport {
         let links = conns.into_iter().enumerate().map(|(k, c)| {
             let c = c?;
             let peer = Role::ALL[k];
-            let (mut rd, mut wr) = tokio::io::split(c.stream);
+            let (rd, mut wr) = tokio::io::split(c.stream);
             let codec = c.codec;
             let (in_tx, in_rx) = std_mpsc::channel::<Incoming>();
             let (out_tx, mut out_rx) = mpsc::unbounded_channel::<Frame>();
             let last_seen = Arc::new(AtomicU64::new(0));
-            let seen = last_seen.clone();
+            // Every byte that arrives counts as a sign of life: a large frame that
+            // takes longer than the silence limit to arrive is not silence.
+            let mut rd = Progress {
+                inner: rd,
+                seen: last_seen.clone(),
+                start,
+            };
             let beat_in = beat.clone();
             rt.spawn(async move {
                 loop {
                     match read_frame(&mut rd, &codec).await {
                         Ok(f) => {
-                            seen.store(millis_since(start), Ordering::Relaxed);
                             if matches!(&f, Frame::Control(b) if *b == beat_in) {
                                 continue;
                             }

@@ -288,30 +288,23 @@ impl<R: RingData> Party<R> {
             S1 | S2 => {
                 let (x, y) = (R::get(a), R::get(b));
                 let peer = other_primary(self.role);
-                let (sub, add) = (|v: R, r: R| v.wsub(r), |v: R, r: R| v.wadd(r));
-                if self.role == S1 {
-                    let xp = self.masked(x, peer, op, Purpose::MaskX, sub);
-                    let yp = self.masked(y, peer, op, Purpose::MaskY, sub);
-                    self.send(Sa, &xp)?;
-                    self.send(Sb, &yp)?;
-                    let mut z = prod(&xp, &yp);
-                    drop((xp, yp));
-                    self.prg(Sa)
-                        .apply(op, Purpose::Reshare, contiguous(&mut z), add);
-                    self.recv_add(Sb, &mut z)?;
-                    Ok(R::wrap(z))
+                // S1 subtracts the masks, sends x1' to Sa and y1' to Sb, shares its
+                // re-share mask with Sa and receives Sb's; S2 mirrors it.
+                let (sign, to_x, to_y): (fn(R, R) -> R, _, _) = if self.role == S1 {
+                    (R::wsub, Sa, Sb)
                 } else {
-                    let xp = self.masked(x, peer, op, Purpose::MaskX, add);
-                    let yp = self.masked(y, peer, op, Purpose::MaskY, add);
-                    self.send(Sb, &xp)?;
-                    self.send(Sa, &yp)?;
-                    let mut z = prod(&xp, &yp);
-                    drop((xp, yp));
-                    self.prg(Sb)
-                        .apply(op, Purpose::Reshare, contiguous(&mut z), add);
-                    self.recv_add(Sa, &mut z)?;
-                    Ok(R::wrap(z))
-                }
+                    (R::wadd, Sb, Sa)
+                };
+                let xp = self.masked(x, peer, op, Purpose::MaskX, sign);
+                let yp = self.masked(y, peer, op, Purpose::MaskY, sign);
+                self.send(to_x, &xp)?;
+                self.send(to_y, &yp)?;
+                let mut z = prod(&xp, &yp);
+                drop((xp, yp));
+                self.prg(to_x)
+                    .apply(op, Purpose::Reshare, contiguous(&mut z), R::wadd);
+                self.recv_add(to_y, &mut z)?;
+                Ok(R::wrap(z))
             }
             Sa | Sb => {
                 // Sa: x1' from S1, y2' from S2; Sb: y1' from S1, x2' from S2.
