@@ -185,8 +185,7 @@ impl<R: AsyncRead + Unpin> AsyncRead for Progress<R> {
         let before = buf.filled().len();
         let r = std::pin::Pin::new(&mut self.inner).poll_read(cx, buf);
         if buf.filled().len() > before {
-            self.seen
-                .store(millis_since(self.start), Ordering::Relaxed);
+            self.seen.store(millis_since(self.start), Ordering::Relaxed);
         }
         r
     }
