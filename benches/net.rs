@@ -3,10 +3,10 @@
 //! 10-byte message between two servers over each transport.
 //!
 //! Over TLS, each measurement is one job that repeats the operation `iters` times;
-//! as for the in-process runs, the time is S1's time for the loop inside the
-//! program (the servers run in this process, so the program reports it through a
-//! shared counter), without the job's set-up (connecting the four servers, loading
-//! inputs). Bytes and rounds per operation are printed beside each benchmark.
+//! as for the in-process runs, the time runs from the first server's start of the
+//! loop inside the program to the last server's end of it (the servers run in this
+//! process and report through a shared span), without the job's set-up (connecting
+//! the four servers, loading inputs). Bytes and rounds per operation are printed beside each benchmark.
 //!
 //! `cargo bench --bench net`
 
@@ -24,11 +24,12 @@ use privpy::net::tls::{ServerTls, dev_certificates, dial_name};
 use privpy::prelude::*;
 use privpy::transport::{Message, Transport, channel_mesh};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-/// S1's loop time of the last job, in nanoseconds.
-static LOOP_NANOS: AtomicU64 = AtomicU64::new(0);
+/// The last job's loop span over all four servers (they run in this process): the
+/// earliest start and the latest end.
+static SPAN: Mutex<(Option<Instant>, Option<Instant>)> = Mutex::new((None, None));
 
 fn timed(
     s: &Session,
@@ -40,9 +41,10 @@ fn timed(
     for _ in 0..job.count("reps") {
         op(&x, &y);
     }
-    if s.role() == Some(Role::S1) {
-        LOOP_NANOS.store(t.elapsed().as_nanos() as u64, Ordering::SeqCst);
-    }
+    let end = Instant::now();
+    let mut span = SPAN.lock().expect("no poisoning");
+    span.0 = Some(span.0.map_or(t, |a| a.min(t)));
+    span.1 = Some(span.1.map_or(end, |b| b.max(end)));
     Ok(())
 }
 
@@ -99,9 +101,10 @@ impl TlsCluster {
         }
     }
 
-    /// S1's loop time in a job with `reps` repetitions, and the job's traffic (all
-    /// servers).
+    /// The loop time of a job with `reps` repetitions, from the first server's start
+    /// to the last server's end, and the job's traffic (all servers).
     fn job(&mut self, program: &str, reps: u64) -> (Duration, u64, u64) {
+        *SPAN.lock().expect("no poisoning") = (None, None);
         let job = self
             .client
             .run_with(
@@ -112,8 +115,11 @@ impl TlsCluster {
             .expect("job runs");
         let bytes = job.stats.iter().map(|s| s.total_bytes_sent()).sum();
         let rounds = job.stats.iter().map(|s| s.rounds).max().unwrap_or(0);
-        let nanos = LOOP_NANOS.load(Ordering::SeqCst);
-        (Duration::from_nanos(nanos), bytes, rounds)
+        let span = match *SPAN.lock().expect("no poisoning") {
+            (Some(a), Some(b)) => b - a,
+            _ => Duration::ZERO,
+        };
+        (span, bytes, rounds)
     }
 }
 
