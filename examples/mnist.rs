@@ -8,13 +8,18 @@
 //! compute the predictions without seeing either; only the image owner opens them. The
 //! same program also runs on the cleartext engine, and the predictions are compared.
 //!
-//! `cargo run --release --example mnist [-- --model lenet5|lenet5-bn|mlp --images N --batch B --fast]`
+//! `--model torch-cnn` runs a CNN trained by PyTorch (`models/torch/train_mnist_cnn.py`)
+//! from its `state_dict` (`models/mnist-torch-cnn.safetensors`, or `--weights PATH` for
+//! a state dict of your own with the same layers), declared with `privpy::nn`; it first
+//! prints [`privpy::nn::Model::check`]'s report on a few images.
+//!
+//! `cargo run --release --example mnist [-- --model lenet5|lenet5-bn|mlp|torch-cnn --images N --batch B --fast --weights PATH]`
 //! uses the 300 images shipped in `data/`. Defaults: LeNet-5 (with or without batch
 //! normalization) on 100 images in batches of 20, the MLP on 300 images in batches of
 //! 50, both with the default preset (`--fast` for Z64 with 16 fractional bits).
 
 use privpy::data::{load_mnist, shipped};
-use privpy::ml::{LeNet5, LeNet5Bn, mlp_predict_inputs};
+use privpy::ml::{LeNet5, LeNet5Bn, mlp_predict_inputs, torch_mnist_cnn};
 use privpy::model::load_safetensors;
 use privpy::prelude::*;
 use std::time::Instant;
@@ -34,11 +39,18 @@ fn main() -> std::result::Result<(), Box<dyn std::error::Error>> {
         .windows(2)
         .find(|w| w[0] == "--model")
         .map_or("lenet5", |w| w[1].as_str());
+    if model_arg == "torch-cnn" {
+        return torch_cnn(&args);
+    }
     let (lenet, bn) = match model_arg {
         "lenet5" => (true, false),
         "lenet5-bn" => (true, true),
         "mlp" => (false, false),
-        other => return Err(format!("unknown --model {other:?}: lenet5, lenet5-bn or mlp").into()),
+        other => {
+            return Err(
+                format!("unknown --model {other:?}: lenet5, lenet5-bn, mlp or torch-cnn").into(),
+            );
+        }
     };
     let n_images = arg("--images", if lenet { 100 } else { 300 });
     let batch = arg("--batch", if lenet { 20 } else { 50 }).max(1);
@@ -123,6 +135,79 @@ fn main() -> std::result::Result<(), Box<dyn std::error::Error>> {
          {:.1} ms per image (private runs, sharing included); {:.1} MB between servers per image",
         correct as f64 / n as f64,
         private_secs * 1e3 / n as f64,
+        bytes as f64 / n as f64 / 1e6
+    );
+    Ok(())
+}
+
+/// `--model torch-cnn`: a PyTorch state dict, declared with `privpy::nn`.
+fn torch_cnn(args: &[String]) -> std::result::Result<(), Box<dyn std::error::Error>> {
+    let n_images = arg("--images", 100);
+    let batch = arg("--batch", 20).max(1);
+    let cfg = if args.iter().any(|a| a == "--fast") {
+        Config::fast()
+    } else {
+        Config::default()
+    };
+    let path = args.windows(2).find(|w| w[0] == "--weights").map_or_else(
+        || {
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("models/mnist-torch-cnn.safetensors")
+        },
+        |w| w[1].clone().into(),
+    );
+    let model = torch_mnist_cnn().build()?;
+    // Checked against the declaration before anything is shared.
+    let weights = model.load_safetensors(&path)?;
+    let test = load_mnist(
+        &shipped("mnist/t10k-300-images-idx3-ubyte"),
+        &shipped("mnist/t10k-300-labels-idx1-ubyte"),
+        Some(n_images),
+    )?;
+    let n = test.labels.len();
+    println!(
+        "private inference of the PyTorch CNN in {} on {n} MNIST test images, batches of {batch}, {:?} with {} fractional bits",
+        path.display(),
+        cfg.ring(),
+        cfg.frac_bits()
+    );
+    let probe = test.images.slice(s![..n.min(4), ..]).to_owned();
+    println!("check: {}", model.check(&weights, &probe, cfg)?);
+    let (mut correct, mut agree, mut bytes, mut secs) = (0, 0, 0, 0.0);
+    for b0 in (0..n).step_by(batch) {
+        let b1 = (b0 + batch).min(n);
+        let images = test.images.slice(s![b0..b1, ..]).to_owned();
+        let mut cluster = LocalCluster::new(cfg);
+        let owner = cluster.client("modelowner");
+        let user = cluster.client("imageowner");
+        weights.upload(&mut cluster, &owner, "cnn")?;
+        cluster.upload(&user, "images", &images)?;
+        let t = Instant::now();
+        let run = cluster.run(|s| {
+            let net = model.secret_weights(s, "cnn")?;
+            s.output(
+                "imageowner",
+                "digits",
+                &model.predict(&net, &s.input("images")?)?,
+            )
+        })?;
+        secs += t.elapsed().as_secs_f64();
+        bytes += run.stats().total_bytes();
+        let private: Array1<f64> = run.open(&user, "digits")?;
+        let clear = model.clear_logits(&weights, &images)?;
+        for k in 0..b1 - b0 {
+            let row = clear.row(k);
+            let c = (0..row.len()).fold(0, |best, j| if row[j] > row[best] { j } else { best });
+            let (p, truth) = (private[k] as usize, test.labels[b0 + k] as usize);
+            correct += usize::from(p == truth);
+            agree += usize::from(p == c);
+        }
+    }
+    println!(
+        "accuracy {:.4} ({correct}/{n}); private and cleartext predictions agree on {agree}/{n}; \
+         {:.1} ms per image; {:.1} MB between servers per image",
+        correct as f64 / n as f64,
+        secs * 1e3 / n as f64,
         bytes as f64 / n as f64 / 1e6
     );
     Ok(())

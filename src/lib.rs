@@ -48,6 +48,7 @@ pub use privpy_macros::private;
 pub mod data;
 pub mod ml;
 pub mod model;
+pub mod nn;
 #[cfg(feature = "net")]
 pub mod programs;
 

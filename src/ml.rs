@@ -546,3 +546,27 @@ fn pool(x: &Priv<Array1<f64>>, (b, c, h, w): (usize, usize, usize, usize)) -> Pr
         .sum_axis(Axis(1))
         * 0.25
 }
+
+/// The CNN that `models/torch/train_mnist_cnn.py` trains with PyTorch and exports to
+/// `models/mnist-torch-cnn.safetensors` (98.9% on MNIST's test set), declared with the
+/// module names of its `state_dict`: MNIST's normalization, `conv1` (6 maps, 5×5,
+/// padding 2), `bn1`, ReLU, 2×2 max pooling, `conv2` (16 maps, 5×5), ReLU, 2×2 average
+/// pooling, `fc1` (400 → 120), `bn3`, sigmoid, `fc2` (120 → 10). Inputs are 28×28
+/// images scaled to `[0, 1]`, one per row.
+pub fn torch_mnist_cnn() -> crate::nn::Sequential {
+    crate::nn::Sequential::new(&[1, 28, 28])
+        .normalize(&[0.1307], &[0.3081])
+        .conv2d("conv1", 6, 5)
+        .padding(2)
+        .batch_norm("bn1")
+        .relu()
+        .max_pool(2)
+        .conv2d("conv2", 16, 5)
+        .relu()
+        .avg_pool(2)
+        .flatten()
+        .linear("fc1", 120)
+        .batch_norm("bn3")
+        .sigmoid()
+        .linear("fc2", 10)
+}

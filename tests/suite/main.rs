@@ -13,6 +13,7 @@ mod math;
 mod ml;
 #[cfg(feature = "net")]
 mod net;
+mod nn;
 mod parity;
 mod security;
 mod ui;
