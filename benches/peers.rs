@@ -8,6 +8,8 @@
 //! Workloads: `mul` (element-wise product of two secret vectors of `n`), `lt` (`n`
 //! comparisons), `matmul` ((128×784)·(784×625)), `nn` (784-625-625-10 ReLU network
 //! with secret weights on `n` secret images, ending in a secret argmax per image),
+//! `nn-prepared` (the same with the weights prepared once before the clock,
+//! [`privpy::Prepared`]: what a query costs a service that keeps its model prepared),
 //! `lr` (one SGD step of logistic regression on a secret 1000×124 batch:
 //! `w − lr/B·Xᵀ(σ(X·w) − y)`, the sigmoid to the preset's precision). The operands are
 //! loaded before the clock, which runs from a common start of the four servers to the
@@ -18,6 +20,7 @@
 mod common;
 
 use common::{cluster_with, timed_run};
+use privpy::Prepared;
 use privpy::ml::{mlp_predict, training_sigmoid};
 use privpy::prelude::*;
 use std::cell::RefCell;
@@ -25,6 +28,8 @@ use std::cell::RefCell;
 thread_local! {
     /// Each server's operands, loaded before the clock starts.
     static OPERANDS: RefCell<Vec<Priv<ArrayD<f64>>>> = const { RefCell::new(Vec::new()) };
+    /// The prepared weight matrices of `nn-prepared`.
+    static PREPARED: RefCell<Vec<Prepared>> = const { RefCell::new(Vec::new()) };
 }
 
 fn arg(name: &str) -> Option<String> {
@@ -45,6 +50,16 @@ fn values(seed: u64, shape: &[usize], lo: f64, hi: f64) -> ArrayD<f64> {
 
 /// The workload on the secrets `v` (in the order of its inputs).
 fn compute(workload: &str, v: &[Priv<ArrayD<f64>>]) -> Result<Priv<ArrayD<f64>>> {
+    if workload == "nn-prepared" {
+        return PREPARED.with(|p| -> Result<Priv<ArrayD<f64>>> {
+            let p = p.borrow();
+            let b = |i: usize| v[i].clone().into_type::<Array1<f64>>();
+            let x: Priv<Array2<f64>> = v[0].clone().into_type()?;
+            let h1 = (x.try_dot(&p[0])? + b(2)?).relu();
+            let h2 = (h1.try_dot(&p[1])? + b(4)?).relu();
+            Ok((h2.try_dot(&p[2])? + b(6)?).argmax_axis(Axis(1)).into_dyn())
+        });
+    }
     Ok(match workload {
         "mul" => &v[0] * &v[1],
         "lt" => v[0].lt(&v[1]),
@@ -88,7 +103,7 @@ fn inputs(workload: &str, n: usize) -> Vec<(String, ArrayD<f64>)> {
             values(3, &[128, 784], -1.0, 1.0),
             values(4, &[784, 625], -1.0, 1.0),
         ]),
-        "nn" => {
+        "nn" | "nn-prepared" => {
             let dims = [784, 625, 625, 10];
             let mut v = vec![values(5, &[n, 784], 0.0, 1.0)];
             for i in 0..3 {
@@ -124,14 +139,26 @@ fn main() -> std::result::Result<(), Box<dyn std::error::Error>> {
     };
     let ins = inputs(&workload, n);
     if ins.is_empty() {
-        return Err(format!("unknown workload {workload:?}: mul, lt, matmul, nn or lr").into());
+        return Err(format!(
+            "unknown workload {workload:?}: mul, lt, matmul, nn, nn-prepared or lr"
+        )
+        .into());
     }
     let refs: Vec<(&str, ArrayD<f64>)> = ins.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
     let count = ins.len();
+    let prepared = workload == "nn-prepared";
     let load = |s: &Session| -> Result<Vec<Priv<ArrayD<f64>>>> {
-        (0..count)
+        let v: Vec<Priv<ArrayD<f64>>> = (0..count)
             .map(|i| s.input::<ArrayD<f64>>(&format!("v{i}")))
-            .collect()
+            .collect::<Result<_>>()?;
+        if prepared {
+            let p = [1, 3, 5]
+                .iter()
+                .map(|&i| v[i].clone().into_type::<Array2<f64>>()?.prepare())
+                .collect::<Result<Vec<_>>>()?;
+            PREPARED.with(|cell| *cell.borrow_mut() = p);
+        }
+        Ok(v)
     };
     // Accuracy: the private result against the cleartext engine's.
     let result = |cluster: LocalCluster| -> Result<ArrayD<f64>> {

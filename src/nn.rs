@@ -84,7 +84,7 @@
 
 use crate::data::DataError;
 use crate::prelude::*;
-use crate::{LocalCluster, model};
+use crate::{LocalCluster, Prepared, model};
 use ndarray::{ArrayD, Ix2, IxDyn};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -854,8 +854,47 @@ impl Weights {
 }
 
 /// The model's secret weights inside a program ([`Model::secret_weights`]).
+#[derive(Clone)]
 pub struct SecretWeights {
     tensors: Vec<Priv<ArrayD<f64>>>,
+    /// The weight matrices prepared as right operands ([`SecretWeights::prepare`]),
+    /// by slot.
+    prepared: Vec<Option<Prepared>>,
+}
+
+impl SecretWeights {
+    /// Prepares every weight matrix as the right operand of its products
+    /// ([`Prepared`]): one exchange of the weights now, after which each batch sends
+    /// only its activations' shares. Worth it when the same session runs more than
+    /// one batch (a service's session; [`Model::logits`] does it itself for a batch
+    /// larger than its chunk).
+    ///
+    /// # Errors
+    /// A lost peer.
+    pub fn prepare(&mut self) -> Result<()> {
+        for (t, p) in self.tensors.iter().zip(self.prepared.iter_mut()) {
+            if p.is_none() && t.ndim() == 2 {
+                *p = Some(t.clone().into_type::<Array2<f64>>()?.prepare()?);
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether [`SecretWeights::prepare`] has run.
+    pub fn is_prepared(&self) -> bool {
+        self.tensors
+            .iter()
+            .zip(&self.prepared)
+            .all(|(t, p)| t.ndim() != 2 || p.is_some())
+    }
+
+    /// `x · w` for the weight matrix in slot `i`, prepared or not.
+    fn product(&self, x: &Priv<Array2<f64>>, i: usize) -> Result<Priv<Array2<f64>>> {
+        match &self.prepared[i] {
+            Some(p) => x.try_dot(p),
+            None => x.try_dot(&self.tensors[i].clone().into_type::<Array2<f64>>()?),
+        }
+    }
 }
 
 /// What [`Model::check`] measured.
@@ -1201,7 +1240,8 @@ impl Model {
             }
             tensors.push(t);
         }
-        Ok(SecretWeights { tensors })
+        let prepared = vec![None; tensors.len()];
+        Ok(SecretWeights { tensors, prepared })
     }
 
     /// The logits of every sample (one flattened sample per row of `x`; one row of
@@ -1238,6 +1278,15 @@ impl Model {
             ));
         }
         if b > self.chunk {
+            // Several chunks: the weights travel once, not once per chunk.
+            let mut local;
+            let weights = if weights.is_prepared() {
+                weights
+            } else {
+                local = weights.clone();
+                local.prepare()?;
+                &local
+            };
             let mut parts = Vec::new();
             for start in (0..b).step_by(self.chunk) {
                 let rows = x.slice(s![start..(start + self.chunk).min(b), ..]);
@@ -1271,8 +1320,7 @@ impl Model {
             h = match step {
                 Step::Affine { w: wi, b: bi } => {
                     let x2: Priv<Array2<f64>> = h.into_type()?;
-                    let wm: Priv<Array2<f64>> = w(*wi).clone().into_type()?;
-                    (x2.dot(&wm) + w(*bi)).into_dyn()
+                    (weights.product(&x2, *wi)? + w(*bi)).into_dyn()
                 }
                 Step::Conv {
                     w: wi,
@@ -1324,8 +1372,7 @@ impl Model {
                         }
                     }
                     let cols = source.take(&idx, Axis(0)).reshape((b * ho * wo, c * k * k));
-                    let wm: Priv<Array2<f64>> = w(*wi).clone().into_type()?;
-                    let z = cols.dot(&wm) + w(*bi);
+                    let z = weights.product(&cols, *wi)? + w(*bi);
                     z.reshape([b, ho, wo, *outputs])
                         .permuted_axes(&[0, 3, 1, 2])
                         .flatten()

@@ -64,6 +64,11 @@ pub(crate) trait Engine {
     fn neg(&self, a: &Data) -> Data;
     /// Matrix product of two secret 2-D arrays with aligned inner dimensions.
     fn matmul(&self, a: &Data, b: &Data) -> Result<Data>;
+    /// The right operand of matrix products, prepared once for reuse
+    /// ([`crate::Prepared`]): what each server keeps of it.
+    fn prepare(&self, w: &Data) -> Result<PreparedData>;
+    /// `a · w` for a 2-D secret `a` and a `w` from [`Engine::prepare`].
+    fn matmul_prepared(&self, a: &Data, w: &PreparedData) -> Result<Data>;
     /// Matrix product of a secret and a public 2-D array (`c · a` when `public_left`).
     /// With `truncate = false` the secret is integer-encoded (bits) and the product is
     /// exact: no truncation.
@@ -99,6 +104,21 @@ pub(crate) trait Engine {
     /// Everything this server received, when recording was requested.
     fn take_transcript(&self) -> Option<Vec<u8>> {
         None
+    }
+}
+
+/// What a server keeps of a prepared right operand ([`crate::Prepared`]): its share
+/// in Protocol 1's roles, and that share packed for the matrix kernel where one runs.
+#[derive(Clone)]
+pub(crate) struct PreparedData {
+    pub(crate) data: Data,
+    pub(crate) packed: Option<std::rc::Rc<crate::kernels::PackedRight>>,
+}
+
+impl PreparedData {
+    /// Without a packed form.
+    pub(crate) fn plain(data: Data) -> Self {
+        PreparedData { data, packed: None }
     }
 }
 
@@ -142,6 +162,12 @@ impl Engine for Cleartext {
     }
     fn matmul(&self, a: &Data, b: &Data) -> Result<Data> {
         Ok(Data::Clear(dot2(f64::get(a).view(), f64::get(b).view())))
+    }
+    fn prepare(&self, w: &Data) -> Result<PreparedData> {
+        Ok(PreparedData::plain(w.clone()))
+    }
+    fn matmul_prepared(&self, a: &Data, w: &PreparedData) -> Result<Data> {
+        self.matmul(a, &w.data)
     }
     fn matmul_public(
         &self,

@@ -78,6 +78,38 @@ pub fn matmul_trunc<R: Ring>(a: ArrayView2<'_, R>, b: ArrayView2<'_, R>, f: u32)
     matmul_trunc_portable(a, b, f)
 }
 
+/// A right operand of matrix products packed once for the IFMA kernel (a prepared
+/// weight matrix): later products skip re-packing it.
+pub(crate) struct PackedRight(ifma::PackedB);
+
+/// `b` packed for [`matmul_trunc_packed`], where the IFMA kernel runs for this ring.
+pub(crate) fn pack_right<R: Ring>(b: ArrayView2<'_, R>) -> Option<PackedRight> {
+    let (k, n) = b.dim();
+    let b = b.as_standard_layout();
+    ifma::pack(b.as_slice()?, k, n).map(PackedRight)
+}
+
+/// [`matmul_trunc`] with `b` also given packed: bit-identical, without re-packing.
+pub(crate) fn matmul_trunc_packed<R: Ring>(
+    a: ArrayView2<'_, R>,
+    b: ArrayView2<'_, R>,
+    packed: Option<&PackedRight>,
+    f: u32,
+) -> Array2<R> {
+    if let Some(p) = packed {
+        let m = a.nrows();
+        let a = a.as_standard_layout();
+        if let Some(out) = a
+            .as_slice()
+            .and_then(|av| ifma::matmul_round_packed(av, m, &p.0, f))
+        {
+            return Array2::from_shape_vec((m, b.ncols()), out)
+                .unwrap_or_else(|_| unreachable!("m*n elements"));
+        }
+    }
+    matmul_trunc(a, b, f)
+}
+
 /// The portable kernel of [`matmul_trunc`], for every ring: loop order i-k-j over
 /// blocks of four rows of `A`, so each row of `B` is read once per block and the
 /// wide accumulators stay in cache.
@@ -176,6 +208,15 @@ mod tests {
                     .into_raw_vec_and_offset()
                     .0;
                 assert_eq!(dispatched, want);
+                // B packed once (a prepared operand) gives the same product; so
+                // does a packed form for another shape, which is ignored.
+                let packed = pack_right(b.view());
+                assert_eq!(packed.is_some(), ifma::available());
+                let got = matmul_trunc_packed(a.view(), b.view(), packed.as_ref(), f);
+                assert_eq!(got.into_raw_vec_and_offset().0, want);
+                let other = pack_right(Array2::from_elem((k + 1, n), R::zero()).view());
+                let got = matmul_trunc_packed(a.view(), b.view(), other.as_ref(), f);
+                assert_eq!(got.into_raw_vec_and_offset().0, want);
             }
         }
         // Extremes: every operand at the ends of the signed range.

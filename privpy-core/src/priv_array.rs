@@ -157,6 +157,8 @@ impl<A: PrivType> fmt::Debug for Priv<A> {
 pub(crate) enum Operand<'a> {
     Secret(&'a Data, &'a Rc<dyn Engine>),
     Public(ArrayViewD<'a, f64>),
+    /// A matrix prepared as the right operand of products ([`Prepared`]).
+    Prepared(&'a crate::engine::PreparedData, &'a Rc<dyn Engine>),
 }
 
 impl<A: PrivType> Priv<A> {
@@ -271,6 +273,7 @@ impl<A: PrivType> Priv<A> {
                 self.eng
                     .binary_public(op, &self.data, &c, public_left, &out)
             }
+            Operand::Prepared(..) => Err(prepared_misuse()),
         }
     }
 
@@ -556,6 +559,7 @@ where
 fn dot_data(l: Operand<'_>, r: Operand<'_>) -> Result<Data> {
     let shape = |o: &Operand<'_>| match o {
         Operand::Secret(d, _) => d.shape().to_vec(),
+        Operand::Prepared(p, _) => p.data.shape().to_vec(),
         Operand::Public(c) => c.shape().to_vec(),
     };
     let (ls, rs) = (shape(&l), shape(&r));
@@ -608,6 +612,18 @@ fn dot_data(l: Operand<'_>, r: Operand<'_>) -> Result<Data> {
             let c = c.to_shape(l2.as_slice()).map_err(|_| unreachable_shape())?;
             eng.matmul_public(&*b.reshaped(&r2)?, &c.view(), true, true)?
         }
+        (Operand::Secret(a, eng), Operand::Prepared(w, eng2)) => {
+            if !Rc::ptr_eq(eng, eng2) {
+                return Err(Error::MixedSessions);
+            }
+            if rs.len() != 2 {
+                return Err(prepared_misuse());
+            }
+            eng.matmul_prepared(&*a.reshaped(&l2)?, w)?
+        }
+        (Operand::Prepared(..), _) | (Operand::Public(_), Operand::Prepared(..)) => {
+            return Err(prepared_misuse());
+        }
         (Operand::Public(_), Operand::Public(_)) => {
             return Err(Error::InvalidArgument {
                 operation: "dot",
@@ -616,6 +632,92 @@ fn dot_data(l: Operand<'_>, r: Operand<'_>) -> Result<Data> {
         }
     };
     Ok(d.into_shape(&out)?)
+}
+
+#[track_caller]
+fn prepared_misuse() -> Error {
+    Error::InvalidArgument {
+        operation: "dot",
+        reason: "a prepared matrix is only the right operand of a product with a secret".into(),
+    }
+}
+
+/// A secret matrix prepared once as the right operand of many matrix products, for
+/// example a model's weights ([`Priv::prepare`]). Preparing runs the right operand's
+/// half of the paper's Protocol 1 once: `S1` and `S2` re-randomize their shares and
+/// send them to the assistants Protocol 1 gives them, and all four servers keep what
+/// they hold. Each later `x.dot(&prepared)` then sends only `x`'s masked shares and the
+/// product's re-shares (`2|x| + 2|z|` ring elements instead of
+/// `2|x| + 2|w| + 2|z|`), with the same two rounds and the same rounding.
+///
+/// Security: every product's view is Protocol 1's view with the right operand's
+/// re-randomization drawn once; each assistant holds one fixed share of `w`, and per
+/// product one share of `x` masked afresh, never the other side's (the argument is in
+/// `privpy-core/src/protocol/mod.rs`, `Party::matmul_prepared`). A prepared matrix
+/// belongs to the session that prepared it and lives as long as it.
+///
+/// ```
+/// use ndarray::{Array2, array};
+/// use privpy_core::{Config, LocalCluster};
+/// let mut cluster = LocalCluster::new(Config::fast());
+/// let owner = cluster.client("owner");
+/// cluster.upload(&owner, "w", &array![[1.0, 2.0], [-0.5, 0.25]])?;
+/// cluster.upload(&owner, "x", &array![[0.5, 1.0], [2.0, -1.0]])?;
+/// let run = cluster.run(|s| {
+///     let w = s.input::<Array2<f64>>("w")?.prepare()?;
+///     let x = s.input::<Array2<f64>>("x")?;
+///     s.output("owner", "y", &(x.dot(&w) + x.dot(&w)))
+/// })?;
+/// let y: Array2<f64> = run.open(&owner, "y")?;
+/// assert!((y[[0, 0]] - 0.0).abs() < 1e-3 && (y[[1, 1]] - 7.5).abs() < 1e-3);
+/// # Ok::<(), privpy_core::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct Prepared {
+    data: crate::engine::PreparedData,
+    eng: Rc<dyn Engine>,
+}
+
+impl Prepared {
+    /// The matrix's shape.
+    pub fn shape(&self) -> &[usize] {
+        self.data.data.shape()
+    }
+}
+
+impl std::fmt::Debug for Prepared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Prepared({:?})", self.shape())
+    }
+}
+
+impl DotOperand for &Prepared {
+    type Kind = ndarray::Array2<f64>;
+    #[allow(private_interfaces)]
+    fn operand(&self) -> Operand<'_> {
+        Operand::Prepared(&self.data, &self.eng)
+    }
+}
+
+impl Priv<ndarray::Array2<f64>> {
+    /// This matrix prepared as the right operand of many products ([`Prepared`]):
+    /// one round and `2|w|` ring elements now, none of `w`'s elements in each later
+    /// product.
+    ///
+    /// # Errors
+    /// A lost peer.
+    #[track_caller]
+    pub fn prepare(&self) -> Result<Prepared> {
+        let data = if failed() {
+            crate::engine::PreparedData::plain(self.data.clone())
+        } else {
+            self.eng.prepare(&self.data)?
+        };
+        Ok(Prepared {
+            data,
+            eng: self.eng.clone(),
+        })
+    }
 }
 
 #[track_caller]

@@ -165,21 +165,77 @@ fn check_matmul_error<R: Ring>(cfg: Config) {
     let run = cluster
         .run(|s| {
             let (a, b) = (s.input::<Array2<f64>>("a")?, s.input::<Array2<f64>>("b")?);
-            s.output("alice", "c", &a.dot(&b))
+            s.output("alice", "c", &a.dot(&b))?;
+            // The same products with b prepared once (Priv::prepare), twice, and
+            // with a vector on the left.
+            let w = b.prepare()?;
+            s.output("alice", "p1", &a.dot(&w))?;
+            s.output("alice", "p2", &a.dot(&w))?;
+            s.output("alice", "v", &a.slice(s![2, ..]).dot(&w))
         })
         .unwrap();
-    let c = ring_output::<R>(&run, &alice, "c");
     let enc = |v: f64| cfg.encode_scalar::<R>(v).unwrap();
-    for i in 0..m {
-        for j in 0..n {
-            let mut acc = R::acc_zero();
-            for kk in 0..k {
-                acc = R::mac(acc, enc(a[[i, kk]]), enc(b[[kk, j]]));
+    for name in ["c", "p1", "p2", "v"] {
+        let c = ring_output::<R>(&run, &alice, name);
+        let rows: Vec<usize> = if name == "v" {
+            vec![2]
+        } else {
+            (0..m).collect()
+        };
+        assert_eq!(c.len(), rows.len() * n, "{name}");
+        for (r, &i) in rows.iter().enumerate() {
+            for j in 0..n {
+                let mut acc = R::acc_zero();
+                for kk in 0..k {
+                    acc = R::mac(acc, enc(a[[i, kk]]), enc(b[[kk, j]]));
+                }
+                let exact = R::trunc(acc, cfg.frac_bits());
+                let d = signed_distance(c[r * n + j], exact);
+                assert!(d <= 3.0, "{:?} {name} ({i},{j}): {d} units", cfg.ring());
             }
-            let exact = R::trunc(acc, cfg.frac_bits());
-            let d = signed_distance(c[i * n + j], exact);
-            assert!(d <= 3.0, "{:?} ({i},{j}): {d} units", cfg.ring());
         }
+    }
+}
+
+/// A prepared matrix is only the right operand of a product with a secret; the
+/// cleartext engine runs the same programs.
+#[test]
+fn prepared_operands_are_checked() {
+    let a = array![[1.0, 2.0], [3.0, -4.0]];
+    for mut cluster in [LocalCluster::new(Config::fast()), LocalCluster::cleartext()] {
+        let alice = cluster.client("alice");
+        cluster.upload(&alice, "a", &a).unwrap();
+        let run = cluster
+            .run(|s| {
+                let x = s.input::<Array2<f64>>("a")?;
+                let w = x.prepare()?;
+                assert_eq!(w.shape(), &[2, 2]);
+                assert!(matches!(
+                    x.slice(s![0..1, 0..1]).try_dot(&w),
+                    Err(privpy::Error::Shape(_))
+                ));
+                s.output("alice", "y", &x.dot(&w))
+            })
+            .unwrap();
+        let y: Array2<f64> = run.open(&alice, "y").unwrap();
+        assert!((&y - &a.dot(&a)).iter().all(|d| d.abs() < 1e-3), "{y}");
+        // On the left, it stops the program with an error.
+        let r = cluster.run(|s| {
+            let x = s.input::<Array2<f64>>("a")?;
+            let w = x.prepare()?;
+            s.output("alice", "z", &privpy::dot(&w, &x))
+        });
+        let err = r.expect_err("a prepared left operand is refused");
+        assert!(
+            matches!(
+                err.root(),
+                Error::InvalidArgument {
+                    operation: "dot",
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
     }
 }
 

@@ -174,3 +174,77 @@ fn no_secret_or_share_in_debug_output_or_errors() {
         }
     }
 }
+
+/// Prepared weights (`Priv::prepare`): what each server receives over one preparation
+/// and three products is uniform and independent of the secrets, and the three
+/// masked copies of the same input an assistant receives are masked afresh each time
+/// (their XOR is uniform too; a reused mask would make it zero).
+#[test]
+fn prepared_weights_are_masked_once_and_inputs_afresh() {
+    let transcripts = |cfg: Config, w: &ArrayD<f64>, x: &ArrayD<f64>| -> Vec<Vec<u8>> {
+        let mut c = LocalCluster::new(cfg)
+            .with_seed(78)
+            .record_transcripts(true);
+        let alice = c.client("alice");
+        c.upload(&alice, "w", w).unwrap();
+        c.upload(&alice, "x", x).unwrap();
+        let run = c
+            .run(|s| {
+                let w = s.input::<Array2<f64>>("w")?.prepare()?;
+                let x = s.input::<Array2<f64>>("x")?;
+                let y = x.dot(&w) + x.dot(&w) + x.dot(&w);
+                s.output("alice", "y", &y)
+            })
+            .unwrap();
+        Role::ALL
+            .iter()
+            .map(|&r| run.transcript(r).unwrap().to_vec())
+            .collect()
+    };
+    for (name, cfg) in presets() {
+        let bytes = match cfg.ring() {
+            privpy::RingKind::Z64 => 8,
+            privpy::RingKind::Z128 => 16,
+            _ => 32,
+        };
+        let zeros = ArrayD::zeros(vec![40, 64]);
+        let mut g = rng(6);
+        let w = arr(&[40, 64], &mut g, cfg.bound() * 0.5);
+        let x = ArrayD::from_elem(vec![64, 40], cfg.bound() * 0.99);
+        let t0 = transcripts(cfg, &zeros, &zeros.clone().reversed_axes());
+        let t1 = transcripts(cfg, &w, &x);
+        for k in 0..4 {
+            assert_eq!(
+                t0[k].len(),
+                t1[k].len(),
+                "{name}: sizes depend only on shapes"
+            );
+            for t in [&t0[k], &t1[k]] {
+                let u = chi_square_uniform(t);
+                assert!(u < CHI2_255_P001, "{name} server {k}: chi2 = {u}");
+            }
+            let h = chi_square_two_sample(&t0[k], &t1[k]);
+            assert!(
+                h < CHI2_255_P001,
+                "{name} server {k}: transcripts differ, chi2 = {h}"
+            );
+        }
+        // Sa receives w2' once (40×64), then x1' per product (64×40 each), in order.
+        let sa = &t1[Role::Sa.index()];
+        let (wl, xl) = (40 * 64 * bytes, 64 * 40 * bytes);
+        assert_eq!(
+            sa.len(),
+            wl + 3 * xl,
+            "{name}: Sa receives the weights once"
+        );
+        let q = |i: usize| &sa[wl + i * xl..wl + (i + 1) * xl];
+        for (i, j) in [(0, 1), (1, 2), (0, 2)] {
+            let xor: Vec<u8> = q(i).iter().zip(q(j)).map(|(a, b)| a ^ b).collect();
+            let u = chi_square_uniform(&xor);
+            assert!(
+                u < CHI2_255_P001,
+                "{name}: products {i} and {j} share a mask, chi2 = {u}"
+            );
+        }
+    }
+}

@@ -247,21 +247,15 @@ fn product<R: Ring, L: Layout>(
     [al, bp]: &mut [Vec<u64>; 2],
 ) -> Vec<R> {
     debug_assert!(R::BITS == L::L && f <= L::MAX_F && a.len() == m * k && b.len() == k * n);
+    let col_sum = pack_into::<R, L>(b, k, n, bp);
+    compute::<R, L>(a, (m, k, n), f, simd, al, bp, &col_sum)
+}
+
+/// B's limbs in panels of 16 columns, into `bp`: for each k, NL groups of 16 words
+/// (zero past column n). Returns the column sums of B'. B is read in its own order;
+/// every packed word is written.
+fn pack_into<R: Ring, L: Layout>(b: &[R], k: usize, n: usize, bp: &mut Vec<u64>) -> Vec<u128> {
     let nl = L::NL;
-    // A's limbs: limb i of element (r, kk) at i·m·k + r·k + kk. Row sums of A'.
-    al.clear();
-    al.resize(nl * m * k, 0);
-    let mut row_sum = vec![0u128; m];
-    for (idx, &x) in a.iter().enumerate() {
-        let v = offset(x);
-        for i in 0..nl {
-            al[i * m * k + idx] = ((v >> (52 * i)) as u64) & M52;
-        }
-        let r = idx / k.max(1);
-        row_sum[r] = row_sum[r].wrapping_add(v);
-    }
-    // B's limbs in panels of 16 columns: for each k, NL groups of 16 words (zero past
-    // column n). B is read in its own order; every packed word is written.
     let panels = n.div_ceil(TC);
     let per_k = nl * TC;
     let len = panels * k * per_k;
@@ -298,13 +292,39 @@ fn product<R: Ring, L: Layout>(
             }
         });
     }
+    col_sum
+}
+
+/// The product of `a` with B packed by [`pack_into`] (`bp`, `col_sum`).
+fn compute<R: Ring, L: Layout>(
+    a: &[R],
+    (m, k, n): (usize, usize, usize),
+    f: u32,
+    simd: bool,
+    al: &mut Vec<u64>,
+    bp: &[u64],
+    col_sum: &[u128],
+) -> Vec<R> {
+    let nl = L::NL;
+    // A's limbs: limb i of element (r, kk) at i·m·k + r·k + kk. Row sums of A'.
+    al.clear();
+    al.resize(nl * m * k, 0);
+    let mut row_sum = vec![0u128; m];
+    for (idx, &x) in a.iter().enumerate() {
+        let v = offset(x);
+        for i in 0..nl {
+            al[i * m * k + idx] = ((v >> (52 * i)) as u64) & M52;
+        }
+        let r = idx / k.max(1);
+        row_sum[r] = row_sum[r].wrapping_add(v);
+    }
     let mut out = Vec::with_capacity(m * n);
     out.resize(m * n, R::zero());
     let ctx = Ctx {
         al: &al[..],
-        bp: &bp[..],
+        bp,
         row_sum: &row_sum,
-        col_sum: &col_sum,
+        col_sum,
         dims: (m, k, n),
         f,
         simd,
@@ -324,6 +344,80 @@ fn product<R: Ring, L: Layout>(
         });
     }
     out
+}
+
+/// A right operand packed once for many products ([`pack`]): its limb panels and
+/// column sums, for one ring.
+pub(crate) struct PackedB {
+    bp: Vec<u64>,
+    col_sum: Vec<u128>,
+    k: usize,
+    n: usize,
+    bits: u32,
+}
+
+/// `b` (`k×n`, row-major) packed for [`matmul_round_packed`], or `None` where this
+/// module does not run (no IFMA, or a ring other than `Z64`, `Z128`).
+pub(crate) fn pack<R: Ring>(b: &[R], k: usize, n: usize) -> Option<PackedB> {
+    if !available() || b.len() != k * n {
+        return None;
+    }
+    let mut bp = Vec::new();
+    let col_sum = match R::BITS {
+        64 => pack_into::<R, Z64Limbs>(b, k, n, &mut bp),
+        128 => pack_into::<R, Z128Limbs>(b, k, n, &mut bp),
+        _ => return None,
+    };
+    Some(PackedB {
+        bp,
+        col_sum,
+        k,
+        n,
+        bits: R::BITS,
+    })
+}
+
+/// [`matmul_round`] with B from [`pack`]: bit-identical, without packing B again.
+/// `None` when `packed` is for another ring or shape, or `f` is out of range.
+pub(crate) fn matmul_round_packed<R: Ring>(
+    a: &[R],
+    m: usize,
+    packed: &PackedB,
+    f: u32,
+) -> Option<Vec<R>> {
+    let (k, n) = (packed.k, packed.n);
+    if packed.bits != R::BITS || a.len() != m * k || !available() {
+        return None;
+    }
+    let run = |al: &mut Vec<u64>| match R::BITS {
+        64 if f <= Z64Limbs::MAX_F => Some(compute::<R, Z64Limbs>(
+            a,
+            (m, k, n),
+            f,
+            true,
+            al,
+            &packed.bp,
+            &packed.col_sum,
+        )),
+        128 if f <= Z128Limbs::MAX_F => Some(compute::<R, Z128Limbs>(
+            a,
+            (m, k, n),
+            f,
+            true,
+            al,
+            &packed.bp,
+            &packed.col_sum,
+        )),
+        _ => None,
+    };
+    SCRATCH.with(|cell| {
+        let mut scratch = cell.take();
+        let out = run(&mut scratch[0]);
+        if scratch.iter().map(Vec::capacity).sum::<usize>() <= MAX_SCRATCH_WORDS {
+            cell.replace(scratch);
+        }
+        out
+    })
 }
 
 /// What every thread of one product reads.

@@ -9,10 +9,10 @@
 use crate::broadcast::{broadcast_to, zip_map};
 use crate::config::{Comparison, Config};
 use crate::data::{Data, Held};
-use crate::engine::{BinOp, CmpKind, Engine};
+use crate::engine::{BinOp, CmpKind, Engine, PreparedData};
 use crate::error::{Error, Result};
 use crate::gc::{FixedKeyAes, LabelPrg};
-use crate::kernels::{matmul_trunc, mul_round, rounding};
+use crate::kernels::{self, matmul_trunc, matmul_trunc_packed, mul_round, rounding};
 use crate::prg::{PairPrg, Purpose};
 use crate::ring::{Ring, Z64, Z128, Z256};
 use crate::transport::{CommStats, Message, Role, Transport, TransportError};
@@ -479,6 +479,93 @@ impl<R: RingData> Party<R> {
 }
 
 impl<R: RingData> Party<R> {
+    /// The right operand's half of Protocol 1, done once ([`crate::Prepared`]):
+    /// `S1`, `S2` re-randomize `w` with `rw` from PRG(S1,S2), `w1' = w1 − rw`,
+    /// `w2' = w2 + rw`, and send `w1'` to `Sb`, `w2'` to `Sa`, the assistants that
+    /// Protocol 1 gives them. Every server keeps what it now holds: `S1` `w1'`, `S2`
+    /// `w2'`, `Sa` `w2'`, `Sb` `w1'`. One round, `2|w|` ring elements.
+    ///
+    /// What each server sees: `Sa` one share `w2'` of `w`, uniformly random to it
+    /// (it never sees `w1'`); `Sb` likewise `w1'`; `S1`, `S2` nothing new.
+    fn prepare_right(&self, w: &Data) -> Result<PreparedData> {
+        let op = self.next_op();
+        let keep = |wp: ArrayD<R>| PreparedData {
+            packed: kernels::pack_right(mat2(&wp)).map(std::rc::Rc::new),
+            data: R::wrap(wp),
+        };
+        match self.role {
+            S1 | S2 => {
+                let peer = other_primary(self.role);
+                let (sign, to): (fn(R, R) -> R, _) = if self.role == S1 {
+                    (R::wsub, Sb)
+                } else {
+                    (R::wadd, Sa)
+                };
+                let wp = self.masked(R::get(w), peer, op, Purpose::MaskY, sign);
+                self.send(to, &wp)?;
+                Ok(keep(wp))
+            }
+            Sa => Ok(keep(self.recv(S2, w.shape())?)),
+            Sb => Ok(keep(self.recv(S1, w.shape())?)),
+        }
+    }
+
+    /// `x · w` for a `w` from [`Party::prepare_right`]: Protocol 1 with only the left
+    /// operand's messages. `S1` sends `x1' = x1 − rx` to `Sa`, `S2` sends
+    /// `x2' = x2 + rx` to `Sb` (`rx` fresh from PRG(S1,S2) for this product); then
+    /// `S1: x1'·w1'`, `S2: x2'·w2'`, `Sa: x1'·w2'`, `Sb: x2'·w1'`, truncated by
+    /// rounding as in [`Party::protocol1`], and the assistants re-share as there. Two
+    /// rounds and `2|x| + 2|z|` ring elements: the weights do not travel again.
+    ///
+    /// Why reusing `w1'`, `w2'` is secure: each product's view is Protocol 1's view
+    /// with the right operand's re-randomization done once instead of per product.
+    /// `Sa` holds `w2'` and, per product, `x1'` masked by a fresh `rx` and nothing of
+    /// `x2'` or `w1'`: a fixed uniform share and a fresh uniform share, independent of
+    /// the secrets; `Sb` symmetrically. `S1` and `S2` receive the re-shares, masked by
+    /// fresh PRG(Sa,S1) and PRG(Sb,S2) streams. No value an assistant sees twice is
+    /// combined with anything from the other side.
+    fn matmul_prepared(&self, a: &Data, w: &PreparedData) -> Result<Data> {
+        let op = self.next_op();
+        let f = self.cfg.frac_bits();
+        let out = [a.shape()[0], w.data.shape()[1]];
+        let ww = R::get(&w.data);
+        let packed = w.packed.as_deref();
+        match self.role {
+            S1 | S2 => {
+                let peer = other_primary(self.role);
+                let (sign, to_x, to_y): (fn(R, R) -> R, _, _) = if self.role == S1 {
+                    (R::wsub, Sa, Sb)
+                } else {
+                    (R::wadd, Sb, Sa)
+                };
+                let xp = self.masked(R::get(a), peer, op, Purpose::MaskX, sign);
+                self.send(to_x, &xp)?;
+                let mut z = matmul_trunc_packed(mat2(&xp), mat2(ww), packed, f).into_dyn();
+                drop(xp);
+                self.prg(to_x)
+                    .apply(op, Purpose::Reshare, contiguous(&mut z), R::wadd);
+                self.recv_add(to_y, &mut z)?;
+                Ok(R::wrap(z))
+            }
+            Sa | Sb => {
+                let (from, to, masker) = if self.role == Sa {
+                    (S1, S2, S1)
+                } else {
+                    (S2, S1, S2)
+                };
+                let xp = self.recv(from, a.shape())?;
+                let mut z = matmul_trunc_packed(mat2(&xp), mat2(ww), packed, f).into_dyn();
+                drop(xp);
+                self.prg(masker)
+                    .apply(op, Purpose::Reshare, contiguous(&mut z), |v, r| v.wsub(r));
+                self.send(to, &z)?;
+                Ok(Data::shape_only(&out))
+            }
+        }
+    }
+}
+
+impl<R: RingData> Party<R> {
     /// The protocol for a batch of `n` comparisons of `kind`: the configured one,
     /// or under [`Comparison::Auto`] the one whose preprocessed pool has the batch,
     /// else the faster one for `n` on the configured network. Pools are recorded
@@ -626,6 +713,14 @@ impl<R: RingData> Engine for Party<R> {
         self.protocol1(a, b, &out, |x, y| {
             matmul_trunc(mat2(x), mat2(y), f).into_dyn()
         })
+    }
+
+    fn prepare(&self, w: &Data) -> Result<PreparedData> {
+        self.prepare_right(w)
+    }
+
+    fn matmul_prepared(&self, a: &Data, w: &PreparedData) -> Result<Data> {
+        Party::matmul_prepared(self, a, w)
     }
 
     fn matmul_public(
