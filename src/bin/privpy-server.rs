@@ -60,8 +60,9 @@ enum Command {
         /// Output directory.
         #[arg(long)]
         dir: PathBuf,
-        /// The four hosts' addresses, in the order s1,s2,sa,sb.
-        #[arg(long, value_delimiter = ',', num_args = 4)]
+        /// The four hosts' addresses, in the order s1,s2,sa,sb: comma-separated
+        /// (`--hosts a,b,c,d`) or as four values (`--hosts a b c d`).
+        #[arg(long, value_delimiter = ',', num_args = 1..=4, required = true)]
         hosts: Vec<String>,
         /// First of six consecutive ports.
         #[arg(long, default_value_t = 7100)]
@@ -273,5 +274,46 @@ fn dev(dir: &Path, base: u16, preset: &str, clients: &[String]) -> Result<(), St
             }
         }
         std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hosts(args: &[&str]) -> Result<Vec<String>, clap::Error> {
+        let cli = Cli::try_parse_from(args)?;
+        match cli.command {
+            Some(Command::Certs { hosts, .. }) => Ok(hosts),
+            _ => panic!("not the certs command"),
+        }
+    }
+
+    /// The README's four-host command, and the same hosts as separate values.
+    #[test]
+    fn hosts_take_commas_or_separate_values() {
+        let want = vec!["10.0.0.1", "10.0.0.2", "10.0.0.3", "10.0.0.4"];
+        let readme =
+            "privpy-server certs --dir cluster --hosts 10.0.0.1,10.0.0.2,10.0.0.3,10.0.0.4";
+        let args: Vec<&str> = readme.split(' ').collect();
+        assert_eq!(hosts(&args).unwrap(), want);
+        let spaced = [
+            "privpy-server",
+            "certs",
+            "--dir",
+            "c",
+            "--hosts",
+            "10.0.0.1",
+            "10.0.0.2",
+            "10.0.0.3",
+            "10.0.0.4",
+        ];
+        assert_eq!(hosts(&spaced).unwrap(), want);
+        // Missing entirely: refused by the parser; three or five: refused by certs().
+        assert!(hosts(&["privpy-server", "certs", "--dir", "c"]).is_err());
+        let three = hosts(&["privpy-server", "certs", "--dir", "c", "--hosts", "a,b,c"]).unwrap();
+        let dir = std::env::temp_dir().join(format!("privpy-certs-{}", std::process::id()));
+        assert!(certs(&dir, &three, 7100, "default", &[]).is_err());
+        assert!(!dir.exists(), "nothing is written for a refused command");
     }
 }
