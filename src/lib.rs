@@ -45,12 +45,16 @@ pub use privpy_core::{
 };
 pub use privpy_macros::private;
 
-pub mod data;
-pub mod ml;
-pub mod model;
-pub mod nn;
+/// Machine learning: the ML programs written with `#[private]` (the `privpy-ml`
+/// crate's [`privpy_ml::programs`]).
+#[cfg(feature = "ml")]
+pub use privpy_ml::programs as ml;
+#[cfg(feature = "ml")]
+pub use privpy_ml::{data, model, nn};
+
+/// The programs the stock `privpy-server` carries (the `privpy-server` crate).
 #[cfg(feature = "net")]
-pub mod programs;
+pub use privpy_server::programs;
 
 /// The networked deployment (four servers over mutually authenticated TLS, clients,
 /// the share store): the `privpy-net` crate.

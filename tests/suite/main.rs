@@ -10,9 +10,13 @@ mod generated;
 mod macro_rules;
 mod macros;
 mod math;
+#[cfg(feature = "ml")]
 mod ml;
 #[cfg(feature = "net")]
 mod net;
+#[cfg(feature = "net")]
+mod netkit;
+#[cfg(feature = "ml")]
 mod nn;
 mod parity;
 mod security;

@@ -1,5 +1,5 @@
 //! `privpy-server`: one server of a privpy cluster, carrying the stock programs
-//! (`privpy::programs`).
+//! ([`privpy_server::programs`], also `privpy::programs`).
 //!
 //! ```text
 //! privpy-server --role s1 --config cluster.toml     run one server (one per host)
@@ -11,10 +11,10 @@
 //! never contain shares or secret values.
 
 use clap::{Parser, Subcommand};
-use privpy::net::config::ClusterConfig;
-use privpy::net::dev::write_dev_cluster;
-use privpy::net::server;
-use privpy::transport::Role;
+use privpy_core::transport::Role;
+use privpy_net::config::ClusterConfig;
+use privpy_net::dev::write_dev_cluster;
+use privpy_net::server;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -166,7 +166,7 @@ fn netem(
     delay_ms: Option<f64>,
     mbit: Option<f64>,
 ) -> Result<(), String> {
-    use privpy::transport::LinkProfile;
+    use privpy_core::transport::LinkProfile;
     let mut p = LinkProfile::named(profile)?
         .ok_or_else(|| "netem needs a profile: lan or wan".to_string())?;
     if let Some(d) = delay_ms {
@@ -186,14 +186,14 @@ fn netem(
         p.delay,
         p.bits_per_sec / 1e6
     );
-    privpy::net::netem::proxy_until_ctrl_c(listen, to, p)
+    privpy_net::netem::proxy_until_ctrl_c(listen, to, p)
         .map_err(|e| format!("netem on {listen}: {e}"))
 }
 
 fn run(role: Role, config: &Path) -> Result<(), String> {
     let cluster = ClusterConfig::from_file(config).map_err(|e| e.to_string())?;
-    let handle =
-        server::start(role, cluster, privpy::programs::stock()).map_err(|e| e.to_string())?;
+    let handle = server::start(role, cluster, privpy_server::programs::stock())
+        .map_err(|e| e.to_string())?;
     handle.wait_for_signal();
     Ok(())
 }
@@ -226,7 +226,7 @@ fn certs(
 }
 
 fn check_preset(preset: &str) -> Result<(), String> {
-    privpy::net::config::preset(preset)
+    privpy_net::config::preset(preset)
         .map(|_| ())
         .ok_or_else(|| format!("unknown preset {preset:?}: use fast, default or paper"))
 }

@@ -61,20 +61,20 @@ pub fn read_bytes(path: &Path) -> Result<Vec<u8>, DataError> {
     }
 }
 
-/// The directory with the full data sets: `$PRIVPY_DATA`, else `../shared/data`
-/// (relative to the crate) when it exists.
+/// The directory with the full data sets: `$PRIVPY_DATA`, else `shared/data` beside
+/// the repository when it exists.
 pub fn data_dir() -> Option<PathBuf> {
     if let Some(d) = std::env::var_os("PRIVPY_DATA") {
         return Some(PathBuf::from(d));
     }
-    let candidate = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data");
+    let candidate = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data");
     candidate.is_dir().then_some(candidate)
 }
 
 /// A file of the slices shipped in the repository (`data/…`).
 pub fn shipped(relative: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("data")
+        .join("../data")
         .join(relative)
 }
 

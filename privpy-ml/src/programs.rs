@@ -2,7 +2,6 @@
 //! paper's Figure 4. The same functions run on the cleartext engine, which is how
 //! their fidelity is measured.
 
-use crate::PrivType;
 use crate::prelude::*;
 
 /// Logistic regression by mini-batch SGD: `iterations` steps over consecutive batches
@@ -339,7 +338,7 @@ impl BatchNorm {
         };
         for t in [&bn.beta, &bn.mean, &bn.var] {
             if t.shape() != bn.gamma.shape() {
-                return Err(crate::ShapeError::Broadcast {
+                return Err(ShapeError::Broadcast {
                     left: bn.gamma.shape().to_vec(),
                     right: t.shape().to_vec(),
                 }
@@ -413,7 +412,7 @@ impl LeNet5Bn {
         ];
         for (layer, bias) in bn.iter().zip([&net.c1b, &net.c3b, &net.c5b, &net.f6b]) {
             if layer.gamma.shape() != bias.shape() {
-                return Err(crate::ShapeError::Broadcast {
+                return Err(ShapeError::Broadcast {
                     left: bias.shape().to_vec(),
                     right: layer.gamma.shape().to_vec(),
                 }

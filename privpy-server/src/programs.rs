@@ -14,8 +14,8 @@
 //! owners), which the servers stack by rows. A server binary of your own registers
 //! its own functions the same way (see `examples/custom_server.rs`).
 
-use crate::ml;
-use crate::prelude::*;
+use privpy_ml::prelude::*;
+use privpy_ml::programs as ml;
 use privpy_net::registry::{Job, Program, Registry};
 
 /// Version of the stock programs; every server of a cluster must carry the same.

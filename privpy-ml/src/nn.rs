@@ -53,8 +53,8 @@
 //! # Example
 //!
 //! ```
-//! use privpy::nn::Sequential;
-//! use privpy::prelude::*;
+//! use privpy_ml::nn::Sequential;
+//! use privpy_ml::prelude::*;
 //! use std::collections::BTreeMap;
 //!
 //! let model = Sequential::new(&[4]).linear("fc1", 3).relu().linear("fc2", 2).build()?;
@@ -83,8 +83,8 @@
 //! ```
 
 use crate::data::DataError;
+use crate::model;
 use crate::prelude::*;
-use crate::{LocalCluster, Prepared, model};
 use ndarray::{ArrayD, Ix2, IxDyn};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -92,7 +92,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 /// Absolute tolerance of the sigmoid in inference (see [`Priv::sigmoid_with_tolerance`]).
-pub const SIGMOID_TOLERANCE: f64 = crate::ml::INFERENCE_TOLERANCE;
+pub const SIGMOID_TOLERANCE: f64 = crate::programs::INFERENCE_TOLERANCE;
 
 /// Samples per step of [`Model::logits`] unless [`Model::with_batch_chunk`] changes it:
 /// larger batches run in chunks of this many rows, which bounds each message.

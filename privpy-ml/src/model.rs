@@ -1,6 +1,6 @@
 //! Model weights in safetensors files: a model trained anywhere (PyTorch included)
 //! loads the same way. The tensor names and layouts each model expects are documented
-//! with it (e.g. [`crate::ml::LeNet5Bn`]).
+//! with it (e.g. [`crate::programs::LeNet5Bn`]).
 
 use crate::data::DataError;
 use ndarray::{ArrayD, IxDyn};

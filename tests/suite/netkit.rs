@@ -1,0 +1,177 @@
+//! Helpers for the tests over real sockets, shared by the integration suite
+//! (`tests/suite/net.rs`) and the process tests of `privpy-server`
+//! (`privpy-server/tests/processes.rs`, which includes this file by path).
+#![allow(dead_code)]
+
+use privpy::net::client::Client;
+use privpy::net::config::{ClientConfig, ClusterConfig};
+use privpy::net::dev::write_dev_cluster;
+use privpy::net::registry::Registry;
+use privpy::net::server::{self, ServerHandle};
+use privpy::prelude::*;
+use privpy::programs::stock;
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::time::{Duration, Instant};
+
+/// Six consecutive free ports on 127.0.0.1.
+pub fn free_base() -> u16 {
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    loop {
+        let k = NEXT.fetch_add(1, Ordering::SeqCst);
+        // Below the kernel's ephemeral range (32768–60999 by default), so that an
+        // outgoing connection cannot take a port between this check and the bind.
+        let base = 20_000
+            + ((std::process::id() % 2000) as u16)
+                .wrapping_mul(17)
+                .wrapping_add(k.wrapping_mul(6))
+                % 12_000;
+        let all_free = (0..6).all(|d| TcpListener::bind(("127.0.0.1", base + d)).is_ok());
+        if all_free {
+            return base;
+        }
+    }
+}
+
+/// A cluster configuration in a temporary directory, and in-process servers.
+pub struct Net {
+    pub dir: PathBuf,
+    pub cfg: ClusterConfig,
+    pub servers: Vec<Option<ServerHandle>>,
+}
+
+impl Net {
+    /// Certificates for `clients`; the cluster accepts `accepted` (all when `None`).
+    pub fn new(tag: &str, clients: &[&str], accepted: Option<&[&str]>, timeout_secs: f64) -> Net {
+        let dir = std::env::temp_dir().join(format!("privpy-net-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        write_dev_cluster(&dir, free_base(), clients, "default", None).unwrap();
+        let path = dir.join("cluster.toml");
+        let mut text = std::fs::read_to_string(&path).unwrap();
+        text = text.replace(
+            "timeout_secs = 30",
+            &format!("timeout_secs = {timeout_secs}"),
+        );
+        if let Some(acc) = accepted {
+            let line = text
+                .lines()
+                .find(|l| l.starts_with("clients = "))
+                .unwrap()
+                .to_string();
+            let list: Vec<String> = acc.iter().map(|c| format!("{c:?}")).collect();
+            text = text.replace(&line, &format!("clients = [{}]", list.join(", ")));
+        }
+        std::fs::write(&path, text).unwrap();
+        let cfg = ClusterConfig::from_file(&path).unwrap();
+        Net {
+            dir,
+            cfg,
+            servers: (0..4).map(|_| None).collect(),
+        }
+    }
+
+    /// Starts `role`, retrying while a killed predecessor still holds the store.
+    pub fn start(&mut self, role: Role, programs: Registry) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            match server::start(role, self.cfg.clone(), programs.clone()) {
+                Ok(h) => {
+                    self.servers[role.index()] = Some(h);
+                    return;
+                }
+                Err(_) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                Err(e) => panic!("{role} did not start: {e}"),
+            }
+        }
+    }
+
+    pub fn start_all(&mut self) {
+        for role in Role::ALL {
+            self.start(role, stock());
+        }
+    }
+
+    pub fn kill(&mut self, role: Role) {
+        if let Some(h) = self.servers[role.index()].take() {
+            h.kill();
+        }
+    }
+
+    pub fn client_config(&self, name: &str) -> ClientConfig {
+        ClientConfig::from_file(&self.dir.join(format!("{name}.toml"))).unwrap()
+    }
+
+    pub fn client(&self, name: &str) -> Client {
+        Client::connect(&self.client_config(name)).unwrap()
+    }
+}
+
+impl Drop for Net {
+    fn drop(&mut self) {
+        for s in &mut self.servers {
+            if let Some(h) = s.take() {
+                h.kill();
+            }
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+impl Net {
+    /// The log file of `role`'s server process.
+    pub fn log(&self, role: Role) -> PathBuf {
+        self.dir.join(format!("{}.log", role.name()))
+    }
+
+    /// A client of `name`, retrying while the cluster comes up (20 s at most).
+    pub fn connect_retrying(&self, name: &str) -> Client {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            match Client::connect(&self.client_config(name)) {
+                Ok(c) => return c,
+                Err(e) if Instant::now() > deadline => panic!("cluster did not come up: {e}"),
+                Err(_) => std::thread::sleep(Duration::from_millis(100)),
+            }
+        }
+    }
+
+    /// Restarts nothing; rewrites `cluster.toml` with `extra` lines at the top and
+    /// reloads it (call before starting servers).
+    pub fn configure(&mut self, extra: &str) {
+        let path = self.dir.join("cluster.toml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        std::fs::write(&path, format!("{extra}\n{text}")).unwrap();
+        self.cfg = ClusterConfig::from_file(&path).unwrap();
+    }
+}
+
+pub fn rel_err(a: &ArrayD<f64>, b: &ArrayD<f64>) -> f64 {
+    let d = (a - b).mapv(|v| v * v).sum().sqrt();
+    d / b.mapv(|v| v * v).sum().sqrt().max(1e-12)
+}
+
+/// A registered program on the in-process engines: four threads, or cleartext.
+pub fn run_local(
+    cluster: LocalCluster,
+    program: &str,
+    inputs: &[(&str, ArrayD<f64>)],
+    args: &[(String, f64)],
+    outputs: &[&str],
+) -> (Vec<ArrayD<f64>>, RunOutput) {
+    let mut cluster = cluster;
+    let alice = cluster.client("alice");
+    for (n, v) in inputs {
+        cluster.upload(&alice, n, v).unwrap();
+    }
+    let programs = stock();
+    let p = programs.get(program).unwrap();
+    let run = cluster.run(|s| p.call(s, "alice", args)).unwrap();
+    let opened = outputs
+        .iter()
+        .map(|o| run.open::<ArrayD<f64>>(&alice, o).unwrap())
+        .collect();
+    (opened, run)
+}
