@@ -59,3 +59,60 @@ pub(crate) fn give(mut buf: Vec<u8>) {
         }
     }
 }
+
+/// Word buffers of at least this many words are kept for reuse ([`take_words`]).
+const MIN_POOLED_WORDS: usize = 1 << 14;
+/// Most words a thread keeps (64 MiB).
+const MAX_POOLED_WORDS: usize = 1 << 23;
+
+thread_local! {
+    /// This thread's spare word buffers (bit planes of the four-party comparison):
+    /// per thread, so that taking one needs no lock.
+    static WORDS: std::cell::RefCell<Vec<Vec<u64>>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// `len` zero words, in a buffer reused from this thread's pool when one is large
+/// enough (its pages already mapped), else freshly allocated.
+pub(crate) fn take_words(len: usize) -> Vec<u64> {
+    if len >= MIN_POOLED_WORDS {
+        let reused = WORDS.with(|w| {
+            let mut pool = w.borrow_mut();
+            let best = pool
+                .iter()
+                .enumerate()
+                .filter(|(_, b)| b.capacity() >= len)
+                .min_by_key(|(_, b)| b.capacity())
+                .map(|(k, _)| k);
+            best.map(|k| pool.swap_remove(k))
+        });
+        if let Some(mut v) = reused {
+            v.clear();
+            v.resize(len, 0);
+            return v;
+        }
+    }
+    vec![0; len]
+}
+
+/// Returns a word buffer whose contents are no longer needed.
+pub(crate) fn give_words(buf: Vec<u64>) {
+    if buf.capacity() < MIN_POOLED_WORDS || buf.capacity() > MAX_POOLED_WORDS {
+        return;
+    }
+    // During thread teardown the pool may be gone: then the buffer is just freed.
+    let _ = WORDS.try_with(|w| {
+        let mut pool = w.borrow_mut();
+        pool.push(buf);
+        while pool.iter().map(Vec::capacity).sum::<usize>() > MAX_POOLED_WORDS {
+            let smallest = pool
+                .iter()
+                .enumerate()
+                .min_by_key(|(_, b)| b.capacity())
+                .map(|(k, _)| k);
+            match smallest {
+                Some(k) => drop(pool.swap_remove(k)),
+                None => break,
+            }
+        }
+    });
+}

@@ -111,7 +111,7 @@ impl Planes {
         Planes {
             n,
             words,
-            data: vec![0; count * words],
+            data: crate::pool::take_words(count * words),
         }
     }
 
@@ -201,9 +201,17 @@ impl Planes {
     /// `count` planes of `n` bits from an AES-CTR stream.
     fn expand(prg: &LabelPrg, op: u64, s: Stream, count: usize, n: usize) -> Planes {
         let words = n.div_ceil(64);
-        let mut data = vec![0u64; count * words];
+        let mut data = crate::pool::take_words(count * words);
         prg.fill_words(op, s as u8, &mut data);
         Planes { n, words, data }
+    }
+}
+
+/// Large planes go back to the thread's pool: the next comparison's planes reuse
+/// their pages instead of faulting in fresh ones.
+impl Drop for Planes {
+    fn drop(&mut self) {
+        crate::pool::give_words(std::mem::take(&mut self.data));
     }
 }
 
@@ -365,10 +373,10 @@ fn xor(a: &[u64], b: &[u64]) -> Vec<u64> {
 
 /// Ring elements from an AES-CTR stream.
 fn expand_ring<R: Ring>(prg: &LabelPrg, op: u64, s: Stream, count: usize) -> Vec<R> {
-    let bytes = count * R::BYTES;
-    let mut blocks = vec![0u128; bytes.div_ceil(16)];
-    prg.fill_at(op, s as u8, 0, &mut blocks);
-    R::read_le(&bytemuck::cast_slice::<u128, u8>(&blocks)[..bytes])
+    // Written straight into the elements' words: no intermediate byte buffer.
+    let mut words = vec![0u64; count * R::LIMBS];
+    prg.fill_words(op, s as u8, &mut words);
+    R::from_words(words)
 }
 
 // ---------------------------------------------------------------- the circuit
