@@ -15,6 +15,7 @@
 
 pub mod client;
 pub mod config;
+pub mod custody;
 pub mod dev;
 pub mod frame;
 pub mod link;

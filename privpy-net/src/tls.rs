@@ -39,6 +39,14 @@ pub enum TlsError {
     /// Generating development certificates failed.
     #[error("certificate generation: {0}")]
     Generate(String),
+    /// The authority refused a certificate request.
+    #[error("certificate request for {identity}: {reason}")]
+    Request {
+        /// The identity the request was to be signed for.
+        identity: String,
+        /// Why it was refused.
+        reason: String,
+    },
 }
 
 /// The DNS name that identifies a server role.

@@ -39,7 +39,9 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Generates development certificates and configuration for loopback, then starts
-    /// the four servers as child processes (Ctrl-C stops them).
+    /// the four servers as child processes and prints "ready" once all of them
+    /// listen. SIGINT or SIGTERM to this process stops them (forwarded as SIGTERM,
+    /// waited for). Refuses to start where a cluster is already listening.
     Dev {
         /// Where certificates, configuration and data go.
         #[arg(long, default_value = "target/dev-cluster")]
@@ -54,8 +56,9 @@ enum Command {
         #[arg(long, value_delimiter = ',', default_value = "alice,bob")]
         clients: Vec<String>,
     },
-    /// Writes certificates and `cluster.toml` for four hosts (copy the directory to
-    /// each host; each needs only its own key).
+    /// Writes certificates, keys and `cluster.toml` for four hosts in one directory:
+    /// for trying a four-host layout only, since one operator then holds every key.
+    /// A real deployment uses `request` on each host and `authority`.
     Certs {
         /// Output directory.
         #[arg(long)]
@@ -71,6 +74,47 @@ enum Command {
         #[arg(long, default_value = "default")]
         preset: String,
         /// Client names to issue certificates for.
+        #[arg(long, value_delimiter = ',', default_value = "alice,bob")]
+        clients: Vec<String>,
+    },
+    /// On a server host or a client machine: generates this identity's private key
+    /// (`<dir>/certs/<name>.key`, mode 0600) and a certificate request
+    /// (`<dir>/<name>.csr`) to send to the cluster's authority. The key never leaves.
+    Request {
+        /// Where the key and the request go.
+        #[arg(long)]
+        dir: PathBuf,
+        /// A server role: s1, s2, sa or sb.
+        #[arg(long, value_parser = parse_role, conflicts_with = "client", required_unless_present = "client")]
+        server: Option<Role>,
+        /// A client name (lower case).
+        #[arg(long)]
+        client: Option<String>,
+    },
+    /// The cluster's authority: signs the servers' and clients' requests (it never
+    /// sees a private key) and writes the bundle each host and client copies beside
+    /// its key: certificates, `cluster.toml`, one `<client>.toml` per client. Its own
+    /// signing keys stay in `--dir`.
+    Authority {
+        /// The authority's directory (its signing keys; created on first use).
+        #[arg(long)]
+        dir: PathBuf,
+        /// Where the requests are: `s1.csr`, `s2.csr`, `sa.csr`, `sb.csr`, `<client>.csr`.
+        #[arg(long)]
+        requests: PathBuf,
+        /// Where the bundle goes.
+        #[arg(long)]
+        out: PathBuf,
+        /// The four hosts' addresses, in the order s1,s2,sa,sb.
+        #[arg(long, value_delimiter = ',', num_args = 1..=4, required = true)]
+        hosts: Vec<String>,
+        /// First of six consecutive ports.
+        #[arg(long, default_value_t = 7100)]
+        base_port: u16,
+        /// Number format: fast, default or paper.
+        #[arg(long, default_value = "default")]
+        preset: String,
+        /// Client names to sign requests for.
         #[arg(long, value_delimiter = ',', default_value = "alice,bob")]
         clients: Vec<String>,
     },
@@ -134,6 +178,28 @@ fn main() -> ExitCode {
             _,
             _,
         ) => certs(&dir, &hosts, base_port, &preset, &clients),
+        (
+            Some(Command::Request {
+                dir,
+                server,
+                client,
+            }),
+            _,
+            _,
+        ) => request(&dir, server, client),
+        (
+            Some(Command::Authority {
+                dir,
+                requests,
+                out,
+                hosts,
+                base_port,
+                preset,
+                clients,
+            }),
+            _,
+            _,
+        ) => authority(&dir, &requests, &out, &hosts, base_port, &preset, &clients),
         (
             Some(Command::Netem {
                 listen,
@@ -225,6 +291,47 @@ fn certs(
     Ok(())
 }
 
+fn request(dir: &Path, server: Option<Role>, client: Option<String>) -> Result<(), String> {
+    use privpy_net::custody::Identity;
+    let who = match (server, client) {
+        (Some(r), None) => Identity::Server(r),
+        (None, Some(c)) => Identity::Client(c),
+        _ => return Err("give exactly one of --server and --client".into()),
+    };
+    let csr = privpy_net::custody::request(dir, &who).map_err(|e| e.to_string())?;
+    println!(
+        "wrote {} (keep it here) and {} (send it to the cluster's authority)",
+        dir.join("certs")
+            .join(format!("{}.key", who.file_stem()))
+            .display(),
+        csr.display()
+    );
+    Ok(())
+}
+
+fn authority(
+    dir: &Path,
+    requests: &Path,
+    out: &Path,
+    hosts: &[String],
+    base: u16,
+    preset: &str,
+    clients: &[String],
+) -> Result<(), String> {
+    let hosts: [&str; 4] = refs(hosts)
+        .try_into()
+        .map_err(|_| "--hosts needs four addresses: s1,s2,sa,sb".to_string())?;
+    check_preset(preset)?;
+    let ca = privpy_net::custody::Authority::open(dir).map_err(|e| e.to_string())?;
+    ca.issue_cluster(requests, out, hosts, base, &refs(clients), preset)
+        .map_err(|e| e.to_string())?;
+    println!(
+        "wrote the bundle {} (no private keys): copy it into each host's and client's directory, beside its key",
+        out.display()
+    );
+    Ok(())
+}
+
 fn check_preset(preset: &str) -> Result<(), String> {
     privpy_net::config::preset(preset)
         .map(|_| ())
@@ -233,20 +340,63 @@ fn check_preset(preset: &str) -> Result<(), String> {
 
 fn dev(dir: &Path, base: u16, preset: &str, clients: &[String]) -> Result<(), String> {
     check_preset(preset)?;
+    if base > u16::MAX - 6 {
+        return Err(format!("base port {base} leaves no room for six ports"));
+    }
+    // Never over a running cluster: its certificates would be replaced under it.
+    for port in base..base + 6 {
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_err() {
+            return Err(format!(
+                "port {port} on 127.0.0.1 is in use (is a cluster already running there?): stop it, or choose another --base-port"
+            ));
+        }
+    }
     write_dev_cluster(dir, base, &refs(clients), preset, None).map_err(|e| e.to_string())?;
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     let config = dir.join("cluster.toml");
+    let stop = stop_on_signal();
     let mut children = Vec::new();
     for role in Role::ALL {
         let child = std::process::Command::new(&exe)
             .args(["--role", role.name(), "--config"])
             .arg(&config)
-            .spawn()
-            .map_err(|e| format!("cannot start {role}: {e}"))?;
-        children.push((role, child));
+            .spawn();
+        match child {
+            Ok(c) => children.push((role, c)),
+            Err(e) => {
+                stop_children(&mut children);
+                return Err(format!("cannot start {role}: {e}"));
+            }
+        }
     }
     println!(
-        "four servers on 127.0.0.1:{}..{} (configuration in {}); clients: {}",
+        "starting four servers on 127.0.0.1:{}..{} ...",
+        base,
+        base + 5
+    );
+    // "ready" once every port accepts connections (or a server exits first).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        if let Some(msg) = exited(&mut children) {
+            stop_children(&mut children);
+            return Err(msg);
+        }
+        if stop.load(std::sync::atomic::Ordering::SeqCst) {
+            stop_children(&mut children);
+            return Ok(());
+        }
+        let up = (base..base + 6).all(|p| std::net::TcpStream::connect(("127.0.0.1", p)).is_ok());
+        if up {
+            break;
+        }
+        if std::time::Instant::now() > deadline {
+            stop_children(&mut children);
+            return Err("the servers did not start listening within 60 s".into());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    println!(
+        "ready: four servers on 127.0.0.1:{}..{} (configuration in {}); clients: {}",
         base,
         base + 5,
         dir.display(),
@@ -260,20 +410,85 @@ fn dev(dir: &Path, base: u16, preset: &str, clients: &[String]) -> Result<(), St
         "try: cargo run --release --example net_client -- --cluster {}",
         dir.display()
     );
-    println!("Ctrl-C stops the cluster.");
-    // Children receive Ctrl-C themselves (same process group); watch for early exits.
+    println!("Ctrl-C (or SIGTERM to this process) stops the cluster.");
     loop {
-        for (role, child) in &mut children {
-            if let Ok(Some(status)) = child.try_wait() {
-                let msg = format!("{role} exited ({status})");
-                for (_, other) in &mut children {
-                    let _ = other.kill();
-                    let _ = other.wait();
+        if let Some(msg) = exited(&mut children) {
+            stop_children(&mut children);
+            return Err(msg);
+        }
+        if stop.load(std::sync::atomic::Ordering::SeqCst) {
+            stop_children(&mut children);
+            println!("stopped");
+            return Ok(());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+/// A flag set when this process receives SIGINT or SIGTERM.
+fn stop_on_signal() -> std::sync::Arc<std::sync::atomic::AtomicBool> {
+    let flag = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let set = flag.clone();
+    std::thread::spawn(move || {
+        let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        else {
+            return;
+        };
+        rt.block_on(async {
+            #[cfg(unix)]
+            {
+                use tokio::signal::unix::{SignalKind, signal};
+                if let Ok(mut term) = signal(SignalKind::terminate()) {
+                    tokio::select! {
+                        _ = tokio::signal::ctrl_c() => {}
+                        _ = term.recv() => {}
+                    }
+                    return;
                 }
-                return if status.success() { Ok(()) } else { Err(msg) };
+            }
+            let _ = tokio::signal::ctrl_c().await;
+        });
+        set.store(true, std::sync::atomic::Ordering::SeqCst);
+    });
+    flag
+}
+
+/// The first server that has exited, as a message.
+fn exited(children: &mut [(Role, std::process::Child)]) -> Option<String> {
+    children
+        .iter_mut()
+        .find_map(|(role, child)| match child.try_wait() {
+            Ok(Some(status)) => Some(format!("{role} exited ({status})")),
+            _ => None,
+        })
+}
+
+/// Forwards SIGTERM to every server still running, waits up to 10 s for them to shut
+/// down (they finish or abort their jobs), then kills what is left.
+fn stop_children(children: &mut [(Role, std::process::Child)]) {
+    for (_, child) in children.iter_mut() {
+        if let Ok(None) = child.try_wait() {
+            let sent = std::process::Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status()
+                .is_ok_and(|s| s.success());
+            if !sent {
+                let _ = child.kill();
             }
         }
-        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    for (_, child) in children.iter_mut() {
+        while let Ok(None) = child.try_wait() {
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        let _ = child.wait();
     }
 }
 

@@ -269,3 +269,79 @@ fn killed_server_process_stops_the_others_and_logs_hold_no_secrets() {
         "debug logs show request sizes, not contents"
     );
 }
+
+/// `privpy-server dev`: prints "ready" only once all four servers listen; a second
+/// `dev` on the same ports is refused and leaves the running cluster's certificates
+/// alone; SIGTERM to `dev` alone stops all four servers (no orphans).
+#[test]
+fn dev_is_ready_refuses_a_second_cluster_and_forwards_sigterm() {
+    use std::io::{BufRead, BufReader};
+    let dir = std::env::temp_dir().join(format!("privpy-dev-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let base = free_base();
+    let dev = |d: &std::path::Path| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_privpy-server"))
+            .args(["dev", "--dir"])
+            .arg(d)
+            .args(["--base-port", &base.to_string(), "--clients", "alice"])
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let mut first = dev(&dir);
+    let mut lines = BufReader::new(first.stdout.take().unwrap()).lines();
+    let t = Instant::now();
+    let ready = loop {
+        match lines.next() {
+            Some(Ok(l)) if l.starts_with("ready") => break l,
+            Some(Ok(_)) => {}
+            other => panic!("dev ended before ready: {other:?}"),
+        }
+    };
+    // Every port listens once "ready" is printed.
+    for p in base..base + 6 {
+        assert!(
+            std::net::TcpStream::connect(("127.0.0.1", p)).is_ok(),
+            "port {p} not listening after {ready:?}"
+        );
+    }
+    eprintln!("ready after {:?}", t.elapsed());
+    let cert = std::fs::read(dir.join("certs/s1.pem")).unwrap();
+    // A second dev over the running cluster is refused, and changes nothing.
+    let status = dev(&dir).wait().unwrap();
+    assert!(!status.success());
+    assert_eq!(std::fs::read(dir.join("certs/s1.pem")).unwrap(), cert);
+    // The cluster works.
+    let cfg = privpy::net::config::ClientConfig::from_file(&dir.join("alice.toml")).unwrap();
+    let mut alice = privpy::net::client::Client::connect(&cfg).unwrap();
+    alice.upload("x", array![1.0, 2.0], &[]).unwrap();
+    let job = alice.run("stats", &[("x", &["x"])]).unwrap();
+    let sum: f64 = alice.fetch(&job, "sum").unwrap();
+    assert!((sum - 3.0).abs() < 1e-6);
+    drop(alice);
+    // SIGTERM to dev only.
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &first.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let t = Instant::now();
+    let status = loop {
+        if let Some(s) = first.try_wait().unwrap() {
+            break s;
+        }
+        assert!(t.elapsed() < Duration::from_secs(20), "dev did not stop");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status}");
+    // No server is left behind: every port can be bound again.
+    for p in base..base + 6 {
+        assert!(
+            std::net::TcpListener::bind(("127.0.0.1", p)).is_ok(),
+            "port {p} still held after dev stopped"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

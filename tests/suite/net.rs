@@ -7,6 +7,7 @@
 use crate::netkit::*;
 use ndarray::Ix1;
 use privpy::net::client::{Client, ClientError};
+use privpy::net::config::ClusterConfig;
 use privpy::net::frame::FrameCodec;
 use privpy::net::link::read_frame;
 use privpy::net::registry::Program;
@@ -15,7 +16,7 @@ use privpy::net::tls::{client_tls, dial_name};
 use privpy::net::wire::{Control, RefusalKind, Reply, Request};
 use privpy::prelude::*;
 use privpy::programs::stock;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 /// The same engine over TLS as over channels: identical traffic per server and
@@ -1047,4 +1048,155 @@ fn granted_inputs_cannot_be_copied_out_by_stock_programs() {
         .unwrap();
     let job = alice.run("stats", &[("x", &["labels"])]).unwrap();
     assert!((alice.fetch::<f64>(&job, "sum").unwrap() - 6.0).abs() < 1e-6);
+}
+
+/// Key custody, end to end on four loopback addresses (127.0.0.1–4): every host and
+/// the client make their own key and request; the authority signs the requests and
+/// writes a bundle with no private key; each host runs from its own directory with
+/// its own key; a job runs and its result is right. Requests for the wrong identity,
+/// with extra or wildcard names, or tampered with, are refused.
+#[test]
+fn hosts_and_clients_keep_their_keys_and_the_authority_signs_requests() {
+    use privpy::net::custody::{Authority, Identity, request};
+    use privpy::net::tls::TlsError;
+    let root = std::env::temp_dir().join(format!("privpy-custody-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    let (requests, ca_dir, bundle) = (root.join("requests"), root.join("ca"), root.join("bundle"));
+    std::fs::create_dir_all(&requests).unwrap();
+    // On each host and on alice's machine: a key and a request; only the request
+    // travels.
+    let host_dir = |r: Role| root.join(format!("host-{}", r.name()));
+    let mut who: Vec<(Identity, PathBuf)> = Role::ALL
+        .iter()
+        .map(|&r| (Identity::Server(r), host_dir(r)))
+        .collect();
+    who.push((Identity::Client("alice".into()), root.join("alice")));
+    for (id, dir) in &who {
+        let csr = request(dir, id).unwrap();
+        std::fs::copy(&csr, requests.join(csr.file_name().unwrap())).unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let key = dir.join("certs").join(format!("{}.key", id.file_stem()));
+            let mode = std::fs::metadata(&key).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600, "{key:?}");
+        }
+        // A key is never overwritten.
+        assert!(matches!(request(dir, id), Err(TlsError::File { .. })));
+    }
+    let ca = Authority::open(&ca_dir).unwrap();
+    let base = free_base();
+    let hosts = ["127.0.0.1", "127.0.0.2", "127.0.0.3", "127.0.0.4"];
+    ca.issue_cluster(&requests, &bundle, hosts, base, &["alice"], "default")
+        .unwrap();
+    // The bundle and the authority's directory hold no key of a host or client.
+    for dir in [&bundle, &ca_dir] {
+        for e in walk(dir) {
+            let name = e.file_name().unwrap().to_string_lossy().to_string();
+            assert!(
+                !name.ends_with(".key")
+                    || name.starts_with("server-ca")
+                    || name.starts_with("client-ca"),
+                "{e:?} in {dir:?}"
+            );
+        }
+    }
+    // Each host copies the bundle beside its own key and runs from there.
+    for (_, dir) in &who {
+        copy_tree(&bundle, dir);
+    }
+    // A reopened authority signs as the published one.
+    let again = Authority::open(&ca_dir).unwrap();
+    let mut servers = Vec::new();
+    for r in Role::ALL {
+        let cfg = ClusterConfig::from_file(&host_dir(r).join("cluster.toml")).unwrap();
+        servers.push(server::start(r, cfg, stock()).unwrap());
+    }
+    let cfg = privpy::net::config::ClientConfig::from_file(&root.join("alice").join("alice.toml"))
+        .unwrap();
+    let mut alice = Client::connect(&cfg).unwrap();
+    alice.upload("x", &array![1.0, 2.0, 3.5], &[]).unwrap();
+    let job = alice.run("stats", &[("x", &["x"])]).unwrap();
+    let sum: f64 = alice.fetch(&job, "sum").unwrap();
+    assert!((sum - 6.5).abs() < 1e-6, "{sum}");
+    for s in servers {
+        s.kill();
+    }
+    // Refused requests: alice's request presented as s1's, or as bob's.
+    let alice_csr = std::fs::read_to_string(requests.join("alice.csr")).unwrap();
+    for id in [Identity::Server(Role::S1), Identity::Client("bob".into())] {
+        assert!(
+            matches!(again.sign(&alice_csr, &id), Err(TlsError::Request { .. })),
+            "{id:?}"
+        );
+    }
+    // A request that names more than its identity, or a wildcard.
+    for names in [
+        vec!["s2.privpy".to_string(), "s1.privpy".to_string()],
+        vec!["*.privpy".to_string()],
+    ] {
+        let key = rcgen_key();
+        let csr = csr_for(names, &key);
+        assert!(matches!(
+            again.sign(&csr, &Identity::Server(Role::S2)),
+            Err(TlsError::Request { .. })
+        ));
+    }
+    // A tampered request (one byte of its body changed): the signature fails.
+    let s2 = std::fs::read_to_string(requests.join("s2.csr")).unwrap();
+    let mut lines: Vec<String> = s2.lines().map(String::from).collect();
+    let mid = lines.len() / 2;
+    let flipped: String = lines[mid]
+        .chars()
+        .enumerate()
+        .map(|(i, c)| {
+            if i == 10 {
+                if c == 'A' { 'B' } else { 'A' }
+            } else {
+                c
+            }
+        })
+        .collect();
+    lines[mid] = flipped;
+    let tampered = lines.join("\n");
+    assert!(matches!(
+        again.sign(&tampered, &Identity::Server(Role::S2)),
+        Err(TlsError::Request { .. })
+    ));
+    assert!(again.sign(&s2, &Identity::Server(Role::S2)).is_ok());
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    for p in walk(from) {
+        let dest = to.join(p.strip_prefix(from).unwrap());
+        std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
+        std::fs::copy(&p, &dest).unwrap();
+    }
+}
+
+fn rcgen_key() -> rcgen::KeyPair {
+    rcgen::KeyPair::generate().unwrap()
+}
+
+fn csr_for(names: Vec<String>, key: &rcgen::KeyPair) -> String {
+    rcgen::CertificateParams::new(names)
+        .unwrap()
+        .serialize_request(key)
+        .unwrap()
+        .pem()
+        .unwrap()
 }
