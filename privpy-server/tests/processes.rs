@@ -42,7 +42,7 @@ fn spawn_process(net: &Net, role: Role, level: &str) -> std::process::Child {
 #[test]
 fn hung_server_is_blamed_and_long_steps_are_not_failures() {
     let timeout = 1.0;
-    let net = Net::new("hang", &["alice"], None, timeout);
+    let net = Net::with_free_ports("hang", &["alice"], None, timeout);
     let log = |role: Role| net.log(role);
     let mut procs: Vec<std::process::Child> = Role::ALL
         .into_iter()
@@ -133,7 +133,7 @@ fn hung_server_is_blamed_and_long_steps_are_not_failures() {
 #[test]
 fn killed_server_process_stops_the_others_and_logs_hold_no_secrets() {
     let timeout = 4.0;
-    let net = Net::new("kill", &["alice"], None, timeout);
+    let net = Net::with_free_ports("kill", &["alice"], None, timeout);
     let log = |role: Role| net.log(role);
     let spawn = |role: Role| spawn_process(&net, role, "debug");
     let mut procs: Vec<std::process::Child> = Role::ALL.into_iter().map(spawn).collect();

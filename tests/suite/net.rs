@@ -1200,3 +1200,62 @@ fn csr_for(names: Vec<String>, key: &rcgen::KeyPair) -> String {
         .pem()
         .unwrap()
 }
+
+/// `server::run` on the caller's runtime over listeners bound to port 0: a shutdown
+/// while a job runs closes the listeners at once, lets the job finish (drain), and
+/// the client gets its right result; then `run` returns.
+#[test]
+fn run_drains_running_jobs_at_shutdown() {
+    let mut net = Net::new("drain", &["alice"], None, 10.0);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut stops = Vec::new();
+    let mut tasks = Vec::new();
+    for r in Role::ALL {
+        let listeners = net.bound[r.index()].take().unwrap();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        stops.push(tx);
+        let shutdown = async {
+            let _ = rx.await;
+        };
+        tasks.push(rt.spawn(server::run(
+            r,
+            net.cfg.clone(),
+            stock(),
+            listeners,
+            shutdown,
+            Duration::from_secs(30),
+        )));
+    }
+    let cfg = net.client_config("alice");
+    let n = 1_000_000;
+    let x = Array1::from_shape_fn(n, |i| (i % 100) as f64 * 0.01);
+    let want: f64 = x.sum();
+    let (uploaded, ready) = std::sync::mpsc::channel();
+    let worker = std::thread::spawn(move || {
+        let mut alice = Client::connect(&cfg).unwrap();
+        alice.upload("x", &x, &[]).unwrap();
+        uploaded.send(()).unwrap();
+        let job = alice.run("stats", &[("x", &["x"])]).unwrap();
+        alice.fetch::<f64>(&job, "sum").unwrap()
+    });
+    ready.recv().unwrap();
+    std::thread::sleep(Duration::from_millis(150));
+    let asked = Instant::now();
+    for s in stops {
+        s.send(()).unwrap();
+    }
+    // New connections are refused at once.
+    std::thread::sleep(Duration::from_millis(100));
+    let late = Client::connect(&net.client_config("alice"));
+    assert!(late.is_err(), "a connection after shutdown was accepted");
+    let sum = worker.join().unwrap();
+    assert!((sum - want).abs() < 1e-3 * want, "{sum} vs {want}");
+    for t in tasks {
+        rt.block_on(t).unwrap().unwrap();
+    }
+    eprintln!("shutdown drained in {:?}", asked.elapsed());
+}

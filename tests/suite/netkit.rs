@@ -7,7 +7,7 @@ use privpy::net::client::Client;
 use privpy::net::config::{ClientConfig, ClusterConfig};
 use privpy::net::dev::write_dev_cluster;
 use privpy::net::registry::Registry;
-use privpy::net::server::{self, ServerHandle};
+use privpy::net::server::{self, Listeners, ServerHandle};
 use privpy::prelude::*;
 use privpy::programs::stock;
 use std::net::TcpListener;
@@ -39,16 +39,77 @@ pub struct Net {
     pub dir: PathBuf,
     pub cfg: ClusterConfig,
     pub servers: Vec<Option<ServerHandle>>,
+    /// Each role's listeners, bound to port 0 before the configuration was written
+    /// (taken by the first start; a restart binds the configured ports again).
+    pub bound: Vec<Option<Listeners>>,
 }
 
 impl Net {
     /// Certificates for `clients`; the cluster accepts `accepted` (all when `None`).
+    /// The in-process servers' listeners are bound to port 0 first, so no test races
+    /// another process for a port.
     pub fn new(tag: &str, clients: &[&str], accepted: Option<&[&str]>, timeout_secs: f64) -> Net {
+        let sockets: Vec<TcpListener> = (0..6)
+            .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
+            .collect();
+        let ports: Vec<u16> = sockets
+            .iter()
+            .map(|l| l.local_addr().unwrap().port())
+            .collect();
+        let mut net = Self::configure_ports(tag, clients, accepted, timeout_secs, Some(&ports));
+        let mut it = sockets.into_iter();
+        let peers: Vec<TcpListener> = it.by_ref().take(4).collect();
+        let mut client: Vec<Option<TcpListener>> = it.map(Some).collect();
+        client.extend([None, None]);
+        net.bound = peers
+            .into_iter()
+            .zip(client)
+            .map(|(p, c)| Some(Listeners::from_std(p, c)))
+            .collect();
+        net
+    }
+
+    /// [`Net::new`] on six consecutive free ports that nothing holds: for servers
+    /// run as separate processes, which bind the ports themselves.
+    pub fn with_free_ports(
+        tag: &str,
+        clients: &[&str],
+        accepted: Option<&[&str]>,
+        timeout_secs: f64,
+    ) -> Net {
+        Self::configure_ports(tag, clients, accepted, timeout_secs, None)
+    }
+
+    fn configure_ports(
+        tag: &str,
+        clients: &[&str],
+        accepted: Option<&[&str]>,
+        timeout_secs: f64,
+        ports: Option<&[u16]>,
+    ) -> Net {
         let dir = std::env::temp_dir().join(format!("privpy-net-{tag}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
-        write_dev_cluster(&dir, free_base(), clients, "default", None).unwrap();
+        // With given ports: placeholders 1..=6, replaced below.
+        let base = if ports.is_some() { 1 } else { free_base() };
+        write_dev_cluster(&dir, base, clients, "default", None).unwrap();
+        let set_ports = |text: String| -> String {
+            let Some(ports) = ports else { return text };
+            let mut t = text;
+            for (k, p) in ports.iter().enumerate() {
+                t = t.replace(
+                    &format!("127.0.0.1:{}\"", k + 1),
+                    &format!("127.0.0.1:{p}\""),
+                );
+            }
+            t
+        };
+        for c in clients {
+            let path = dir.join(format!("{c}.toml"));
+            let text = std::fs::read_to_string(&path).unwrap();
+            std::fs::write(&path, set_ports(text)).unwrap();
+        }
         let path = dir.join("cluster.toml");
-        let mut text = std::fs::read_to_string(&path).unwrap();
+        let mut text = set_ports(std::fs::read_to_string(&path).unwrap());
         text = text.replace(
             "timeout_secs = 30",
             &format!("timeout_secs = {timeout_secs}"),
@@ -68,11 +129,18 @@ impl Net {
             dir,
             cfg,
             servers: (0..4).map(|_| None).collect(),
+            bound: (0..4).map(|_| None).collect(),
         }
     }
 
     /// Starts `role`, retrying while a killed predecessor still holds the store.
     pub fn start(&mut self, role: Role, programs: Registry) {
+        if let Some(l) = self.bound[role.index()].take() {
+            let h = server::start_with(role, self.cfg.clone(), programs, l)
+                .unwrap_or_else(|e| panic!("{role} did not start: {e}"));
+            self.servers[role.index()] = Some(h);
+            return;
+        }
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             match server::start(role, self.cfg.clone(), programs.clone()) {

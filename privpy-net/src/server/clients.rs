@@ -1,0 +1,349 @@
+//! The client protocol on `S1` and `S2`: uploads, runs (admission, the job slots
+//! and their queue, cancellation when the client disconnects), fetches, listings and
+//! deletes.
+
+use super::*;
+
+pub(super) async fn serve_client(shared: Arc<Shared>, tcp: TcpStream, addr: SocketAddr) {
+    let t = shared.cluster.handshake_timeout;
+    let acceptor = TlsAcceptor::from(shared.tls.client_acceptor.clone());
+    let tls = match tokio::time::timeout(t, acceptor.accept(tcp)).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
+            warn!(%addr, error = %e, "client refused: TLS handshake failed");
+            return;
+        }
+        Err(_) => {
+            warn!(%addr, "client refused: no TLS handshake within the timeout");
+            return;
+        }
+    };
+    let mut conn = Conn::new(TlsStream::Server(tls), shared.cluster.max_frame);
+    let client = conn
+        .peer_certificates()
+        .and_then(|c| c.first())
+        .and_then(|c| client_identity(c, &shared.cluster.clients))
+        .map(str::to_string);
+    let Some(client) = client else {
+        warn!(%addr, "client refused: the certificate names no accepted client");
+        // Answer its first request (an unsolicited reply could be lost when the
+        // client writes into the closed connection).
+        let _ = conn.recv(t).await;
+        let _ = conn
+            .send(&Control::Reply(Reply::Refused(Refusal::new(
+                RefusalKind::Denied,
+                "unknown client: the certificate names none of the clients this cluster accepts",
+            ))))
+            .await;
+        conn.close().await;
+        return;
+    };
+    info!(%client, %addr, "client connected");
+    let idle = shared.cluster.idle_timeout;
+    loop {
+        let req = match conn.recv(idle).await {
+            Ok(Control::Request(r)) => r,
+            Ok(_) => {
+                warn!(%client, "client sent a message that is not a request");
+                let _ = conn
+                    .send(&Control::Reply(Reply::Refused(Refusal::invalid(
+                        "expected a request",
+                    ))))
+                    .await;
+                break;
+            }
+            Err(ConnError::Closed) => break,
+            // Idle for idle_timeout: close quietly (the client reconnects).
+            Err(ConnError::Timeout(_)) => {
+                debug!(%client, "idle client connection closed");
+                break;
+            }
+            Err(ConnError::Io(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                debug!(%client, "client left without closing TLS");
+                break;
+            }
+            Err(e) => {
+                warn!(%client, error = %e, "client connection dropped");
+                let _ = conn
+                    .send(&Control::Reply(Reply::Refused(Refusal::invalid(format!(
+                        "bad request: {e}"
+                    )))))
+                    .await;
+                break;
+            }
+        };
+        debug!(%client, request = ?req, "request");
+        // A client sends nothing while its request runs: anything it does on the
+        // connection (normally closing it) cancels a running job.
+        let cancel = Arc::new(AtomicBool::new(false));
+        let reply = {
+            let work = handle_request(&shared, &client, req, cancel.clone());
+            tokio::pin!(work);
+            let mut probe = [0u8; 1];
+            tokio::select! {
+                reply = &mut work => reply,
+                _ = tokio::io::AsyncReadExt::read(conn.stream_mut(), &mut probe) => {
+                    cancel.store(true, Ordering::Relaxed);
+                    info!(%client, "client disconnected during a request; its job is cancelled");
+                    // Let the job stop (it releases its slot when it does).
+                    let _ = work.await;
+                    break;
+                }
+            }
+        };
+        if let Reply::Refused(reason) = &reply {
+            warn!(%client, %reason, "request refused");
+        }
+        if conn.send(&Control::Reply(reply)).await.is_err() {
+            break;
+        }
+    }
+    conn.close().await;
+}
+
+pub(super) async fn handle_request(
+    shared: &Arc<Shared>,
+    client: &str,
+    req: Request,
+    cancel: Arc<AtomicBool>,
+) -> Reply {
+    let me = shared.role;
+    match req {
+        Request::Info => Reply::Info {
+            role: me,
+            config: shared.cluster.config,
+            client: client.to_string(),
+            programs: shared
+                .registry
+                .iter()
+                .map(|p| (p.name().to_string(), p.version().to_string()))
+                .collect(),
+        },
+        Request::Upload {
+            name,
+            tag,
+            readers,
+            ring,
+            shape,
+            bytes,
+        } => {
+            if let Err(m) = check_name(&name) {
+                return Reply::Refused(Refusal::invalid(format!("input name {name:?}: {m}")));
+            }
+            for r in &readers {
+                let grant = match crate::store::Grant::parse(r) {
+                    Ok(g) => g,
+                    Err(m) => return Reply::Refused(Refusal::invalid(m)),
+                };
+                if !shared.cluster.clients.iter().any(|c| c == grant.client) {
+                    return Reply::Refused(Refusal::invalid(format!(
+                        "reader {:?} is not a client of this cluster",
+                        grant.client
+                    )));
+                }
+                if let Some(p) = grant.program
+                    && shared.registry.get(p).is_none()
+                {
+                    return Reply::Refused(Refusal::invalid(format!(
+                        "grant {r:?}: this cluster has no program {p:?}"
+                    )));
+                }
+            }
+            if ring != shared.cluster.config.ring() {
+                return Reply::Refused(Refusal::invalid(format!(
+                    "a share of {ring:?}, but the cluster computes in {:?} (preset {:?})",
+                    shared.cluster.config.ring(),
+                    shared.cluster.preset
+                )));
+            }
+            let share = match Share::from_bytes(ring, &shape, &bytes) {
+                Ok(s) => s,
+                Err(e) => return Reply::Refused(Refusal::invalid(format!("input {name:?}: {e}"))),
+            };
+            let s = shared.clone();
+            let owner = client.to_string();
+            // Inputs live in their owner's namespace: "alice/x".
+            let n = format!("{client}/{name}");
+            let stored = tokio::task::spawn_blocking(move || match &s.store {
+                Some(st) => st
+                    .put_input(
+                        &n,
+                        &StoredInput {
+                            owner,
+                            tag,
+                            readers,
+                            share,
+                        },
+                    )
+                    .map_err(|e| match e {
+                        // The same answer as for any name this client may not use.
+                        crate::store::StoreError::NotOwner { name, .. } => Refusal::new(
+                            RefusalKind::Denied,
+                            format!("the name {name:?} is taken: choose another"),
+                        ),
+                        e => storage(e),
+                    }),
+                None => Err(Refusal::invalid(format!("{} stores no shares", s.role))),
+            })
+            .await
+            .unwrap_or_else(|e| Err(Refusal::failed(e.to_string())));
+            match stored {
+                Ok(()) => {
+                    info!(%client, input = %name, ?shape, "input stored");
+                    Reply::Uploaded
+                }
+                Err(e) => Reply::Refused(e),
+            }
+        }
+        Request::Run {
+            program,
+            bindings,
+            args,
+        } => {
+            if me != Role::S1 {
+                return Reply::Refused(Refusal::invalid(format!("send Run to S1, not {me}")));
+            }
+            let Some(p) = shared.registry.get(&program).cloned() else {
+                return Reply::Refused(Refusal::invalid(format!("S1 has no program {program:?}")));
+            };
+            let args = match p.resolve_args(&args) {
+                Ok(a) => a,
+                Err(e) => return Reply::Refused(Refusal::invalid(e)),
+            };
+            let s = shared.clone();
+            let c = client.to_string();
+            let a = args.clone();
+            let params = tokio::task::spawn_blocking(move || {
+                let params = s.resolve(&p, &c, &bindings)?;
+                Shared::admit(&p, &params, &a)?;
+                Ok(params)
+            })
+            .await
+            .unwrap_or_else(|e| Err(Refusal::failed(e.to_string())));
+            let params = match params {
+                Ok(p) => p,
+                Err(e) => return Reply::Refused(e),
+            };
+            let mut id = [0u8; 8];
+            if getrandom::fill(&mut id).is_err() {
+                return Reply::Refused(Refusal::failed("S1 could not draw a job id"));
+            }
+            let version = shared
+                .registry
+                .get(&program)
+                .map(|p| p.version().to_string())
+                .unwrap_or_default();
+            let job = JobSpec {
+                id: u64::from_le_bytes(id),
+                program,
+                version,
+                config: shared.cluster.config,
+                client: client.to_string(),
+                params,
+                args,
+            };
+            let id = job.id;
+            // A slot among max_jobs, or a place among max_queued_jobs waiting ones.
+            use std::sync::atomic::Ordering::SeqCst;
+            let permit = match shared.jobs.clone().try_acquire_owned() {
+                Ok(p) => p,
+                Err(_) => {
+                    if shared.queued.fetch_add(1, SeqCst) >= shared.cluster.max_queued_jobs {
+                        shared.queued.fetch_sub(1, SeqCst);
+                        return Reply::Refused(Refusal::new(
+                            RefusalKind::Busy,
+                            format!(
+                                "S1 is busy: {} jobs running and {} waiting; try again later",
+                                shared.cluster.max_jobs, shared.cluster.max_queued_jobs
+                            ),
+                        ));
+                    }
+                    let p = shared.jobs.clone().acquire_owned().await;
+                    shared.queued.fetch_sub(1, SeqCst);
+                    match p {
+                        Ok(p) => p,
+                        Err(_) => return Reply::Refused(Refusal::failed("S1 is shutting down")),
+                    }
+                }
+            };
+            let (_tx, rx) = mpsc::unbounded_channel();
+            let finished = run_job(shared.clone(), job, rx, Some(cancel)).await;
+            drop(permit);
+            match finished {
+                Ok(done) => {
+                    info!(job = %hex(id), %client, "job finished");
+                    Reply::RunDone {
+                        job: id,
+                        outputs: done
+                            .outputs
+                            .into_iter()
+                            .filter(|(c, _, _)| c == client)
+                            .map(|(_, n, s)| (n, s))
+                            .collect(),
+                        stats: done.stats,
+                    }
+                }
+                Err(r) => {
+                    warn!(job = %hex(id), reason = %r.reason, "job failed");
+                    Reply::Refused(
+                        Refusal::new(r.kind, format!("job {} failed: {}", hex(id), r.reason))
+                            .lost(r.lost),
+                    )
+                }
+            }
+        }
+        Request::Fetch { job, name } => {
+            let (c, n) = (client.to_string(), name.clone());
+            let got = with_store(shared, move |st| st.output(job, &c, &n)).await;
+            match got {
+                Ok(Some(share)) => Reply::Share {
+                    ring: share.ring().unwrap_or(shared.cluster.config.ring()),
+                    shape: share.shape().to_vec(),
+                    bytes: share.to_bytes(),
+                },
+                Ok(None) => Reply::Refused(Refusal::new(
+                    RefusalKind::NotFound,
+                    format!(
+                        "{me} has no output {name:?} of job {} for {client} (already fetched, expired, or not yours)",
+                        hex(job)
+                    ),
+                )),
+                Err(e) => Reply::Refused(e),
+            }
+        }
+        Request::Release { job, name } => {
+            let c = client.to_string();
+            let done = with_store(shared, move |st| st.release_output(job, &c, &name)).await;
+            match done {
+                Ok(_) => Reply::Released,
+                Err(e) => Reply::Refused(e),
+            }
+        }
+        Request::DeleteInput { name } => {
+            if let Err(m) = check_name(&name) {
+                return Reply::Refused(Refusal::invalid(format!("input name {name:?}: {m}")));
+            }
+            // Only in the client's own namespace: nobody deletes another's input.
+            let key = format!("{client}/{name}");
+            match with_store(shared, move |st| st.delete_input(&key)).await {
+                Ok(true) => {
+                    info!(%client, input = %name, "input deleted");
+                    Reply::Released
+                }
+                Ok(false) => Reply::Refused(Refusal::new(
+                    RefusalKind::NotFound,
+                    format!("{client} has no input named {name:?}"),
+                )),
+                Err(e) => Reply::Refused(e),
+            }
+        }
+        Request::ListOutputs => {
+            let c = client.to_string();
+            let list = with_store(shared, move |st| st.outputs_for(&c)).await;
+            match list {
+                Ok(l) => Reply::Outputs(l),
+                Err(e) => Reply::Refused(e),
+            }
+        }
+    }
+}

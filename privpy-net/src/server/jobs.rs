@@ -1,0 +1,354 @@
+//! Job admission and execution: whether this server can take part in a job
+//! (program, version, preset, client, bindings, grants, shapes, upload tags), loading
+//! its inputs, running the program on its thread, storing its outputs.
+
+use super::*;
+
+impl Shared {
+    /// Whether this server can take part in `job` (run by the accepting side of a link).
+    pub(super) fn check_job(&self, job: &JobSpec) -> Result<(), Refusal> {
+        let me = self.role;
+        let program = self
+            .registry
+            .get(&job.program)
+            .ok_or_else(|| Refusal::invalid(format!("{me} has no program {:?}", job.program)))?;
+        if program.version() != job.version {
+            return Err(Refusal::invalid(format!(
+                "program {:?}: {me} runs version {:?}, the job asks for version {:?}; all four servers must run the same version",
+                job.program,
+                program.version(),
+                job.version
+            )));
+        }
+        if job.config != self.cluster.config {
+            return Err(Refusal::invalid(format!(
+                "{me} computes with preset {:?} ({:?}), the job with {:?}",
+                self.cluster.preset, self.cluster.config, job.config
+            )));
+        }
+        if !self.cluster.clients.contains(&job.client) {
+            return Err(Refusal::new(
+                RefusalKind::Denied,
+                format!("{me} does not accept client {:?}", job.client),
+            ));
+        }
+        if job.params.len() != program.params().len() {
+            return Err(Refusal::invalid(format!(
+                "program {:?} takes {} inputs, the job binds {}",
+                job.program,
+                program.params().len(),
+                job.params.len()
+            )));
+        }
+        for p in &job.params {
+            program
+                .check_shape(&p.name, &p.shape)
+                .map_err(Refusal::invalid)?;
+            if p.tags.len() != p.sources.len() {
+                return Err(Refusal::invalid(format!(
+                    "parameter {:?}: {} sources but {} upload tags",
+                    p.name,
+                    p.sources.len(),
+                    p.tags.len()
+                )));
+            }
+        }
+        if program.resolve_args(&job.args).map_err(Refusal::invalid)? != job.args {
+            return Err(Refusal::invalid(format!(
+                "the job's arguments do not match {me}'s program declaration"
+            )));
+        }
+        Self::admit(program, &job.params, &job.args)?;
+        if me.is_primary() {
+            let bindings: Vec<(String, Vec<String>)> = job
+                .params
+                .iter()
+                .map(|p| (p.name.clone(), p.sources.clone()))
+                .collect();
+            let mine = self.resolve(program, &job.client, &bindings)?;
+            for (theirs, mine) in job.params.iter().zip(&mine) {
+                for ((src, t), m) in theirs.sources.iter().zip(&theirs.tags).zip(&mine.tags) {
+                    if t != m {
+                        return Err(stale(src));
+                    }
+                }
+                if theirs.shape != mine.shape {
+                    return Err(stale(&theirs.sources.join(", ")));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks a run request against the program and the store; the job's parameters.
+    pub(super) fn resolve(
+        &self,
+        program: &Program,
+        client: &str,
+        bindings: &[(String, Vec<String>)],
+    ) -> Result<Vec<Param>, Refusal> {
+        let store = self
+            .store
+            .as_ref()
+            .ok_or_else(|| Refusal::invalid(format!("{} has no share store", self.role)))?;
+        for (name, _) in bindings {
+            if !program.params().iter().any(|(p, _)| p == name) {
+                return Err(Refusal::invalid(format!(
+                    "program {:?} has no input {name:?} (its inputs: {})",
+                    program.name(),
+                    program
+                        .params()
+                        .iter()
+                        .map(|(p, _)| p.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )));
+            }
+        }
+        let mut params = Vec::new();
+        for (pname, _) in program.params() {
+            let mut found = bindings.iter().filter(|(n, _)| n == pname);
+            let (Some((_, sources)), None) = (found.next(), found.next()) else {
+                return Err(Refusal::invalid(format!(
+                    "bind input {pname:?} of program {:?} exactly once",
+                    program.name()
+                )));
+            };
+            if sources.is_empty() {
+                return Err(Refusal::invalid(format!(
+                    "input {pname:?} is bound to no stored input"
+                )));
+            }
+            let mut shapes = Vec::new();
+            let mut tags = Vec::new();
+            let mut qualified = Vec::new();
+            for asked in sources {
+                let src = qualify(client, asked)?;
+                let inp = store.input(&src).map_err(storage)?;
+                // A missing input and another client's input get the same answer:
+                // a refusal reveals nothing about other clients' data.
+                let inp = match inp {
+                    Some(i) if i.usable_by(client, program.name(), program.version()) => i,
+                    _ => {
+                        return Err(Refusal::new(
+                            RefusalKind::NotFound,
+                            format!("no input named {asked:?} that {client} may use"),
+                        ));
+                    }
+                };
+                shapes.push(inp.share.shape().to_vec());
+                tags.push(inp.tag);
+                qualified.push(src);
+            }
+            let shape = if shapes.len() == 1 {
+                shapes.remove(0)
+            } else {
+                let trailing = shapes[0].get(1..).map(<[usize]>::to_vec);
+                let ok = shapes
+                    .iter()
+                    .all(|s| !s.is_empty() && s.get(1..).map(<[usize]>::to_vec) == trailing);
+                if !ok {
+                    return Err(Refusal::invalid(format!(
+                        "the inputs bound to {pname:?} cannot be stacked by rows: shapes {shapes:?}"
+                    )));
+                }
+                let mut s = shapes[0].clone();
+                s[0] = shapes.iter().map(|s| s[0]).sum();
+                s
+            };
+            program
+                .check_shape(pname, &shape)
+                .map_err(Refusal::invalid)?;
+            params.push(Param {
+                name: pname.clone(),
+                sources: qualified,
+                shape,
+                tags,
+            });
+        }
+        Ok(params)
+    }
+
+    /// The program's admission checks on a job's shapes and arguments.
+    pub(super) fn admit(
+        program: &Program,
+        params: &[Param],
+        args: &[(String, f64)],
+    ) -> Result<(), Refusal> {
+        let shapes: Vec<(String, Vec<usize>)> = params
+            .iter()
+            .map(|p| (p.name.clone(), p.shape.clone()))
+            .collect();
+        program
+            .admit(&shapes, args)
+            .map_err(|reason| Refusal::invalid(format!("program {:?}: {reason}", program.name())))
+    }
+
+    /// Runs this server's part of the job (on a blocking thread).
+    pub(super) fn execute(
+        &self,
+        job: JobSpec,
+        transport: NetTransport,
+    ) -> Result<JobDone, Refusal> {
+        let me = self.role;
+        let t = self.cluster.timeout;
+        let keep = transport.clone();
+        let fail = |reason: Refusal| {
+            keep.abort_all(&reason.reason, reason.lost);
+            Err(reason)
+        };
+        let program = match self.registry.get(&job.program) {
+            Some(p) => p.body(),
+            None => {
+                return fail(Refusal::invalid(format!(
+                    "{me} has no program {:?}",
+                    job.program
+                )));
+            }
+        };
+        let inputs = match self.load_inputs(&job) {
+            Ok(i) => i,
+            Err(e) => return fail(e),
+        };
+        let ctx = Job {
+            id: job.id,
+            client: job.client.clone(),
+            args: job.args.clone(),
+        };
+        let body = |s: &privpy_core::Session| program(s, &ctx);
+        let result = run_node(
+            me,
+            job.config,
+            Box::new(transport),
+            inputs,
+            self.cluster.clients.clone(),
+            &body,
+        );
+        let result = match result {
+            Ok(r) => r,
+            Err(e) => {
+                let lost = match &e {
+                    privpy_core::Error::PeerLost { peer, .. } if *peer != me => Some(*peer),
+                    _ => None,
+                };
+                return fail(Refusal::failed(e.to_string()).lost(lost));
+            }
+        };
+        if let Some(store) = &self.store {
+            let outs: Vec<(String, String, Share)> = result
+                .outputs
+                .iter()
+                .map(|o| (o.client.clone(), o.name.clone(), o.share.clone()))
+                .collect();
+            if let Err(e) = store.put_outputs(job.id, &outs) {
+                let reason = format!("{me} could not store the outputs: {e}");
+                if me != Role::S1 {
+                    let _ = keep.send_control(Role::S1, &Control::Finished(Err(reason.clone())));
+                }
+                return Err(Refusal::new(RefusalKind::Storage, reason));
+            }
+        }
+        let outputs = result
+            .outputs
+            .iter()
+            .map(|o| (o.client.clone(), o.name.clone(), o.share.shape().to_vec()))
+            .collect();
+        let mut stats: [CommStats; 4] = Default::default();
+        stats[me.index()] = result.stats.clone();
+        if me != Role::S1 {
+            let _ = keep.send_control(Role::S1, &Control::Finished(Ok(result.stats)));
+            return Ok(JobDone { outputs, stats });
+        }
+        for peer in [Role::S2, Role::Sa, Role::Sb] {
+            match keep.recv_control(peer, t) {
+                Ok(Control::Finished(Ok(s))) => stats[peer.index()] = s,
+                Ok(Control::Finished(Err(r))) => {
+                    return Err(Refusal::failed(format!("{peer}: {r}")));
+                }
+                Ok(Control::Abort { reason, culprit }) => {
+                    return Err(Refusal::failed(format!("{peer}: {reason}")).lost(culprit));
+                }
+                Ok(_) => {
+                    return Err(Refusal::failed(format!(
+                        "{peer} sent an unexpected message at the end of the job"
+                    )));
+                }
+                Err(e) => {
+                    return Err(
+                        Refusal::failed(format!("{peer} did not finish: {e}")).lost(Some(e.peer()))
+                    );
+                }
+            }
+        }
+        Ok(JobDone { outputs, stats })
+    }
+
+    /// This server's inputs for `job`: its stored shares (on `S1`, `S2`), checked
+    /// against the upload tags the job was admitted with, or the shapes.
+    pub(super) fn load_inputs(
+        &self,
+        job: &JobSpec,
+    ) -> Result<BTreeMap<String, NodeInput>, Refusal> {
+        let mut inputs = BTreeMap::new();
+        for p in &job.params {
+            let input = match &self.store {
+                Some(store) => {
+                    let mut parts = Vec::new();
+                    for (src, &tag) in p.sources.iter().zip(&p.tags) {
+                        let inp = store.input(src).map_err(storage)?;
+                        match inp {
+                            // Replaced since admission, or lost: never mix uploads.
+                            Some(i) if i.tag == tag => parts.push(i.share),
+                            _ => return Err(stale(src)),
+                        }
+                    }
+                    let share = if parts.len() == 1 {
+                        parts.remove(0)
+                    } else {
+                        Share::concat_rows(&parts).map_err(|e| Refusal::invalid(e.to_string()))?
+                    };
+                    if share.shape() != p.shape.as_slice() {
+                        return Err(stale(&p.sources.join(", ")));
+                    }
+                    NodeInput::Share(share)
+                }
+                None => NodeInput::Shape(p.shape.clone()),
+            };
+            inputs.insert(p.name.clone(), input);
+        }
+        Ok(inputs)
+    }
+}
+
+/// A binding's input name in its owner's namespace: `x` is the client's own
+/// (`client/x`), `owner/x` another client's.
+pub(super) fn qualify(client: &str, src: &str) -> Result<String, Refusal> {
+    let bad = |m: String| Refusal::invalid(format!("input name {src:?}: {m}"));
+    match src.split_once('/') {
+        None => {
+            check_name(src).map_err(bad)?;
+            Ok(format!("{client}/{src}"))
+        }
+        Some((owner, name)) => {
+            check_name(owner).map_err(bad)?;
+            check_name(name).map_err(bad)?;
+            Ok(src.to_string())
+        }
+    }
+}
+
+/// The refusal for shares of one input that come from different uploads.
+pub(super) fn stale(input: &str) -> Refusal {
+    Refusal::new(
+        RefusalKind::Stale,
+        format!(
+            "S1 and S2 hold shares of input {input:?} from different uploads (an upload reached only one of them): re-upload it"
+        ),
+    )
+}
+
+pub(super) fn storage(e: crate::store::StoreError) -> Refusal {
+    Refusal::new(RefusalKind::Storage, e.to_string())
+}
+
+// ---------------------------------------------------------------- clients

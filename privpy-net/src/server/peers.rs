@@ -1,0 +1,229 @@
+//! Server links: accepting a peer's connection for a job (its `Hello`, checked
+//! against this server's programs and inputs), dialing the higher roles, and
+//! connecting a job's four links before it runs.
+
+use super::*;
+
+// ---------------------------------------------------------------- peers
+
+pub(super) async fn accept_peer(shared: Arc<Shared>, tcp: TcpStream, addr: SocketAddr) {
+    let t = shared.cluster.handshake_timeout;
+    let acceptor = TlsAcceptor::from(shared.tls.peer_acceptor.clone());
+    let tls = match tokio::time::timeout(t, acceptor.accept(tcp)).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
+            warn!(%addr, error = %e, "server link refused: TLS handshake failed");
+            return;
+        }
+        Err(_) => {
+            warn!(%addr, "server link refused: no TLS handshake within the timeout");
+            return;
+        }
+    };
+    let mut conn = Conn::new(TlsStream::Server(tls), shared.cluster.max_frame);
+    let (from, job) = match conn.recv(t).await {
+        Ok(Control::Hello { from, job }) => (from, job),
+        Ok(_) => {
+            warn!(%addr, "server link refused: first message is not Hello");
+            refuse_peer(
+                conn,
+                Refusal::invalid("the first message on a server link must be Hello"),
+            )
+            .await;
+            return;
+        }
+        Err(e) => {
+            warn!(%addr, error = %e, "server link refused: bad Hello");
+            return;
+        }
+    };
+    let me = shared.role;
+    let named = conn
+        .peer_certificates()
+        .and_then(|c| c.first())
+        .is_some_and(|c| cert_names(c, &server_name(from)));
+    if !named {
+        warn!(%addr, claimed = %from, "server link refused: certificate does not name the claimed role");
+        refuse_peer(
+            conn,
+            Refusal::new(
+                RefusalKind::Denied,
+                format!(
+                    "your certificate is not issued to {from} ({})",
+                    server_name(from)
+                ),
+            ),
+        )
+        .await;
+        return;
+    }
+    if from >= me {
+        warn!(%addr, %from, "server link refused: only lower roles dial");
+        refuse_peer(
+            conn,
+            Refusal::invalid(format!("{from} must not dial {me}; the lower role dials")),
+        )
+        .await;
+        return;
+    }
+    let s = shared.clone();
+    let job2 = job.clone();
+    let check = tokio::task::spawn_blocking(move || s.check_job(&job2)).await;
+    let check = check.unwrap_or_else(|_| Err(Refusal::failed("the check panicked")));
+    if let Err(reason) = check {
+        warn!(job = %hex(job.id), program = %job.program, %from, %reason, "job refused");
+        refuse_peer(conn, reason).await;
+        return;
+    }
+    if conn.send(&Control::HelloAck(Ok(()))).await.is_err() {
+        return;
+    }
+    debug!(job = %hex(job.id), %from, "server link accepted");
+    let tx = {
+        let mut pending = match shared.pending.lock() {
+            Ok(p) => p,
+            Err(p) => p.into_inner(),
+        };
+        match pending.get(&job.id) {
+            Some(tx) => tx.clone(),
+            None => {
+                let (tx, rx) = mpsc::unbounded_channel();
+                pending.insert(job.id, tx.clone());
+                let s = shared.clone();
+                let j = job.clone();
+                tokio::spawn(async move {
+                    let id = j.id;
+                    match run_job(s, j, rx, None).await {
+                        Ok(_) => info!(job = %hex(id), "job finished"),
+                        Err(reason) => warn!(job = %hex(id), %reason, "job failed"),
+                    }
+                });
+                tx
+            }
+        }
+    };
+    let _ = tx.send((from, job, conn));
+}
+
+pub(super) async fn refuse_peer(mut conn: Conn, reason: Refusal) {
+    let _ = conn.send(&Control::HelloAck(Err(reason))).await;
+    conn.close().await;
+}
+
+pub(super) async fn dial(shared: Arc<Shared>, peer: Role, job: JobSpec) -> Result<Conn, Refusal> {
+    let t = shared.cluster.timeout;
+    let addr = shared.cluster.server(peer).peer_addr;
+    let connector = TlsConnector::from(shared.tls.peer_connector.clone());
+    let attempt = async {
+        let tcp = TcpStream::connect(addr)
+            .await
+            .map_err(|e| Refusal::failed(format!("cannot connect to {peer} at {addr}: {e}")))?;
+        let _ = tcp.set_nodelay(true);
+        let tls = connector.connect(dial_name(peer), tcp).await.map_err(|e| {
+            Refusal::failed(format!("TLS handshake with {peer} at {addr} failed: {e}"))
+                .lost(Some(peer))
+        })?;
+        let mut conn = Conn::new(TlsStream::Client(tls), shared.cluster.max_frame);
+        conn.send(&Control::Hello {
+            from: shared.role,
+            job,
+        })
+        .await
+        .map_err(|e| Refusal::failed(format!("{peer}: {e}")))?;
+        match conn.recv(t).await {
+            Ok(Control::HelloAck(Ok(()))) => Ok(conn),
+            Ok(Control::HelloAck(Err(r))) => Err(Refusal::new(
+                r.kind,
+                format!("{peer} refused the job: {}", r.reason),
+            )),
+            Ok(_) => Err(Refusal::failed(format!(
+                "{peer} answered Hello with something else"
+            ))),
+            Err(e) => Err(Refusal::failed(format!(
+                "{peer} did not acknowledge the job: {e}"
+            ))),
+        }
+    };
+    tokio::time::timeout(t, attempt)
+        .await
+        .map_err(|_| Refusal::failed(format!("{peer} at {addr} did not answer within {t:?}")))?
+}
+
+pub(super) struct JobDone {
+    pub(super) outputs: Vec<(String, String, Vec<usize>)>,
+    pub(super) stats: [CommStats; 4],
+}
+
+/// Connects the job's links, runs the program, stores outputs, reports.
+pub(super) async fn run_job(
+    shared: Arc<Shared>,
+    job: JobSpec,
+    mut incoming: mpsc::UnboundedReceiver<(Role, JobSpec, Conn)>,
+    cancel: Option<Arc<AtomicBool>>,
+) -> Result<JobDone, Refusal> {
+    let _active = ActiveJob::new(&shared);
+    let started = std::time::Instant::now();
+    let me = shared.role;
+    let t = shared.cluster.timeout;
+    info!(job = %hex(job.id), program = %job.program, client = %job.client, "job starting");
+    let mut dials = tokio::task::JoinSet::new();
+    for peer in Role::ALL.into_iter().filter(|&p| p > me) {
+        let s = shared.clone();
+        let j = job.clone();
+        dials.spawn(async move { (peer, dial(s, peer, j).await) });
+    }
+    let mut conns: [Option<Conn>; 4] = Default::default();
+    let deadline = tokio::time::Instant::now() + t;
+    let mut failure = None;
+    let missing = |conns: &[Option<Conn>; 4]| -> Vec<Role> {
+        Role::ALL
+            .into_iter()
+            .filter(|&p| p < me && conns[p.index()].is_none())
+            .collect()
+    };
+    while failure.is_none() && !missing(&conns).is_empty() {
+        match tokio::time::timeout_at(deadline, incoming.recv()).await {
+            Ok(Some((from, spec, conn))) => {
+                if spec != job {
+                    failure = Some(Refusal::failed(format!(
+                        "{from} describes job {} differently from the first server that connected",
+                        hex(job.id)
+                    )));
+                }
+                conns[from.index()] = Some(conn);
+            }
+            Ok(None) | Err(_) => {
+                failure = Some(Refusal::failed(format!(
+                    "no connection from {:?} within {t:?}",
+                    missing(&conns)
+                )));
+            }
+        }
+    }
+    if let Ok(mut p) = shared.pending.lock() {
+        p.remove(&job.id);
+    }
+    while let Some(r) = dials.join_next().await {
+        match r {
+            Ok((peer, Ok(conn))) => conns[peer.index()] = Some(conn),
+            Ok((_, Err(e))) => {
+                failure.get_or_insert(e);
+            }
+            Err(e) => {
+                failure.get_or_insert(Refusal::failed(format!("dialing failed: {e}")));
+            }
+        }
+    }
+    if let Some(reason) = failure {
+        for c in conns.into_iter().flatten() {
+            c.close().await;
+        }
+        return Err(reason);
+    }
+    let transport = NetTransport::new(me, conns, t, &shared.rt)
+        .with_limits(started + shared.cluster.max_job, cancel);
+    let s = shared.clone();
+    tokio::task::spawn_blocking(move || s.execute(job, transport))
+        .await
+        .map_err(|e| Refusal::failed(format!("the job's thread failed: {e}")))?
+}
