@@ -14,6 +14,7 @@
 //! idle_timeout_secs = 60      # a client connection with no request for this long is closed
 //! max_connections = 256       # open connections per listener; more are closed at once
 //! max_jobs = 2                # jobs running at once on S1
+//! quota_mib = 1024            # input shares each client may store on each primary
 //! max_queued_jobs = 16        # jobs waiting for a slot; beyond, requests are refused as busy
 //! max_job_secs = 3600         # a job running longer is stopped on every server; S1 also
 //!                             # stops a job whose client disconnects
@@ -121,6 +122,8 @@ struct RawCluster {
     max_connections: usize,
     #[serde(default = "default_jobs")]
     max_jobs: usize,
+    #[serde(default = "default_quota")]
+    quota_mib: usize,
     #[serde(default = "default_queued")]
     max_queued_jobs: usize,
     #[serde(default = "default_job_secs")]
@@ -153,6 +156,10 @@ fn default_idle() -> f64 {
 fn default_connections() -> usize {
     256
 }
+fn default_quota() -> usize {
+    1024
+}
+
 fn default_jobs() -> usize {
     2
 }
@@ -212,6 +219,10 @@ pub struct ClusterConfig {
     pub max_connections: usize,
     /// Jobs running at once (on `S1`).
     pub max_jobs: usize,
+    /// Bytes of input shares (stored records) each client may keep on each primary
+    /// (`quota_mib`, default 1024); an upload beyond is refused with
+    /// [`crate::wire::RefusalKind::Quota`].
+    pub quota: u64,
     /// Jobs waiting for a slot; further run requests are refused as busy.
     pub max_queued_jobs: usize,
     /// A job still running this long after it started is stopped on every server.
@@ -301,6 +312,7 @@ impl ClusterConfig {
             ("max_connections", raw.max_connections, 1_000_000),
             ("max_jobs", raw.max_jobs, 1024),
             ("max_queued_jobs", raw.max_queued_jobs, 1_000_000),
+            ("quota_mib", raw.quota_mib, 1 << 30),
         ] {
             let min = usize::from(key != "max_queued_jobs");
             if v < min || v > max {
@@ -351,6 +363,7 @@ impl ClusterConfig {
             idle_timeout: Duration::from_secs_f64(raw.idle_timeout_secs),
             max_connections: raw.max_connections,
             max_jobs: raw.max_jobs,
+            quota: (raw.quota_mib as u64) << 20,
             max_queued_jobs: raw.max_queued_jobs,
             max_job: Duration::from_secs_f64(raw.max_job_secs),
             kernel_threads: match raw.kernel_threads {

@@ -48,6 +48,20 @@ pub enum StoreError {
         /// Its owner.
         owner: String,
     },
+    /// Storing the input would take its owner past the quota.
+    #[error(
+        "{owner} stores {used} bytes here; this upload needs {needed} more and the quota is {quota}"
+    )]
+    Quota {
+        /// The client.
+        owner: String,
+        /// Bytes its other inputs take.
+        used: u64,
+        /// Bytes the new record takes.
+        needed: u64,
+        /// The quota in bytes.
+        quota: u64,
+    },
 }
 
 fn db<E: std::fmt::Display>(e: E) -> StoreError {
@@ -309,6 +323,21 @@ impl Store {
     /// # Errors
     /// [`StoreError::NotOwner`], or a database error.
     pub fn put_input(&self, name: &str, input: &StoredInput) -> Result<(), StoreError> {
+        self.put_input_within(name, input, u64::MAX)
+    }
+
+    /// [`Store::put_input`] with a quota: the owner's inputs (those named
+    /// `<owner>/…`), counting this one in place of any it replaces, may take at most
+    /// `quota` bytes. Checked and written in one transaction.
+    ///
+    /// # Errors
+    /// [`StoreError::Quota`], [`StoreError::NotOwner`], or a database error.
+    pub fn put_input_within(
+        &self,
+        name: &str,
+        input: &StoredInput,
+        quota: u64,
+    ) -> Result<(), StoreError> {
         let tx = self.db.begin_write().map_err(db)?;
         {
             let mut t = tx.open_table(INPUTS).map_err(db)?;
@@ -326,6 +355,27 @@ impl Store {
             w.u128(input.tag);
             w.strs(&input.readers);
             put_share(&mut w, &input.share);
+            if quota < u64::MAX {
+                // The owner's records: keys from "<owner>/" up to "<owner>0" ('0'
+                // follows '/').
+                let (lo, hi) = (format!("{}/", input.owner), format!("{}0", input.owner));
+                let mut used = 0u64;
+                for entry in t.range(lo.as_str()..hi.as_str()).map_err(db)? {
+                    let (k, v) = entry.map_err(db)?;
+                    if k.value() != name {
+                        used += v.value().len() as u64;
+                    }
+                }
+                let needed = w.0.len() as u64;
+                if used.saturating_add(needed) > quota {
+                    return Err(StoreError::Quota {
+                        owner: input.owner.clone(),
+                        used,
+                        needed,
+                        quota,
+                    });
+                }
+            }
             t.insert(name, w.0.as_slice()).map_err(db)?;
         }
         tx.commit().map_err(db)

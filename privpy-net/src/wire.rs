@@ -100,6 +100,9 @@ pub enum RefusalKind {
     Busy,
     /// The server's own storage failed.
     Storage,
+    /// The upload would take the client past its storage quota (`quota_mib`):
+    /// delete inputs it no longer needs, or ask the operator for more.
+    Quota,
 }
 
 impl RefusalKind {
@@ -112,6 +115,7 @@ impl RefusalKind {
             RefusalKind::Failed => 5,
             RefusalKind::Busy => 6,
             RefusalKind::Storage => 7,
+            RefusalKind::Quota => 8,
         }
     }
 
@@ -124,6 +128,7 @@ impl RefusalKind {
             5 => RefusalKind::Failed,
             6 => RefusalKind::Busy,
             7 => RefusalKind::Storage,
+            8 => RefusalKind::Quota,
             _ => return None,
         })
     }

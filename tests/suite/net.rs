@@ -1259,3 +1259,42 @@ fn run_drains_running_jobs_at_shutdown() {
     }
     eprintln!("shutdown drained in {:?}", asked.elapsed());
 }
+
+/// Per-client storage quota (`quota_mib`): an upload past it is refused with
+/// `RefusalKind::Quota` on both primaries and stores nothing; replacing an input
+/// counts it once; deleting frees room; other clients have their own quota.
+#[test]
+fn storage_quota_per_client_and_delete_frees_it() {
+    let mut net = Net::new("quota", &["alice", "bob"], None, 10.0);
+    net.configure("quota_mib = 1");
+    net.start_all();
+    let mut alice = net.client("alice");
+    let mut bob = net.client("bob");
+    // Default preset: 16 bytes per element and share; 40,000 elements = 640 kB.
+    let v = Array1::from_elem(40_000, 0.5);
+    alice.upload("x", &v, &[]).unwrap();
+    alice.upload("x", &v, &[]).unwrap(); // a replacement counts once
+    let quota = |e: ClientError| {
+        matches!(
+            e,
+            ClientError::Refused {
+                kind: RefusalKind::Quota,
+                ..
+            }
+        )
+    };
+    let e = alice.upload("y", &v, &[]).unwrap_err();
+    assert!(quota(e), "a second 640 kB input exceeds 1 MiB");
+    let big = Array1::from_elem(100_000, 0.5);
+    assert!(quota(alice.upload("z", &big, &[]).unwrap_err()));
+    // Nothing of the refused uploads was stored: a run on "y" finds no input.
+    assert!(alice.run("stats", &[("x", &["y"])]).is_err());
+    // Bob has a quota of his own.
+    bob.upload("y", &v, &[]).unwrap();
+    // Deleting frees room.
+    alice.delete("x").unwrap();
+    alice.upload("y", &v, &[]).unwrap();
+    let job = alice.run("stats", &[("x", &["y"])]).unwrap();
+    let sum: f64 = alice.fetch(&job, "sum").unwrap();
+    assert!((sum - 20_000.0).abs() < 1e-3);
+}

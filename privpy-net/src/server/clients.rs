@@ -166,7 +166,7 @@ pub(super) async fn handle_request(
             let n = format!("{client}/{name}");
             let stored = tokio::task::spawn_blocking(move || match &s.store {
                 Some(st) => st
-                    .put_input(
+                    .put_input_within(
                         &n,
                         &StoredInput {
                             owner,
@@ -174,6 +174,7 @@ pub(super) async fn handle_request(
                             readers,
                             share,
                         },
+                        s.cluster.quota,
                     )
                     .map_err(|e| match e {
                         // The same answer as for any name this client may not use.
@@ -181,6 +182,9 @@ pub(super) async fn handle_request(
                             RefusalKind::Denied,
                             format!("the name {name:?} is taken: choose another"),
                         ),
+                        e @ crate::store::StoreError::Quota { .. } => {
+                            Refusal::new(RefusalKind::Quota, e.to_string())
+                        }
                         e => storage(e),
                     }),
                 None => Err(Refusal::invalid(format!("{} stores no shares", s.role))),
