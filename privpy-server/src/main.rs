@@ -377,13 +377,13 @@ fn dev(dir: &Path, base: u16, preset: &str, clients: &[String]) -> Result<(), St
     // "ready" once every port accepts connections (or a server exits first).
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     loop {
-        if let Some(msg) = exited(&mut children) {
-            stop_children(&mut children);
-            return Err(msg);
-        }
         if stop.load(std::sync::atomic::Ordering::SeqCst) {
             stop_children(&mut children);
             return Ok(());
+        }
+        if let Some(how) = exited(&mut children) {
+            stop_children(&mut children);
+            return how;
         }
         let up = (base..base + 6).all(|p| std::net::TcpStream::connect(("127.0.0.1", p)).is_ok());
         if up {
@@ -412,14 +412,17 @@ fn dev(dir: &Path, base: u16, preset: &str, clients: &[String]) -> Result<(), St
     );
     println!("Ctrl-C (or SIGTERM to this process) stops the cluster.");
     loop {
-        if let Some(msg) = exited(&mut children) {
+        let how = if stop.load(std::sync::atomic::Ordering::SeqCst) {
+            Some(Ok(()))
+        } else {
+            exited(&mut children)
+        };
+        if let Some(how) = how {
             stop_children(&mut children);
-            return Err(msg);
-        }
-        if stop.load(std::sync::atomic::Ordering::SeqCst) {
-            stop_children(&mut children);
-            println!("stopped");
-            return Ok(());
+            if how.is_ok() {
+                println!("stopped");
+            }
+            return how;
         }
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
@@ -455,12 +458,14 @@ fn stop_on_signal() -> std::sync::Arc<std::sync::atomic::AtomicBool> {
     flag
 }
 
-/// The first server that has exited, as a message.
-fn exited(children: &mut [(Role, std::process::Child)]) -> Option<String> {
+/// The first server that has exited: `Ok` when it shut down cleanly (a Ctrl-C in the
+/// terminal reaches the servers too), else the error to report.
+fn exited(children: &mut [(Role, std::process::Child)]) -> Option<Result<(), String>> {
     children
         .iter_mut()
         .find_map(|(role, child)| match child.try_wait() {
-            Ok(Some(status)) => Some(format!("{role} exited ({status})")),
+            Ok(Some(status)) if status.success() => Some(Ok(())),
+            Ok(Some(status)) => Some(Err(format!("{role} exited ({status})"))),
             _ => None,
         })
 }
