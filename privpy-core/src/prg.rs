@@ -58,10 +58,23 @@ impl PairPrg {
         derive(&self.seed, tag)
     }
 
-    /// `n` ring elements for `(op, purpose)`.
+    /// `n` ring elements for `(op, purpose)`. Large draws are expanded by the
+    /// [`crate::kernel_threads`] threads, each from its own counter offset: the
+    /// stream is the same whatever the number of threads.
     pub(crate) fn draw<R: Ring>(&self, op: u64, purpose: Purpose, n: usize) -> Vec<R> {
         let mut words = vec![0u64; n * R::LIMBS];
-        self.aes.fill_words(op, purpose as u8, &mut words);
+        let threads = parallel_parts(words.len());
+        if threads <= 1 {
+            self.aes.fill_words(op, purpose as u8, &mut words);
+        } else {
+            // Parts of an even number of words: each starts on an AES block.
+            let per = words.len().div_ceil(threads).next_multiple_of(2);
+            std::thread::scope(|s| {
+                for (k, part) in words.chunks_mut(per).enumerate() {
+                    s.spawn(move || self.aes.fill_words_at(op, purpose as u8, k * per / 2, part));
+                }
+            });
+        }
         R::from_words(words)
     }
 
@@ -72,7 +85,33 @@ impl PairPrg {
         op: u64,
         purpose: Purpose,
         xs: &mut [R],
-        f: impl Fn(R, R) -> R,
+        f: impl Fn(R, R) -> R + Sync,
+    ) {
+        let threads = parallel_parts(xs.len() * R::LIMBS);
+        if threads > 1 {
+            // Whole chunks per thread, so that each part starts where the sequential
+            // loop would have: the same elements, whatever the number of threads.
+            let per = xs.len().div_ceil(threads).next_multiple_of(CHUNK);
+            let f = &f;
+            std::thread::scope(|s| {
+                for (k, part) in xs.chunks_mut(per).enumerate() {
+                    s.spawn(move || self.apply_from(op, purpose, k * per, part, f));
+                }
+            });
+            return;
+        }
+        self.apply_from(op, purpose, 0, xs, &f);
+    }
+
+    /// [`PairPrg::apply`] for the elements from index `first` (a multiple of
+    /// [`CHUNK`]) on, on this thread.
+    fn apply_from<R: Ring>(
+        &self,
+        op: u64,
+        purpose: Purpose,
+        first: usize,
+        xs: &mut [R],
+        f: &(impl Fn(R, R) -> R + Sync),
     ) {
         let mut words = Vec::new();
         // On the heap: up to 64 KiB for Z256.
@@ -80,7 +119,7 @@ impl PairPrg {
         let mut r = vec![R::zero(); CHUNK];
         for (c, chunk) in xs.chunks_mut(CHUNK).enumerate() {
             let r = &mut r[..chunk.len()];
-            self.fill_at(op, purpose, c * CHUNK, &mut words, r);
+            self.fill_at(op, purpose, first + c * CHUNK, &mut words, r);
             for (x, &r) in chunk.iter_mut().zip(r.iter()) {
                 *x = f(*x, r);
             }
@@ -107,6 +146,12 @@ impl PairPrg {
             *o = R::from_limbs(l);
         }
     }
+}
+
+/// Threads for expanding `words` words: [`crate::kernel_threads`] for large draws
+/// (at least 2^16 words per thread), else one.
+fn parallel_parts(words: usize) -> usize {
+    crate::kernel_threads().min(words >> 16).max(1)
 }
 
 /// A 16-byte key derived from `seed` under `tag`: ChaCha12 stream `2^64 - 1 - tag`.
@@ -151,5 +196,26 @@ mod tests {
         check::<Z64>();
         check::<Z128>();
         check::<Z256>();
+    }
+
+    /// Draws and applications expanded by several threads give the same elements
+    /// as one thread.
+    #[test]
+    fn streams_do_not_depend_on_kernel_threads() {
+        let p = PairPrg::new([3; 32]);
+        let n = 5 * CHUNK * 16 + 7;
+        let before = crate::kernel_threads();
+        crate::set_kernel_threads(1);
+        let want: Vec<Z128> = p.draw(2, Purpose::MaskY, n);
+        let mut want_xs = vec![Z128::from_u64(9); n];
+        p.apply(2, Purpose::MaskY, &mut want_xs, |x, r| x.wadd(r));
+        for t in [2, 3, 8] {
+            crate::set_kernel_threads(t);
+            assert_eq!(p.draw::<Z128>(2, Purpose::MaskY, n), want, "{t} threads");
+            let mut xs = vec![Z128::from_u64(9); n];
+            p.apply(2, Purpose::MaskY, &mut xs, |x, r| x.wadd(r));
+            assert_eq!(xs, want_xs, "{t} threads");
+        }
+        crate::set_kernel_threads(before);
     }
 }

@@ -244,7 +244,7 @@ impl<R: RingData> Party<R> {
         peer: Role,
         op: u64,
         purpose: Purpose,
-        f: impl Fn(R, R) -> R,
+        f: impl Fn(R, R) -> R + Sync,
     ) -> ArrayD<R> {
         let mut y = x.as_standard_layout().into_owned();
         self.prg(peer).apply(op, purpose, contiguous(&mut y), f);
