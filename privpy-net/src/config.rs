@@ -9,7 +9,8 @@
 //!                             # heartbeat, for this long is hung or dead; a live
 //!                             # peer's step may take 20 times this
 //! output_ttl_secs = 86400     # unfetched outputs are deleted after this
-//! max_frame_mib = 1024        # largest frame accepted
+//! max_frame_mib = 64          # largest frame accepted; larger messages (uploads, fetches,
+//!                             # protocol steps) travel as continuation frames
 //! handshake_timeout_secs = 5  # a connection must finish TLS (and say Hello) within this
 //! idle_timeout_secs = 60      # a client connection with no request for this long is closed
 //! max_connections = 256       # open connections per listener; more are closed at once
@@ -179,7 +180,7 @@ fn default_ttl() -> u64 {
     86_400
 }
 fn default_frame() -> usize {
-    1024
+    64
 }
 
 /// One server's entry in `cluster.toml`.
@@ -208,7 +209,9 @@ pub struct ClusterConfig {
     pub timeout: Duration,
     /// Unfetched outputs are deleted after this.
     pub output_ttl: Duration,
-    /// Largest frame body accepted, in bytes.
+    /// Largest frame body accepted, in bytes (`max_frame_mib`, default 64 MiB). A
+    /// larger message travels as continuation frames: on server links up to 64
+    /// times this in all, on a client connection up to the client's quota and 1 MiB.
     pub max_frame: usize,
     /// Time a new connection has to finish its TLS handshake (and, on the peer
     /// port, its `Hello`).

@@ -17,6 +17,13 @@ pub const TAG_MESSAGE: u8 = 1;
 /// The tag of a control frame (session set-up, client requests and replies).
 pub const TAG_CONTROL: u8 = 2;
 
+/// Tag of a continuation frame: a piece of a message larger than the frame limit.
+/// Its pieces travel as continuation frames with the message's op and round (0 and
+/// 0 for a control message), and the last piece in a frame of the message's own tag;
+/// the reader ([`crate::link::read_frame`]) joins them, up to the codec's
+/// [`FrameCodec::max_message`].
+pub const TAG_MORE: u8 = 3;
+
 /// A decoded frame.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Frame {
@@ -55,6 +62,9 @@ pub enum FrameError {
         /// The tag found.
         tag: u8,
     },
+    /// A continuation frame ([`TAG_MORE`]) followed by a frame of another message.
+    #[error("a continuation frame is not followed by the rest of its message")]
+    Continuation,
     /// A control frame whose op and round fields are not zero.
     #[error("control frame with op {op} and round {round} (both must be 0)")]
     ControlHeader {
@@ -69,19 +79,42 @@ pub enum FrameError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FrameCodec {
     max_body: usize,
+    max_message: usize,
 }
 
 impl FrameCodec {
-    /// A codec accepting bodies of at most `max_body` bytes (header included).
+    /// A codec accepting bodies of at most `max_body` bytes (header included), and
+    /// messages split into continuation frames up to 64 times that.
     pub fn new(max_body: usize) -> Self {
+        let max_body = max_body.max(HEADER_BYTES + 1);
         FrameCodec {
-            max_body: max_body.max(HEADER_BYTES),
+            max_body,
+            max_message: max_body.saturating_mul(64),
+        }
+    }
+
+    /// The same codec joining continuation frames into messages of at most
+    /// `max_message` payload bytes.
+    pub fn with_max_message(self, max_message: usize) -> Self {
+        FrameCodec {
+            max_message,
+            ..self
         }
     }
 
     /// The body size limit.
     pub fn max_body(&self) -> usize {
         self.max_body
+    }
+
+    /// The largest payload of a message carried by continuation frames.
+    pub fn max_message(&self) -> usize {
+        self.max_message
+    }
+
+    /// The largest payload of one frame.
+    pub fn max_piece(&self) -> usize {
+        self.max_body - HEADER_BYTES
     }
 
     /// Appends the frame of `msg` to `out`.
@@ -173,6 +206,16 @@ impl FrameCodec {
     }
 }
 
+/// The tag, op and round of a frame body already checked to hold its header.
+pub(crate) fn peek_header(body: &[u8]) -> (u8, u64, u64) {
+    let u64_at = |at: usize| {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(&body[at..at + 8]);
+        u64::from_le_bytes(b)
+    };
+    (body[0], u64_at(1), u64_at(9))
+}
+
 impl FrameCodec {
     /// Decodes a frame body (everything after the length prefix), reusing its buffer
     /// for the payload: what a socket reader calls after reading exactly the
@@ -214,7 +257,7 @@ impl FrameCodec {
         self.check_len(u32::from_le_bytes(prefix) as usize)
     }
 
-    fn check_len(&self, len: usize) -> Result<usize, FrameError> {
+    pub(crate) fn check_len(&self, len: usize) -> Result<usize, FrameError> {
         if len > self.max_body {
             return Err(FrameError::TooLarge {
                 len,

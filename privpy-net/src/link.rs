@@ -48,7 +48,9 @@ pub enum ConnError {
     Timeout(Duration),
 }
 
-/// Reads one frame from `rd`.
+/// Reads one frame from `rd`, joining a message sent as continuation frames
+/// ([`crate::frame::TAG_MORE`]) up to the codec's message limit. Pieces are read
+/// straight into the message's buffer.
 ///
 /// # Errors
 /// [`ConnError`].
@@ -56,28 +58,75 @@ pub async fn read_frame<S: AsyncRead + Unpin>(
     rd: &mut S,
     codec: &FrameCodec,
 ) -> Result<Frame, ConnError> {
-    let mut prefix = [0u8; LEN_BYTES];
-    let mut got = 0;
-    while got < LEN_BYTES {
-        let n = rd.read(&mut prefix[got..]).await?;
-        if n == 0 {
-            return Err(if got == 0 {
-                ConnError::Closed
-            } else {
-                ConnError::Truncated
-            });
+    use crate::frame::{FrameError, HEADER_BYTES, TAG_MORE};
+    let mut joined: Option<(u64, u64)> = None;
+    let mut payload: Vec<u8> = Vec::new();
+    loop {
+        let mut head = [0u8; LEN_BYTES + HEADER_BYTES];
+        let mut got = 0;
+        while got < head.len() {
+            let n = rd.read(&mut head[got..]).await?;
+            if n == 0 {
+                return Err(if got == 0 && joined.is_none() {
+                    ConnError::Closed
+                } else {
+                    ConnError::Truncated
+                });
+            }
+            got += n;
+            if got >= LEN_BYTES {
+                // Refuse an oversized or undersized frame before reading its body.
+                let mut p = [0u8; LEN_BYTES];
+                p.copy_from_slice(&head[..LEN_BYTES]);
+                codec.body_len(p)?;
+            }
         }
-        got += n;
+        let mut p = [0u8; LEN_BYTES];
+        p.copy_from_slice(&head[..LEN_BYTES]);
+        let len = codec.body_len(p)?;
+        let (tag, op, round) = crate::frame::peek_header(&head[LEN_BYTES..]);
+        let piece = len - HEADER_BYTES;
+        if payload.len() + piece > codec.max_message() {
+            return Err(ConnError::Frame(FrameError::TooLarge {
+                len: payload.len() + piece,
+                max: codec.max_message(),
+            }));
+        }
+        if let Some(first) = joined
+            && first != (op, round)
+        {
+            return Err(ConnError::Frame(FrameError::Continuation));
+        }
+        // Grow with the bytes that actually arrive: an announced length alone does
+        // not make the receiver allocate it.
+        payload.reserve(piece.min(1 << 20));
+        let got = (&mut *rd)
+            .take(piece as u64)
+            .read_to_end(&mut payload)
+            .await?;
+        if got < piece {
+            return Err(ConnError::Truncated);
+        }
+        if tag == TAG_MORE {
+            joined = Some((op, round));
+            continue;
+        }
+        if joined.is_none() {
+            // One frame: its own checks, its buffer reused.
+            let mut body = Vec::with_capacity(HEADER_BYTES + payload.len());
+            body.extend_from_slice(&head[LEN_BYTES..]);
+            body.extend_from_slice(&payload);
+            return Ok(codec.decode_body(body)?);
+        }
+        // The last piece: checked as a frame of its tag with an empty payload.
+        return match codec.decode_body(head[LEN_BYTES..].to_vec())? {
+            Frame::Message(mut m) => {
+                m.payload = payload;
+                Ok(Frame::Message(m))
+            }
+            Frame::Control(_) => Ok(Frame::Control(payload)),
+        };
     }
-    let len = codec.body_len(prefix)?;
-    // Grow with the bytes that actually arrive: an announced length alone does not
-    // make the receiver allocate it.
-    let mut body = Vec::with_capacity(len.min(1 << 20));
-    let got = (&mut *rd).take(len as u64).read_to_end(&mut body).await?;
-    if got < len {
-        return Err(ConnError::Truncated);
-    }
-    Ok(codec.decode_body(body)?)
 }
 
 async fn write_frame<S: AsyncWrite + Unpin>(
@@ -90,19 +139,42 @@ async fn write_frame<S: AsyncWrite + Unpin>(
         Frame::Message(m) => (crate::frame::TAG_MESSAGE, m.op, m.round, &m.payload),
         Frame::Control(b) => (crate::frame::TAG_CONTROL, 0, 0, b),
     };
+    if payload.len() > codec.max_message() {
+        return Err(std::io::Error::other(crate::frame::FrameError::TooLarge {
+            len: payload.len(),
+            max: codec.max_message(),
+        }));
+    }
+    // A payload over one piece goes as continuation frames, the last piece in a frame
+    // of its own tag. Pieces of at most 1 MiB fit any receiver's frame limit.
+    let piece = codec.max_piece().min(WRITE_PIECE);
+    let mut rest = payload;
+    while rest.len() > piece {
+        let (now, later) = rest.split_at(piece);
+        let head = codec
+            .header(crate::frame::TAG_MORE, op, round, now.len())
+            .map_err(std::io::Error::other)?;
+        wr.write_all(&head).await?;
+        wr.write_all(now).await?;
+        rest = later;
+    }
     let head = codec
-        .header(tag, op, round, payload.len())
+        .header(tag, op, round, rest.len())
         .map_err(std::io::Error::other)?;
-    if payload.len() <= SMALL_FRAME {
+    if rest.len() <= SMALL_FRAME {
         // One TLS record and one system call for small frames (latency).
-        let mut buf = Vec::with_capacity(head.len() + payload.len());
+        let mut buf = Vec::with_capacity(head.len() + rest.len());
         buf.extend_from_slice(&head);
-        buf.extend_from_slice(payload);
+        buf.extend_from_slice(rest);
         return wr.write_all(&buf).await;
     }
     wr.write_all(&head).await?;
-    wr.write_all(payload).await
+    wr.write_all(rest).await
 }
+
+/// The largest piece a writer puts in one frame: every configuration accepts it
+/// (`max_frame_mib` is at least 1).
+const WRITE_PIECE: usize = (1 << 20) - crate::frame::HEADER_BYTES;
 
 /// Frames up to this payload size are written in one piece.
 const SMALL_FRAME: usize = 16 * 1024;
@@ -120,11 +192,21 @@ impl std::fmt::Debug for Conn {
 }
 
 impl Conn {
-    /// Wraps an established TLS stream.
+    /// Wraps an established TLS stream: frames of at most `max_frame` bytes, larger
+    /// messages in continuation frames up to 64 times that.
     pub fn new(stream: Stream, max_frame: usize) -> Conn {
         Conn {
             stream,
             codec: FrameCodec::new(max_frame),
+        }
+    }
+
+    /// The same connection accepting messages of at most `max_message` bytes in all
+    /// (a client connection: the client's storage quota and a margin).
+    pub fn with_max_message(self, max_message: usize) -> Conn {
+        Conn {
+            codec: self.codec.with_max_message(max_message),
+            ..self
         }
     }
 
@@ -502,5 +584,97 @@ impl Transport for NetTransport {
                 },
             }),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::frame::FrameError;
+
+    fn rt() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    }
+
+    /// A message larger than the frame limit crosses as continuation frames and
+    /// arrives whole; a control message too; past the message limit it is refused.
+    #[test]
+    fn large_messages_cross_in_continuation_frames() {
+        rt().block_on(async {
+            let codec = FrameCodec::new(1 << 20).with_max_message(8 << 20);
+            let payload: Vec<u8> = (0..(3 << 20) + 17).map(|i| (i * 7 % 251) as u8).collect();
+            let msg = Frame::Message(Message {
+                op: 9,
+                round: 2,
+                payload: payload.clone(),
+            });
+            let (mut a, mut b) = tokio::io::duplex(1 << 16);
+            let writer = async {
+                write_frame(&mut a, &codec, &msg).await.unwrap();
+                write_frame(&mut a, &codec, &Frame::Control(payload.clone()))
+                    .await
+                    .unwrap();
+                write_frame(&mut a, &codec, &Frame::Control(vec![1, 2, 3]))
+                    .await
+                    .unwrap();
+            };
+            let reader = async {
+                let f1 = read_frame(&mut b, &codec).await.unwrap();
+                let f2 = read_frame(&mut b, &codec).await.unwrap();
+                let f3 = read_frame(&mut b, &codec).await.unwrap();
+                (f1, f2, f3)
+            };
+            let ((), (f1, f2, f3)) = tokio::join!(writer, reader);
+            match f1 {
+                Frame::Message(m) => {
+                    assert_eq!((m.op, m.round), (9, 2));
+                    assert_eq!(m.payload, payload);
+                }
+                other => panic!("{other:?}"),
+            }
+            assert!(matches!(f2, Frame::Control(b) if b == payload));
+            assert!(matches!(f3, Frame::Control(b) if b == [1, 2, 3]));
+            // Past the receiver's message limit: refused, not allocated.
+            let small = FrameCodec::new(1 << 20).with_max_message(2 << 20);
+            let (mut a, mut b) = tokio::io::duplex(1 << 16);
+            let big = Frame::Control(payload.clone());
+            let writer = tokio::spawn(async move {
+                let _ = write_frame(&mut a, &codec, &big).await;
+            });
+            let r = read_frame(&mut b, &small).await;
+            drop(b); // the writer's next write fails: it ends
+            writer.await.unwrap();
+            assert!(matches!(
+                r,
+                Err(ConnError::Frame(FrameError::TooLarge { .. }))
+            ));
+        });
+    }
+
+    /// A continuation frame followed by a frame of another message is refused.
+    #[test]
+    fn interleaved_continuations_are_refused() {
+        rt().block_on(async {
+            let codec = FrameCodec::new(1 << 20);
+            let mut bytes = Vec::new();
+            bytes.extend_from_slice(&codec.header(crate::frame::TAG_MORE, 1, 1, 4).unwrap());
+            bytes.extend_from_slice(&[0; 4]);
+            codec
+                .encode(
+                    &Message {
+                        op: 2,
+                        round: 1,
+                        payload: vec![5],
+                    },
+                    &mut bytes,
+                )
+                .unwrap();
+            let mut rd = bytes.as_slice();
+            let r = read_frame(&mut rd, &codec).await;
+            assert!(matches!(r, Err(ConnError::Frame(FrameError::Continuation))));
+        });
     }
 }

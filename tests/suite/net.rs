@@ -1298,3 +1298,53 @@ fn storage_quota_per_client_and_delete_frees_it() {
     let sum: f64 = alice.fetch(&job, "sum").unwrap();
     assert!((sum - 20_000.0).abs() < 1e-3);
 }
+
+/// With a 1 MiB frame limit (`max_frame_mib = 1`), a 4.8 MB upload, a job whose
+/// protocol messages are several MB, and a 3.2 MB fetch all cross in continuation
+/// frames, with results equal to cleartext.
+#[test]
+fn messages_larger_than_the_frame_limit_cross_in_pieces() {
+    let mut net = Net::new("frames", &["alice"], None, 10.0);
+    net.configure("max_frame_mib = 1");
+    net.start_all();
+    let mut alice = net.client("alice");
+    let big = Array1::from_shape_fn(300_000, |i| (i % 1000) as f64 * 0.001);
+    alice.upload("big", &big, &[]).unwrap();
+    let job = alice.run("stats", &[("x", &["big"])]).unwrap();
+    let sum: f64 = alice.fetch(&job, "sum").unwrap();
+    assert!((sum - big.sum()).abs() < 1e-6 * big.sum());
+    // A 2000 × 100 output (3.2 MB per share) comes back in pieces too.
+    let (m, n, k) = (2000, 10, 100);
+    let r = ArrayD::from_shape_fn(vec![m, n], |i| ((i[0] + i[1]) % 5) as f64);
+    let mask = ArrayD::from_elem(vec![m, n], 1.0);
+    let u0 = ArrayD::from_shape_fn(vec![m, k], |i| ((i[0] * 3 + i[1]) % 7) as f64 * 0.01);
+    let v0 = ArrayD::from_shape_fn(vec![n, k], |i| ((i[0] + 2 * i[1]) % 5) as f64 * 0.01);
+    let inputs = [("r", r), ("mask", mask), ("u0", u0), ("v0", v0)];
+    for (name, v) in &inputs {
+        alice.upload(name, v, &[]).unwrap();
+    }
+    let args = [("iterations", 1.0)];
+    let job = alice
+        .run_with(
+            "matrix_factorization",
+            &[
+                ("r", &["r"]),
+                ("mask", &["mask"]),
+                ("u0", &["u0"]),
+                ("v0", &["v0"]),
+            ],
+            &args,
+        )
+        .unwrap();
+    let u: ArrayD<f64> = alice.fetch(&job, "u").unwrap();
+    let args: Vec<(String, f64)> = args.iter().map(|(a, v)| (a.to_string(), *v)).collect();
+    let (clear, _) = run_local(
+        LocalCluster::cleartext(),
+        "matrix_factorization",
+        &inputs,
+        &args,
+        &["u"],
+    );
+    assert_eq!(u.shape(), &[m, k]);
+    assert!(rel_err(&u, &clear[0]) < 1e-6, "{}", rel_err(&u, &clear[0]));
+}

@@ -18,7 +18,10 @@ pub(super) async fn serve_client(shared: Arc<Shared>, tcp: TcpStream, addr: Sock
             return;
         }
     };
-    let mut conn = Conn::new(TlsStream::Server(tls), shared.cluster.max_frame);
+    // A client's message (an upload) is at most its quota, and a margin.
+    let most = usize::try_from(shared.cluster.quota.saturating_add(1 << 20)).unwrap_or(usize::MAX);
+    let mut conn =
+        Conn::new(TlsStream::Server(tls), shared.cluster.max_frame).with_max_message(most);
     let client = conn
         .peer_certificates()
         .and_then(|c| c.first())
