@@ -126,6 +126,27 @@ impl Program {
         self
     }
 
+    /// Caps the job's inputs at `n` elements in all (every parameter, after its
+    /// uploads are stacked): a larger job is refused ([`crate::wire::RefusalKind::Invalid`])
+    /// by `S1` and `S2` before any share moves. Stock programs declare one each, which
+    /// bounds a job's memory and time by its inputs.
+    pub fn max_elements(self, n: usize) -> Program {
+        let name = self.name.clone();
+        self.check(move |shapes, _| {
+            let total: usize = shapes
+                .iter()
+                .map(|(_, s)| s.iter().product::<usize>())
+                .fold(0, usize::saturating_add);
+            if total > n {
+                Err(format!(
+                    "program {name:?} accepts at most {n} input elements in all; this job binds {total}"
+                ))
+            } else {
+                Ok(())
+            }
+        })
+    }
+
     /// Runs the admission checks.
     ///
     /// # Errors

@@ -11,7 +11,10 @@
 //! | `lenet5_predict` | `images` (b × 784), `c1` (25 × 6), `c1b`, `c3` (150 × 16), `c3b`, `c5` (400 × 120), `c5b`, `f6` (120 × 84), `f6b`, `rbf` (10 × 84) | | `digits` (b) |
 //!
 //! Every input may be bound to several uploads (for example, row slices of two data
-//! owners), which the servers stack by rows. A server binary of your own registers
+//! owners), which the servers stack by rows. Each program caps a job's inputs
+//! ([`Program::max_elements`]): 20 million elements in all for `stats` and
+//! `logistic_regression`, 10 million for `kmeans`, `matrix_factorization` and
+//! `mlp_predict`, 5 million for `lenet5_predict`. A server binary of your own registers
 //! its own functions the same way (see `examples/custom_server.rs`).
 
 use privpy_ml::prelude::*;
@@ -93,6 +96,7 @@ pub fn stock() -> Registry {
             s.output(job.client(), "var", &x.var())?;
             s.output(job.client(), "max", &x.max())
         })
+        .max_elements(20_000_000)
         .input("x", [None])
         .check(|shapes, _| {
             if rows(shapes, "x") < 2 {
@@ -111,6 +115,7 @@ pub fn stock() -> Registry {
             let w = ml::logistic_regression(x, y, s.zeros(d), batch, iterations, job.arg("lr"));
             s.output(job.client(), "w", &w)
         })
+        .max_elements(20_000_000)
         .input("x", [None, None])
         .input("y", [None])
         .arg("batch", 100.0)
@@ -139,6 +144,7 @@ pub fn stock() -> Registry {
             let c = ml::kmeans(x, c0, job.count("iterations"));
             s.output(job.client(), "centroids", &c)
         })
+        .max_elements(10_000_000)
         .input("x", [None, None])
         .input("c0", [None, None])
         .arg("iterations", 5.0)
@@ -169,6 +175,7 @@ pub fn stock() -> Registry {
             s.output(job.client(), "u", &u)?;
             s.output(job.client(), "v", &v)
         })
+        .max_elements(10_000_000)
         .input("r", [None, None])
         .input("mask", [None, None])
         .input("u0", [None, None])
@@ -191,6 +198,7 @@ pub fn stock() -> Registry {
             let digits = ml::mlp_predict_inputs(s, "images")?;
             s.output(job.client(), "digits", &digits)
         })
+        .max_elements(10_000_000)
         .input("images", [None, Some(784)])
         .input("w1", [Some(784), Some(625)])
         .input("b1", [Some(625)])
@@ -205,6 +213,7 @@ pub fn stock() -> Registry {
             let digits = ml::LeNet5::from_inputs(s)?.predict(&x)?;
             s.output(job.client(), "digits", &digits)
         })
+        .max_elements(5_000_000)
         .input("images", [None, Some(784)])
         .input("c1", [Some(25), Some(6)])
         .input("c1b", [Some(6)])

@@ -1348,3 +1348,44 @@ fn messages_larger_than_the_frame_limit_cross_in_pieces() {
     assert_eq!(u.shape(), &[m, k]);
     assert!(rel_err(&u, &clear[0]) < 1e-6, "{}", rel_err(&u, &clear[0]));
 }
+
+/// A program's input cap (`Program::max_elements`): a job binding more elements in
+/// all is refused as invalid before any share moves; one at the cap runs.
+#[test]
+fn programs_cap_their_inputs() {
+    let mut net = Net::new("caps", &["alice"], None, 10.0);
+    let mut programs = stock();
+    programs.register(
+        Program::new(
+            "tiny_sum",
+            "1",
+            |s: &Session, job: &privpy::net::registry::Job| {
+                let x = s.input::<Array1<f64>>("x")?;
+                s.output(job.client(), "sum", &x.sum())
+            },
+        )
+        .input("x", [None])
+        .max_elements(10),
+    );
+    for r in Role::ALL {
+        net.start(r, programs.clone());
+    }
+    let mut alice = net.client("alice");
+    alice.upload("a", &Array1::from_elem(6, 1.0), &[]).unwrap();
+    alice.upload("b", &Array1::from_elem(5, 1.0), &[]).unwrap();
+    // 6 + 5 stacked: 11 elements.
+    match alice.run("tiny_sum", &[("x", &["a", "b"])]) {
+        Err(ClientError::Refused {
+            kind: RefusalKind::Invalid,
+            reason,
+            ..
+        }) => {
+            assert!(reason.contains("at most 10"), "{reason}");
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    alice.upload("b", &Array1::from_elem(4, 1.0), &[]).unwrap();
+    let job = alice.run("tiny_sum", &[("x", &["a", "b"])]).unwrap();
+    let sum: f64 = alice.fetch(&job, "sum").unwrap();
+    assert!((sum - 10.0).abs() < 1e-6);
+}
