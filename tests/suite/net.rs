@@ -1371,8 +1371,8 @@ fn programs_cap_their_inputs() {
         net.start(r, programs.clone());
     }
     let mut alice = net.client("alice");
-    alice.upload("a", &Array1::from_elem(6, 1.0), &[]).unwrap();
-    alice.upload("b", &Array1::from_elem(5, 1.0), &[]).unwrap();
+    alice.upload("a", Array1::from_elem(6, 1.0), &[]).unwrap();
+    alice.upload("b", Array1::from_elem(5, 1.0), &[]).unwrap();
     // 6 + 5 stacked: 11 elements.
     match alice.run("tiny_sum", &[("x", &["a", "b"])]) {
         Err(ClientError::Refused {
@@ -1384,7 +1384,7 @@ fn programs_cap_their_inputs() {
         }
         other => panic!("expected a refusal, got {other:?}"),
     }
-    alice.upload("b", &Array1::from_elem(4, 1.0), &[]).unwrap();
+    alice.upload("b", Array1::from_elem(4, 1.0), &[]).unwrap();
     let job = alice.run("tiny_sum", &[("x", &["a", "b"])]).unwrap();
     let sum: f64 = alice.fetch(&job, "sum").unwrap();
     assert!((sum - 10.0).abs() < 1e-6);
