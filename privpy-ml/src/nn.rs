@@ -1335,7 +1335,6 @@ impl Model {
                     let (c, hh, ww, k, st, p) = (*c, *hh, *ww, *k, *st, *p);
                     let ho = (hh + 2 * p - k) / st + 1;
                     let wo = (ww + 2 * p - k) / st + 1;
-                    let n_in = b * c * hh * ww;
                     let flat = h.flatten();
                     let source = if p > 0 {
                         let pads =
@@ -1344,33 +1343,7 @@ impl Model {
                     } else {
                         flat
                     };
-                    let mut idx = Vec::with_capacity(b * ho * wo * c * k * k);
-                    for n in 0..b {
-                        for i in 0..ho {
-                            for j in 0..wo {
-                                for ch in 0..c {
-                                    for di in 0..k {
-                                        for dj in 0..k {
-                                            let r = (i * st + di) as isize - p as isize;
-                                            let q = (j * st + dj) as isize - p as isize;
-                                            idx.push(
-                                                if r < 0
-                                                    || q < 0
-                                                    || r as usize >= hh
-                                                    || q as usize >= ww
-                                                {
-                                                    n_in + ch
-                                                } else {
-                                                    ((n * c + ch) * hh + r as usize) * ww
-                                                        + q as usize
-                                                },
-                                            );
-                                        }
-                                    }
-                                }
-                            }
-                        }
-                    }
+                    let idx = im2col_indices((b, c, hh, ww), k, st, p);
                     let cols = source.take(&idx, Axis(0)).reshape((b * ho * wo, c * k * k));
                     let z = weights.product(&cols, *wi)? + w(*bi);
                     z.reshape([b, ho, wo, *outputs])
@@ -1514,6 +1487,43 @@ impl Model {
             rounds,
         })
     }
+}
+
+/// The positions im2col gathers for a `k × k` convolution with `stride` and `pad`
+/// of a flat `(b, c, h, w)` array: for each output position (`n`, `i`, `j`), the
+/// `c · k · k` inputs in `(channel, di, dj)` order. A position in the padding is
+/// `b·c·h·w + channel`: the caller appends one padding value per channel.
+pub(crate) fn im2col_indices(
+    (b, c, h, w): (usize, usize, usize, usize),
+    k: usize,
+    stride: usize,
+    pad: usize,
+) -> Vec<usize> {
+    let (ho, wo) = (
+        (h + 2 * pad - k) / stride + 1,
+        (w + 2 * pad - k) / stride + 1,
+    );
+    let n_in = b * c * h * w;
+    let mut idx = Vec::with_capacity(b * ho * wo * c * k * k);
+    for n in 0..b {
+        for i in 0..ho {
+            for j in 0..wo {
+                for ch in 0..c {
+                    for di in 0..k {
+                        for dj in 0..k {
+                            let (r, q) = (i * stride + di, j * stride + dj);
+                            idx.push(if r < pad || q < pad || r - pad >= h || q - pad >= w {
+                                n_in + ch
+                            } else {
+                                ((n * c + ch) * h + r - pad) * w + q - pad
+                            });
+                        }
+                    }
+                }
+            }
+        }
+    }
+    idx
 }
 
 fn shape_bug(e: ndarray::ShapeError) -> ModelError {

@@ -504,20 +504,7 @@ fn conv(
 ) -> Priv<Array1<f64>> {
     let k = 5;
     let (ho, wo) = (h - k + 1, w - k + 1);
-    let mut idx = Vec::with_capacity(b * ho * wo * c * k * k);
-    for n in 0..b {
-        for i in 0..ho {
-            for j in 0..wo {
-                for ch in 0..c {
-                    for di in 0..k {
-                        for dj in 0..k {
-                            idx.push(((n * c + ch) * h + i + di) * w + j + dj);
-                        }
-                    }
-                }
-            }
-        }
-    }
+    let idx = crate::nn::im2col_indices((b, c, h, w), k, 1, 0);
     let cols = x.take(&idx, Axis(0)).reshape((b * ho * wo, c * k * k));
     let f = wt.shape()[1];
     let z = affine(&cols, wt, bias, bn).sigmoid_with_tolerance(INFERENCE_TOLERANCE);

@@ -77,7 +77,7 @@ fn io(path: &Path, e: std::io::Error) -> TlsError {
 }
 
 /// Writes `text` to `path`; secrets with mode 0600 from the first byte (Unix).
-fn write_file(path: &Path, text: &str, secret: bool) -> Result<(), TlsError> {
+pub(crate) fn write_file(path: &Path, text: &str, secret: bool) -> Result<(), TlsError> {
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent).map_err(|e| io(parent, e))?;
     }

@@ -233,29 +233,8 @@ pub fn dev_certificates(dir: &Path, clients: &[&str]) -> Result<(), TlsError> {
     };
     let g = |e: rcgen::Error| TlsError::Generate(e.to_string());
     std::fs::create_dir_all(dir).map_err(|e| file_err(dir, e.to_string()))?;
-    let write = |name: &str, text: &str, secret: bool| -> Result<(), TlsError> {
-        let path = dir.join(name);
-        // Keys are private from their first byte (mode 0600 at creation).
-        let mut o = std::fs::OpenOptions::new();
-        o.write(true).create(true).truncate(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            o.mode(if secret { 0o600 } else { 0o644 });
-        }
-        #[cfg(not(unix))]
-        let _ = secret;
-        let mut f = o.open(&path).map_err(|e| file_err(&path, e.to_string()))?;
-        #[cfg(unix)]
-        if secret {
-            // An existing file keeps its mode on open: tighten it before writing.
-            use std::os::unix::fs::PermissionsExt;
-            f.set_permissions(std::fs::Permissions::from_mode(0o600))
-                .map_err(|e| file_err(&path, e.to_string()))?;
-        }
-        std::io::Write::write_all(&mut f, text.as_bytes())
-            .map_err(|e| file_err(&path, e.to_string()))?;
-        Ok(())
+    let write = |name: &str, text: &str, secret: bool| {
+        crate::custody::write_file(&dir.join(name), text, secret)
     };
     let authority = |cn: &str| -> Result<(Issuer<'static, KeyPair>, String), TlsError> {
         let mut p = CertificateParams::new(Vec::<String>::new()).map_err(g)?;

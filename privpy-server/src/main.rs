@@ -63,19 +63,8 @@ enum Command {
         /// Output directory.
         #[arg(long)]
         dir: PathBuf,
-        /// The four hosts' addresses, in the order s1,s2,sa,sb: comma-separated
-        /// (`--hosts a,b,c,d`) or as four values (`--hosts a b c d`).
-        #[arg(long, value_delimiter = ',', num_args = 1..=4, required = true)]
-        hosts: Vec<String>,
-        /// First of six consecutive ports.
-        #[arg(long, default_value_t = 7100)]
-        base_port: u16,
-        /// Number format: fast, default or paper.
-        #[arg(long, default_value = "default")]
-        preset: String,
-        /// Client names to issue certificates for.
-        #[arg(long, value_delimiter = ',', default_value = "alice,bob")]
-        clients: Vec<String>,
+        #[command(flatten)]
+        layout: Layout,
     },
     /// On a server host or a client machine: generates this identity's private key
     /// (`<dir>/certs/<name>.key`, mode 0600) and a certificate request
@@ -105,18 +94,8 @@ enum Command {
         /// Where the bundle goes.
         #[arg(long)]
         out: PathBuf,
-        /// The four hosts' addresses, in the order s1,s2,sa,sb.
-        #[arg(long, value_delimiter = ',', num_args = 1..=4, required = true)]
-        hosts: Vec<String>,
-        /// First of six consecutive ports.
-        #[arg(long, default_value_t = 7100)]
-        base_port: u16,
-        /// Number format: fast, default or paper.
-        #[arg(long, default_value = "default")]
-        preset: String,
-        /// Client names to sign requests for.
-        #[arg(long, value_delimiter = ',', default_value = "alice,bob")]
-        clients: Vec<String>,
+        #[command(flatten)]
+        layout: Layout,
     },
     /// A TCP proxy that emulates a network link (one-way delay and bandwidth, each
     /// direction): put one in front of a server's peer port and point the other
@@ -138,6 +117,25 @@ enum Command {
         #[arg(long)]
         mbit: Option<f64>,
     },
+}
+
+/// A four-host cluster's layout: where the servers are, its ports, its number format
+/// and its clients (`certs` and `authority`).
+#[derive(clap::Args)]
+struct Layout {
+    /// The four hosts' addresses, in the order s1,s2,sa,sb: comma-separated
+    /// (`--hosts a,b,c,d`) or as four values (`--hosts a b c d`).
+    #[arg(long, value_delimiter = ',', num_args = 1..=4, required = true)]
+    hosts: Vec<String>,
+    /// First of six consecutive ports.
+    #[arg(long, default_value_t = 7100)]
+    base_port: u16,
+    /// Number format: fast, default or paper.
+    #[arg(long, default_value = "default")]
+    preset: String,
+    /// Client names to issue certificates for.
+    #[arg(long, value_delimiter = ',', default_value = "alice,bob")]
+    clients: Vec<String>,
 }
 
 fn parse_role(s: &str) -> Result<Role, String> {
@@ -167,17 +165,7 @@ fn main() -> ExitCode {
             _,
             _,
         ) => dev(&dir, base_port, &preset, &clients),
-        (
-            Some(Command::Certs {
-                dir,
-                hosts,
-                base_port,
-                preset,
-                clients,
-            }),
-            _,
-            _,
-        ) => certs(&dir, &hosts, base_port, &preset, &clients),
+        (Some(Command::Certs { dir, layout }), _, _) => certs(&dir, &layout),
         (
             Some(Command::Request {
                 dir,
@@ -192,14 +180,11 @@ fn main() -> ExitCode {
                 dir,
                 requests,
                 out,
-                hosts,
-                base_port,
-                preset,
-                clients,
+                layout,
             }),
             _,
             _,
-        ) => authority(&dir, &requests, &out, &hosts, base_port, &preset, &clients),
+        ) => authority(&dir, &requests, &out, &layout),
         (
             Some(Command::Netem {
                 listen,
@@ -268,18 +253,23 @@ fn refs(v: &[String]) -> Vec<&str> {
     v.iter().map(String::as_str).collect()
 }
 
-fn certs(
-    dir: &Path,
-    hosts: &[String],
-    base: u16,
-    preset: &str,
-    clients: &[String],
-) -> Result<(), String> {
-    let hosts: [&str; 4] = refs(hosts)
+fn hosts4(hosts: &[String]) -> Result<[&str; 4], String> {
+    refs(hosts)
         .try_into()
-        .map_err(|_| "--hosts needs four addresses: s1,s2,sa,sb".to_string())?;
+        .map_err(|_| "--hosts needs four addresses: s1,s2,sa,sb".to_string())
+}
+
+fn certs(dir: &Path, layout: &Layout) -> Result<(), String> {
+    let Layout {
+        hosts,
+        base_port: base,
+        preset,
+        clients,
+    } = layout;
+    let hosts = hosts4(hosts)?;
     check_preset(preset)?;
-    write_dev_cluster(dir, base, &refs(clients), preset, Some(hosts)).map_err(|e| e.to_string())?;
+    write_dev_cluster(dir, *base, &refs(clients), preset, Some(hosts))
+        .map_err(|e| e.to_string())?;
     println!(
         "wrote {}: certs/, cluster.toml and one .toml per client",
         dir.display()
@@ -309,21 +299,17 @@ fn request(dir: &Path, server: Option<Role>, client: Option<String>) -> Result<(
     Ok(())
 }
 
-fn authority(
-    dir: &Path,
-    requests: &Path,
-    out: &Path,
-    hosts: &[String],
-    base: u16,
-    preset: &str,
-    clients: &[String],
-) -> Result<(), String> {
-    let hosts: [&str; 4] = refs(hosts)
-        .try_into()
-        .map_err(|_| "--hosts needs four addresses: s1,s2,sa,sb".to_string())?;
+fn authority(dir: &Path, requests: &Path, out: &Path, layout: &Layout) -> Result<(), String> {
+    let Layout {
+        hosts,
+        base_port: base,
+        preset,
+        clients,
+    } = layout;
+    let hosts = hosts4(hosts)?;
     check_preset(preset)?;
     let ca = privpy_net::custody::Authority::open(dir).map_err(|e| e.to_string())?;
-    ca.issue_cluster(requests, out, hosts, base, &refs(clients), preset)
+    ca.issue_cluster(requests, out, hosts, *base, &refs(clients), preset)
         .map_err(|e| e.to_string())?;
     println!(
         "wrote the bundle {} (no private keys): copy it into each host's and client's directory, beside its key",
@@ -504,7 +490,7 @@ mod tests {
     fn hosts(args: &[&str]) -> Result<Vec<String>, clap::Error> {
         let cli = Cli::try_parse_from(args)?;
         match cli.command {
-            Some(Command::Certs { hosts, .. }) => Ok(hosts),
+            Some(Command::Certs { layout, .. }) => Ok(layout.hosts),
             _ => panic!("not the certs command"),
         }
     }
@@ -533,7 +519,13 @@ mod tests {
         assert!(hosts(&["privpy-server", "certs", "--dir", "c"]).is_err());
         let three = hosts(&["privpy-server", "certs", "--dir", "c", "--hosts", "a,b,c"]).unwrap();
         let dir = std::env::temp_dir().join(format!("privpy-certs-{}", std::process::id()));
-        assert!(certs(&dir, &three, 7100, "default", &[]).is_err());
+        let layout = Layout {
+            hosts: three,
+            base_port: 7100,
+            preset: "default".into(),
+            clients: Vec::new(),
+        };
+        assert!(certs(&dir, &layout).is_err());
         assert!(!dir.exists(), "nothing is written for a refused command");
     }
 }
