@@ -147,7 +147,7 @@ impl std::fmt::Debug for Authority {
 
 /// A CA's parameters; the same on every open, so that a reopened authority signs as
 /// the certificate it published.
-fn ca_params(cn: &str) -> Result<CertificateParams, TlsError> {
+pub(crate) fn ca_params(cn: &str) -> Result<CertificateParams, TlsError> {
     let mut p = CertificateParams::new(Vec::<String>::new()).map_err(gen_err)?;
     p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     p.key_usages = vec![

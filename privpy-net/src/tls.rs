@@ -227,24 +227,14 @@ pub fn client_identity<'a>(cert: &CertificateDer<'_>, accepted: &'a [String]) ->
 /// # Errors
 /// A bad client name, generation or file-system errors.
 pub fn dev_certificates(dir: &Path, clients: &[&str]) -> Result<(), TlsError> {
-    use rcgen::{
-        BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer,
-        KeyPair, KeyUsagePurpose,
-    };
+    use rcgen::{CertificateParams, DnType, ExtendedKeyUsagePurpose, Issuer, KeyPair};
     let g = |e: rcgen::Error| TlsError::Generate(e.to_string());
     std::fs::create_dir_all(dir).map_err(|e| file_err(dir, e.to_string()))?;
     let write = |name: &str, text: &str, secret: bool| {
         crate::custody::write_file(&dir.join(name), text, secret)
     };
     let authority = |cn: &str| -> Result<(Issuer<'static, KeyPair>, String), TlsError> {
-        let mut p = CertificateParams::new(Vec::<String>::new()).map_err(g)?;
-        p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        p.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::CrlSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
-        p.distinguished_name.push(DnType::CommonName, cn);
+        let p = crate::custody::ca_params(cn)?;
         let key = KeyPair::generate().map_err(g)?;
         let pem = p.self_signed(&key).map_err(g)?.pem();
         Ok((Issuer::new(p, key), pem))
