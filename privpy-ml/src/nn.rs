@@ -811,10 +811,22 @@ pub struct Model {
     chunk: usize,
 }
 
-/// Weights prepared by the model owner (see the module docs), ready to upload.
-#[derive(Clone, Debug)]
+/// Weights prepared by the model owner (see the module docs), ready to upload. They
+/// are the owner's secret in the clear: `Debug` shows names and shapes only.
+#[derive(Clone)]
 pub struct Weights {
     tensors: Vec<(String, ArrayD<f64>)>,
+}
+
+impl fmt::Debug for Weights {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let shapes: Vec<(&str, &[usize])> = self
+            .tensors
+            .iter()
+            .map(|(n, a)| (n.as_str(), a.shape()))
+            .collect();
+        f.debug_struct("Weights").field("tensors", &shapes).finish()
+    }
 }
 
 impl Weights {

@@ -586,3 +586,20 @@ fn a_pytorch_state_dict_predicts_as_pytorch_does() {
         .count();
     assert!(correct >= 58, "{correct}/{n} correct");
 }
+
+/// Prepared weights are the owner's secret in the clear: `Debug` shows names and
+/// shapes, never values.
+#[test]
+fn weights_debug_shows_no_values() {
+    let model = Sequential::new(&[2]).linear("fc", 1).build().unwrap();
+    let mut sd = StateDict::new();
+    sd.insert(
+        "fc.weight".into(),
+        ArrayD::from_elem(IxDyn(&[1, 2]), 0.123456),
+    );
+    sd.insert("fc.bias".into(), ArrayD::from_elem(IxDyn(&[1]), 0.987654));
+    let w = model.prepare(&sd).unwrap();
+    let text = format!("{w:?}");
+    assert!(text.contains("0.w") && text.contains("[2, 1]"), "{text}");
+    assert!(!text.contains("0.123") && !text.contains("0.987"), "{text}");
+}
