@@ -18,21 +18,41 @@ const MAX_POOLED_BYTES: usize = 1 << 30;
 
 static POOL: Mutex<Vec<Vec<u8>>> = Mutex::new(Vec::new());
 
+/// Removes and returns the smallest buffer of `pool` with room for `len` elements.
+fn take_fitting<T>(pool: &mut Vec<Vec<T>>, len: usize) -> Option<Vec<T>> {
+    let best = pool
+        .iter()
+        .enumerate()
+        .filter(|(_, b)| b.capacity() >= len)
+        .min_by_key(|(_, b)| b.capacity())
+        .map(|(k, _)| k)?;
+    Some(pool.swap_remove(best))
+}
+
+/// Adds `buf` to `pool`, then drops the smallest buffers while the pool holds more
+/// than `max` elements of capacity.
+fn keep<T>(pool: &mut Vec<Vec<T>>, buf: Vec<T>, max: usize) {
+    pool.push(buf);
+    while pool.iter().map(Vec::capacity).sum::<usize>() > max {
+        let smallest = pool
+            .iter()
+            .enumerate()
+            .min_by_key(|(_, b)| b.capacity())
+            .map(|(k, _)| k);
+        match smallest {
+            Some(k) => drop(pool.swap_remove(k)),
+            None => break,
+        }
+    }
+}
+
 /// An empty buffer with room for `capacity` bytes.
 pub(crate) fn take(capacity: usize) -> Vec<u8> {
     if capacity >= MIN_POOLED
         && let Ok(mut pool) = POOL.lock()
+        && let Some(buf) = take_fitting(&mut pool, capacity)
     {
-        // The smallest buffer that is large enough.
-        let best = pool
-            .iter()
-            .enumerate()
-            .filter(|(_, b)| b.capacity() >= capacity)
-            .min_by_key(|(_, b)| b.capacity())
-            .map(|(k, _)| k);
-        if let Some(k) = best {
-            return pool.swap_remove(k);
-        }
+        return buf;
     }
     Vec::with_capacity(capacity)
 }
@@ -44,19 +64,7 @@ pub(crate) fn give(mut buf: Vec<u8>) {
     }
     buf.clear();
     if let Ok(mut pool) = POOL.lock() {
-        pool.push(buf);
-        // Over the limit: drop the smallest buffers first.
-        while pool.iter().map(Vec::capacity).sum::<usize>() > MAX_POOLED_BYTES {
-            let smallest = pool
-                .iter()
-                .enumerate()
-                .min_by_key(|(_, b)| b.capacity())
-                .map(|(k, _)| k);
-            match smallest {
-                Some(k) => drop(pool.swap_remove(k)),
-                None => break,
-            }
-        }
+        keep(&mut pool, buf, MAX_POOLED_BYTES);
     }
 }
 
@@ -75,16 +83,7 @@ thread_local! {
 /// enough (its pages already mapped), else freshly allocated.
 pub(crate) fn take_words(len: usize) -> Vec<u64> {
     if len >= MIN_POOLED_WORDS {
-        let reused = WORDS.with(|w| {
-            let mut pool = w.borrow_mut();
-            let best = pool
-                .iter()
-                .enumerate()
-                .filter(|(_, b)| b.capacity() >= len)
-                .min_by_key(|(_, b)| b.capacity())
-                .map(|(k, _)| k);
-            best.map(|k| pool.swap_remove(k))
-        });
+        let reused = WORDS.with(|w| take_fitting(&mut w.borrow_mut(), len));
         if let Some(mut v) = reused {
             v.clear();
             v.resize(len, 0);
@@ -100,19 +99,5 @@ pub(crate) fn give_words(buf: Vec<u64>) {
         return;
     }
     // During thread teardown the pool may be gone: then the buffer is just freed.
-    let _ = WORDS.try_with(|w| {
-        let mut pool = w.borrow_mut();
-        pool.push(buf);
-        while pool.iter().map(Vec::capacity).sum::<usize>() > MAX_POOLED_WORDS {
-            let smallest = pool
-                .iter()
-                .enumerate()
-                .min_by_key(|(_, b)| b.capacity())
-                .map(|(k, _)| k);
-            match smallest {
-                Some(k) => drop(pool.swap_remove(k)),
-                None => break,
-            }
-        }
-    });
+    let _ = WORDS.try_with(|w| keep(&mut w.borrow_mut(), buf, MAX_POOLED_WORDS));
 }
