@@ -18,6 +18,7 @@ use privpy::net::client::Client;
 use privpy::net::config::{ClientConfig, ClusterConfig};
 use privpy::net::dev::write_dev_cluster;
 use privpy::net::link::{Conn, NetTransport};
+use privpy::net::mux::Link;
 use privpy::net::registry::{Job, Program, Registry};
 use privpy::net::server::{self, ServerHandle};
 use privpy::net::tls::{ServerTls, dev_certificates, dial_name};
@@ -222,8 +223,12 @@ fn tls_pair(rt: &tokio::runtime::Runtime, dir: &std::path::Path) -> (NetTranspor
         )
     });
     let t = Duration::from_secs(10);
-    let t1 = NetTransport::new(Role::S1, [None, Some(c1), None, None], t, rt.handle());
-    let t2 = NetTransport::new(Role::S2, [Some(c2), None, None, None], t, rt.handle());
+    let _in_rt = rt.enter();
+    let l1 = Link::start(c1, Role::S2, t, None);
+    let l2 = Link::start(c2, Role::S1, t, None);
+    let (s1, s2) = (l1.open(1).expect("open"), l2.open(1).expect("open"));
+    let t1 = NetTransport::new(Role::S1, [None, Some(s1), None, None], t, rt.handle());
+    let t2 = NetTransport::new(Role::S2, [Some(s2), None, None, None], t, rt.handle());
     (t1, t2)
 }
 

@@ -24,6 +24,10 @@ pub const TAG_CONTROL: u8 = 2;
 /// [`FrameCodec::max_message`].
 pub const TAG_MORE: u8 = 3;
 
+/// Tag of a stream switch on a multiplexed server link ([`crate::mux`]): the frames
+/// that follow belong to the job whose id is the op field (round 0, no payload).
+pub const TAG_STREAM: u8 = 4;
+
 /// A decoded frame.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Frame {
@@ -31,6 +35,8 @@ pub enum Frame {
     Message(Message),
     /// The bytes of a control message, decoded by [`crate::wire::Control::decode`].
     Control(Vec<u8>),
+    /// On a multiplexed link: the frames that follow belong to this stream (job id).
+    Stream(u64),
 }
 
 /// Bytes of the length prefix.
@@ -65,6 +71,14 @@ pub enum FrameError {
     /// A continuation frame ([`TAG_MORE`]) followed by a frame of another message.
     #[error("a continuation frame is not followed by the rest of its message")]
     Continuation,
+    /// A stream switch ([`TAG_STREAM`]) with a round or a payload.
+    #[error("stream frame with round {round} and {len} payload bytes (both must be 0)")]
+    StreamHeader {
+        /// The round field found.
+        round: u64,
+        /// The payload length found.
+        len: usize,
+    },
     /// A control frame whose op and round fields are not zero.
     #[error("control frame with op {op} and round {round} (both must be 0)")]
     ControlHeader {
@@ -141,6 +155,7 @@ impl FrameCodec {
         match frame {
             Frame::Message(m) => self.encode(m, out),
             Frame::Control(b) => self.encode_control(b, out),
+            Frame::Stream(id) => self.encode_parts(TAG_STREAM, *id, 0, &[], out),
         }
     }
 
@@ -233,6 +248,13 @@ impl FrameCodec {
         let (tag, op, round) = (body[0], u64_at(1), u64_at(9));
         if tag == TAG_CONTROL && (op != 0 || round != 0) {
             return Err(FrameError::ControlHeader { op, round });
+        }
+        if tag == TAG_STREAM {
+            let len = body.len() - HEADER_BYTES;
+            if round != 0 || len != 0 {
+                return Err(FrameError::StreamHeader { round, len });
+            }
+            return Ok(Frame::Stream(op));
         }
         if tag != TAG_MESSAGE && tag != TAG_CONTROL {
             return Err(FrameError::UnknownTag { tag });
@@ -351,9 +373,10 @@ mod tests {
                 let len = rng.next_u32() % 300;
                 b[..4].copy_from_slice(&len.to_le_bytes());
                 if n > 4 {
-                    b[4] = match case % 4 {
+                    b[4] = match case % 5 {
                         0 => TAG_MESSAGE,
                         2 => TAG_CONTROL,
+                        4 => TAG_STREAM,
                         _ => b[4],
                     };
                 }

@@ -5,7 +5,9 @@
 //!   programs come from a [`registry::Registry`].
 //! - [`client::Client`] uploads shares, runs programs and opens results.
 //! - [`link::NetTransport`] is the engine's [`Transport`] over TLS: the same engine
-//!   code runs over it as over the in-process channels of `LocalCluster`.
+//!   code runs over it as over the in-process channels of `LocalCluster`. Its
+//!   streams travel on long-lived [`mux::Link`]s, one per server pair, shared by all
+//!   jobs.
 //! - [`store::Store`] keeps `S1`'s and `S2`'s shares across restarts.
 //! - [`frame`] and [`wire`] are the byte formats (fuzzed and property-tested).
 //! - [`dev::write_dev_cluster`] writes certificates and configuration for a local
@@ -19,6 +21,7 @@ pub mod custody;
 pub mod dev;
 pub mod frame;
 pub mod link;
+pub mod mux;
 pub mod netem;
 pub mod registry;
 pub mod server;

@@ -1,22 +1,21 @@
 //! Framed TLS connections, and the [`Transport`] the engine runs over.
 //!
 //! A [`Conn`] is one TLS connection with frame reading and writing, used while a
-//! link is being set up and for client requests. Once the four servers of a job are
-//! connected, [`NetTransport::new`] hands each link to two tasks on the tokio
-//! runtime: a reader that decodes frames into a channel, and a writer that drains a
-//! queue of outgoing frames (flushing whenever the queue runs empty). The program
-//! thread stays synchronous: `send` only queues, `recv` blocks on the channel with
-//! the configured timeout.
+//! link is being set up and for client requests. Server links then become
+//! long-lived [`crate::mux::Link`]s, whose reader and writer tasks carry the
+//! streams of many jobs. [`NetTransport::new`] takes one job's three streams. The
+//! program thread stays synchronous: `send` only queues, `recv` waits on the
+//! stream's queue with the configured timeout.
 
 use crate::frame::{Frame, FrameCodec, FrameError, LEN_BYTES};
+use crate::mux::{Incoming, JobLink, Link, heartbeat_period};
 use crate::wire::{Control, WireError};
 use privpy_core::transport::{Message, Role, Transport, TransportError};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, mpsc as std_mpsc};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::mpsc;
 use tokio_rustls::TlsStream;
 
 /// The stream under a connection.
@@ -125,11 +124,12 @@ pub async fn read_frame<S: AsyncRead + Unpin>(
                 Ok(Frame::Message(m))
             }
             Frame::Control(_) => Ok(Frame::Control(payload)),
+            Frame::Stream(_) => Err(ConnError::Frame(FrameError::Continuation)),
         };
     }
 }
 
-async fn write_frame<S: AsyncWrite + Unpin>(
+pub(crate) async fn write_frame<S: AsyncWrite + Unpin>(
     wr: &mut S,
     codec: &FrameCodec,
     frame: &Frame,
@@ -138,6 +138,7 @@ async fn write_frame<S: AsyncWrite + Unpin>(
     let (tag, op, round, payload): (u8, u64, u64, &[u8]) = match frame {
         Frame::Message(m) => (crate::frame::TAG_MESSAGE, m.op, m.round, &m.payload),
         Frame::Control(b) => (crate::frame::TAG_CONTROL, 0, 0, b),
+        Frame::Stream(id) => (crate::frame::TAG_STREAM, *id, 0, &[]),
     };
     if payload.len() > codec.max_message() {
         return Err(std::io::Error::other(crate::frame::FrameError::TooLarge {
@@ -234,8 +235,13 @@ impl Conn {
             .map_err(|_| ConnError::Timeout(timeout))??;
         match frame {
             Frame::Control(b) => Ok(Control::decode(&b)?),
-            Frame::Message(_) => Err(ConnError::NotControl),
+            Frame::Message(_) | Frame::Stream(_) => Err(ConnError::NotControl),
         }
+    }
+
+    /// The connection's stream and codec (to hand it to a [`crate::mux::Link`]).
+    pub fn into_parts(self) -> (Stream, FrameCodec) {
+        (self.stream, self.codec)
     }
 
     /// Closes the connection politely (TLS close_notify), ignoring errors.
@@ -249,13 +255,19 @@ impl Conn {
     }
 }
 
-type Incoming = Result<Frame, TransportError>;
-
-/// A reader that records when bytes last arrived (milliseconds since `start`).
-struct Progress<R> {
+/// A reader that records when bytes last arrived on its link.
+pub(crate) struct Progress<R> {
     inner: R,
-    seen: Arc<AtomicU64>,
-    start: Instant,
+    link: Arc<Link>,
+}
+
+impl<R> Progress<R> {
+    pub(crate) fn new(inner: R, link: &Arc<Link>) -> Self {
+        Progress {
+            inner,
+            link: link.clone(),
+        }
+    }
 }
 
 impl<R: AsyncRead + Unpin> AsyncRead for Progress<R> {
@@ -267,28 +279,16 @@ impl<R: AsyncRead + Unpin> AsyncRead for Progress<R> {
         let before = buf.filled().len();
         let r = std::pin::Pin::new(&mut self.inner).poll_read(cx, buf);
         if buf.filled().len() > before {
-            self.seen.store(millis_since(self.start), Ordering::Relaxed);
+            self.link.seen_now();
         }
         r
     }
 }
 
-/// Milliseconds since `start`.
-fn millis_since(start: Instant) -> u64 {
-    u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX)
-}
-
 struct LinkEnd {
-    tx: mpsc::UnboundedSender<Frame>,
-    rx: Mutex<std_mpsc::Receiver<Incoming>>,
-    /// When the last frame of any kind (heartbeats too) arrived, in milliseconds
-    /// since the transport started.
-    last_seen: Arc<AtomicU64>,
-}
-
-/// The heartbeat period for a silence limit: a quarter of it, between 20 ms and 1 s.
-fn heartbeat_period(silence: Duration) -> Duration {
-    (silence / 4).clamp(Duration::from_millis(20), Duration::from_secs(1))
+    link: Arc<Link>,
+    id: u64,
+    rx: Mutex<JobLink>,
 }
 
 /// How much longer than the silence limit one protocol step may take while every
@@ -297,13 +297,13 @@ pub const STEP_FACTOR: u32 = 20;
 
 /// The links of one server to the other three during a job.
 ///
-/// Cloning shares the links: the engine owns one clone (as its [`Transport`]), the
-/// job keeps another to exchange control messages after the program. The
-/// connections close when the last clone is dropped, after the queued frames are
-/// written.
+/// Cloning shares the streams: the engine owns one clone (as its [`Transport`]), the
+/// job keeps another to exchange control messages after the program. The streams
+/// close when the last clone is dropped; the links stay for the next job, and
+/// frames already queued are still written.
 ///
-/// **Liveness.** While the transport lives, every link carries a heartbeat every
-/// quarter of the silence limit (`timeout`, at most 1 s). A wait for a peer fails
+/// **Liveness.** Every link carries a heartbeat every quarter of the silence limit
+/// (`timeout`, at most 1 s), whether or not jobs run. A wait for a peer fails
 /// with [`TransportError::Unresponsive`] as soon as no byte at all (not a heartbeat,
 /// not part of a large frame) has come from that peer for `timeout`: a hung process
 /// (SIGSTOP) or an unreachable host. A peer that is alive but busy with a long local step keeps
@@ -319,7 +319,7 @@ pub struct NetTransport {
     me: Role,
     links: Arc<[Option<LinkEnd>; 4]>,
     timeout: Duration,
-    start: Instant,
+    rt: tokio::runtime::Handle,
     deadline: Option<Instant>,
     cancel: Option<Arc<AtomicBool>>,
 }
@@ -333,110 +333,27 @@ impl std::fmt::Debug for NetTransport {
 }
 
 impl NetTransport {
-    /// Starts the reader and writer tasks of each connection on `rt`.
+    /// The transport of one job over its streams to the other three servers
+    /// (`None` at this server's own index). `timeout` is the silence limit; `rt` is
+    /// the runtime the links run on (the program thread waits on it).
     pub fn new(
         me: Role,
-        conns: [Option<Conn>; 4],
+        streams: [Option<JobLink>; 4],
         timeout: Duration,
         rt: &tokio::runtime::Handle,
     ) -> NetTransport {
-        let start = Instant::now();
-        let beat = Control::Heartbeat.encode();
-        let period = heartbeat_period(timeout);
-        let links = conns.into_iter().enumerate().map(|(k, c)| {
-            let c = c?;
-            let peer = Role::ALL[k];
-            let (rd, mut wr) = tokio::io::split(c.stream);
-            let codec = c.codec;
-            let (in_tx, in_rx) = std_mpsc::channel::<Incoming>();
-            let (out_tx, mut out_rx) = mpsc::unbounded_channel::<Frame>();
-            let last_seen = Arc::new(AtomicU64::new(0));
-            // Every byte that arrives counts as a sign of life: a large frame that
-            // takes longer than the silence limit to arrive is not silence.
-            let mut rd = Progress {
-                inner: rd,
-                seen: last_seen.clone(),
-                start,
-            };
-            let beat_in = beat.clone();
-            rt.spawn(async move {
-                loop {
-                    match read_frame(&mut rd, &codec).await {
-                        Ok(f) => {
-                            if matches!(&f, Frame::Control(b) if *b == beat_in) {
-                                continue;
-                            }
-                            if in_tx.send(Ok(f)).is_err() {
-                                return;
-                            }
-                        }
-                        Err(e) => {
-                            let err = match e {
-                                ConnError::Closed => TransportError::Disconnected { peer },
-                                ConnError::Io(e)
-                                    if matches!(
-                                        e.kind(),
-                                        std::io::ErrorKind::ConnectionReset
-                                            | std::io::ErrorKind::ConnectionAborted
-                                            | std::io::ErrorKind::BrokenPipe
-                                            | std::io::ErrorKind::UnexpectedEof
-                                    ) =>
-                                {
-                                    TransportError::Disconnected { peer }
-                                }
-                                other => TransportError::Malformed {
-                                    peer,
-                                    reason: other.to_string(),
-                                },
-                            };
-                            let _ = in_tx.send(Err(err));
-                            return;
-                        }
-                    }
-                }
-            });
-            rt.spawn(async move {
-                while let Some(f) = out_rx.recv().await {
-                    if write_frame(&mut wr, &codec, &f).await.is_err() {
-                        return; // the reader reports the broken link
-                    }
-                    // Flush when nothing else is queued: batches small frames.
-                    if out_rx.is_empty() && wr.flush().await.is_err() {
-                        return;
-                    }
-                }
-                let _ = wr.shutdown().await;
-            });
-            // Heartbeats hold only a weak sender, so the link still closes when the
-            // transport is dropped.
-            let weak = out_tx.downgrade();
-            let beat_out = beat.clone();
-            rt.spawn(async move {
-                let mut tick = tokio::time::interval(period);
-                loop {
-                    tick.tick().await;
-                    let Some(tx) = weak.upgrade() else { return };
-                    if tx.send(Frame::Control(beat_out.clone())).is_err() {
-                        return;
-                    }
-                }
-            });
-            Some(LinkEnd {
-                tx: out_tx,
-                rx: Mutex::new(in_rx),
-                last_seen,
+        let links = streams.map(|s| {
+            s.map(|jl| LinkEnd {
+                link: jl.link().clone(),
+                id: jl.id(),
+                rx: Mutex::new(jl),
             })
         });
-        let links: Vec<Option<LinkEnd>> = links.collect();
-        let links: [Option<LinkEnd>; 4] = match links.try_into() {
-            Ok(l) => l,
-            Err(_) => unreachable!("four links"),
-        };
         NetTransport {
             me,
             links: Arc::new(links),
             timeout,
-            start,
+            rt: rt.clone(),
             deadline: None,
             cancel: None,
         }
@@ -478,13 +395,16 @@ impl NetTransport {
     }
 
     /// The next frame from `peer`, waiting at most `timeout` while it is alive and
-    /// failing as soon as it has been silent (no heartbeat) for the silence limit.
+    /// failing as soon as its link has been silent (no heartbeat) for the silence limit.
     fn next(&self, peer: Role, timeout: Duration) -> Incoming {
         let end = self.end(peer)?;
-        let rx = end
+        let mut rx = end
             .rx
             .lock()
             .map_err(|_| TransportError::Disconnected { peer })?;
+        if let Some(x) = rx.try_next() {
+            return x;
+        }
         let deadline = Instant::now() + timeout;
         let slice = heartbeat_period(self.timeout);
         loop {
@@ -495,19 +415,12 @@ impl NetTransport {
             if now >= deadline {
                 return Err(TransportError::Timeout { peer, timeout });
             }
-            match rx.recv_timeout(slice.min(deadline - now)) {
-                Ok(x) => return x,
-                Err(std_mpsc::RecvTimeoutError::Timeout) => {
-                    let seen = end.last_seen.load(Ordering::Relaxed);
-                    let silent =
-                        Duration::from_millis(millis_since(self.start).saturating_sub(seen));
-                    if silent >= self.timeout {
-                        return Err(TransportError::Unresponsive { peer, silent });
-                    }
-                }
-                Err(std_mpsc::RecvTimeoutError::Disconnected) => {
-                    return Err(TransportError::Disconnected { peer });
-                }
+            if let Some(x) = self.rt.block_on(rx.next(slice.min(deadline - now))) {
+                return x;
+            }
+            let silent = end.link.silent_for();
+            if silent >= self.timeout {
+                return Err(TransportError::Unresponsive { peer, silent });
             }
         }
     }
@@ -517,10 +430,8 @@ impl NetTransport {
     /// # Errors
     /// The link is gone.
     pub fn send_control(&self, peer: Role, c: &Control) -> Result<(), TransportError> {
-        self.end(peer)?
-            .tx
-            .send(Frame::Control(c.encode()))
-            .map_err(|_| TransportError::Disconnected { peer })
+        let end = self.end(peer)?;
+        end.link.send_on(end.id, Frame::Control(c.encode()))
     }
 
     /// Tells every peer that this server stops, why, and which server's loss caused
@@ -545,7 +456,7 @@ impl NetTransport {
     pub fn recv_control(&self, peer: Role, timeout: Duration) -> Result<Control, TransportError> {
         loop {
             match self.next(peer, timeout)? {
-                Frame::Message(_) => continue,
+                Frame::Message(_) | Frame::Stream(_) => continue,
                 Frame::Control(b) => {
                     return Control::decode(&b).map_err(|e| TransportError::Malformed {
                         peer,
@@ -559,10 +470,8 @@ impl NetTransport {
 
 impl Transport for NetTransport {
     fn send(&mut self, to: Role, msg: Message) -> Result<(), TransportError> {
-        self.end(to)?
-            .tx
-            .send(Frame::Message(msg))
-            .map_err(|_| TransportError::Disconnected { peer: to })
+        let end = self.end(to)?;
+        end.link.send_on(end.id, Frame::Message(msg))
     }
 
     fn recv(&mut self, from: Role) -> Result<Message, TransportError> {
@@ -582,6 +491,10 @@ impl Transport for NetTransport {
                     peer: from,
                     reason: e.to_string(),
                 },
+            }),
+            Frame::Stream(_) => Err(TransportError::Malformed {
+                peer: from,
+                reason: "a stream switch reached a job".into(),
             }),
         }
     }

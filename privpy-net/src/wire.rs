@@ -324,6 +324,13 @@ pub enum Control {
     /// Sent on every server link while a job runs, so that a peer busy with a long
     /// local step is told apart from a dead or hung one.
     Heartbeat,
+    /// First frame on a new server link: the dialing server's role (its certificate
+    /// must name it). Answered with [`Control::HelloAck`]; the link then carries the
+    /// streams of many jobs ([`crate::mux`]), each opened by a [`Control::Hello`].
+    Link {
+        /// The dialing server.
+        from: Role,
+    },
     /// Client to server.
     Request(Request),
     /// Server to client.
@@ -746,6 +753,10 @@ impl Control {
                 w.opt_role(*culprit);
             }
             Control::Heartbeat => w.u8(7),
+            Control::Link { from } => {
+                w.u8(8);
+                w.role(*from);
+            }
             Control::Request(req) => {
                 w.u8(5);
                 match req {
@@ -920,6 +931,7 @@ impl Control {
                 culprit: r.opt_role("culprit")?,
             },
             7 => Control::Heartbeat,
+            8 => Control::Link { from: r.role()? },
             5 => Control::Request(match r.u8("request")? {
                 1 => Request::Info,
                 2 => Request::Upload {
@@ -1078,6 +1090,7 @@ mod tests {
                 reason: "no frame from Sa".into(),
             },
             Control::Heartbeat,
+            Control::Link { from: Role::Sa },
             Control::Reply(Reply::Refused(Refusal::failed("lost").lost(Some(Role::Sb)))),
             Control::Request(Request::Info),
             Control::Request(Request::Upload {

@@ -606,24 +606,8 @@ fn malformed_frames_are_refused_and_servers_keep_serving() {
     assert!(!matches!(r, Ok(Control::HelloAck(Ok(())))), "{r:?}");
     // A genuine server certificate claiming another role is refused.
     let mut claim = Vec::new();
-    let spec = privpy::net::wire::JobSpec {
-        id: 1,
-        program: "stats".into(),
-        version: privpy::programs::VERSION.into(),
-        config: Config::default(),
-        client: "alice".into(),
-        params: vec![],
-        args: vec![],
-    };
     FrameCodec::new(1 << 20)
-        .encode_control(
-            &Control::Hello {
-                from: Role::S2,
-                job: spec,
-            }
-            .encode(),
-            &mut claim,
-        )
+        .encode_control(&Control::Link { from: Role::S2 }.encode(), &mut claim)
         .unwrap();
     let r = raw_exchange(
         sa,

@@ -14,12 +14,14 @@
 //! 1. A client sends `Run` to `S1`. `S1` checks the program, the bindings of its
 //!    parameters to stored inputs, the client's right to read them, and their shapes;
 //!    a refusal names the problem and nothing starts.
-//! 2. `S1` dials `S2`, `Sa` and `Sb`; `S2` dials `Sa` and `Sb`; `Sa` dials `Sb` (one
-//!    TLS 1.3 connection per server pair, the lower role dials). Every connection
-//!    opens with `Hello` (the job: program, version, number format, parameters and
-//!    their shapes); the accepting server checks the dialer's certificate names the
-//!    role it claims and that it has the same program version (and, on `S2`, the same
-//!    inputs), then acknowledges or refuses with the reason.
+//! 2. `S1` opens a stream for the job to `S2`, `Sa` and `Sb`; `S2` to `Sa` and `Sb`;
+//!    `Sa` to `Sb`. Streams travel on long-lived links ([`crate::mux`]): one TLS 1.3
+//!    connection per server pair, dialed by the lower role when first needed, whose
+//!    peer was authenticated once (its certificate must name the role it claims).
+//!    Every stream opens with `Hello` (the job: program, version, number format,
+//!    parameters and their shapes); the accepting server checks that it has the same
+//!    program version (and, on `S2`, the same inputs), then acknowledges or refuses
+//!    with the reason.
 //! 3. Each server runs the program ([`privpy_core::node::run_node`]) on a thread of
 //!    its own over a [`NetTransport`]. When it fails (for example, a peer is lost), it
 //!    sends `Abort` with the reason to every peer and drops its links, so every server
@@ -32,6 +34,7 @@
 
 use crate::config::{ClusterConfig, check_name};
 use crate::link::{Conn, ConnError, NetTransport};
+use crate::mux::{JobLink, Link, OnOpen};
 use crate::registry::{Job, Program, Registry};
 use crate::store::{Store, StoredInput};
 use crate::tls::{ServerTls, TlsError, cert_names, client_identity, dial_name, server_name};
@@ -75,7 +78,7 @@ pub enum ServerError {
 }
 
 /// Links arriving for a job, handed to its runner.
-type Arrivals = mpsc::UnboundedSender<(Role, JobSpec, Conn)>;
+type Arrivals = mpsc::UnboundedSender<(Role, JobSpec, JobLink)>;
 
 struct Shared {
     role: Role,
@@ -84,6 +87,12 @@ struct Shared {
     tls: ServerTls,
     store: Option<Store>,
     pending: Mutex<HashMap<u64, Arrivals>>,
+    /// The links this server dialed (to the higher roles), kept across jobs.
+    links: [tokio::sync::Mutex<Option<Arc<Link>>>; 4],
+    /// The links the lower roles dialed to this server.
+    accepted: Mutex<[Option<Arc<Link>>; 4]>,
+    /// Set at shutdown: no new job is accepted.
+    stopping: AtomicBool,
     rt: tokio::runtime::Handle,
     /// Job slots (`max_jobs`) and the number of run requests waiting for one.
     jobs: Arc<tokio::sync::Semaphore>,
@@ -363,6 +372,9 @@ fn prepare(
         tls,
         store,
         pending: Mutex::new(HashMap::new()),
+        links: Default::default(),
+        accepted: Mutex::new(Default::default()),
+        stopping: AtomicBool::new(false),
         rt: tokio::runtime::Handle::current(),
         jobs: Arc::new(tokio::sync::Semaphore::new(cluster_jobs)),
         queued: std::sync::atomic::AtomicUsize::new(0),
@@ -408,8 +420,24 @@ impl Drop for ActiveJob {
 }
 
 impl Shared {
-    /// Waits until no job runs here, or `within` has passed.
+    /// Refuses new jobs, waits until no job runs here (or `within` has passed),
+    /// then closes the server links.
     async fn drain(&self, within: Duration) {
+        self.stopping.store(true, Ordering::SeqCst);
+        self.wait_idle(within).await;
+        for l in &self.links {
+            if let Some(l) = l.lock().await.take() {
+                l.close();
+            }
+        }
+        for l in lock(&self.accepted).iter_mut() {
+            if let Some(l) = l.take() {
+                l.close();
+            }
+        }
+    }
+
+    async fn wait_idle(&self, within: Duration) {
         let deadline = tokio::time::Instant::now() + within;
         loop {
             let n = self.active.load(Ordering::SeqCst);
@@ -505,6 +533,15 @@ async fn with_store<T: Send + 'static>(
     })
     .await
     .unwrap_or_else(|e| Err(Refusal::failed(e.to_string())))
+}
+
+/// Locks a mutex, recovering from poisoning (the data stays consistent: every
+/// critical section here is a single map or slot update).
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    match m.lock() {
+        Ok(g) => g,
+        Err(p) => p.into_inner(),
+    }
 }
 
 /// A job id as 16 hex digits.

@@ -1,11 +1,13 @@
-//! Server links: accepting a peer's connection for a job (its `Hello`, checked
-//! against this server's programs and inputs), dialing the higher roles, and
-//! connecting a job's four links before it runs.
+//! Server links ([`crate::mux`]): accepting a peer's long-lived link, accepting the
+//! job streams it opens (each `Hello` checked against this server's programs and
+//! inputs), dialing the higher roles once and opening a job's streams on those
+//! links, and connecting a job's four streams before it runs.
 
 use super::*;
 
 // ---------------------------------------------------------------- peers
 
+/// A peer dials this server: authenticate it, then serve its link until it closes.
 pub(super) async fn accept_peer(shared: Arc<Shared>, tcp: TcpStream, addr: SocketAddr) {
     let t = shared.cluster.handshake_timeout;
     let acceptor = TlsAcceptor::from(shared.tls.peer_acceptor.clone());
@@ -21,19 +23,19 @@ pub(super) async fn accept_peer(shared: Arc<Shared>, tcp: TcpStream, addr: Socke
         }
     };
     let mut conn = Conn::new(TlsStream::Server(tls), shared.cluster.max_frame);
-    let (from, job) = match conn.recv(t).await {
-        Ok(Control::Hello { from, job }) => (from, job),
+    let from = match conn.recv(t).await {
+        Ok(Control::Link { from }) => from,
         Ok(_) => {
-            warn!(%addr, "server link refused: first message is not Hello");
+            warn!(%addr, "server link refused: first message is not Link");
             refuse_peer(
                 conn,
-                Refusal::invalid("the first message on a server link must be Hello"),
+                Refusal::invalid("the first message on a server link must be Link"),
             )
             .await;
             return;
         }
         Err(e) => {
-            warn!(%addr, error = %e, "server link refused: bad Hello");
+            warn!(%addr, error = %e, "server link refused: bad Link message");
             return;
         }
     };
@@ -66,24 +68,72 @@ pub(super) async fn accept_peer(shared: Arc<Shared>, tcp: TcpStream, addr: Socke
         .await;
         return;
     }
+    if conn.send(&Control::HelloAck(Ok(()))).await.is_err() {
+        return;
+    }
+    let s = shared.clone();
+    let on_open: OnOpen = Box::new(move |stream: JobLink| {
+        tokio::spawn(accept_job(s.clone(), stream));
+    });
+    let link = Link::start(conn, from, shared.cluster.timeout, Some(on_open));
+    info!(%addr, peer = %from, "server link up");
+    // A newer link from the same peer replaces this one (the peer redialed).
+    let old = lock(&shared.accepted)[from.index()].replace(link.clone());
+    if let Some(old) = old {
+        old.close();
+    }
+    link.closed().await;
+    info!(peer = %from, "server link closed");
+}
+
+/// A stream a peer opened on its link: its first frame is the job's `Hello`.
+async fn accept_job(shared: Arc<Shared>, mut stream: JobLink) {
+    let t = shared.cluster.handshake_timeout;
+    let peer = stream.peer();
+    let (from, job) = match stream.recv(t).await {
+        Ok(Control::Hello { from, job }) => (from, job),
+        Ok(_) => {
+            warn!(%peer, "job refused: the first message on a stream is not Hello");
+            let _ = stream.send(&Control::HelloAck(Err(Refusal::invalid(
+                "the first message on a stream must be Hello",
+            ))));
+            return;
+        }
+        Err(e) => {
+            warn!(%peer, error = %e, "job refused: bad Hello");
+            return;
+        }
+    };
+    if from != peer || job.id != stream.id() {
+        warn!(%peer, claimed = %from, "job refused: Hello names another sender or stream");
+        let _ = stream.send(&Control::HelloAck(Err(Refusal::new(
+            RefusalKind::Denied,
+            format!("this link belongs to {peer}, and the stream to its job id"),
+        ))));
+        return;
+    }
+    if shared.stopping.load(Ordering::SeqCst) {
+        let _ = stream.send(&Control::HelloAck(Err(Refusal::failed(format!(
+            "{} is shutting down",
+            shared.role
+        )))));
+        return;
+    }
     let s = shared.clone();
     let job2 = job.clone();
     let check = tokio::task::spawn_blocking(move || s.check_job(&job2)).await;
     let check = check.unwrap_or_else(|_| Err(Refusal::failed("the check panicked")));
     if let Err(reason) = check {
         warn!(job = %hex(job.id), program = %job.program, %from, %reason, "job refused");
-        refuse_peer(conn, reason).await;
+        let _ = stream.send(&Control::HelloAck(Err(reason)));
         return;
     }
-    if conn.send(&Control::HelloAck(Ok(()))).await.is_err() {
+    if stream.send(&Control::HelloAck(Ok(()))).is_err() {
         return;
     }
-    debug!(job = %hex(job.id), %from, "server link accepted");
+    debug!(job = %hex(job.id), %from, "job stream accepted");
     let tx = {
-        let mut pending = match shared.pending.lock() {
-            Ok(p) => p,
-            Err(p) => p.into_inner(),
-        };
+        let mut pending = lock(&shared.pending);
         match pending.get(&job.id) {
             Some(tx) => tx.clone(),
             None => {
@@ -102,7 +152,7 @@ pub(super) async fn accept_peer(shared: Arc<Shared>, tcp: TcpStream, addr: Socke
             }
         }
     };
-    let _ = tx.send((from, job, conn));
+    let _ = tx.send((from, job, stream));
 }
 
 pub(super) async fn refuse_peer(mut conn: Conn, reason: Refusal) {
@@ -110,7 +160,16 @@ pub(super) async fn refuse_peer(mut conn: Conn, reason: Refusal) {
     conn.close().await;
 }
 
-pub(super) async fn dial(shared: Arc<Shared>, peer: Role, job: JobSpec) -> Result<Conn, Refusal> {
+/// This server's link to the higher role `peer`: the open one while it is usable,
+/// else a new one (dialed, authenticated, acknowledged).
+async fn link_to(shared: &Arc<Shared>, peer: Role) -> Result<Arc<Link>, Refusal> {
+    let mut slot = shared.links[peer.index()].lock().await;
+    if let Some(l) = &*slot {
+        if l.usable(shared.cluster.timeout) {
+            return Ok(l.clone());
+        }
+        l.close();
+    }
     let t = shared.cluster.timeout;
     let addr = shared.cluster.server(peer).peer_addr;
     let connector = TlsConnector::from(shared.tls.peer_connector.clone());
@@ -124,14 +183,56 @@ pub(super) async fn dial(shared: Arc<Shared>, peer: Role, job: JobSpec) -> Resul
                 .lost(Some(peer))
         })?;
         let mut conn = Conn::new(TlsStream::Client(tls), shared.cluster.max_frame);
-        conn.send(&Control::Hello {
-            from: shared.role,
-            job,
-        })
-        .await
-        .map_err(|e| Refusal::failed(format!("{peer}: {e}")))?;
+        conn.send(&Control::Link { from: shared.role })
+            .await
+            .map_err(|e| Refusal::failed(format!("{peer}: {e}")))?;
         match conn.recv(t).await {
             Ok(Control::HelloAck(Ok(()))) => Ok(conn),
+            Ok(Control::HelloAck(Err(r))) => Err(Refusal::new(
+                r.kind,
+                format!("{peer} refused the link: {}", r.reason),
+            )),
+            Ok(_) => Err(Refusal::failed(format!(
+                "{peer} answered Link with something else"
+            ))),
+            Err(e) => Err(Refusal::failed(format!(
+                "{peer} did not acknowledge the link: {e}"
+            ))),
+        }
+    };
+    let conn = tokio::time::timeout(t, attempt)
+        .await
+        .map_err(|_| Refusal::failed(format!("{peer} at {addr} did not answer within {t:?}")))??;
+    let link = Link::start(conn, peer, t, None);
+    info!(%peer, %addr, "server link up");
+    *slot = Some(link.clone());
+    Ok(link)
+}
+
+/// Opens `job`'s stream to the higher role `peer` and waits for its acknowledgement.
+/// A link found broken while opening is replaced once.
+pub(super) async fn dial(
+    shared: Arc<Shared>,
+    peer: Role,
+    job: JobSpec,
+) -> Result<JobLink, Refusal> {
+    let t = shared.cluster.timeout;
+    let mut retried = false;
+    loop {
+        let link = link_to(&shared, peer).await?;
+        let mut stream = link
+            .open(job.id)
+            .map_err(|e| Refusal::failed(format!("{peer}: {e}")).lost(Some(peer)))?;
+        let hello = Control::Hello {
+            from: shared.role,
+            job: job.clone(),
+        };
+        let answer = match stream.send(&hello) {
+            Ok(()) => stream.recv(t).await,
+            Err(_) => Err(ConnError::Closed),
+        };
+        return match answer {
+            Ok(Control::HelloAck(Ok(()))) => Ok(stream),
             Ok(Control::HelloAck(Err(r))) => Err(Refusal::new(
                 r.kind,
                 format!("{peer} refused the job: {}", r.reason),
@@ -139,14 +240,18 @@ pub(super) async fn dial(shared: Arc<Shared>, peer: Role, job: JobSpec) -> Resul
             Ok(_) => Err(Refusal::failed(format!(
                 "{peer} answered Hello with something else"
             ))),
-            Err(e) => Err(Refusal::failed(format!(
-                "{peer} did not acknowledge the job: {e}"
-            ))),
-        }
-    };
-    tokio::time::timeout(t, attempt)
-        .await
-        .map_err(|_| Refusal::failed(format!("{peer} at {addr} did not answer within {t:?}")))?
+            Err(ConnError::Closed) if !retried => {
+                // The link broke before the job started (the peer restarted, say).
+                retried = true;
+                link.close();
+                continue;
+            }
+            Err(e) => Err(
+                Refusal::failed(format!("{peer} did not acknowledge the job: {e}"))
+                    .lost(Some(peer)),
+            ),
+        };
+    }
 }
 
 pub(super) struct JobDone {
@@ -158,7 +263,7 @@ pub(super) struct JobDone {
 pub(super) async fn run_job(
     shared: Arc<Shared>,
     job: JobSpec,
-    mut incoming: mpsc::UnboundedReceiver<(Role, JobSpec, Conn)>,
+    mut incoming: mpsc::UnboundedReceiver<(Role, JobSpec, JobLink)>,
     cancel: Option<Arc<AtomicBool>>,
 ) -> Result<JobDone, Refusal> {
     let _active = ActiveJob::new(&shared);
@@ -172,10 +277,10 @@ pub(super) async fn run_job(
         let j = job.clone();
         dials.spawn(async move { (peer, dial(s, peer, j).await) });
     }
-    let mut conns: [Option<Conn>; 4] = Default::default();
+    let mut conns: [Option<JobLink>; 4] = Default::default();
     let deadline = tokio::time::Instant::now() + t;
     let mut failure = None;
-    let missing = |conns: &[Option<Conn>; 4]| -> Vec<Role> {
+    let missing = |conns: &[Option<JobLink>; 4]| -> Vec<Role> {
         Role::ALL
             .into_iter()
             .filter(|&p| p < me && conns[p.index()].is_none())
@@ -200,9 +305,7 @@ pub(super) async fn run_job(
             }
         }
     }
-    if let Ok(mut p) = shared.pending.lock() {
-        p.remove(&job.id);
-    }
+    lock(&shared.pending).remove(&job.id);
     while let Some(r) = dials.join_next().await {
         match r {
             Ok((peer, Ok(conn))) => conns[peer.index()] = Some(conn),
@@ -215,8 +318,12 @@ pub(super) async fn run_job(
         }
     }
     if let Some(reason) = failure {
-        for c in conns.into_iter().flatten() {
-            c.close().await;
+        // Tell the peers that did connect, so they stop waiting.
+        for c in conns.iter().flatten() {
+            let _ = c.send(&Control::Abort {
+                culprit: reason.lost,
+                reason: reason.reason.clone(),
+            });
         }
         return Err(reason);
     }
