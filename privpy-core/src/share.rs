@@ -125,6 +125,33 @@ impl Share {
     }
 }
 
+impl Share {
+    /// Rows `start..end` of this share (the share of those rows of the array): how a
+    /// server hands each client of a batched job its own rows.
+    ///
+    /// # Errors
+    /// [`Error::ShareMismatch`] for a 0-dimensional share, a share without ring
+    /// elements, or rows out of range.
+    pub fn slice_rows(&self, start: usize, end: usize) -> Result<Share> {
+        let shape = self.shape();
+        let (Some(ring), Some(&rows)) = (self.ring(), shape.first()) else {
+            return Err(Error::ShareMismatch(
+                "only shares of ring elements with rows can be sliced".into(),
+            ));
+        };
+        if start > end || end > rows {
+            return Err(Error::ShareMismatch(format!(
+                "rows {start}..{end} of a share of {rows} rows"
+            )));
+        }
+        let bytes = self.to_bytes();
+        let per_row = bytes.len().checked_div(rows).unwrap_or(0);
+        let mut s = shape.to_vec();
+        s[0] = end - start;
+        Share::from_bytes(ring, &s, &bytes[start * per_row..end * per_row])
+    }
+}
+
 fn to_array<T>(shape: &[usize], v: Vec<T>) -> ArrayD<T> {
     ArrayD::from_shape_vec(IxDyn(shape), v).unwrap_or_else(|_| unreachable!("length checked"))
 }

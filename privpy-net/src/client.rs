@@ -87,6 +87,41 @@ pub struct JobResult {
     pub stats: [CommStats; 4],
 }
 
+/// The outcome of [`Client::call`] or [`Client::infer`]: the caller's outputs,
+/// opened (this client's own rows of a batch).
+#[derive(Clone, Debug)]
+pub struct Called {
+    /// The job that computed them.
+    pub job: u64,
+    /// Requests in that job: 1 for a call, the batch size for an inference.
+    pub batch: u32,
+    /// The outputs by name.
+    pub outputs: Vec<(String, ndarray::ArrayD<f64>)>,
+    /// Each server's communication during the whole job, by role index (as `S1`
+    /// reports it; a batch's traffic is shared by its requests).
+    pub stats: [CommStats; 4],
+}
+
+impl Called {
+    /// Output `name` as an array of the rank `A` has (`f64`, `Array1<f64>` …).
+    ///
+    /// # Errors
+    /// [`ClientError::Protocol`] when there is no such output; a rank mismatch.
+    pub fn get<A: PrivType>(&self, name: &str) -> Result<A, ClientError> {
+        let Some((_, v)) = self.outputs.iter().find(|(n, _)| n == name) else {
+            return Err(ClientError::Protocol(format!(
+                "no output {name:?} (outputs: {})",
+                self.outputs
+                    .iter()
+                    .map(|(n, _)| n.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        };
+        Ok(A::from_dyn(v.clone()).map_err(privpy_core::Error::from)?)
+    }
+}
+
 /// A connected client.
 pub struct Client {
     name: String,
@@ -236,6 +271,188 @@ impl Client {
             ))),
             Err(source) => Err(ClientError::Conn { server, source }),
         }
+    }
+
+    /// Sends `reqs[0]` to `S1` and `reqs[1]` to `S2` at once and waits for both replies.
+    fn request_both(&mut self, reqs: [Request; 2]) -> Result<[Reply; 2], ClientError> {
+        let timeout = self.timeout;
+        let [c1, c2] = self.conns.as_mut_slice() else {
+            return Err(ClientError::Protocol("not connected to S1 and S2".into()));
+        };
+        let [r1, r2] = reqs;
+        let (a, b) = self
+            .rt
+            .block_on(async { tokio::join!(exchange(c1, r1, timeout), exchange(c2, r2, timeout)) });
+        let mut out = Vec::new();
+        for (server, res) in PRIMARIES.into_iter().zip([a, b]) {
+            out.push(match res {
+                Ok(Control::Reply(Reply::Refused(r))) => Err(ClientError::Refused {
+                    server,
+                    kind: r.kind,
+                    reason: r.reason,
+                    lost: r.lost,
+                }),
+                Ok(Control::Reply(r)) => Ok(r),
+                Ok(_) => Err(ClientError::Protocol(format!(
+                    "{server} sent something that is not a reply"
+                ))),
+                Err(source) => Err(ClientError::Conn { server, source }),
+            });
+        }
+        let b = out.pop();
+        let a = out.pop();
+        match (a, b) {
+            (Some(Ok(a)), Some(Ok(b))) => Ok([a, b]),
+            (Some(Err(e)), _) | (_, Some(Err(e))) => Err(e),
+            _ => Err(ClientError::Protocol("missing reply".into())),
+        }
+    }
+
+    /// Opens the outputs of a call from the two servers' replies.
+    fn open_called(&self, replies: [Reply; 2]) -> Result<Called, ClientError> {
+        let [
+            Reply::Called {
+                job,
+                batch,
+                outputs: o1,
+                stats,
+            },
+            Reply::Called {
+                job: job2,
+                outputs: o2,
+                ..
+            },
+        ] = replies
+        else {
+            return Err(ClientError::Protocol(
+                "expected the outputs of a call from S1 and S2".into(),
+            ));
+        };
+        if job != job2 || o1.len() != o2.len() {
+            return Err(ClientError::Protocol(format!(
+                "S1 and S2 answered from different jobs ({job:016x}, {job2:016x})"
+            )));
+        }
+        let mut outputs = Vec::new();
+        for (a, b) in o1.iter().zip(&o2) {
+            if a.name != b.name {
+                return Err(ClientError::Protocol(format!(
+                    "S1 sent output {:?} where S2 sent {:?}",
+                    a.name, b.name
+                )));
+            }
+            let s1 = Share::from_bytes(a.ring, &a.shape, &a.bytes)?;
+            let s2 = Share::from_bytes(b.ring, &b.shape, &b.bytes)?;
+            outputs.push((a.name.clone(), reconstruct(&self.config, &s1, &s2)?));
+        }
+        Ok(Called {
+            job,
+            batch,
+            outputs,
+            stats,
+        })
+    }
+
+    /// Draws a random request id.
+    fn request_id() -> Result<u64, ClientError> {
+        let mut id = [0u8; 8];
+        getrandom::fill(&mut id).map_err(|e| {
+            ClientError::Protocol(format!(
+                "the operating system's random generator failed: {e}"
+            ))
+        })?;
+        Ok(u64::from_le_bytes(id))
+    }
+
+    /// Shares `inputs` and returns their `S1` and `S2` halves as inline inputs.
+    fn share_inline(
+        &self,
+        inputs: &[(&str, ndarray::ArrayViewD<'_, f64>)],
+    ) -> Result<[Vec<crate::wire::Inline>; 2], ClientError> {
+        let mut halves = [Vec::new(), Vec::new()];
+        for (name, v) in inputs {
+            let shares = share(&self.config, v).map_err(|source| privpy_core::Error::Encode {
+                name: name.to_string(),
+                source,
+            })?;
+            for (k, s) in shares.iter().enumerate() {
+                let Some(ring) = s.ring() else {
+                    return Err(privpy_core::Error::ShareMismatch(
+                        "a share without ring elements".into(),
+                    )
+                    .into());
+                };
+                halves[k].push(crate::wire::Inline {
+                    name: name.to_string(),
+                    ring,
+                    shape: s.shape().to_vec(),
+                    bytes: s.to_bytes(),
+                });
+            }
+        }
+        Ok(halves)
+    }
+
+    /// Runs `program` in one round trip on inputs sent with the request: `inputs`
+    /// are secret-shared to `S1` and `S2` and never stored; the other parameters
+    /// are bound to stored inputs as in [`Client::run`]. Returns the outputs for
+    /// this client, opened. Nothing is stored on the servers (outputs for other
+    /// clients, if the program writes any, are stored for them as a run's).
+    ///
+    /// A job is still a job: the four servers run the program over their
+    /// long-lived links, with no TLS handshake and no disk write.
+    ///
+    /// # Errors
+    /// NaN, ±inf or out-of-range inputs (nothing is sent); a refusal (unknown
+    /// program, wrong shape, busy cluster); a failure during the job.
+    pub fn call(
+        &mut self,
+        program: &str,
+        bindings: &[(&str, &[&str])],
+        inputs: &[(&str, ndarray::ArrayViewD<'_, f64>)],
+        args: &[(&str, f64)],
+    ) -> Result<Called, ClientError> {
+        let [h1, h2] = self.share_inline(inputs)?;
+        let request = Self::request_id()?;
+        let bindings: Vec<(String, Vec<String>)> = bindings
+            .iter()
+            .map(|(p, srcs)| (p.to_string(), srcs.iter().map(|s| s.to_string()).collect()))
+            .collect();
+        let args: Vec<(String, f64)> = args.iter().map(|(n, v)| (n.to_string(), *v)).collect();
+        let make = |inputs| Request::Call {
+            request,
+            program: program.to_string(),
+            bindings: bindings.clone(),
+            inputs,
+            args: args.clone(),
+        };
+        let replies = self.request_both([make(h1), make(h2)])?;
+        self.open_called(replies)
+    }
+
+    /// Runs deployed model `model` on `input` (rows: one image per row for the
+    /// stock models) and returns this client's outputs, opened. The cluster may
+    /// batch the request with other clients' requests that arrive close to it;
+    /// each client receives only its own rows, and nothing is stored.
+    ///
+    /// # Errors
+    /// NaN, ±inf or out-of-range inputs (nothing is sent); an unknown model
+    /// ([`RefusalKind::NotFound`]); a wrong shape; weights the model's owner has
+    /// not granted to this client; a busy cluster; a failure during the job.
+    pub fn infer<P: Public>(&mut self, model: &str, input: P) -> Result<Called, ClientError> {
+        let v = input.view_dyn();
+        let [mut h1, mut h2] = self.share_inline(&[("input", v)])?;
+        let (Some(i1), Some(i2)) = (h1.pop(), h2.pop()) else {
+            return Err(ClientError::Protocol("sharing produced no input".into()));
+        };
+        let request = Self::request_id()?;
+        let make = |input| Request::Infer {
+            request,
+            model: model.to_string(),
+            input,
+        };
+        let replies = self.request_both([make(i1), make(i2)])?;
+        self.open_called(replies)
     }
 
     /// Secret-shares `value` and stores the shares on `S1` and `S2` under `name`.
@@ -480,6 +697,12 @@ impl Drop for Client {
             }
         });
     }
+}
+
+/// Sends one request and waits for its reply.
+async fn exchange(conn: &mut Conn, req: Request, timeout: Duration) -> Result<Control, ConnError> {
+    conn.send(&Control::Request(req)).await?;
+    conn.recv(timeout).await
 }
 
 fn unexpected(server: Role, r: &Reply) -> ClientError {

@@ -21,6 +21,10 @@
 //!                             # stops a job whose client disconnects
 //! kernel_threads = 4          # threads for local kernels; default: the host's cores
 //!                             # (`dev` writes 1: four servers on one host)
+//! batch_window_ms = 2         # inference requests for one model arriving within this
+//!                             # window run as one batch (S1)
+//! max_batch = 64              # at most this many requests per batch
+//! max_queued_requests = 4096  # calls and inferences waiting on S1; beyond, busy
 //! server_ca = "certs/server-ca.pem"
 //! client_ca = "certs/client-ca.pem"
 //! clients = ["alice", "bob"]  # accepted client names (their certificates name them)
@@ -31,7 +35,17 @@
 //! cert = "certs/s1.pem"
 //! key = "certs/s1.key"
 //! data_dir = "data/s1"            # the share store (s1 and s2 only)
+//! metrics_addr = "127.0.0.1:9101" # optional: metrics (Prometheus text format, HTTP)
 //! # ... [servers.s2], [servers.sa], [servers.sb]
+//!
+//! [[models]]                      # a deployed model: Client::infer("mnist-mlp", x)
+//! name = "mnist-mlp"
+//! program = "mlp_predict"         # a row-wise program (Program::row_wise)
+//! input = "images"                # its parameter filled by the requests' rows
+//! owner = "owner"                 # the client whose stored inputs are the weights;
+//! weights = { w1 = "w1", b1 = "b1", w2 = "w2", b2 = "b2", w3 = "w3", b3 = "b3" }
+//! #   every other parameter -> the owner's input; the owner grants it to each
+//! #   client that may query the model (for example "alice@mlp_predict")
 //! ```
 //!
 //! Relative paths are relative to the directory of the configuration file. A server
@@ -131,6 +145,14 @@ struct RawCluster {
     max_job_secs: f64,
     #[serde(default)]
     kernel_threads: Option<usize>,
+    #[serde(default = "default_window")]
+    batch_window_ms: f64,
+    #[serde(default = "default_max_batch")]
+    max_batch: usize,
+    #[serde(default = "default_queued_requests")]
+    max_queued_requests: usize,
+    #[serde(default)]
+    models: Vec<RawModel>,
     server_ca: PathBuf,
     client_ca: PathBuf,
     #[serde(default)]
@@ -146,6 +168,29 @@ struct RawServer {
     cert: Option<PathBuf>,
     key: Option<PathBuf>,
     data_dir: Option<PathBuf>,
+    #[serde(default)]
+    metrics_addr: Option<SocketAddr>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawModel {
+    name: String,
+    program: String,
+    input: String,
+    owner: String,
+    #[serde(default)]
+    weights: BTreeMap<String, String>,
+}
+
+fn default_window() -> f64 {
+    2.0
+}
+fn default_max_batch() -> usize {
+    64
+}
+fn default_queued_requests() -> usize {
+    4096
 }
 
 fn default_handshake() -> f64 {
@@ -196,6 +241,8 @@ pub struct ServerEntry {
     pub key: Option<PathBuf>,
     /// Directory of the share store (`S1` and `S2`).
     pub data_dir: Option<PathBuf>,
+    /// Where this server serves its metrics (Prometheus text format over HTTP).
+    pub metrics_addr: Option<SocketAddr>,
 }
 
 /// The whole cluster's configuration, as every server reads it.
@@ -239,6 +286,14 @@ pub struct ClusterConfig {
     pub client_ca: PathBuf,
     /// Accepted client names.
     pub clients: Vec<String>,
+    /// Inference requests for one model arriving within this window run as one batch.
+    pub batch_window: Duration,
+    /// The most requests in one batch.
+    pub max_batch: usize,
+    /// Calls and inference requests waiting on `S1`; beyond, they are refused as busy.
+    pub max_queued_requests: usize,
+    /// Deployed models, by name.
+    pub models: Vec<ModelDeployment>,
     /// The four servers, by [`Role::index`].
     pub servers: [ServerEntry; 4],
 }
@@ -325,6 +380,44 @@ impl ClusterConfig {
         for c in &raw.clients {
             check_client_name(c).map_err(|m| invalid(format!("client {c:?}: {m}")))?;
         }
+        if !(raw.batch_window_ms >= 0.0 && raw.batch_window_ms <= 10_000.0) {
+            return Err(invalid(format!(
+                "batch_window_ms = {} must be in [0, 10000]",
+                raw.batch_window_ms
+            )));
+        }
+        for (key, v, max) in [
+            ("max_batch", raw.max_batch, 1 << 20),
+            ("max_queued_requests", raw.max_queued_requests, 1 << 24),
+        ] {
+            if v < 1 || v > max {
+                return Err(invalid(format!("{key} = {v} must be in 1..={max}")));
+            }
+        }
+        let mut models: Vec<ModelDeployment> = Vec::new();
+        for m in raw.models {
+            check_name(&m.name).map_err(|e| invalid(format!("model {:?}: {e}", m.name)))?;
+            if models.iter().any(|d| d.name == m.name) {
+                return Err(invalid(format!("model {:?} is deployed twice", m.name)));
+            }
+            if !raw.clients.contains(&m.owner) {
+                return Err(invalid(format!(
+                    "model {:?}: owner {:?} is not a client of this cluster",
+                    m.name, m.owner
+                )));
+            }
+            for (p, n) in &m.weights {
+                check_name(n)
+                    .map_err(|e| invalid(format!("model {:?}, weight {p:?}: {e}", m.name)))?;
+            }
+            models.push(ModelDeployment {
+                name: m.name,
+                program: m.program,
+                input: m.input,
+                owner: m.owner,
+                weights: m.weights.into_iter().collect(),
+            });
+        }
         let resolve = |p: PathBuf| if p.is_absolute() { p } else { base.join(p) };
         let mut servers = raw.servers;
         for k in servers.keys() {
@@ -351,6 +444,7 @@ impl ClusterConfig {
                 cert: s.cert.map(resolve),
                 key: s.key.map(resolve),
                 data_dir: s.data_dir.map(resolve),
+                metrics_addr: s.metrics_addr,
             });
         }
         let servers: [ServerEntry; 4] = entries
@@ -379,6 +473,10 @@ impl ClusterConfig {
             server_ca: resolve(raw.server_ca),
             client_ca: resolve(raw.client_ca),
             clients: raw.clients,
+            batch_window: Duration::from_secs_f64(raw.batch_window_ms / 1000.0),
+            max_batch: raw.max_batch,
+            max_queued_requests: raw.max_queued_requests,
+            models,
             servers,
         })
     }
@@ -387,6 +485,23 @@ impl ClusterConfig {
     pub fn server(&self, role: Role) -> &ServerEntry {
         &self.servers[role.index()]
     }
+}
+
+/// A model deployed for [`crate::client::Client::infer`]: a row-wise program whose
+/// `input` parameter the requests fill and whose other parameters are `owner`'s
+/// stored inputs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ModelDeployment {
+    /// The name clients ask for.
+    pub name: String,
+    /// The registered program that computes it.
+    pub program: String,
+    /// The program's parameter filled by the requests' rows.
+    pub input: String,
+    /// The client whose stored inputs are the weights.
+    pub owner: String,
+    /// Every other parameter of the program → the name of the owner's stored input.
+    pub weights: Vec<(String, String)>,
 }
 
 /// Checks a client name: a [`check_name`] name in lower case (names are compared

@@ -80,6 +80,7 @@ pub struct Program {
     args: Vec<(String, f64)>,
     body: Arc<Body>,
     checks: Vec<Arc<Check>>,
+    row_wise: Option<String>,
 }
 
 impl fmt::Debug for Program {
@@ -108,6 +109,7 @@ impl Program {
             args: Vec::new(),
             body: Arc::new(body),
             checks: Vec::new(),
+            row_wise: None,
         }
     }
 
@@ -165,6 +167,24 @@ impl Program {
     pub fn input<const N: usize>(mut self, name: &str, shape: [Option<usize>; N]) -> Program {
         self.params.push((name.to_string(), shape.to_vec()));
         self
+    }
+
+    /// Declares the program **row-wise** in `param`: each row of every output for the
+    /// caller depends only on the same row of `param` (and on the other parameters),
+    /// and every such output has one row per row of `param`. Inference is: a batch
+    /// of images in, one prediction per image out. Only a row-wise program can be
+    /// deployed as a model (`[[models]]`), because only then may `S1` batch several
+    /// clients' requests into one job and hand each client its own rows: no row of
+    /// one client's result depends on another client's input. A program that
+    /// aggregates over rows (statistics, training) must not declare it.
+    pub fn row_wise(mut self, param: &str) -> Program {
+        self.row_wise = Some(param.to_string());
+        self
+    }
+
+    /// The parameter the program is row-wise in ([`Program::row_wise`]), if any.
+    pub fn row_wise_param(&self) -> Option<&str> {
+        self.row_wise.as_deref()
     }
 
     /// Declares a public argument (a hyperparameter: iterations, learning rate …)

@@ -78,6 +78,45 @@ pub struct Param {
     pub tags: Vec<u128>,
 }
 
+/// A secret input carried in a request, not stored: this server's share of one
+/// input of a call ([`Request::Call`], [`Request::Infer`]), or of one output in
+/// the reply ([`Reply::Called`]).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Inline {
+    /// The parameter (or output) name.
+    pub name: String,
+    /// Ring of the share.
+    pub ring: RingKind,
+    /// Shape of the share.
+    pub shape: Vec<usize>,
+    /// The share's elements (see `Share::to_bytes`).
+    pub bytes: Vec<u8>,
+}
+
+impl fmt::Debug for Inline {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Inline")
+            .field("name", &self.name)
+            .field("ring", &self.ring)
+            .field("shape", &self.shape)
+            .field("bytes", &self.bytes.len())
+            .finish()
+    }
+}
+
+/// One client request served by a call job: its inline inputs fill `rows` rows of
+/// the job's inline parameters (in the order of [`JobSpec::calls`]), and the same
+/// rows of its outputs go back to it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CallEntry {
+    /// The client that sent the request (to `S1` and `S2`).
+    pub client: String,
+    /// The request id the client drew and sent to both primaries.
+    pub request: u64,
+    /// Rows this request contributes.
+    pub rows: usize,
+}
+
 /// Why a server refused a request or a job. Callers match on this; the reason
 /// string is for people.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -196,6 +235,10 @@ pub struct JobSpec {
     pub params: Vec<Param>,
     /// Public arguments (hyperparameters such as an iteration count), by name.
     pub args: Vec<(String, f64)>,
+    /// For a call job: the requests whose inline inputs it computes on, in row
+    /// order (one for [`Request::Call`], a dynamic batch for [`Request::Infer`]).
+    /// Parameters with no sources are inline. Empty for a [`Request::Run`] job.
+    pub calls: Vec<CallEntry>,
 }
 
 /// A client's request to `S1` or `S2`.
@@ -246,6 +289,33 @@ pub enum Request {
     },
     /// The outputs waiting for this client on this server.
     ListOutputs,
+    /// Run a program on inputs carried in the request, not stored: sent to both
+    /// `S1` (which runs the job) and `S2` with the same `request` id and each one's
+    /// shares. Both reply with their shares of the caller's outputs
+    /// ([`Reply::Called`]); nothing is stored.
+    Call {
+        /// A random id the client draws per call.
+        request: u64,
+        /// Registered program name.
+        program: String,
+        /// Parameter name → stored inputs, for the parameters not given inline.
+        bindings: Vec<(String, Vec<String>)>,
+        /// The inline inputs: this server's shares.
+        inputs: Vec<Inline>,
+        /// Public arguments, by name.
+        args: Vec<(String, f64)>,
+    },
+    /// Run a deployed model on one input: like [`Request::Call`], but `S1` batches
+    /// requests for the same model that arrive close together into one job, and
+    /// each client receives only its own rows.
+    Infer {
+        /// A random id the client draws per request.
+        request: u64,
+        /// The deployed model's name (`[[models]]` in the cluster configuration).
+        model: String,
+        /// This server's share of the input rows.
+        input: Inline,
+    },
     /// Delete this client's input share `name` on this server.
     DeleteInput {
         /// The input's name (in the client's own namespace).
@@ -292,6 +362,19 @@ pub enum Reply {
     Released,
     /// Answer to [`Request::ListOutputs`]: job, output name and shape.
     Outputs(Vec<(u64, String, Vec<usize>)>),
+    /// Answer to [`Request::Call`] and [`Request::Infer`]: this server's shares of the
+    /// caller's outputs (its own rows of a batch).
+    Called {
+        /// The job that computed them.
+        job: u64,
+        /// Requests in that job (1 unless batched).
+        batch: u32,
+        /// This server's shares of the outputs.
+        outputs: Vec<Inline>,
+        /// Communication of each server during the job, by role index (from `S1`;
+        /// `S2` fills in its own only).
+        stats: [CommStats; 4],
+    },
     /// The request was refused or failed; the kind and reason say why.
     Refused(Refusal),
 }
@@ -330,6 +413,17 @@ pub enum Control {
     Link {
         /// The dialing server.
         from: Role,
+    },
+    /// `S1` to `S2`, first and only frame of a stream of its own: `S1` refused or
+    /// failed `client`'s call or inference `request`, so `S2` answers its half of
+    /// the request with the same refusal instead of waiting for a job.
+    Forget {
+        /// The client.
+        client: String,
+        /// Its request id.
+        request: u64,
+        /// Why.
+        refusal: Refusal,
     },
     /// Client to server.
     Request(Request),
@@ -381,6 +475,30 @@ impl fmt::Debug for Request {
             Request::DeleteInput { name } => {
                 f.debug_struct("DeleteInput").field("name", name).finish()
             }
+            Request::Call {
+                request,
+                program,
+                bindings,
+                inputs,
+                args,
+            } => f
+                .debug_struct("Call")
+                .field("request", &format_args!("{request:016x}"))
+                .field("program", program)
+                .field("bindings", bindings)
+                .field("inputs", inputs)
+                .field("args", args)
+                .finish(),
+            Request::Infer {
+                request,
+                model,
+                input,
+            } => f
+                .debug_struct("Infer")
+                .field("request", &format_args!("{request:016x}"))
+                .field("model", model)
+                .field("input", input)
+                .finish(),
         }
     }
 }
@@ -414,6 +532,17 @@ impl fmt::Debug for Reply {
                 .finish(),
             Reply::Released => f.write_str("Released"),
             Reply::Outputs(o) => f.debug_tuple("Outputs").field(o).finish(),
+            Reply::Called {
+                job,
+                batch,
+                outputs,
+                ..
+            } => f
+                .debug_struct("Called")
+                .field("job", job)
+                .field("batch", batch)
+                .field("outputs", outputs)
+                .finish_non_exhaustive(),
             Reply::Refused(r) => f.debug_tuple("Refused").field(r).finish(),
         }
     }
@@ -502,6 +631,15 @@ impl W {
             }
         }
         self.u64(s.rounds);
+    }
+    pub(crate) fn inlines(&mut self, v: &[Inline]) {
+        self.len(v.len());
+        for i in v {
+            self.str(&i.name);
+            self.ring(i.ring);
+            self.shape(&i.shape);
+            self.bytes(&i.bytes);
+        }
     }
     pub(crate) fn args(&mut self, args: &[(String, f64)]) {
         self.len(args.len());
@@ -677,6 +815,19 @@ impl<'a> R<'a> {
         s.rounds = self.u64("statistics")?;
         Ok(s)
     }
+    pub(crate) fn inlines(&mut self) -> Result<Vec<Inline>, WireError> {
+        let n = self.count("inline inputs", MAX_LIST)?;
+        let mut v = Vec::new();
+        for _ in 0..n {
+            v.push(Inline {
+                name: self.str("input name")?,
+                ring: self.ring()?,
+                shape: self.shape()?,
+                bytes: self.bytes("share")?,
+            });
+        }
+        Ok(v)
+    }
     pub(crate) fn args(&mut self) -> Result<Vec<(String, f64)>, WireError> {
         let n = self.count("arguments", MAX_LIST)?;
         let mut out = Vec::new();
@@ -732,6 +883,12 @@ impl Control {
                     }
                 }
                 w.args(&job.args);
+                w.len(job.calls.len());
+                for c in &job.calls {
+                    w.str(&c.client);
+                    w.u64(c.request);
+                    w.len(c.rows);
+                }
             }
             Control::HelloAck(r) => {
                 w.u8(2);
@@ -756,6 +913,16 @@ impl Control {
             Control::Link { from } => {
                 w.u8(8);
                 w.role(*from);
+            }
+            Control::Forget {
+                client,
+                request,
+                refusal,
+            } => {
+                w.u8(9);
+                w.str(client);
+                w.u64(*request);
+                w.refusal(refusal);
             }
             Control::Request(req) => {
                 w.u8(5);
@@ -805,6 +972,34 @@ impl Control {
                     Request::DeleteInput { name } => {
                         w.u8(7);
                         w.str(name);
+                    }
+                    Request::Call {
+                        request,
+                        program,
+                        bindings,
+                        inputs,
+                        args,
+                    } => {
+                        w.u8(8);
+                        w.u64(*request);
+                        w.str(program);
+                        w.len(bindings.len());
+                        for (p, srcs) in bindings {
+                            w.str(p);
+                            w.strs(srcs);
+                        }
+                        w.inlines(inputs);
+                        w.args(args);
+                    }
+                    Request::Infer {
+                        request,
+                        model,
+                        input,
+                    } => {
+                        w.u8(9);
+                        w.u64(*request);
+                        w.str(model);
+                        w.inlines(std::slice::from_ref(input));
                     }
                 }
             }
@@ -864,6 +1059,20 @@ impl Control {
                             w.shape(shape);
                         }
                     }
+                    Reply::Called {
+                        job,
+                        batch,
+                        outputs,
+                        stats,
+                    } => {
+                        w.u8(8);
+                        w.u64(*job);
+                        w.u32(*batch);
+                        w.inlines(outputs);
+                        for s in stats {
+                            w.stats(s);
+                        }
+                    }
                 }
             }
         }
@@ -902,6 +1111,15 @@ impl Control {
                     });
                 }
                 let args = r.args()?;
+                let n = r.count("calls", MAX_LIST)?;
+                let mut calls = Vec::new();
+                for _ in 0..n {
+                    calls.push(CallEntry {
+                        client: r.str("client")?,
+                        request: r.u64("request id")?,
+                        rows: r.count("rows", u32::MAX as usize)?,
+                    });
+                }
                 Control::Hello {
                     from,
                     job: JobSpec {
@@ -912,6 +1130,7 @@ impl Control {
                         client,
                         params,
                         args,
+                        calls,
                     },
                 }
             }
@@ -932,6 +1151,11 @@ impl Control {
             },
             7 => Control::Heartbeat,
             8 => Control::Link { from: r.role()? },
+            9 => Control::Forget {
+                client: r.str("client")?,
+                request: r.u64("request id")?,
+                refusal: r.refusal()?,
+            },
             5 => Control::Request(match r.u8("request")? {
                 1 => Request::Info,
                 2 => Request::Upload {
@@ -968,6 +1192,40 @@ impl Control {
                 7 => Request::DeleteInput {
                     name: r.str("input name")?,
                 },
+                8 => {
+                    let request = r.u64("request id")?;
+                    let program = r.str("program")?;
+                    let n = r.count("bindings", MAX_LIST)?;
+                    let mut bindings = Vec::new();
+                    for _ in 0..n {
+                        bindings.push((r.str("parameter")?, r.strs("sources")?));
+                    }
+                    let inputs = r.inlines()?;
+                    let args = r.args()?;
+                    Request::Call {
+                        request,
+                        program,
+                        bindings,
+                        inputs,
+                        args,
+                    }
+                }
+                9 => {
+                    let request = r.u64("request id")?;
+                    let model = r.str("model")?;
+                    let mut inputs = r.inlines()?;
+                    if inputs.len() != 1 {
+                        return Err(WireError::Invalid {
+                            what: "inference input",
+                            reason: format!("{} inputs, not one", inputs.len()),
+                        });
+                    }
+                    Request::Infer {
+                        request,
+                        model,
+                        input: inputs.remove(0),
+                    }
+                }
                 t => {
                     return Err(WireError::UnknownTag {
                         what: "request",
@@ -1025,6 +1283,21 @@ impl Control {
                     }
                     Reply::Outputs(list)
                 }
+                8 => {
+                    let job = r.u64("job id")?;
+                    let batch = r.u32("batch size")?;
+                    let outputs = r.inlines()?;
+                    let mut stats: [CommStats; 4] = Default::default();
+                    for s in &mut stats {
+                        *s = r.stats()?;
+                    }
+                    Reply::Called {
+                        job,
+                        batch,
+                        outputs,
+                        stats,
+                    }
+                }
                 t => {
                     return Err(WireError::UnknownTag {
                         what: "reply",
@@ -1066,6 +1339,11 @@ mod tests {
                 tags: vec![7, u128::MAX],
             }],
             args: vec![("iterations".into(), 20.0)],
+            calls: vec![CallEntry {
+                client: "bob".into(),
+                request: 42,
+                rows: 3,
+            }],
         };
         let st = CommStats {
             bytes_sent: [1, 2, 3, 4],
@@ -1091,6 +1369,11 @@ mod tests {
             },
             Control::Heartbeat,
             Control::Link { from: Role::Sa },
+            Control::Forget {
+                client: "alice".into(),
+                request: 5,
+                refusal: Refusal::invalid("no"),
+            },
             Control::Reply(Reply::Refused(Refusal::failed("lost").lost(Some(Role::Sb)))),
             Control::Request(Request::Info),
             Control::Request(Request::Upload {
@@ -1142,6 +1425,39 @@ mod tests {
             Control::Reply(Reply::Refused(Refusal::new(RefusalKind::Denied, "no"))),
             Control::Reply(Reply::Released),
             Control::Reply(Reply::Outputs(vec![(5, "w".into(), vec![3, 4])])),
+            Control::Request(Request::Call {
+                request: 77,
+                program: "p".into(),
+                bindings: vec![("w".into(), vec!["owner/w".into()])],
+                inputs: vec![Inline {
+                    name: "x".into(),
+                    ring: RingKind::Z64,
+                    shape: vec![1, 2],
+                    bytes: vec![3; 16],
+                }],
+                args: vec![("k".into(), 2.0)],
+            }),
+            Control::Request(Request::Infer {
+                request: 78,
+                model: "mlp".into(),
+                input: Inline {
+                    name: "images".into(),
+                    ring: RingKind::Z128,
+                    shape: vec![1, 1],
+                    bytes: vec![4; 16],
+                },
+            }),
+            Control::Reply(Reply::Called {
+                job: 9,
+                batch: 3,
+                outputs: vec![Inline {
+                    name: "digits".into(),
+                    ring: RingKind::Z64,
+                    shape: vec![1],
+                    bytes: vec![5; 8],
+                }],
+                stats: Default::default(),
+            }),
         ]
     }
 
@@ -1178,7 +1494,7 @@ mod tests {
             Err(WireError::Invalid { what: "shape", .. })
         ));
         assert!(matches!(
-            Control::decode(&[9]),
+            Control::decode(&[99]),
             Err(WireError::UnknownTag { .. })
         ));
         // Found by cargo-fuzz: a configuration whose bound overflowed the check.

@@ -1373,3 +1373,215 @@ fn programs_cap_their_inputs() {
     let sum: f64 = alice.fetch(&job, "sum").unwrap();
     assert!((sum - 10.0).abs() < 1e-6);
 }
+
+/// `Client::call`: one round trip on inputs sent with the request, over the
+/// long-lived server links. Results equal the cleartext computation; nothing is
+/// stored; five calls dial each server link once (metrics); refusals by variant.
+#[test]
+fn calls_compute_on_inline_inputs_store_nothing_and_reuse_links() {
+    let mut net = Net::new("calls", &["alice", "bob"], None, 20.0);
+    let metrics = net.serve_metrics(Role::S1);
+    net.start_all();
+    let mut alice = net.client("alice");
+    let mut rng = crate::common::rng(41);
+    for round in 0..5 {
+        let x: Array1<f64> = crate::common::arr(&[8], &mut rng, 50.0)
+            .into_dimensionality()
+            .unwrap();
+        let called = alice
+            .call("stats", &[], &[("x", x.view().into_dyn())], &[])
+            .unwrap();
+        assert_eq!(called.batch, 1);
+        let n = x.len() as f64;
+        let mean = x.sum() / n;
+        let var = x.mapv(|v| (v - mean).powi(2)).sum() / n;
+        let max = x.iter().cloned().fold(f64::MIN, f64::max);
+        for (name, want, tol) in [
+            ("sum", x.sum(), 1e-6),
+            ("mean", mean, 1e-6),
+            ("var", var, 1e-4),
+            ("max", max, 1e-6),
+        ] {
+            let got: f64 = called.get(name).unwrap();
+            assert!(
+                (got - want).abs() <= tol * want.abs().max(1.0),
+                "round {round}: {name} = {got}, cleartext {want}"
+            );
+        }
+        assert!(called.stats[0].bytes_sent.iter().sum::<u64>() > 0);
+    }
+    assert!(alice.outputs().unwrap().is_empty(), "a call stores nothing");
+    let text = scrape(metrics);
+    assert_eq!(
+        sample(&text, "privpy_server_links_dialed_total"),
+        Some(3.0),
+        "S1 dials each higher role once for five jobs:\n{text}"
+    );
+    assert_eq!(
+        sample(&text, "privpy_requests_total{program=\"stats\"}"),
+        Some(5.0),
+        "{text}"
+    );
+    assert_eq!(
+        sample(&text, "privpy_jobs_total{program=\"stats\"}"),
+        Some(5.0),
+        "{text}"
+    );
+    // Refusals, by kind; the cluster keeps serving.
+    let one = array![1.0];
+    let err = alice
+        .call("stats", &[], &[("x", one.view().into_dyn())], &[])
+        .unwrap_err();
+    assert_eq!(
+        refusal(err),
+        RefusalKind::Invalid,
+        "one value would be revealed"
+    );
+    let err = alice
+        .call("nope", &[], &[("x", one.view().into_dyn())], &[])
+        .unwrap_err();
+    assert_eq!(refusal(err), RefusalKind::Invalid);
+    let nan = array![1.0, f64::NAN];
+    assert!(matches!(
+        alice.call("stats", &[], &[("x", nan.view().into_dyn())], &[]),
+        Err(ClientError::Core(_))
+    ));
+    // A stored input bound beside an inline one: another client's, not granted.
+    let mut bob = net.client("bob");
+    bob.upload("y", array![[1.0, 2.0]], &[]).unwrap();
+    let two = array![[3.0, 4.0], [1.0, 0.0], [2.0, 2.0], [0.0, 1.0]];
+    let err = alice
+        .call(
+            "kmeans",
+            &[("c0", &["bob/y"])],
+            &[("x", two.view().into_dyn())],
+            &[],
+        )
+        .unwrap_err();
+    assert_eq!(refusal(err), RefusalKind::NotFound);
+    let v = array![2.0, 4.0];
+    let ok: f64 = alice
+        .call("stats", &[], &[("x", v.view().into_dyn())], &[])
+        .unwrap()
+        .get("sum")
+        .unwrap();
+    assert!((ok - 6.0).abs() < 1e-6);
+}
+
+/// A deployed model served by `Client::infer` to concurrent clients: their
+/// requests run as one dynamic batch, each client receives exactly its own rows,
+/// and the predictions equal the cleartext engine's. A client the owner did not
+/// grant the weights to is refused; an unknown model too.
+#[test]
+fn concurrent_inferences_are_batched_and_each_client_gets_its_own_rows() {
+    let users = ["u1", "u2", "u3", "u4"];
+    let mut all = vec!["owner", "stranger"];
+    all.extend(users);
+    let mut net = Net::new("infer", &all, None, 20.0);
+    net.configure("batch_window_ms = 2000\nmax_batch = 4");
+    net.configure_tail(
+        "[[models]]\nname = \"mnist-mlp\"\nprogram = \"mlp_predict\"\ninput = \"images\"\nowner = \"owner\"\nweights = { w1 = \"w1\", b1 = \"b1\", w2 = \"w2\", b2 = \"b2\", w3 = \"w3\", b3 = \"b3\" }",
+    );
+    let metrics = net.serve_metrics(Role::S1);
+    net.start_all();
+    let model = privpy::model::load_safetensors(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("models/mnist-mlp.safetensors"),
+    )
+    .unwrap();
+    let grants: Vec<String> = users.iter().map(|u| format!("{u}@mlp_predict")).collect();
+    let grants: Vec<&str> = grants.iter().map(String::as_str).collect();
+    let mut owner = net.client("owner");
+    for (k, t) in &model {
+        owner.upload(k, t, &grants).unwrap();
+    }
+    let test = privpy::data::load_mnist(
+        &privpy::data::shipped("mnist/t10k-300-images-idx3-ubyte"),
+        &privpy::data::shipped("mnist/t10k-300-labels-idx1-ubyte"),
+        Some(10),
+    )
+    .unwrap();
+    // Client k sends k + 1 images: rows 0, 1..3, 3..6, 6..10.
+    let starts = [0usize, 1, 3, 6, 10];
+    let mut clients: Vec<Client> = users.iter().map(|u| net.client(u)).collect();
+    let barrier = std::sync::Barrier::new(users.len());
+    let results: Vec<_> = std::thread::scope(|sc| {
+        let handles: Vec<_> = clients
+            .iter_mut()
+            .enumerate()
+            .map(|(k, c)| {
+                let rows = test
+                    .images
+                    .slice(ndarray::s![starts[k]..starts[k + 1], ..])
+                    .to_owned();
+                let barrier = &barrier;
+                sc.spawn(move || {
+                    barrier.wait();
+                    c.infer("mnist-mlp", &rows)
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    // The cleartext engine's predictions of all ten images.
+    let mut inputs: Vec<(&str, ArrayD<f64>)> =
+        model.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
+    inputs.push(("images", test.images.clone().into_dyn()));
+    let (clear, _) = run_local(
+        LocalCluster::cleartext(),
+        "mlp_predict",
+        &inputs,
+        &[],
+        &["digits"],
+    );
+    let mut jobs = Vec::new();
+    for (k, r) in results.into_iter().enumerate() {
+        let called = r.unwrap_or_else(|e| panic!("{}: {e}", users[k]));
+        let digits: Array1<f64> = called.get("digits").unwrap();
+        let want = clear[0]
+            .slice(ndarray::s![starts[k]..starts[k + 1]])
+            .to_owned();
+        assert_eq!(
+            digits.len(),
+            starts[k + 1] - starts[k],
+            "{}: own rows only",
+            users[k]
+        );
+        for (g, w) in digits.iter().zip(want.iter()) {
+            assert!(
+                (g - w).abs() < 1e-6,
+                "{}: {digits} vs cleartext {want}",
+                users[k]
+            );
+        }
+        assert_eq!(called.batch, 4, "one batch of four requests");
+        jobs.push(called.job);
+    }
+    jobs.dedup();
+    assert_eq!(jobs.len(), 1, "all four requests ran in one job");
+    let text = scrape(metrics);
+    assert_eq!(
+        sample(&text, "privpy_batch_size_count{program=\"mlp_predict\"}"),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        sample(&text, "privpy_batch_size_sum{program=\"mlp_predict\"}"),
+        Some(4.0),
+        "{text}"
+    );
+    // Not granted: refused, alone.
+    let mut stranger = net.client("stranger");
+    let one = test.images.slice(ndarray::s![0..1, ..]).to_owned();
+    let err = stranger.infer("mnist-mlp", &one).unwrap_err();
+    assert_eq!(refusal(err), RefusalKind::NotFound);
+    let err = clients[0].infer("no-such-model", &one).unwrap_err();
+    assert_eq!(refusal(err), RefusalKind::NotFound);
+    let wrong = Array2::<f64>::zeros((1, 783));
+    let err = clients[0].infer("mnist-mlp", &wrong).unwrap_err();
+    assert_eq!(refusal(err), RefusalKind::Invalid);
+    // A lone request runs when the window closes.
+    let lone = clients[1].infer("mnist-mlp", &one).unwrap();
+    assert_eq!(lone.batch, 1);
+    let d: Array1<f64> = lone.get("digits").unwrap();
+    assert!((d[0] - clear[0][0]).abs() < 1e-6);
+}

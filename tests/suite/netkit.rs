@@ -216,6 +216,45 @@ impl Net {
     }
 }
 
+impl Net {
+    /// Appends `extra` to `cluster.toml` (tables such as `[[models]]`) and reloads it.
+    pub fn configure_tail(&mut self, extra: &str) {
+        let path = self.dir.join("cluster.toml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        std::fs::write(&path, format!("{text}\n{extra}\n")).unwrap();
+        self.cfg = ClusterConfig::from_file(&path).unwrap();
+    }
+
+    /// Serves `role`'s metrics on a free loopback port; returns its address.
+    pub fn serve_metrics(&mut self, role: Role) -> std::net::SocketAddr {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        drop(l);
+        self.cfg.servers[role.index()].metrics_addr = Some(addr);
+        addr
+    }
+}
+
+/// One scrape of a metrics endpoint (HTTP/1.1 GET): the body.
+pub fn scrape(addr: std::net::SocketAddr) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.write_all(b"GET /metrics HTTP/1.1\r\nhost: x\r\n\r\n")
+        .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    out.split("\r\n\r\n").nth(1).unwrap_or_default().to_string()
+}
+
+/// The value of the sample `line_start` (metric name with labels) in a scrape.
+pub fn sample(text: &str, line_start: &str) -> Option<f64> {
+    text.lines()
+        .find(|l| l.starts_with(line_start) && l[line_start.len()..].starts_with(' '))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
 pub fn rel_err(a: &ArrayD<f64>, b: &ArrayD<f64>) -> f64 {
     let d = (a - b).mapv(|v| v * v).sum().sqrt();
     d / b.mapv(|v| v * v).sum().sqrt().max(1e-12)

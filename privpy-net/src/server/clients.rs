@@ -3,6 +3,7 @@
 //! deletes.
 
 use super::*;
+use calls::{acquire_slot, call, infer, new_job};
 
 pub(super) async fn serve_client(shared: Arc<Shared>, tcp: TcpStream, addr: SocketAddr) {
     let t = shared.cluster.handshake_timeout;
@@ -221,7 +222,7 @@ pub(super) async fn handle_request(
             let c = client.to_string();
             let a = args.clone();
             let params = tokio::task::spawn_blocking(move || {
-                let params = s.resolve(&p, &c, &bindings)?;
+                let params = s.resolve(&p, &c, &bindings, &[])?;
                 Shared::admit(&p, &params, &a)?;
                 Ok(params)
             })
@@ -231,47 +232,14 @@ pub(super) async fn handle_request(
                 Ok(p) => p,
                 Err(e) => return Reply::Refused(e),
             };
-            let mut id = [0u8; 8];
-            if getrandom::fill(&mut id).is_err() {
-                return Reply::Refused(Refusal::failed("S1 could not draw a job id"));
-            }
-            let version = shared
-                .registry
-                .get(&program)
-                .map(|p| p.version().to_string())
-                .unwrap_or_default();
-            let job = JobSpec {
-                id: u64::from_le_bytes(id),
-                program,
-                version,
-                config: shared.cluster.config,
-                client: client.to_string(),
-                params,
-                args,
+            let job = match new_job(shared, &program, client, params, args) {
+                Ok(j) => j,
+                Err(e) => return Reply::Refused(e),
             };
             let id = job.id;
-            // A slot among max_jobs, or a place among max_queued_jobs waiting ones.
-            use std::sync::atomic::Ordering::SeqCst;
-            let permit = match shared.jobs.clone().try_acquire_owned() {
+            let permit = match acquire_slot(shared).await {
                 Ok(p) => p,
-                Err(_) => {
-                    if shared.queued.fetch_add(1, SeqCst) >= shared.cluster.max_queued_jobs {
-                        shared.queued.fetch_sub(1, SeqCst);
-                        return Reply::Refused(Refusal::new(
-                            RefusalKind::Busy,
-                            format!(
-                                "S1 is busy: {} jobs running and {} waiting; try again later",
-                                shared.cluster.max_jobs, shared.cluster.max_queued_jobs
-                            ),
-                        ));
-                    }
-                    let p = shared.jobs.clone().acquire_owned().await;
-                    shared.queued.fetch_sub(1, SeqCst);
-                    match p {
-                        Ok(p) => p,
-                        Err(_) => return Reply::Refused(Refusal::failed("S1 is shutting down")),
-                    }
-                }
+                Err(e) => return Reply::Refused(e),
             };
             let (_tx, rx) = mpsc::unbounded_channel();
             let finished = run_job(shared.clone(), job, rx, Some(cancel)).await;
@@ -344,6 +312,23 @@ pub(super) async fn handle_request(
                 Err(e) => Reply::Refused(e),
             }
         }
+        Request::Call {
+            request,
+            program,
+            bindings,
+            inputs,
+            args,
+        } => {
+            call(
+                shared, client, request, program, bindings, inputs, args, cancel,
+            )
+            .await
+        }
+        Request::Infer {
+            request,
+            model,
+            input,
+        } => infer(shared, client, request, model, input, cancel).await,
         Request::ListOutputs => {
             let c = client.to_string();
             let list = with_store(shared, move |st| st.outputs_for(&c)).await;

@@ -26,11 +26,47 @@ impl Shared {
                 self.cluster.preset, self.cluster.config, job.config
             )));
         }
-        if !self.cluster.clients.contains(&job.client) {
-            return Err(Refusal::new(
-                RefusalKind::Denied,
-                format!("{me} does not accept client {:?}", job.client),
-            ));
+        let mut clients: Vec<&str> = vec![job.client.as_str()];
+        for c in &job.calls {
+            if !clients.contains(&c.client.as_str()) {
+                clients.push(&c.client);
+            }
+        }
+        for c in &clients {
+            if !self.cluster.clients.iter().any(|k| k == c) {
+                return Err(Refusal::new(
+                    RefusalKind::Denied,
+                    format!("{me} does not accept client {c:?}"),
+                ));
+            }
+        }
+        let inline: Vec<(String, Vec<usize>)> = if job.calls.is_empty() {
+            Vec::new()
+        } else {
+            job.params
+                .iter()
+                .filter(|p| p.sources.is_empty())
+                .map(|p| (p.name.clone(), p.shape.clone()))
+                .collect()
+        };
+        if !job.calls.is_empty() {
+            let rows: usize = job.calls.iter().map(|c| c.rows).sum();
+            if inline.iter().any(|(_, s)| s.first() != Some(&rows)) {
+                return Err(Refusal::invalid(
+                    "the inline inputs' rows do not add up to the requests' rows",
+                ));
+            }
+            // Several requests in one job only for a program row-wise in its one
+            // inline input: no client's rows of the result depend on another's input.
+            if job.calls.len() > 1 {
+                let row_wise = program.row_wise_param();
+                if inline.len() != 1 || row_wise != Some(inline[0].0.as_str()) {
+                    return Err(Refusal::invalid(format!(
+                        "program {:?} is not row-wise in its inline input: its requests cannot be batched",
+                        job.program
+                    )));
+                }
+            }
         }
         if job.params.len() != program.params().len() {
             return Err(Refusal::invalid(format!(
@@ -63,9 +99,17 @@ impl Shared {
             let bindings: Vec<(String, Vec<String>)> = job
                 .params
                 .iter()
+                .filter(|p| job.calls.is_empty() || !p.sources.is_empty())
                 .map(|p| (p.name.clone(), p.sources.clone()))
                 .collect();
-            let mine = self.resolve(program, &job.client, &bindings)?;
+            // Every client of the job must be allowed the stored inputs it binds.
+            let mut mine = Vec::new();
+            for c in &clients {
+                mine = self.resolve(program, c, &bindings, &inline)?;
+            }
+            if !job.calls.is_empty() {
+                self.check_parked(job)?;
+            }
             for (theirs, mine) in job.params.iter().zip(&mine) {
                 for ((src, t), m) in theirs.sources.iter().zip(&theirs.tags).zip(&mine.tags) {
                     if t != m {
@@ -86,6 +130,7 @@ impl Shared {
         program: &Program,
         client: &str,
         bindings: &[(String, Vec<String>)],
+        inline: &[(String, Vec<usize>)],
     ) -> Result<Vec<Param>, Refusal> {
         let store = self
             .store
@@ -105,8 +150,28 @@ impl Shared {
                 )));
             }
         }
+        if let Some((n, _)) = bindings
+            .iter()
+            .find(|(n, _)| inline.iter().any(|(m, _)| m == n))
+        {
+            return Err(Refusal::invalid(format!(
+                "input {n:?} is both given inline and bound to stored inputs"
+            )));
+        }
         let mut params = Vec::new();
         for (pname, _) in program.params() {
+            if let Some((_, shape)) = inline.iter().find(|(n, _)| n == pname) {
+                program
+                    .check_shape(pname, shape)
+                    .map_err(Refusal::invalid)?;
+                params.push(Param {
+                    name: pname.clone(),
+                    sources: Vec::new(),
+                    shape: shape.clone(),
+                    tags: Vec::new(),
+                });
+                continue;
+            }
             let mut found = bindings.iter().filter(|(n, _)| n == pname);
             let (Some((_, sources)), None) = (found.next(), found.next()) else {
                 return Err(Refusal::invalid(format!(
@@ -234,13 +299,20 @@ impl Shared {
                 return fail(Refusal::failed(e.to_string()).lost(lost));
             }
         };
+        // A call's outputs for its caller go back to its requests; the rest is stored.
+        let mut for_calls: Vec<(String, Share)> = Vec::new();
         if let Some(store) = &self.store {
-            let outs: Vec<(String, String, Share)> = result
-                .outputs
-                .iter()
-                .map(|o| (o.client.clone(), o.name.clone(), o.share.clone()))
-                .collect();
-            if let Err(e) = store.put_outputs(job.id, &outs) {
+            let mut outs: Vec<(String, String, Share)> = Vec::new();
+            for o in &result.outputs {
+                if !job.calls.is_empty() && o.client == job.client {
+                    for_calls.push((o.name.clone(), o.share.clone()));
+                } else {
+                    outs.push((o.client.clone(), o.name.clone(), o.share.clone()));
+                }
+            }
+            if outs.is_empty() {
+                // Nothing to store (a call): no write transaction.
+            } else if let Err(e) = store.put_outputs(job.id, &outs) {
                 let reason = format!("{me} could not store the outputs: {e}");
                 if me != Role::S1 {
                     let _ = keep.send_control(Role::S1, &Control::Finished(Err(reason.clone())));
@@ -256,6 +328,9 @@ impl Shared {
         let mut stats: [CommStats; 4] = Default::default();
         stats[me.index()] = result.stats.clone();
         if me != Role::S1 {
+            if self.store.is_some() && !job.calls.is_empty() {
+                self.deliver(&job, &for_calls, &stats)?;
+            }
             let _ = keep.send_control(Role::S1, &Control::Finished(Ok(result.stats)));
             return Ok(JobDone { outputs, stats });
         }
@@ -280,6 +355,9 @@ impl Shared {
                 }
             }
         }
+        if !job.calls.is_empty() {
+            self.deliver(&job, &for_calls, &stats)?;
+        }
         Ok(JobDone { outputs, stats })
     }
 
@@ -292,6 +370,18 @@ impl Shared {
         let mut inputs = BTreeMap::new();
         for p in &job.params {
             let input = match &self.store {
+                Some(_) if p.sources.is_empty() && !job.calls.is_empty() => {
+                    let share = self.take_inline(job, &p.name)?;
+                    if share.shape() != p.shape.as_slice() {
+                        return Err(Refusal::invalid(format!(
+                            "inline input {:?} has shape {:?}, the job {:?}",
+                            p.name,
+                            share.shape(),
+                            p.shape
+                        )));
+                    }
+                    NodeInput::Share(share)
+                }
                 Some(store) => {
                     let mut parts = Vec::new();
                     for (src, &tag) in p.sources.iter().zip(&p.tags) {

@@ -99,6 +99,9 @@ struct Shared {
     queued: std::sync::atomic::AtomicUsize,
     /// Jobs running on this server ([`ActiveJob`]).
     active: std::sync::atomic::AtomicUsize,
+    /// Parked call and inference requests, and the batcher (`calls.rs`).
+    calls: calls::Calls,
+    metrics: Arc<Metrics>,
 }
 
 /// A running server. Dropping it stops the server abruptly (as [`ServerHandle::kill`]).
@@ -379,6 +382,8 @@ fn prepare(
         jobs: Arc::new(tokio::sync::Semaphore::new(cluster_jobs)),
         queued: std::sync::atomic::AtomicUsize::new(0),
         active: std::sync::atomic::AtomicUsize::new(0),
+        calls: calls::Calls::default(),
+        metrics: Arc::new(Metrics::new()),
     }))
 }
 
@@ -396,6 +401,17 @@ fn serve(
     tokio::spawn(accept_loop(shared.clone(), peer, stop_rx.clone(), false));
     if let Some(l) = client {
         tokio::spawn(accept_loop(shared.clone(), l, stop_rx.clone(), true));
+    }
+    if let Some(addr) = shared.cluster.server(shared.role).metrics_addr {
+        match std::net::TcpListener::bind(addr)
+            .and_then(|l| l.set_nonblocking(true).map(|()| l))
+            .and_then(TcpListener::from_std)
+        {
+            Ok(l) => {
+                tokio::spawn(metrics::serve(shared.metrics.clone(), l, stop_rx.clone()));
+            }
+            Err(e) => warn!(%addr, error = %e, "metrics not served: cannot listen"),
+        }
     }
     if shared.store.is_some() {
         tokio::spawn(sweeper(shared.clone(), stop_rx));
@@ -549,10 +565,13 @@ pub fn hex(id: u64) -> String {
     format!("{id:016x}")
 }
 
+mod calls;
 mod clients;
 mod jobs;
+mod metrics;
 mod peers;
 
 use clients::serve_client;
 use jobs::storage;
+use metrics::{Metrics, ProgramLabel};
 use peers::{JobDone, accept_peer, run_job};

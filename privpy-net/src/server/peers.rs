@@ -92,6 +92,15 @@ async fn accept_job(shared: Arc<Shared>, mut stream: JobLink) {
     let peer = stream.peer();
     let (from, job) = match stream.recv(t).await {
         Ok(Control::Hello { from, job }) => (from, job),
+        Ok(Control::Forget {
+            client,
+            request,
+            refusal,
+        }) if peer == Role::S1 && shared.role == Role::S2 => {
+            debug!(%client, "S1 refused a request: answering its S2 half");
+            shared.forget(&client, request, &refusal);
+            return;
+        }
         Ok(_) => {
             warn!(%peer, "job refused: the first message on a stream is not Hello");
             let _ = stream.send(&Control::HelloAck(Err(Refusal::invalid(
@@ -119,12 +128,27 @@ async fn accept_job(shared: Arc<Shared>, mut stream: JobLink) {
         )))));
         return;
     }
+    // A call job: its requests' shares may still be on their way from the clients.
+    if !job.calls.is_empty() && shared.role.is_primary() && !shared.await_parked(&job, t).await {
+        let reason = Refusal::new(
+            RefusalKind::NotFound,
+            format!(
+                "{} did not receive every request of the job within {t:?}",
+                shared.role
+            ),
+        );
+        warn!(job = %hex(job.id), %reason, "job refused");
+        shared.fail_calls(&job, &reason);
+        let _ = stream.send(&Control::HelloAck(Err(reason)));
+        return;
+    }
     let s = shared.clone();
     let job2 = job.clone();
     let check = tokio::task::spawn_blocking(move || s.check_job(&job2)).await;
     let check = check.unwrap_or_else(|_| Err(Refusal::failed("the check panicked")));
     if let Err(reason) = check {
         warn!(job = %hex(job.id), program = %job.program, %from, %reason, "job refused");
+        shared.fail_calls(&job, &reason);
         let _ = stream.send(&Control::HelloAck(Err(reason)));
         return;
     }
@@ -143,9 +167,12 @@ async fn accept_job(shared: Arc<Shared>, mut stream: JobLink) {
                 let j = job.clone();
                 tokio::spawn(async move {
                     let id = j.id;
-                    match run_job(s, j, rx, None).await {
+                    match run_job(s.clone(), j.clone(), rx, None).await {
                         Ok(_) => info!(job = %hex(id), "job finished"),
-                        Err(reason) => warn!(job = %hex(id), %reason, "job failed"),
+                        Err(reason) => {
+                            warn!(job = %hex(id), %reason, "job failed");
+                            s.fail_calls(&j, &reason);
+                        }
                     }
                 });
                 tx
@@ -162,7 +189,7 @@ pub(super) async fn refuse_peer(mut conn: Conn, reason: Refusal) {
 
 /// This server's link to the higher role `peer`: the open one while it is usable,
 /// else a new one (dialed, authenticated, acknowledged).
-async fn link_to(shared: &Arc<Shared>, peer: Role) -> Result<Arc<Link>, Refusal> {
+pub(super) async fn link_to(shared: &Arc<Shared>, peer: Role) -> Result<Arc<Link>, Refusal> {
     let mut slot = shared.links[peer.index()].lock().await;
     if let Some(l) = &*slot {
         if l.usable(shared.cluster.timeout) {
@@ -204,6 +231,7 @@ async fn link_to(shared: &Arc<Shared>, peer: Role) -> Result<Arc<Link>, Refusal>
         .await
         .map_err(|_| Refusal::failed(format!("{peer} at {addr} did not answer within {t:?}")))??;
     let link = Link::start(conn, peer, t, None);
+    shared.metrics.links.inc();
     info!(%peer, %addr, "server link up");
     *slot = Some(link.clone());
     Ok(link)
@@ -330,7 +358,16 @@ pub(super) async fn run_job(
     let transport = NetTransport::new(me, conns, t, &shared.rt)
         .with_limits(started + shared.cluster.max_job, cancel);
     let s = shared.clone();
-    tokio::task::spawn_blocking(move || s.execute(job, transport))
+    let label = Metrics::label(&job.program);
+    let done = tokio::task::spawn_blocking(move || s.execute(job, transport))
         .await
-        .map_err(|e| Refusal::failed(format!("the job's thread failed: {e}")))?
+        .map_err(|e| Refusal::failed(format!("the job's thread failed: {e}")))??;
+    let m = &shared.metrics;
+    m.jobs.get_or_create(&label).inc();
+    let mine = &done.stats[me.index()];
+    m.bytes
+        .get_or_create(&label)
+        .inc_by(mine.bytes_sent.iter().sum::<u64>());
+    m.rounds.get_or_create(&label).inc_by(mine.rounds as u64);
+    Ok(done)
 }
