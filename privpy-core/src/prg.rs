@@ -114,9 +114,9 @@ impl PairPrg {
         f: &(impl Fn(R, R) -> R + Sync),
     ) {
         let mut words = Vec::new();
-        // On the heap: up to 64 KiB for Z256.
+        // On the heap: up to 64 KiB for Z256, no more than the data needs.
         #[allow(clippy::useless_vec)]
-        let mut r = vec![R::zero(); CHUNK];
+        let mut r = vec![R::zero(); CHUNK.min(xs.len())];
         for (c, chunk) in xs.chunks_mut(CHUNK).enumerate() {
             let r = &mut r[..chunk.len()];
             self.fill_at(op, purpose, first + c * CHUNK, &mut words, r);

@@ -209,7 +209,10 @@ async fn reader(
 ) {
     let peer = link.peer;
     let beat = Control::Heartbeat.encode();
-    let mut rd = crate::link::Progress::new(rd, &link);
+    // Buffered: a frame's header and a small payload come in one read of the TLS
+    // stream.
+    let mut rd =
+        tokio::io::BufReader::with_capacity(1 << 16, crate::link::Progress::new(rd, &link));
     let mut current = 0u64;
     loop {
         let frame = tokio::select! {
@@ -275,11 +278,14 @@ async fn reader(
 }
 
 async fn writer(
-    mut wr: tokio::io::WriteHalf<crate::link::Stream>,
+    wr: tokio::io::WriteHalf<crate::link::Stream>,
     codec: FrameCodec,
     mut out: mpsc::UnboundedReceiver<(u64, Frame)>,
     mut stop: watch::Receiver<bool>,
 ) {
+    // Buffered: a stream switch and the small frames queued behind it leave in one
+    // TLS record and one system call, at the flush when the queue runs empty.
+    let mut wr = tokio::io::BufWriter::with_capacity(1 << 16, wr);
     let mut current = 0u64;
     loop {
         let next = tokio::select! {

@@ -5,10 +5,13 @@
 //! privpy-server --role s1 --config cluster.toml     run one server (one per host)
 //! privpy-server dev                                 certificates + config for loopback, then all four servers
 //! privpy-server certs --dir DIR --hosts A,B,C,D     certificates + config for a four-host deployment
+//! privpy-server loadgen --workload mlp              concurrent clients against a running cluster
 //! ```
 //!
 //! Logs go to standard error; `RUST_LOG` sets the level (default `info`). They
 //! never contain shares or secret values.
+
+mod loadgen;
 
 use clap::{Parser, Subcommand};
 use privpy_core::transport::Role;
@@ -96,6 +99,27 @@ enum Command {
         out: PathBuf,
         #[command(flatten)]
         layout: Layout,
+    },
+    /// Drives concurrent clients against a running cluster (`dev`, for example) and
+    /// reports throughput, latency percentiles (p50/p95/p99), batch sizes and
+    /// bytes per request; every answer is checked against the cleartext one.
+    Loadgen {
+        /// The client configuration (`target/dev-cluster/alice.toml` after `dev`).
+        #[arg(long, default_value = "target/dev-cluster/alice.toml")]
+        client: PathBuf,
+        /// Concurrent clients.
+        #[arg(long, default_value_t = 64)]
+        clients: usize,
+        /// Requests in all.
+        #[arg(long, default_value_t = 2000)]
+        requests: usize,
+        /// `stats` (a call on 8 values), `mlp` or `lenet5` (one image per request
+        /// to the deployed stock models).
+        #[arg(long, default_value = "stats")]
+        workload: String,
+        /// Where the stock models' weights are.
+        #[arg(long, default_value = "models")]
+        models: PathBuf,
     },
     /// A TCP proxy that emulates a network link (one-way delay and bandwidth, each
     /// direction): put one in front of a server's peer port and point the other
@@ -196,6 +220,23 @@ fn main() -> ExitCode {
             _,
             _,
         ) => netem(listen, to, &profile, delay_ms, mbit),
+        (
+            Some(Command::Loadgen {
+                client,
+                clients,
+                requests,
+                workload,
+                models,
+            }),
+            _,
+            _,
+        ) => loadgen::run(&loadgen::Options {
+            client,
+            clients,
+            requests,
+            workload,
+            models,
+        }),
         (None, Some(role), Some(config)) => run(role, &config),
         (None, _, _) => {
             Err("give --role and --config, or a subcommand (dev, certs); see --help".into())
@@ -324,6 +365,34 @@ fn check_preset(preset: &str) -> Result<(), String> {
         .ok_or_else(|| format!("unknown preset {preset:?}: use fast, default or paper"))
 }
 
+/// Adds the dev cluster's service settings to its `cluster.toml`: the stock
+/// models (owned by the first client), more job slots (four servers on one host
+/// serve many small concurrent jobs), and metrics for `S1` and `S2` on the two
+/// ports after the cluster's six.
+fn serve_stock_models(dir: &Path, base: u16, clients: &[String]) -> Result<(), String> {
+    let path = dir.join("cluster.toml");
+    let mut text = std::fs::read_to_string(&path).map_err(|e| e.to_string())?;
+    text = text.replacen(
+        "server_ca = ",
+        "max_jobs = 32\nmax_queued_jobs = 4096\nserver_ca = ",
+        1,
+    );
+    for (k, role) in ["s1", "s2"].iter().enumerate() {
+        let port = u32::from(base) + 6 + k as u32;
+        if let Ok(port) = u16::try_from(port) {
+            text = text.replacen(
+                &format!("[servers.{role}]\n"),
+                &format!("[servers.{role}]\nmetrics_addr = \"127.0.0.1:{port}\"\n"),
+                1,
+            );
+        }
+    }
+    if let Some(owner) = clients.first() {
+        text.push_str(&privpy_server::programs::stock_model_config(owner));
+    }
+    std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))
+}
+
 fn dev(dir: &Path, base: u16, preset: &str, clients: &[String]) -> Result<(), String> {
     check_preset(preset)?;
     if base > u16::MAX - 6 {
@@ -338,6 +407,7 @@ fn dev(dir: &Path, base: u16, preset: &str, clients: &[String]) -> Result<(), St
         }
     }
     write_dev_cluster(dir, base, &refs(clients), preset, None).map_err(|e| e.to_string())?;
+    serve_stock_models(dir, base, clients)?;
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     let config = dir.join("cluster.toml");
     let stop = stop_on_signal();

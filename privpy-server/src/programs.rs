@@ -229,3 +229,34 @@ pub fn stock() -> Registry {
     );
     r
 }
+
+/// The stock models: name, program, and the program's weight parameters (each
+/// bound to the owner's stored input of the same name).
+pub const STOCK_MODELS: [(&str, &str, &[&str]); 2] = [
+    (
+        "mnist-mlp",
+        "mlp_predict",
+        &["w1", "b1", "w2", "b2", "w3", "b3"],
+    ),
+    (
+        "mnist-lenet5",
+        "lenet5_predict",
+        &["c1", "c1b", "c3", "c3b", "c5", "c5b", "f6", "f6b", "rbf"],
+    ),
+];
+
+/// `[[models]]` tables deploying the stock models with `owner`'s weights (what
+/// `privpy-server dev` appends to its `cluster.toml`). The owner uploads the
+/// tensors of `models/mnist-mlp.safetensors` and `models/mnist-lenet5.safetensors`
+/// under their own names.
+pub fn stock_model_config(owner: &str) -> String {
+    let mut t = String::new();
+    for (name, program, weights) in STOCK_MODELS {
+        let w: Vec<String> = weights.iter().map(|w| format!("{w} = {w:?}")).collect();
+        t.push_str(&format!(
+            "\n[[models]]\nname = {name:?}\nprogram = {program:?}\ninput = \"images\"\nowner = {owner:?}\nweights = {{ {} }}\n",
+            w.join(", ")
+        ));
+    }
+    t
+}

@@ -67,6 +67,8 @@ pub(crate) struct Garbler<'a> {
     pub(crate) first: usize,
     pub(crate) gate: u32,
     pub(crate) tables: Vec<Label>,
+    /// Hash scratch, reused by every gate (never zeroed per gate).
+    scratch: Vec<Label>,
 }
 
 impl<'a> Garbler<'a> {
@@ -78,6 +80,7 @@ impl<'a> Garbler<'a> {
             first: 0,
             gate: 0,
             tables: Vec::new(),
+            scratch: Vec::new(),
         }
     }
 }
@@ -99,7 +102,10 @@ impl Gc for Garbler<'_> {
         let n = a.len();
         let mut out = Vec::with_capacity(n);
         self.tables.reserve(2 * n);
-        let mut h = [0u128; 4 * CHUNK];
+        let mut h = std::mem::take(&mut self.scratch);
+        if h.len() < 4 * n.min(CHUNK) {
+            h.resize(4 * n.min(CHUNK), 0);
+        }
         let dd = double(d);
         for c0 in (0..n).step_by(CHUNK) {
             let m = (n - c0).min(CHUNK);
@@ -128,6 +134,7 @@ impl Gc for Garbler<'_> {
                 out.push(wg ^ we);
             }
         }
+        self.scratch = h;
         out
     }
 }
@@ -141,6 +148,8 @@ pub(crate) struct Evaluator<'a> {
     pub(crate) gate: u32,
     pub(crate) tables: &'a [Label],
     pub(crate) pos: usize,
+    /// Hash scratch, reused by every gate (never zeroed per gate).
+    scratch: Vec<Label>,
 }
 
 impl<'a> Evaluator<'a> {
@@ -152,6 +161,7 @@ impl<'a> Evaluator<'a> {
             gate: 0,
             tables,
             pos: 0,
+            scratch: Vec::new(),
         }
     }
 }
@@ -171,7 +181,10 @@ impl Gc for Evaluator<'_> {
         let t = &self.tables[self.pos..self.pos + 2 * n];
         self.pos += 2 * n;
         let mut out = Vec::with_capacity(n);
-        let mut h = [0u128; 2 * CHUNK];
+        let mut h = std::mem::take(&mut self.scratch);
+        if h.len() < 2 * n.min(CHUNK) {
+            h.resize(2 * n.min(CHUNK), 0);
+        }
         for c0 in (0..n).step_by(CHUNK) {
             let m = (n - c0).min(CHUNK);
             let hs = &mut h[..2 * m];
@@ -190,6 +203,7 @@ impl Gc for Evaluator<'_> {
                 out.push(wg ^ we);
             }
         }
+        self.scratch = h;
         out
     }
 }

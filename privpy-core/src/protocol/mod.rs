@@ -361,12 +361,14 @@ impl<R: RingData> Party<R> {
         let op = self.next_op();
         let n: usize = out.iter().product();
         let mut words = Vec::new();
-        // On the heap: up to 64 KiB each for Z256.
+        // On the heap: up to 64 KiB each for Z256, and no more than the data needs
+        // (a product of a few elements zeroes a few words, not three chunks).
+        let chunk = CHUNK.min(n.max(1));
         #[allow(clippy::useless_vec)]
         let (mut r1, mut r2, mut r3) = (
-            vec![R::zero(); CHUNK],
-            vec![R::zero(); CHUNK],
-            vec![R::zero(); CHUNK],
+            vec![R::zero(); chunk],
+            vec![R::zero(); chunk],
+            vec![R::zero(); chunk],
         );
         match self.role {
             S1 | S2 => {

@@ -12,8 +12,10 @@
 //!
 //! **Dynamic batching** (`S1`, [`Request::Infer`]): requests for one deployed model
 //! that arrive within `batch_window` of the first, up to `max_batch`, run as one
-//! job. A batch that waits for a job slot keeps collecting requests until one is
-//! free, so batches grow with the load. Only row-wise programs
+//! job. One batch of a model runs at a time: requests arriving meanwhile wait in
+//! the queue and form the next batch when it ends, so batches grow with the load
+//! (the masked weights, the bulk of a small batch's traffic, are sent once per
+//! batch). Only row-wise programs
 //! ([`crate::registry::Program::row_wise`]) can be deployed: each client's rows of
 //! the result depend on its own rows only.
 //!
@@ -42,8 +44,10 @@ pub(super) struct Parked {
 #[derive(Default)]
 pub(super) struct Queue {
     entries: Vec<CallEntry>,
-    /// Bumped whenever the queue is taken, so a stale window timer does nothing.
-    generation: u64,
+    /// Whether a dispatcher will take the entries.
+    pending: bool,
+    /// Wakes the dispatcher's window early when `max_batch` requests wait.
+    full: Arc<tokio::sync::Notify>,
 }
 
 /// The park and the batcher.
@@ -52,6 +56,8 @@ pub(super) struct Calls {
     parked: Mutex<HashMap<(String, u64), Parked>>,
     arrived: tokio::sync::Notify,
     queues: Mutex<HashMap<String, Queue>>,
+    /// One batch of a model at a time (`S1`).
+    model_slots: Mutex<HashMap<String, Arc<tokio::sync::Semaphore>>>,
     /// Requests `S1` refused before their `S2` half arrived here (`S2`), with when.
     forgotten: Mutex<HashMap<(String, u64), (Instant, Refusal)>>,
 }
@@ -635,49 +641,77 @@ async fn infer_inner(
             request,
             rows,
         };
-        let full = {
-            let mut queues = lock(&shared.calls.queues);
-            let q = queues.entry(dep.name.clone()).or_default();
-            q.entries.push(entry);
-            if q.entries.len() >= shared.cluster.max_batch {
-                q.generation += 1;
-                Some(std::mem::take(&mut q.entries))
-            } else if q.entries.len() == 1 {
-                let generation = q.generation;
-                let s = shared.clone();
-                let d = dep.clone();
-                tokio::spawn(async move {
-                    tokio::time::sleep(s.cluster.batch_window).await;
-                    let taken = {
-                        let mut queues = lock(&s.calls.queues);
-                        match queues.get_mut(&d.name) {
-                            Some(q) if q.generation == generation && !q.entries.is_empty() => {
-                                q.generation += 1;
-                                Some(std::mem::take(&mut q.entries))
-                            }
-                            _ => None,
-                        }
-                    };
-                    if let Some(entries) = taken {
-                        dispatch(s, d, entries).await;
-                    }
-                });
-                None
-            } else {
-                None
-            }
-        };
-        if let Some(entries) = full {
-            tokio::spawn(dispatch(shared.clone(), dep.clone(), entries));
+        let mut queues = lock(&shared.calls.queues);
+        let q = queues.entry(dep.name.clone()).or_default();
+        q.entries.push(entry);
+        if q.entries.len() >= shared.cluster.max_batch {
+            q.full.notify_one();
+        }
+        if !q.pending {
+            q.pending = true;
+            spawn_dispatcher(shared, dep, &q.full, true);
         }
     }
     wait_parked(shared, client, request, rx, &cancel).await
 }
 
-/// Runs one batch of inference requests as a job (`S1`).
-async fn dispatch(shared: Arc<Shared>, dep: ModelDeployment, entries: Vec<CallEntry>) {
-    // Wait for a job slot first: requests arriving meanwhile join the next batch.
-    let permit = match acquire_slot(&shared).await {
+fn spawn_dispatcher(
+    shared: &Arc<Shared>,
+    dep: &ModelDeployment,
+    full: &Arc<tokio::sync::Notify>,
+    window: bool,
+) {
+    tokio::spawn(dispatcher(
+        shared.clone(),
+        dep.clone(),
+        full.clone(),
+        window,
+    ));
+}
+
+/// Forms and runs the next batch of `dep` (`S1`): waits out the batching window
+/// (or until the queue is full), then for the model's job slot (one batch of a
+/// model runs at a time, so the queue keeps filling meanwhile) and a cluster job
+/// slot, then takes up to `max_batch` requests. Requests left in the queue get a
+/// dispatcher of their own.
+async fn dispatcher(
+    shared: Arc<Shared>,
+    dep: ModelDeployment,
+    full: Arc<tokio::sync::Notify>,
+    window: bool,
+) {
+    if window {
+        tokio::select! {
+            _ = tokio::time::sleep(shared.cluster.batch_window) => {}
+            _ = full.notified() => {}
+        }
+    }
+    let model = {
+        let mut m = lock(&shared.calls.model_slots);
+        m.entry(dep.name.clone())
+            .or_insert_with(|| Arc::new(tokio::sync::Semaphore::new(1)))
+            .clone()
+    };
+    let Ok(model_permit) = model.acquire_owned().await else {
+        return;
+    };
+    let slot = acquire_slot(&shared).await;
+    let entries = {
+        let mut queues = lock(&shared.calls.queues);
+        let q = queues.entry(dep.name.clone()).or_default();
+        let k = q.entries.len().min(shared.cluster.max_batch);
+        let taken: Vec<CallEntry> = q.entries.drain(..k).collect();
+        q.pending = !q.entries.is_empty();
+        if q.pending {
+            // The rest waits for the model's slot (and so keeps filling).
+            spawn_dispatcher(&shared, &dep, &q.full, false);
+        }
+        taken
+    };
+    if entries.is_empty() {
+        return;
+    }
+    let permit = match slot {
         Ok(p) => p,
         Err(reason) => {
             let job = JobSpec {
@@ -688,6 +722,19 @@ async fn dispatch(shared: Arc<Shared>, dep: ModelDeployment, entries: Vec<CallEn
             return;
         }
     };
+    dispatch(shared, dep, entries, (permit, model_permit)).await;
+}
+
+/// Runs one batch of inference requests as a job (`S1`), holding `permits`.
+async fn dispatch(
+    shared: Arc<Shared>,
+    dep: ModelDeployment,
+    entries: Vec<CallEntry>,
+    permits: (
+        tokio::sync::OwnedSemaphorePermit,
+        tokio::sync::OwnedSemaphorePermit,
+    ),
+) {
     // Requests whose clients left while the batch waited are gone from the park.
     let entries: Vec<CallEntry> = {
         let parked = lock(&shared.calls.parked);
@@ -723,7 +770,7 @@ async fn dispatch(shared: Arc<Shared>, dep: ModelDeployment, entries: Vec<CallEn
         .observe(job.calls.len() as f64);
     let (_tx, arrivals) = mpsc::unbounded_channel();
     let r = run_job(shared.clone(), job.clone(), arrivals, None).await;
-    drop(permit);
+    drop(permits);
     if let Err(reason) = r {
         shared.fail_calls(&job, &job_failed(&job, reason));
     }
