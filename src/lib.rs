@@ -39,9 +39,9 @@
 
 pub use privpy_core::{
     Arg, Broadcast, Client, ClusterStats, CommStats, Comparison, Config, DotOperand, DotWith,
-    EncodeError, Error, LocalCluster, Location, Network, Prepared, Priv, PrivType, Public, Result,
-    RingKind, Role, RunOutput, Session, ShapeArg, ShapeError, broadcast_shape, concatenate, dot,
-    kernel_threads, ring, select, set_kernel_threads, share, stack, transport,
+    EncodeError, Error, LocalCluster, Location, Network, Prepared, PreparedShare, Priv, PrivType,
+    Public, Result, RingKind, Role, RunOutput, Session, ShapeArg, ShapeError, broadcast_shape,
+    concatenate, dot, kernel_threads, ring, select, set_kernel_threads, share, stack, transport,
 };
 pub use privpy_macros::private;
 

@@ -112,7 +112,7 @@ pub(crate) trait Engine {
 #[derive(Clone)]
 pub(crate) struct PreparedData {
     pub(crate) data: Data,
-    pub(crate) packed: Option<std::rc::Rc<crate::kernels::PackedRight>>,
+    pub(crate) packed: Option<std::sync::Arc<crate::kernels::PackedRight>>,
 }
 
 impl PreparedData {

@@ -45,7 +45,7 @@ pub use error::{EncodeError, Error, Location, Result, ShapeError};
 pub use impl_compare::Arg;
 pub use impl_methods::{concatenate, select, stack};
 pub use kernels::{kernel_threads, set_kernel_threads};
-pub use priv_array::{DotOperand, Prepared, Priv, dot};
+pub use priv_array::{DotOperand, Prepared, PreparedShare, Priv, dot};
 pub use ring::RingKind;
 pub use session::Session;
 pub use transport::{ClusterStats, CommStats, Role};

@@ -674,7 +674,7 @@ fn prepared_misuse() -> Error {
 /// ```
 #[derive(Clone)]
 pub struct Prepared {
-    data: crate::engine::PreparedData,
+    data: std::sync::Arc<crate::engine::PreparedData>,
     eng: Rc<dyn Engine>,
 }
 
@@ -682,6 +682,50 @@ impl Prepared {
     /// The matrix's shape.
     pub fn shape(&self) -> &[usize] {
         self.data.data.shape()
+    }
+
+    /// This server's part of the prepared matrix, to keep beyond this session and
+    /// use in later ones ([`crate::Session::attach`]): a server that serves one
+    /// model to many jobs prepares its weights once. No copy (shared).
+    pub fn share(&self) -> PreparedShare {
+        PreparedShare {
+            data: self.data.clone(),
+            role: self.eng.role(),
+            config: self.eng.config(),
+        }
+    }
+}
+
+/// One server's part of a [`Prepared`] matrix, detached from its session
+/// ([`Prepared::share`]) so that later sessions on the same server can use it
+/// ([`crate::Session::attach`]). `Send` and cheap to clone. `Debug` shows the shape
+/// and role only: on `S1`/`S2` it is a share, on `Sa`/`Sb` a re-randomized share of
+/// the matrix, each uniformly random on its own.
+#[derive(Clone)]
+pub struct PreparedShare {
+    pub(crate) data: std::sync::Arc<crate::engine::PreparedData>,
+    pub(crate) role: Option<crate::transport::Role>,
+    pub(crate) config: Option<crate::Config>,
+}
+
+impl PreparedShare {
+    /// The matrix's shape.
+    pub fn shape(&self) -> &[usize] {
+        self.data.data.shape()
+    }
+
+    /// The server it belongs to (`None` for the cleartext engine).
+    pub fn role(&self) -> Option<crate::transport::Role> {
+        self.role
+    }
+}
+
+impl std::fmt::Debug for PreparedShare {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PreparedShare")
+            .field("shape", &self.shape())
+            .field("role", &self.role)
+            .finish_non_exhaustive()
     }
 }
 
@@ -714,8 +758,31 @@ impl Priv<ndarray::Array2<f64>> {
             self.eng.prepare(&self.data)?
         };
         Ok(Prepared {
-            data,
+            data: std::sync::Arc::new(data),
             eng: self.eng.clone(),
+        })
+    }
+}
+
+impl Prepared {
+    /// Re-attaches a kept share to the session of `eng` (see
+    /// [`crate::Session::attach`]).
+    pub(crate) fn attach(share: &PreparedShare, eng: Rc<dyn Engine>) -> Result<Prepared> {
+        if share.role != eng.role() || share.config != eng.config() {
+            return Err(Error::InvalidArgument {
+                operation: "attach",
+                reason: format!(
+                    "a prepared matrix of role {:?} and {:?} cannot join a session of role {:?} and {:?}",
+                    share.role,
+                    share.config,
+                    eng.role(),
+                    eng.config()
+                ),
+            });
+        }
+        Ok(Prepared {
+            data: share.data.clone(),
+            eng,
         })
     }
 }

@@ -38,6 +38,32 @@ impl Session {
     /// have `A`'s number of dimensions.
     #[track_caller]
     pub fn input<A: PrivType>(&self, name: &str) -> Result<Priv<A>> {
+        self.input_inner(name)
+    }
+
+    /// A matrix prepared in an earlier session on this server
+    /// ([`crate::Prepared::share`]), for products in this one: no communication now,
+    /// and each product sends only its left operand's masked shares.
+    ///
+    /// **Why reusing it across sessions is secure.** Within a session, a prepared
+    /// matrix serves many products, each with a fresh input-side mask (argued on
+    /// `Party::matmul_prepared`). A later session is the same situation: the right
+    /// operand's re-randomized shares stay fixed and uniform to each server that
+    /// holds one, and every left operand is masked by the new session's
+    /// pairwise generators, which are freshly seeded per session. So each
+    /// assistant's view is still a fixed uniform share and fresh uniform shares,
+    /// independent of the secrets. All four servers must attach (or prepare) in the
+    /// same order, as for any operation.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] when the share belongs to another server role or
+    /// number format than this session's.
+    pub fn attach(&self, share: &crate::PreparedShare) -> Result<crate::Prepared> {
+        crate::Prepared::attach(share, self.eng.clone())
+    }
+
+    #[track_caller]
+    fn input_inner<A: PrivType>(&self, name: &str) -> Result<Priv<A>> {
         let data = self.inputs.get(name).ok_or_else(|| Error::UnknownInput {
             name: name.to_string(),
         })?;

@@ -63,6 +63,30 @@ pub fn mlp_predict(
     scores.argmax_axis(Axis(1))
 }
 
+/// [`mlp_predict`] with its weight matrices prepared ([`Prepared`]: kept across
+/// jobs by a server that serves the model, so each batch sends only the images'
+/// and activations' masked shares), in chunks of [`MLP_CHUNK`] images.
+///
+/// # Errors
+/// Shapes that do not chain (784-625-625-10 or any other widths), a lost peer.
+pub fn mlp_predict_prepared(
+    x: &Priv<Array2<f64>>,
+    w: [&Prepared; 3],
+    b: [&Priv<Array1<f64>>; 3],
+) -> Result<Priv<Array1<f64>>> {
+    let n = x.shape()[0];
+    let mut parts = Vec::new();
+    for start in (0..n.max(1)).step_by(MLP_CHUNK) {
+        let rows: Priv<Array2<f64>> = x.slice(s![start..(start + MLP_CHUNK).min(n), ..]);
+        let h1 = (rows.try_dot(w[0])? + b[0]).relu();
+        let h2 = (h1.try_dot(w[1])? + b[1]).relu();
+        let scores = h2.try_dot(w[2])? + b[2];
+        parts.push(scores.argmax_axis(Axis(1)));
+    }
+    let refs: Vec<&Priv<Array1<f64>>> = parts.iter().collect();
+    concatenate(&refs, Axis(0))?.into_type()
+}
+
 /// k-means (Lloyd's algorithm) for `iterations` rounds from the centroids `c0`
 /// (`k × d`): the assignment of each row is a secret one-hot (argmin of the squared
 /// distances), and each centroid the mean of its rows (an empty cluster keeps 0 rows'

@@ -31,6 +31,55 @@ pub struct Job {
     pub(crate) id: u64,
     pub(crate) client: String,
     pub(crate) args: Vec<(String, f64)>,
+    /// How each declared prepared parameter is obtained in this job.
+    pub(crate) prepared: Vec<crate::wire::PreparedUse>,
+    /// The server's kept prepared matrices (none when run locally).
+    pub(crate) cache: Option<Arc<PreparedCache>>,
+}
+
+/// Prepared weight matrices a server keeps across jobs, by key (at most
+/// [`PreparedCache::CAPACITY`]; the oldest goes first).
+#[derive(Debug, Default)]
+pub struct PreparedCache {
+    kept: std::sync::Mutex<std::collections::VecDeque<(String, privpy_core::PreparedShare)>>,
+}
+
+impl PreparedCache {
+    /// How many prepared matrices a server keeps.
+    pub const CAPACITY: usize = 32;
+
+    fn lock(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::VecDeque<(String, privpy_core::PreparedShare)>>
+    {
+        match self.kept.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        }
+    }
+
+    /// The matrix kept under `key`.
+    pub fn get(&self, key: &str) -> Option<privpy_core::PreparedShare> {
+        self.lock()
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, s)| s.clone())
+    }
+
+    /// Whether `key` is kept.
+    pub fn contains(&self, key: &str) -> bool {
+        self.lock().iter().any(|(k, _)| k == key)
+    }
+
+    /// Keeps `share` under `key`.
+    pub fn put(&self, key: &str, share: privpy_core::PreparedShare) {
+        let mut kept = self.lock();
+        kept.retain(|(k, _)| k != key);
+        if kept.len() >= Self::CAPACITY {
+            kept.pop_front();
+        }
+        kept.push_back((key.to_string(), share));
+    }
 }
 
 impl Job {
@@ -51,6 +100,36 @@ impl Job {
             .iter()
             .find(|(n, _)| n == name)
             .map_or(f64::NAN, |(_, v)| *v)
+    }
+
+    /// Matrix parameter `name` prepared as the right operand of products
+    /// ([`privpy_core::Prepared`]). On a server, for a parameter the program declares
+    /// with [`Program::prepared`] and bound to stored inputs, the first job prepares
+    /// it and every server keeps its part; later jobs on the same uploads reuse it
+    /// with no communication, and each product then sends only its left operand's
+    /// masked shares (why that is secure: [`privpy_core::Session::attach`]). Run
+    /// locally ([`Program::call`]) it is prepared in the session.
+    ///
+    /// # Errors
+    /// No such input, not a matrix, a lost peer; a kept matrix that is gone (the
+    /// job fails, and the next one prepares again).
+    pub fn prepared(&self, s: &Session, name: &str) -> Result<privpy_core::Prepared> {
+        let plan = self.prepared.iter().find(|u| u.param == name);
+        match (plan, &self.cache) {
+            (Some(u), Some(cache)) if u.reuse => match cache.get(&u.key) {
+                Some(share) => s.attach(&share),
+                None => Err(privpy_core::Error::InvalidArgument {
+                    operation: "prepared",
+                    reason: format!("the prepared {name:?} is no longer kept here"),
+                }),
+            },
+            (Some(u), Some(cache)) => {
+                let p = s.input::<ndarray::Array2<f64>>(name)?.prepare()?;
+                cache.put(&u.key, p.share());
+                Ok(p)
+            }
+            _ => s.input::<ndarray::Array2<f64>>(name)?.prepare(),
+        }
     }
 
     /// [`Job::arg`] as a count (rounded, at least 0).
@@ -81,6 +160,7 @@ pub struct Program {
     body: Arc<Body>,
     checks: Vec<Arc<Check>>,
     row_wise: Option<String>,
+    prepared: Vec<String>,
 }
 
 impl fmt::Debug for Program {
@@ -110,6 +190,7 @@ impl Program {
             body: Arc::new(body),
             checks: Vec::new(),
             row_wise: None,
+            prepared: Vec::new(),
         }
     }
 
@@ -180,6 +261,19 @@ impl Program {
     pub fn row_wise(mut self, param: &str) -> Program {
         self.row_wise = Some(param.to_string());
         self
+    }
+
+    /// Declares that the program takes matrix parameter `param` through
+    /// [`Job::prepared`]: servers keep its prepared form across jobs on the same
+    /// uploads, so that a model served to many jobs sends its weights once.
+    pub fn prepared(mut self, param: &str) -> Program {
+        self.prepared.push(param.to_string());
+        self
+    }
+
+    /// The parameters declared with [`Program::prepared`].
+    pub fn prepared_params(&self) -> &[String] {
+        &self.prepared
     }
 
     /// The parameter the program is row-wise in ([`Program::row_wise`]), if any.
@@ -302,6 +396,8 @@ impl Program {
                 id: 0,
                 client: client.to_string(),
                 args,
+                prepared: Vec::new(),
+                cache: None,
             },
         )
     }

@@ -117,6 +117,20 @@ pub struct CallEntry {
     pub rows: usize,
 }
 
+/// How a job gets a prepared weight matrix ([`crate::registry::Job::prepared`]):
+/// every server prepares it in the job and keeps its part under `key`, or every
+/// server uses the part it kept from an earlier job (`reuse`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PreparedUse {
+    /// The parameter.
+    pub param: String,
+    /// What identifies the prepared matrix: program, version, parameter, the upload
+    /// tags of its sources and its shape.
+    pub key: String,
+    /// Whether every server already keeps it.
+    pub reuse: bool,
+}
+
 /// Why a server refused a request or a job. Callers match on this; the reason
 /// string is for people.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -239,6 +253,9 @@ pub struct JobSpec {
     /// order (one for [`Request::Call`], a dynamic batch for [`Request::Infer`]).
     /// Parameters with no sources are inline. Empty for a [`Request::Run`] job.
     pub calls: Vec<CallEntry>,
+    /// The parameters the program takes prepared, and whether the servers reuse
+    /// what they kept.
+    pub prepared: Vec<PreparedUse>,
 }
 
 /// A client's request to `S1` or `S2`.
@@ -889,6 +906,12 @@ impl Control {
                     w.u64(c.request);
                     w.len(c.rows);
                 }
+                w.len(job.prepared.len());
+                for p in &job.prepared {
+                    w.str(&p.param);
+                    w.str(&p.key);
+                    w.u8(u8::from(p.reuse));
+                }
             }
             Control::HelloAck(r) => {
                 w.u8(2);
@@ -1120,6 +1143,24 @@ impl Control {
                         rows: r.count("rows", u32::MAX as usize)?,
                     });
                 }
+                let n = r.count("prepared parameters", MAX_LIST)?;
+                let mut prepared = Vec::new();
+                for _ in 0..n {
+                    prepared.push(PreparedUse {
+                        param: r.str("parameter")?,
+                        key: r.str("prepared key")?,
+                        reuse: match r.u8("reuse")? {
+                            0 => false,
+                            1 => true,
+                            t => {
+                                return Err(WireError::UnknownTag {
+                                    what: "reuse",
+                                    tag: t,
+                                });
+                            }
+                        },
+                    });
+                }
                 Control::Hello {
                     from,
                     job: JobSpec {
@@ -1131,6 +1172,7 @@ impl Control {
                         params,
                         args,
                         calls,
+                        prepared,
                     },
                 }
             }
@@ -1343,6 +1385,11 @@ mod tests {
                 client: "bob".into(),
                 request: 42,
                 rows: 3,
+            }],
+            prepared: vec![PreparedUse {
+                param: "w".into(),
+                key: "p:1:w:07".into(),
+                reuse: true,
             }],
         };
         let st = CommStats {

@@ -7,7 +7,7 @@
 //! | `logistic_regression` | `x` (n × d), `y` (n) | `batch` (100), `iterations` (60), `lr` (0.5) | `w` (d) |
 //! | `kmeans` | `x` (n × d), `c0` (k × d) | `iterations` (5) | `centroids` (k × d) |
 //! | `matrix_factorization` | `r`, `mask` (m × n), `u0` (m × k), `v0` (n × k) | `iterations` (20), `lr` (0.01), `lambda` (0.05) | `u`, `v` |
-//! | `mlp_predict` | `images` (b × 784), `w1` (784 × 625), `b1`, `w2` (625 × 625), `b2`, `w3` (625 × 10), `b3` | | `digits` (b) |
+//! | `mlp_predict` | `images` (b × 784), `w1` (784 × 625), `b1`, `w2` (625 × 625), `b2`, `w3` (625 × 10), `b3` (`w1`–`w3` prepared once per upload and kept across jobs) | | `digits` (b) |
 //! | `lenet5_predict` | `images` (b × 784), `c1` (25 × 6), `c1b`, `c3` (150 × 16), `c3b`, `c5` (400 × 120), `c5b`, `f6` (120 × 84), `f6b`, `rbf` (10 × 84) | | `digits` (b) |
 //!
 //! Every input may be bound to several uploads (for example, row slices of two data
@@ -195,9 +195,25 @@ pub fn stock() -> Registry {
     );
     r.register(
         Program::new("mlp_predict", VERSION, |s: &Session, job: &Job| {
-            let digits = ml::mlp_predict_inputs(s, "images")?;
+            // The weight matrices prepared once per upload and kept by the servers.
+            let x = s.input::<Array2<f64>>("images")?;
+            let w = [
+                job.prepared(s, "w1")?,
+                job.prepared(s, "w2")?,
+                job.prepared(s, "w3")?,
+            ];
+            let b = [
+                s.input::<Array1<f64>>("b1")?,
+                s.input::<Array1<f64>>("b2")?,
+                s.input::<Array1<f64>>("b3")?,
+            ];
+            let digits =
+                ml::mlp_predict_prepared(&x, [&w[0], &w[1], &w[2]], [&b[0], &b[1], &b[2]])?;
             s.output(job.client(), "digits", &digits)
         })
+        .prepared("w1")
+        .prepared("w2")
+        .prepared("w3")
         .max_elements(10_000_000)
         .row_wise("images")
         .input("images", [None, Some(784)])

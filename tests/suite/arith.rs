@@ -349,3 +349,98 @@ fn euler_logistic_matches_cleartext_and_sigmoid() {
     let sigmoid = x.mapv(|v| 1.0 / (1.0 + (-v).exp()));
     assert!(max_abs_diff(&p[0], &sigmoid) < 0.01);
 }
+
+/// A matrix prepared in one session serves products in later sessions on the same
+/// servers (`Prepared::share`, `Session::attach`): the results equal the
+/// cleartext products (tolerance 1e-3, fast preset), the later session sends no
+/// element of the weights, and a share attached on another role is refused.
+#[test]
+fn prepared_matrices_serve_later_sessions() {
+    use privpy::PreparedShare;
+    use std::collections::HashMap;
+    use std::sync::Mutex;
+    let mut g = rng(12);
+    let w = arr(&[40, 30], &mut g, 8.0);
+    let x1 = arr(&[3, 40], &mut g, 8.0);
+    let x2 = arr(&[5, 40], &mut g, 8.0);
+    for (cfg, mut cluster) in [
+        (Some(Config::fast()), LocalCluster::new(Config::fast())),
+        (None, LocalCluster::cleartext()),
+    ] {
+        let alice = cluster.client("alice");
+        cluster.upload(&alice, "w", &w).unwrap();
+        cluster.upload(&alice, "x1", &x1).unwrap();
+        let kept: Mutex<HashMap<Option<Role>, PreparedShare>> = Mutex::new(HashMap::new());
+        let first = cluster
+            .run(|s| {
+                let p = s.input::<Array2<f64>>("w")?.prepare()?;
+                kept.lock().unwrap().insert(s.role(), p.share());
+                s.output("alice", "y", &s.input::<Array2<f64>>("x1")?.dot(&p))
+            })
+            .unwrap();
+        let mut cluster2 = match cfg {
+            Some(c) => LocalCluster::new(c),
+            None => LocalCluster::cleartext(),
+        };
+        let alice2 = cluster2.client("alice");
+        cluster2.upload(&alice2, "x2", &x2).unwrap();
+        let second = cluster2
+            .run(|s| {
+                let share = kept.lock().unwrap()[&s.role()].clone();
+                assert_eq!(share.shape(), &[40, 30]);
+                let p = s.attach(&share)?;
+                s.output("alice", "y", &s.input::<Array2<f64>>("x2")?.dot(&p))
+            })
+            .unwrap();
+        let y1: Array2<f64> = first.open(&alice, "y").unwrap();
+        let y2: Array2<f64> = second.open(&alice2, "y").unwrap();
+        let ex = |a: &ArrayD<f64>, b: &Array2<f64>| -> f64 {
+            let a2 = a.clone().into_dimensionality::<ndarray::Ix2>().unwrap();
+            (&a2.dot(&w.clone().into_dimensionality::<ndarray::Ix2>().unwrap()) - b)
+                .iter()
+                .fold(0.0f64, |m, d| m.max(d.abs()))
+        };
+        assert!(ex(&x1, &y1) < 1e-3, "first session: {}", ex(&x1, &y1));
+        assert!(ex(&x2, &y2) < 1e-3, "later session: {}", ex(&x2, &y2));
+        if cfg.is_some() {
+            // The same product with w prepared in the session moves 2|w| more ring
+            // elements than with w attached: the weights do not travel again.
+            let mut cluster4 = LocalCluster::new(Config::fast());
+            let alice4 = cluster4.client("alice");
+            cluster4.upload(&alice4, "x2", &x2).unwrap();
+            cluster4.upload(&alice4, "w", &w).unwrap();
+            let fresh = cluster4
+                .run(|s| {
+                    let p = s.input::<Array2<f64>>("w")?.prepare()?;
+                    s.output("alice", "y", &s.input::<Array2<f64>>("x2")?.dot(&p))
+                })
+                .unwrap();
+            assert_eq!(
+                fresh.stats().total_bytes() - second.stats().total_bytes(),
+                2 * 40 * 30 * 8,
+                "attached: only x's and z's shares move"
+            );
+            // A share attached to another role's session is refused.
+            let cluster3 = LocalCluster::new(Config::fast());
+            let r = cluster3.run(|s| {
+                let other = match s.role() {
+                    Some(Role::S1) => Some(Role::S2),
+                    _ => Some(Role::S1),
+                };
+                let share = kept.lock().unwrap()[&other].clone();
+                s.attach(&share).map(|_| ())
+            });
+            let err = r.expect_err("another role's share is refused");
+            assert!(
+                matches!(
+                    err.root(),
+                    Error::InvalidArgument {
+                        operation: "attach",
+                        ..
+                    }
+                ),
+                "{err:?}"
+            );
+        }
+    }
+}

@@ -1534,8 +1534,14 @@ fn concurrent_inferences_are_batched_and_each_client_gets_its_own_rows() {
         &["digits"],
     );
     let mut jobs = Vec::new();
+    let mut first_bytes = 0;
     for (k, r) in results.into_iter().enumerate() {
         let called = r.unwrap_or_else(|e| panic!("{}: {e}", users[k]));
+        first_bytes = called
+            .stats
+            .iter()
+            .map(|s| s.bytes_sent.iter().sum::<u64>())
+            .sum();
         let digits: Array1<f64> = called.get("digits").unwrap();
         let want = clear[0]
             .slice(ndarray::s![starts[k]..starts[k + 1]])
@@ -1579,9 +1585,22 @@ fn concurrent_inferences_are_batched_and_each_client_gets_its_own_rows() {
     let wrong = Array2::<f64>::zeros((1, 783));
     let err = clients[0].infer("mnist-mlp", &wrong).unwrap_err();
     assert_eq!(refusal(err), RefusalKind::Invalid);
-    // A lone request runs when the window closes.
+    // A lone request runs when the window closes, on the weights the servers
+    // prepared in the first batch: they do not travel again.
     let lone = clients[1].infer("mnist-mlp", &one).unwrap();
     assert_eq!(lone.batch, 1);
     let d: Array1<f64> = lone.get("digits").unwrap();
     assert!((d[0] - clear[0][0]).abs() < 1e-6);
+    let bytes = |c: &privpy::net::client::Called| -> u64 {
+        c.stats
+            .iter()
+            .map(|s| s.bytes_sent.iter().sum::<u64>())
+            .sum()
+    };
+    let weights = (784 * 625 + 625 * 625 + 625 * 10) as u64 * 16 * 2;
+    assert!(
+        first_bytes > weights && bytes(&lone) < first_bytes / 10,
+        "first batch {first_bytes} B (weights {weights} B), later request {} B",
+        bytes(&lone)
+    );
 }

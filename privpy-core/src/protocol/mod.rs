@@ -492,7 +492,7 @@ impl<R: RingData> Party<R> {
     fn prepare_right(&self, w: &Data) -> Result<PreparedData> {
         let op = self.next_op();
         let keep = |wp: ArrayD<R>| PreparedData {
-            packed: kernels::pack_right(mat2(&wp)).map(std::rc::Rc::new),
+            packed: kernels::pack_right(mat2(&wp)).map(std::sync::Arc::new),
             data: R::wrap(wp),
         };
         match self.role {

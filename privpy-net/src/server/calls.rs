@@ -528,11 +528,10 @@ pub(super) fn new_job(
 ) -> Result<JobSpec, Refusal> {
     let mut id = [0u8; 8];
     getrandom::fill(&mut id).map_err(|_| Refusal::failed("S1 could not draw a job id"))?;
-    let version = shared
-        .registry
-        .get(program)
-        .map(|p| p.version().to_string())
-        .unwrap_or_default();
+    let (version, prepared) = match shared.registry.get(program) {
+        Some(p) => (p.version().to_string(), shared.plan_prepared(p, &params)),
+        None => (String::new(), Vec::new()),
+    };
     Ok(JobSpec {
         id: u64::from_le_bytes(id),
         program: program.to_string(),
@@ -542,6 +541,7 @@ pub(super) fn new_job(
         params,
         args,
         calls: Vec::new(),
+        prepared,
     })
 }
 
@@ -786,6 +786,7 @@ fn batch_shell(shared: &Shared, dep: &ModelDeployment) -> JobSpec {
         params: Vec::new(),
         args: Vec::new(),
         calls: Vec::new(),
+        prepared: Vec::new(),
     }
 }
 

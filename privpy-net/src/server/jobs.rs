@@ -3,6 +3,7 @@
 //! its inputs, running the program on its thread, storing its outputs.
 
 use super::*;
+use crate::wire::PreparedUse;
 
 impl Shared {
     /// Whether this server can take part in `job` (run by the accepting side of a link).
@@ -121,7 +122,50 @@ impl Shared {
                 }
             }
         }
+        for u in &job.prepared {
+            let Some(p) = job.params.iter().find(|p| p.name == u.param) else {
+                return Err(Refusal::invalid(format!(
+                    "no parameter {:?} to prepare",
+                    u.param
+                )));
+            };
+            if !program.prepared_params().contains(&u.param)
+                || prepared_key(&job.program, &job.version, p) != u.key
+            {
+                return Err(Refusal::invalid(format!(
+                    "parameter {:?} is not prepared that way",
+                    u.param
+                )));
+            }
+            if u.reuse && !self.prepared.contains(&u.key) {
+                return Err(Refusal::failed(format!(
+                    "{me} no longer keeps the prepared {:?} (restarted?): the next job prepares it again",
+                    u.param
+                )));
+            }
+        }
         Ok(())
+    }
+
+    /// The preparation plan of a job (`S1`): each parameter the program takes
+    /// prepared and that is bound to stored inputs, reused when every server kept
+    /// it in a job that succeeded.
+    pub(super) fn plan_prepared(&self, program: &Program, params: &[Param]) -> Vec<PreparedUse> {
+        let confirmed = lock(&self.confirmed);
+        program
+            .prepared_params()
+            .iter()
+            .filter_map(|name| params.iter().find(|p| &p.name == name))
+            .filter(|p| !p.sources.is_empty())
+            .map(|p| {
+                let key = prepared_key(program.name(), program.version(), p);
+                PreparedUse {
+                    param: p.name.clone(),
+                    reuse: confirmed.contains(&key) && self.prepared.contains(&key),
+                    key,
+                }
+            })
+            .collect()
     }
 
     /// Checks a run request against the program and the store; the job's parameters.
@@ -279,6 +323,8 @@ impl Shared {
             id: job.id,
             client: job.client.clone(),
             args: job.args.clone(),
+            prepared: job.prepared.clone(),
+            cache: Some(self.prepared.clone()),
         };
         let body = |s: &privpy_core::Session| program(s, &ctx);
         let result = run_node(
@@ -369,6 +415,11 @@ impl Shared {
     ) -> Result<BTreeMap<String, NodeInput>, Refusal> {
         let mut inputs = BTreeMap::new();
         for p in &job.params {
+            // A prepared matrix every server keeps: its shares are not read again
+            // (the program takes it from `Job::prepared`, not as an input).
+            if job.prepared.iter().any(|u| u.reuse && u.param == p.name) {
+                continue;
+            }
             let input = match &self.store {
                 Some(_) if p.sources.is_empty() && !job.calls.is_empty() => {
                     let share = self.take_inline(job, &p.name)?;
@@ -425,6 +476,18 @@ pub(super) fn qualify(client: &str, src: &str) -> Result<String, Refusal> {
             Ok(src.to_string())
         }
     }
+}
+
+/// What identifies a prepared matrix: program, version, parameter, shape and the
+/// upload tags of its sources (a new upload is a new key).
+pub(super) fn prepared_key(program: &str, version: &str, p: &Param) -> String {
+    let tags: Vec<String> = p.tags.iter().map(|t| format!("{t:032x}")).collect();
+    format!(
+        "{program}:{version}:{}:{:?}:{}",
+        p.name,
+        p.shape,
+        tags.join(",")
+    )
 }
 
 /// The refusal for shares of one input that come from different uploads.

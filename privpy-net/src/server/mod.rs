@@ -35,7 +35,7 @@
 use crate::config::{ClusterConfig, check_name};
 use crate::link::{Conn, ConnError, NetTransport};
 use crate::mux::{JobLink, Link, OnOpen};
-use crate::registry::{Job, Program, Registry};
+use crate::registry::{Job, PreparedCache, Program, Registry};
 use crate::store::{Store, StoredInput};
 use crate::tls::{ServerTls, TlsError, cert_names, client_identity, dial_name, server_name};
 use crate::wire::{Control, JobSpec, Param, Refusal, RefusalKind, Reply, Request};
@@ -102,6 +102,10 @@ struct Shared {
     /// Parked call and inference requests, and the batcher (`calls.rs`).
     calls: calls::Calls,
     metrics: Arc<Metrics>,
+    /// Prepared weight matrices kept across jobs.
+    prepared: Arc<PreparedCache>,
+    /// Keys of prepared matrices every server kept in a job that succeeded (`S1`).
+    confirmed: Mutex<std::collections::HashSet<String>>,
 }
 
 /// A running server. Dropping it stops the server abruptly (as [`ServerHandle::kill`]).
@@ -384,6 +388,8 @@ fn prepare(
         active: std::sync::atomic::AtomicUsize::new(0),
         calls: calls::Calls::default(),
         metrics: Arc::new(Metrics::new()),
+        prepared: Arc::new(PreparedCache::default()),
+        confirmed: Mutex::new(std::collections::HashSet::new()),
     }))
 }
 

@@ -359,9 +359,24 @@ pub(super) async fn run_job(
         .with_limits(started + shared.cluster.max_job, cancel);
     let s = shared.clone();
     let label = Metrics::label(&job.program);
+    let keys: Vec<String> = job.prepared.iter().map(|u| u.key.clone()).collect();
     let done = tokio::task::spawn_blocking(move || s.execute(job, transport))
         .await
-        .map_err(|e| Refusal::failed(format!("the job's thread failed: {e}")))??;
+        .map_err(|e| Refusal::failed(format!("the job's thread failed: {e}")))
+        .and_then(|r| r);
+    if me == Role::S1 && !keys.is_empty() {
+        // Every server keeps the prepared matrices of a job that succeeded; after a
+        // failure, the next job prepares them again.
+        let mut confirmed = lock(&shared.confirmed);
+        for k in keys {
+            if done.is_ok() {
+                confirmed.insert(k);
+            } else {
+                confirmed.remove(&k);
+            }
+        }
+    }
+    let done = done?;
     let m = &shared.metrics;
     m.jobs.get_or_create(&label).inc();
     let mine = &done.stats[me.index()];
