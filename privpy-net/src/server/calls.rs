@@ -448,6 +448,7 @@ async fn call_inner(
         Some(&r) => r,
         None => 1,
     };
+    let stored_bindings = !bindings.is_empty();
     let rx = match shared.park(client, request, shares) {
         Ok(rx) => rx,
         Err(r) => return Reply::Refused(r),
@@ -462,16 +463,24 @@ async fn call_inner(
             return Reply::Refused(Refusal::invalid(e));
         }
     };
-    let s = shared.clone();
-    let c = client.to_string();
-    let a = args.clone();
-    let params = tokio::task::spawn_blocking(move || {
-        let params = s.resolve(&p, &c, &bindings, &inline)?;
-        Shared::admit(&p, &params, &a)?;
-        Ok(params)
-    })
-    .await
-    .unwrap_or_else(|e| Err(Refusal::failed(e.to_string())));
+    let resolve = {
+        let s = shared.clone();
+        let c = client.to_string();
+        let a = args.clone();
+        move || {
+            let params = s.resolve(&p, &c, &bindings, &inline)?;
+            Shared::admit(&p, &params, &a)?;
+            Ok(params)
+        }
+    };
+    // Only stored inputs need the store (a blocking thread); inline ones do not.
+    let params = if stored_bindings {
+        tokio::task::spawn_blocking(resolve)
+            .await
+            .unwrap_or_else(|e| Err(Refusal::failed(e.to_string())))
+    } else {
+        resolve()
+    };
     let params = match params {
         Ok(p) => p,
         Err(e) => {

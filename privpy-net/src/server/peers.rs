@@ -142,10 +142,18 @@ async fn accept_job(shared: Arc<Shared>, mut stream: JobLink) {
         let _ = stream.send(&Control::HelloAck(Err(reason)));
         return;
     }
-    let s = shared.clone();
-    let job2 = job.clone();
-    let check = tokio::task::spawn_blocking(move || s.check_job(&job2)).await;
-    let check = check.unwrap_or_else(|_| Err(Refusal::failed("the check panicked")));
+    // The check reads the store only for stored inputs on a primary; otherwise it
+    // is a few comparisons, done here rather than on a blocking thread.
+    let reads_store = shared.role.is_primary() && job.params.iter().any(|p| !p.sources.is_empty());
+    let check = if reads_store {
+        let s = shared.clone();
+        let job2 = job.clone();
+        tokio::task::spawn_blocking(move || s.check_job(&job2))
+            .await
+            .unwrap_or_else(|_| Err(Refusal::failed("the check panicked")))
+    } else {
+        shared.check_job(&job)
+    };
     if let Err(reason) = check {
         warn!(job = %hex(job.id), program = %job.program, %from, %reason, "job refused");
         shared.fail_calls(&job, &reason);
@@ -168,7 +176,8 @@ async fn accept_job(shared: Arc<Shared>, mut stream: JobLink) {
                 tokio::spawn(async move {
                     let id = j.id;
                     match run_job(s.clone(), j.clone(), rx, None).await {
-                        Ok(_) => info!(job = %hex(id), "job finished"),
+                        Ok(_) if j.calls.is_empty() => info!(job = %hex(id), "job finished"),
+                        Ok(_) => debug!(job = %hex(id), "call job finished"),
                         Err(reason) => {
                             warn!(job = %hex(id), %reason, "job failed");
                             s.fail_calls(&j, &reason);
@@ -298,7 +307,13 @@ pub(super) async fn run_job(
     let started = std::time::Instant::now();
     let me = shared.role;
     let t = shared.cluster.timeout;
-    info!(job = %hex(job.id), program = %job.program, client = %job.client, "job starting");
+    // Calls and inference batches come by the thousand: their per-job lines are
+    // debug (the metrics count them); runs are logged at info.
+    if job.calls.is_empty() {
+        info!(job = %hex(job.id), program = %job.program, client = %job.client, "job starting");
+    } else {
+        debug!(job = %hex(job.id), program = %job.program, requests = job.calls.len(), "call job starting");
+    }
     let mut dials = tokio::task::JoinSet::new();
     for peer in Role::ALL.into_iter().filter(|&p| p > me) {
         let s = shared.clone();
