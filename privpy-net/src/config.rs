@@ -24,6 +24,8 @@
 //! batch_window_ms = 2         # inference requests for one model arriving within this
 //!                             # window run as one batch (S1)
 //! max_batch = 64              # at most this many requests per batch
+//! model_jobs = 2              # batches of one model running at once (S1); while they
+//!                             # run, the next batch fills
 //! max_queued_requests = 4096  # calls and inferences waiting on S1; beyond, busy
 //! server_ca = "certs/server-ca.pem"
 //! client_ca = "certs/client-ca.pem"
@@ -149,6 +151,8 @@ struct RawCluster {
     batch_window_ms: f64,
     #[serde(default = "default_max_batch")]
     max_batch: usize,
+    #[serde(default = "default_model_jobs")]
+    model_jobs: usize,
     #[serde(default = "default_queued_requests")]
     max_queued_requests: usize,
     #[serde(default)]
@@ -188,6 +192,9 @@ fn default_window() -> f64 {
 }
 fn default_max_batch() -> usize {
     64
+}
+fn default_model_jobs() -> usize {
+    2
 }
 fn default_queued_requests() -> usize {
     4096
@@ -290,6 +297,8 @@ pub struct ClusterConfig {
     pub batch_window: Duration,
     /// The most requests in one batch.
     pub max_batch: usize,
+    /// Batches of one model running at once.
+    pub model_jobs: usize,
     /// Calls and inference requests waiting on `S1`; beyond, they are refused as busy.
     pub max_queued_requests: usize,
     /// Deployed models, by name.
@@ -388,6 +397,7 @@ impl ClusterConfig {
         }
         for (key, v, max) in [
             ("max_batch", raw.max_batch, 1 << 20),
+            ("model_jobs", raw.model_jobs, 1024),
             ("max_queued_requests", raw.max_queued_requests, 1 << 24),
         ] {
             if v < 1 || v > max {
@@ -475,6 +485,7 @@ impl ClusterConfig {
             clients: raw.clients,
             batch_window: Duration::from_secs_f64(raw.batch_window_ms / 1000.0),
             max_batch: raw.max_batch,
+            model_jobs: raw.model_jobs,
             max_queued_requests: raw.max_queued_requests,
             models,
             servers,

@@ -698,7 +698,7 @@ async fn dispatcher(
     let model = {
         let mut m = lock(&shared.calls.model_slots);
         m.entry(dep.name.clone())
-            .or_insert_with(|| Arc::new(tokio::sync::Semaphore::new(1)))
+            .or_insert_with(|| Arc::new(tokio::sync::Semaphore::new(shared.cluster.model_jobs)))
             .clone()
     };
     let Ok(model_permit) = model.acquire_owned().await else {
