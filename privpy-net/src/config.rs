@@ -26,7 +26,8 @@
 //! max_batch = 64              # at most this many requests per batch
 //! model_jobs = 2              # batches of one model running at once (S1); while they
 //!                             # run, the next batch fills
-//! max_queued_requests = 4096  # calls and inferences waiting on S1; beyond, busy
+//! max_queued_requests = 4096  # calls and inferences waiting on a primary; beyond, busy
+//! request_timeout_secs = 60   # a call or inference not answered by then is refused as busy
 //! server_ca = "certs/server-ca.pem"
 //! client_ca = "certs/client-ca.pem"
 //! clients = ["alice", "bob"]  # accepted client names (their certificates name them)
@@ -155,6 +156,8 @@ struct RawCluster {
     model_jobs: usize,
     #[serde(default = "default_queued_requests")]
     max_queued_requests: usize,
+    #[serde(default = "default_request_timeout")]
+    request_timeout_secs: f64,
     #[serde(default)]
     models: Vec<RawModel>,
     server_ca: PathBuf,
@@ -195,6 +198,9 @@ fn default_max_batch() -> usize {
 }
 fn default_model_jobs() -> usize {
     2
+}
+fn default_request_timeout() -> f64 {
+    60.0
 }
 fn default_queued_requests() -> usize {
     4096
@@ -299,8 +305,10 @@ pub struct ClusterConfig {
     pub max_batch: usize,
     /// Batches of one model running at once.
     pub model_jobs: usize,
-    /// Calls and inference requests waiting on `S1`; beyond, they are refused as busy.
+    /// Calls and inference requests waiting on a primary; beyond, they are refused as busy.
     pub max_queued_requests: usize,
+    /// A call or inference request not answered within this is refused as busy.
+    pub request_timeout: Duration,
     /// Deployed models, by name.
     pub models: Vec<ModelDeployment>,
     /// The four servers, by [`Role::index`].
@@ -370,6 +378,7 @@ impl ClusterConfig {
             ("handshake_timeout_secs", raw.handshake_timeout_secs),
             ("idle_timeout_secs", raw.idle_timeout_secs),
             ("max_job_secs", raw.max_job_secs),
+            ("request_timeout_secs", raw.request_timeout_secs),
         ] {
             if !(v > 0.0 && v <= 86_400.0) {
                 return Err(invalid(format!("{key} = {v} must be in (0, 86400]")));
@@ -487,6 +496,7 @@ impl ClusterConfig {
             max_batch: raw.max_batch,
             model_jobs: raw.model_jobs,
             max_queued_requests: raw.max_queued_requests,
+            request_timeout: Duration::from_secs_f64(raw.request_timeout_secs),
             models,
             servers,
         })

@@ -1604,3 +1604,83 @@ fn concurrent_inferences_are_batched_and_each_client_gets_its_own_rows() {
         bytes(&lone)
     );
 }
+
+/// The inference queue's limits, over sockets: past `max_queued_requests` a request
+/// is refused as busy; a client that disconnects while its request waits for its
+/// batch is taken out (no job runs for it); a request not served within
+/// `request_timeout_secs` is refused as busy.
+#[test]
+fn inference_queue_limits_disconnects_and_deadlines() {
+    let mlp = "[[models]]\nname = \"mnist-mlp\"\nprogram = \"mlp_predict\"\ninput = \"images\"\nowner = \"owner\"\nweights = { w1 = \"w1\", b1 = \"b1\", w2 = \"w2\", b2 = \"b2\", w3 = \"w3\", b3 = \"b3\" }";
+    let mut net = Net::new("inferq", &["owner", "u1", "u2", "u3"], None, 20.0);
+    net.configure("batch_window_ms = 1500\nmax_queued_requests = 2\nrequest_timeout_secs = 30");
+    net.configure_tail(mlp);
+    let metrics = net.serve_metrics(Role::S1);
+    net.start_all();
+    let model = privpy::model::load_safetensors(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("models/mnist-mlp.safetensors"),
+    )
+    .unwrap();
+    let mut owner = net.client("owner");
+    for (k, t) in &model {
+        owner
+            .upload(
+                k,
+                t,
+                &["u1@mlp_predict", "u2@mlp_predict", "u3@mlp_predict"],
+            )
+            .unwrap();
+    }
+    let img = Array2::<f64>::from_elem((1, 784), 0.5);
+    let (mut u1, mut u2, mut u3) = (net.client("u1"), net.client("u2"), net.client("u3"));
+    // Two requests wait for the window; a third finds the queue full.
+    let (r1, r2, r3) = std::thread::scope(|sc| {
+        let a = sc.spawn(|| u1.infer("mnist-mlp", &img));
+        let b = sc.spawn(|| u2.infer("mnist-mlp", &img));
+        std::thread::sleep(Duration::from_millis(500));
+        let c = u3.infer("mnist-mlp", &img);
+        (a.join().unwrap(), b.join().unwrap(), c)
+    });
+    assert_eq!(refusal(r3.unwrap_err()), RefusalKind::Busy);
+    let (r1, r2) = (r1.unwrap(), r2.unwrap());
+    assert_eq!((r1.batch, r2.batch), (2, 2));
+    assert_eq!(r1.job, r2.job);
+    // A client that leaves while its request waits: no job runs for it.
+    let mut cfg = net.client_config("u3");
+    cfg.timeout = Duration::from_millis(300);
+    let mut impatient = Client::connect(&cfg).unwrap();
+    assert!(
+        impatient.infer("mnist-mlp", &img).is_err(),
+        "gave up waiting"
+    );
+    drop(impatient);
+    std::thread::sleep(Duration::from_millis(2500));
+    let text = scrape(metrics);
+    assert_eq!(
+        sample(&text, "privpy_jobs_total{program=\"mlp_predict\"}"),
+        Some(1.0),
+        "only the first batch ran:\n{text}"
+    );
+    assert_eq!(
+        sample(
+            &text,
+            "privpy_requests_refused_total{program=\"mlp_predict\"}"
+        ),
+        Some(2.0),
+        "the busy request and the abandoned one:\n{text}"
+    );
+    // The queue is free again.
+    assert_eq!(u3.infer("mnist-mlp", &img).unwrap().batch, 1);
+    drop(net);
+
+    // A request not served within request_timeout_secs (here the window is longer).
+    let mut net = Net::new("inferdl", &["owner", "u1"], None, 20.0);
+    net.configure("batch_window_ms = 4000\nrequest_timeout_secs = 1");
+    net.configure_tail(mlp);
+    net.start_all();
+    let mut u1 = net.client("u1");
+    let t = Instant::now();
+    let err = u1.infer("mnist-mlp", &img).unwrap_err();
+    assert_eq!(refusal(err), RefusalKind::Busy);
+    assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
+}

@@ -19,10 +19,11 @@
 //! ([`crate::registry::Program::row_wise`]) can be deployed: each client's rows of
 //! the result depend on its own rows only.
 //!
-//! **Limits.** At most `max_queued_requests` requests wait on `S1`; beyond, they are
-//! refused as busy. A request waits for its job at most `max_job_secs`; a client
-//! that disconnects is taken out of a batch that has not started (and a call's job
-//! is stopped).
+//! **Limits.** At most `max_queued_requests` requests wait on each primary; beyond,
+//! they are refused as busy. A request is answered within `request_timeout_secs`
+//! (default 60): one not served by then is refused as busy (and taken out of its
+//! queue). A client that disconnects is taken out of a batch that has not started
+//! (and a call's job is stopped).
 
 use super::*;
 use crate::config::ModelDeployment;
@@ -346,7 +347,7 @@ async fn wait_parked(
     mut rx: oneshot::Receiver<Delivery>,
     cancel: &AtomicBool,
 ) -> Reply {
-    let deadline = tokio::time::Instant::now() + shared.cluster.max_job + shared.cluster.timeout;
+    let deadline = tokio::time::Instant::now() + shared.cluster.request_timeout;
     loop {
         let tick = tokio::time::sleep(Duration::from_millis(50));
         tokio::select! {
@@ -362,9 +363,13 @@ async fn wait_parked(
         if cancel.load(Ordering::Relaxed) || tokio::time::Instant::now() >= deadline {
             shared.unpark(client, request);
             shared.unqueue(client, request);
-            return Reply::Refused(Refusal::failed(format!(
-                "request {request:016x} was not served in time (or its client left)"
-            )));
+            return Reply::Refused(Refusal::new(
+                RefusalKind::Busy,
+                format!(
+                    "request {request:016x} was not served within request_timeout_secs ({:?}), or its client left",
+                    shared.cluster.request_timeout
+                ),
+            ));
         }
     }
 }
