@@ -9,14 +9,18 @@
 use crate::wire::{R, W, WireError};
 use privpy_core::RingKind;
 use privpy_core::share::Share;
-use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
+use redb::{
+    Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition, TableHandle,
+};
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 // Version 2 of the record layout: inputs carry their upload tag; outputs are keyed
 // by (job, recipient, name).
-const INPUTS: TableDefinition<&str, &[u8]> = TableDefinition::new("inputs.v2");
-const OUTPUTS: TableDefinition<(u64, &str, &str), &[u8]> = TableDefinition::new("outputs.v2");
+const INPUTS: TableDefinition<&str, &[u8]> = TableDefinition::new("inputs.v3");
+const OUTPUTS: TableDefinition<(u64, &str, &str), &[u8]> = TableDefinition::new("outputs.v3");
+/// The tables of stores written before shares were encrypted at rest.
+const OLD_TABLES: [&str; 2] = ["inputs.v2", "outputs.v2"];
 
 /// A store operation that failed.
 #[derive(Debug, thiserror::Error)]
@@ -94,14 +98,14 @@ fn create_private(path: &Path) -> Result<(), StoreError> {
         .map_err(|e| db(format!("{}: {e}", path.display())))
 }
 
-/// Writes a new file readable by its owner only.
+/// Writes a new file readable by its owner only, durably (synced).
 fn write_private(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
     use std::io::Write;
     create_private(path)?;
     std::fs::OpenOptions::new()
         .write(true)
         .open(path)
-        .and_then(|mut f| f.write_all(bytes))
+        .and_then(|mut f| f.write_all(bytes).and_then(|()| f.sync_all()))
         .map_err(|e| db(format!("{}: {e}", path.display())))
 }
 
@@ -200,20 +204,113 @@ pub struct StoredOutput {
     pub share: Share,
 }
 
-fn put_share(w: &mut W, s: &Share) {
-    w.ring(s.ring().unwrap_or(RingKind::Z64));
-    w.shape(s.shape());
-    w.bytes(&s.to_bytes());
+/// Shares at rest are encrypted, each record under a key of its own kept in a
+/// file of its own (`keys/<id>`), which is deleted with the record: redb is
+/// copy-on-write, so a deleted record's pages stay in `shares.redb` until reused,
+/// but without its key they are noise (crypto-shredding).
+struct Keys {
+    dir: std::path::PathBuf,
 }
 
-fn get_share(r: &mut R<'_>) -> Result<Share, WireError> {
+impl Keys {
+    fn path(&self, id: u128) -> std::path::PathBuf {
+        self.dir.join(format!("{id:032x}"))
+    }
+
+    /// A new key, written (0600, synced) before the record that uses it.
+    fn create(&self) -> Result<(u128, [u8; 32]), StoreError> {
+        let mut id = [0u8; 16];
+        let mut key = [0u8; 32];
+        getrandom::fill(&mut id)
+            .and_then(|()| getrandom::fill(&mut key))
+            .map_err(|e| {
+                db(format!(
+                    "the operating system's random generator failed: {e}"
+                ))
+            })?;
+        let id = u128::from_le_bytes(id);
+        write_private(&self.path(id), &key)?;
+        Ok((id, key))
+    }
+
+    fn load(&self, id: u128) -> Option<[u8; 32]> {
+        std::fs::read(self.path(id)).ok()?.try_into().ok()
+    }
+
+    /// Deletes a key (and so, for good, the record it encrypted).
+    fn shred(&self, id: u128) {
+        let _ = std::fs::remove_file(self.path(id));
+    }
+
+    /// Ids of every key file.
+    fn all(&self) -> Vec<u128> {
+        let Ok(rd) = std::fs::read_dir(&self.dir) else {
+            return Vec::new();
+        };
+        rd.filter_map(|e| u128::from_str_radix(&e.ok()?.file_name().to_string_lossy(), 16).ok())
+            .collect()
+    }
+}
+
+/// XORs AES-256-CTR's stream under `key` (counter from 0: every key encrypts one
+/// record) into `data`.
+fn ctr_xor(key: &[u8; 32], data: &mut [u8]) {
+    use aes::cipher::{Array, BlockCipherEncrypt, KeyInit};
+    let cipher = aes::Aes256::new(&Array::from(*key));
+    let mut counter = 0u128;
+    for chunk in data.chunks_mut(16 * 64) {
+        let mut blocks = [[0u8; 16]; 64];
+        let n = chunk.len().div_ceil(16);
+        for b in blocks.iter_mut().take(n) {
+            *b = counter.to_le_bytes();
+            counter += 1;
+        }
+        cipher.encrypt_blocks(aes::Block::cast_slice_from_core_mut(&mut blocks[..n]));
+        for (d, k) in chunk.iter_mut().zip(blocks.iter().flatten()) {
+            *d ^= k;
+        }
+    }
+}
+
+fn put_share(w: &mut W, s: &Share, (id, key): (u128, [u8; 32])) {
+    w.ring(s.ring().unwrap_or(RingKind::Z64));
+    w.shape(s.shape());
+    w.u128(id);
+    let mut bytes = s.to_bytes();
+    ctr_xor(&key, &mut bytes);
+    w.bytes(&bytes);
+}
+
+fn get_share(r: &mut R<'_>, keys: &Keys) -> Result<Share, WireError> {
     let ring = r.ring()?;
     let shape = r.shape()?;
-    let bytes = r.bytes("share")?;
+    let id = r.u128("key id")?;
+    let mut bytes = r.bytes("share")?;
+    let key = keys.load(id).ok_or_else(|| WireError::Invalid {
+        what: "share",
+        reason: "its key is gone (deleted, or lost in a crash)".into(),
+    })?;
+    ctr_xor(&key, &mut bytes);
     Share::from_bytes(ring, &shape, &bytes).map_err(|e| WireError::Invalid {
         what: "share",
         reason: e.to_string(),
     })
+}
+
+/// The key id of a record's share, which follows `skip` leading fields.
+fn key_of(v: &[u8], input: bool) -> Option<u128> {
+    let mut r = R(v);
+    if input {
+        r.str("owner").ok()?;
+        r.u128("upload tag").ok()?;
+        r.strs("readers").ok()?;
+    } else {
+        r.str("client").ok()?;
+        r.u64("created").ok()?;
+    }
+    r.ring().ok()?;
+    r.shape().ok()?;
+    r.u128("key id").ok()
 }
 
 fn now() -> u64 {
@@ -226,6 +323,7 @@ fn now() -> u64 {
 /// The share store of one primary server.
 pub struct Store {
     db: Database,
+    keys: Keys,
 }
 
 impl std::fmt::Debug for Store {
@@ -310,11 +408,30 @@ impl Store {
             );
             write_private(&marker, text.as_bytes())?;
         }
+        {
+            let tx = db.begin_read().map_err(self::db)?;
+            let old = tx
+                .list_tables()
+                .map_err(self::db)?
+                .any(|t| OLD_TABLES.contains(&t.name()));
+            if old {
+                return Err(damaged(
+                    "it was written by an older privpy, which stored shares unencrypted: remove the data directory and upload the inputs again".into(),
+                ));
+            }
+        }
+        let keys_dir = dir.join("keys");
+        private_dir(&keys_dir)?;
         let tx = db.begin_write().map_err(self::db)?;
         tx.open_table(INPUTS).map_err(self::db)?;
         tx.open_table(OUTPUTS).map_err(self::db)?;
         tx.commit().map_err(self::db)?;
-        Ok(Store { db })
+        let store = Store {
+            db,
+            keys: Keys { dir: keys_dir },
+        };
+        store.shred_orphans()?;
+        Ok(store)
     }
 
     /// Stores an input share durably. The owner may replace its own input; another
@@ -338,23 +455,43 @@ impl Store {
         input: &StoredInput,
         quota: u64,
     ) -> Result<(), StoreError> {
+        let key = self.keys.create()?;
+        let written = self.put_input_keyed(name, input, quota, key);
+        match &written {
+            Ok(Some(old)) => self.keys.shred(*old),
+            Ok(None) => {}
+            Err(_) => self.keys.shred(key.0),
+        }
+        written.map(drop)
+    }
+
+    /// [`Store::put_input_within`] under `key`; the key id of the record it replaced.
+    fn put_input_keyed(
+        &self,
+        name: &str,
+        input: &StoredInput,
+        quota: u64,
+        key: (u128, [u8; 32]),
+    ) -> Result<Option<u128>, StoreError> {
         let tx = self.db.begin_write().map_err(db)?;
+        let mut replaced = None;
         {
             let mut t = tx.open_table(INPUTS).map_err(db)?;
             if let Some(prev) = t.get(name).map_err(db)? {
-                let prev = decode_input(name, prev.value())?;
-                if prev.owner != input.owner {
+                let owner = decode_owner(name, prev.value())?;
+                if owner != input.owner {
                     return Err(StoreError::NotOwner {
                         name: name.to_string(),
-                        owner: prev.owner,
+                        owner,
                     });
                 }
+                replaced = key_of(prev.value(), true);
             }
             let mut w = W(Vec::new());
             w.str(&input.owner);
             w.u128(input.tag);
             w.strs(&input.readers);
-            put_share(&mut w, &input.share);
+            put_share(&mut w, &input.share, key);
             if quota < u64::MAX {
                 // The owner's records: keys from "<owner>/" up to "<owner>0" ('0'
                 // follows '/').
@@ -378,7 +515,8 @@ impl Store {
             }
             t.insert(name, w.0.as_slice()).map_err(db)?;
         }
-        tx.commit().map_err(db)
+        tx.commit().map_err(db)?;
+        Ok(replaced)
     }
 
     /// The input stored under `name`.
@@ -389,7 +527,7 @@ impl Store {
         let tx = self.db.begin_read().map_err(db)?;
         let t = tx.open_table(INPUTS).map_err(db)?;
         match t.get(name).map_err(db)? {
-            Some(v) => Ok(Some(decode_input(name, v.value())?)),
+            Some(v) => Ok(Some(decode_input(name, v.value(), &self.keys)?)),
             None => Ok(None),
         }
     }
@@ -400,12 +538,15 @@ impl Store {
     /// A database error.
     pub fn delete_input(&self, name: &str) -> Result<bool, StoreError> {
         let tx = self.db.begin_write().map_err(db)?;
-        let found = {
+        let removed = {
             let mut t = tx.open_table(INPUTS).map_err(db)?;
-            t.remove(name).map_err(db)?.is_some()
+            t.remove(name).map_err(db)?.map(|v| key_of(v.value(), true))
         };
         tx.commit().map_err(db)?;
-        Ok(found)
+        if let Some(Some(id)) = removed {
+            self.keys.shred(id);
+        }
+        Ok(removed.is_some())
     }
 
     /// Names of the stored inputs.
@@ -432,20 +573,36 @@ impl Store {
         job: u64,
         outputs: &[(String, String, Share)],
     ) -> Result<(), StoreError> {
-        let tx = self.db.begin_write().map_err(db)?;
-        {
-            let mut t = tx.open_table(OUTPUTS).map_err(db)?;
-            let created = now();
-            for (client, name, share) in outputs {
-                let mut w = W(Vec::new());
-                w.str(client);
-                w.u64(created);
-                put_share(&mut w, share);
-                t.insert((job, client.as_str(), name.as_str()), w.0.as_slice())
-                    .map_err(db)?;
+        let mut keys = Vec::new();
+        for _ in outputs {
+            match self.keys.create() {
+                Ok(k) => keys.push(k),
+                Err(e) => {
+                    keys.iter().for_each(|(id, _)| self.keys.shred(*id));
+                    return Err(e);
+                }
             }
         }
-        tx.commit().map_err(db)
+        let written = (|| {
+            let tx = self.db.begin_write().map_err(db)?;
+            {
+                let mut t = tx.open_table(OUTPUTS).map_err(db)?;
+                let created = now();
+                for ((client, name, share), key) in outputs.iter().zip(&keys) {
+                    let mut w = W(Vec::new());
+                    w.str(client);
+                    w.u64(created);
+                    put_share(&mut w, share, *key);
+                    t.insert((job, client.as_str(), name.as_str()), w.0.as_slice())
+                        .map_err(db)?;
+                }
+            }
+            tx.commit().map_err(db)
+        })();
+        if written.is_err() {
+            keys.iter().for_each(|(id, _)| self.keys.shred(*id));
+        }
+        written
     }
 
     /// `client`'s share of output `name` of `job`, which stays stored until
@@ -459,7 +616,7 @@ impl Store {
         let tx = self.db.begin_read().map_err(db)?;
         let t = tx.open_table(OUTPUTS).map_err(db)?;
         match t.get((job, client, name)).map_err(db)? {
-            Some(v) => Ok(Some(decode_output(name, v.value())?.share)),
+            Some(v) => Ok(Some(decode_output(name, v.value(), &self.keys)?.share)),
             None => Ok(None),
         }
     }
@@ -470,12 +627,17 @@ impl Store {
     /// A database error.
     pub fn release_output(&self, job: u64, client: &str, name: &str) -> Result<bool, StoreError> {
         let tx = self.db.begin_write().map_err(db)?;
-        let found = {
+        let removed = {
             let mut t = tx.open_table(OUTPUTS).map_err(db)?;
-            t.remove((job, client, name)).map_err(db)?.is_some()
+            t.remove((job, client, name))
+                .map_err(db)?
+                .map(|v| key_of(v.value(), false))
         };
         tx.commit().map_err(db)?;
-        Ok(found)
+        if let Some(Some(id)) = removed {
+            self.keys.shred(id);
+        }
+        Ok(removed.is_some())
     }
 
     /// The outputs waiting for `client`: job, name and shape.
@@ -490,8 +652,18 @@ impl Store {
             let (k, v) = entry.map_err(db)?;
             let (job, who, name) = k.value();
             if who == client {
-                let o = decode_output(name, v.value())?;
-                out.push((job, name.to_string(), o.share.shape().to_vec()));
+                let mut r = R(v.value());
+                let shape = (|| {
+                    r.str("client")?;
+                    r.u64("created")?;
+                    r.ring()?;
+                    r.shape()
+                })()
+                .map_err(|source| StoreError::Corrupt {
+                    key: name.to_string(),
+                    source,
+                })?;
+                out.push((job, name.to_string(), shape));
             }
         }
         Ok(out)
@@ -518,22 +690,56 @@ impl Store {
     /// Deletes outputs created before `cutoff` (seconds since the Unix epoch).
     fn sweep_before(&self, cutoff: u64) -> Result<u64, StoreError> {
         let tx = self.db.begin_write().map_err(db)?;
-        let mut removed = 0;
+        let mut removed = Vec::new();
         {
             let mut t = tx.open_table(OUTPUTS).map_err(db)?;
             t.retain(|_, v| {
                 // Corrupt records are dropped too: nobody could fetch them.
                 let keep = created_at(v).is_some_and(|c| c >= cutoff);
                 if !keep {
-                    removed += 1;
+                    removed.push(key_of(v, false));
                 }
                 keep
             })
             .map_err(db)?;
         }
         tx.commit().map_err(db)?;
-        Ok(removed)
+        for id in removed.iter().flatten() {
+            self.keys.shred(*id);
+        }
+        Ok(removed.len() as u64)
     }
+
+    /// Deletes key files no record uses (left by a crash between writing a key and
+    /// committing its record, or between a deletion and shredding its key).
+    fn shred_orphans(&self) -> Result<(), StoreError> {
+        let mut used = std::collections::HashSet::new();
+        let tx = self.db.begin_read().map_err(db)?;
+        let t = tx.open_table(INPUTS).map_err(db)?;
+        for entry in t.iter().map_err(db)? {
+            let (_, v) = entry.map_err(db)?;
+            used.extend(key_of(v.value(), true));
+        }
+        let t = tx.open_table(OUTPUTS).map_err(db)?;
+        for entry in t.iter().map_err(db)? {
+            let (_, v) = entry.map_err(db)?;
+            used.extend(key_of(v.value(), false));
+        }
+        for id in self.keys.all() {
+            if !used.contains(&id) {
+                self.keys.shred(id);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The owner of an input record (without decrypting its share).
+fn decode_owner(name: &str, v: &[u8]) -> Result<String, StoreError> {
+    R(v).str("owner").map_err(|source| StoreError::Corrupt {
+        key: name.to_string(),
+        source,
+    })
 }
 
 fn created_at(v: &[u8]) -> Option<u64> {
@@ -542,14 +748,14 @@ fn created_at(v: &[u8]) -> Option<u64> {
     r.u64("created").ok()
 }
 
-fn decode_input(name: &str, v: &[u8]) -> Result<StoredInput, StoreError> {
+fn decode_input(name: &str, v: &[u8], keys: &Keys) -> Result<StoredInput, StoreError> {
     let mut r = R(v);
     let parse = |r: &mut R<'_>| -> Result<StoredInput, WireError> {
         Ok(StoredInput {
             owner: r.str("owner")?,
             tag: r.u128("upload tag")?,
             readers: r.strs("readers")?,
-            share: get_share(r)?,
+            share: get_share(r, keys)?,
         })
     };
     parse(&mut r).map_err(|source| StoreError::Corrupt {
@@ -558,13 +764,13 @@ fn decode_input(name: &str, v: &[u8]) -> Result<StoredInput, StoreError> {
     })
 }
 
-fn decode_output(name: &str, v: &[u8]) -> Result<StoredOutput, StoreError> {
+fn decode_output(name: &str, v: &[u8], keys: &Keys) -> Result<StoredOutput, StoreError> {
     let mut r = R(v);
     let parse = |r: &mut R<'_>| -> Result<StoredOutput, WireError> {
         Ok(StoredOutput {
             client: r.str("client")?,
             created: r.u64("created")?,
-            share: get_share(r)?,
+            share: get_share(r, keys)?,
         })
     };
     parse(&mut r).map_err(|source| StoreError::Corrupt {
@@ -716,6 +922,92 @@ mod tests {
         assert_eq!(st.sweep_before(now() + 1).unwrap(), 1, "expired");
         assert_eq!(st.output_count().unwrap(), 0);
         drop(st);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Shares are encrypted at rest under a key per record, kept in a file of its
+    /// own: the plaintext share never appears in `shares.redb`, and deleting,
+    /// replacing, releasing or expiring a record deletes its key, so what redb's
+    /// copy-on-write pages keep of it is unreadable. A record whose key is gone is
+    /// an error, never a wrong share; stray keys are removed at start-up.
+    #[test]
+    fn shares_are_encrypted_at_rest_and_shredded_when_deleted() {
+        let dir = std::env::temp_dir().join(format!("privpy-store-shred-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let keys = |d: &Path| std::fs::read_dir(d.join("keys")).unwrap().count();
+        let contains = |hay: &[u8], needle: &[u8]| hay.windows(needle.len()).any(|w| w == needle);
+        let values: Vec<f64> = (0..256).map(|k| k as f64 * 0.37 - 40.0).collect();
+        let s = share(&values);
+        let plain = s.to_bytes();
+        let st = Store::open(&dir).unwrap();
+        let input = |share: Share| StoredInput {
+            owner: "alice".into(),
+            tag: 7,
+            readers: vec![],
+            share,
+        };
+        st.put_input("alice/x", &input(s.clone())).unwrap();
+        assert_eq!(keys(&dir), 1);
+        let file = std::fs::read(dir.join("shares.redb")).unwrap();
+        assert!(
+            !contains(&file, &plain[..32]),
+            "the share is encrypted at rest"
+        );
+        assert_eq!(
+            st.input("alice/x").unwrap().unwrap().share.to_bytes(),
+            plain
+        );
+        // Replacing it shreds the old key; deleting shreds the new one.
+        st.put_input("alice/x", &input(share(&values))).unwrap();
+        assert_eq!(keys(&dir), 1);
+        assert!(st.delete_input("alice/x").unwrap());
+        assert_eq!(keys(&dir), 0, "a deleted input's key is gone");
+        assert!(st.input("alice/x").unwrap().is_none());
+        // A refused write leaves no key behind.
+        st.put_input(
+            "bob/y",
+            &StoredInput {
+                owner: "bob".into(),
+                ..input(s.clone())
+            },
+        )
+        .unwrap();
+        assert!(matches!(
+            st.put_input("bob/y", &input(s.clone())),
+            Err(StoreError::NotOwner { .. })
+        ));
+        assert_eq!(keys(&dir), 1);
+        assert!(st.delete_input("bob/y").unwrap());
+        // Outputs: released and expired ones lose their keys.
+        let outs = vec![
+            ("alice".to_string(), "a".to_string(), s.clone()),
+            ("alice".to_string(), "b".to_string(), s.clone()),
+        ];
+        st.put_outputs(9, &outs).unwrap();
+        assert_eq!(keys(&dir), 2);
+        assert_eq!(
+            st.output(9, "alice", "a").unwrap().unwrap().to_bytes(),
+            plain
+        );
+        assert!(st.release_output(9, "alice", "a").unwrap());
+        assert_eq!(keys(&dir), 1);
+        assert_eq!(st.sweep_before(u64::MAX).unwrap(), 1);
+        assert_eq!(keys(&dir), 0, "expired outputs' keys are gone");
+        // A record whose key was lost is an error, not a wrong share.
+        st.put_input("alice/z", &input(s.clone())).unwrap();
+        for e in std::fs::read_dir(dir.join("keys")).unwrap() {
+            std::fs::remove_file(e.unwrap().path()).unwrap();
+        }
+        assert!(matches!(
+            st.input("alice/z"),
+            Err(StoreError::Corrupt { .. })
+        ));
+        assert!(st.delete_input("alice/z").unwrap());
+        // A stray key (a crash between key and record) is removed at start-up.
+        std::fs::write(dir.join("keys").join(format!("{:032x}", 5u128)), [0u8; 32]).unwrap();
+        drop(st);
+        let _st = Store::open(&dir).unwrap();
+        assert_eq!(keys(&dir), 0);
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
