@@ -204,51 +204,239 @@ pub struct StoredOutput {
     pub share: Share,
 }
 
-/// Shares at rest are encrypted, each record under a key of its own kept in a
-/// file of its own (`keys/<id>`), which is deleted with the record: redb is
+/// Shares at rest are encrypted, each record under a key of its own. The keys
+/// live in `keys.bin`, a file of fixed 48-byte slots (key id, key) overwritten in
+/// place, never copied: deleting a record zeroes its key's slot (synced). redb is
 /// copy-on-write, so a deleted record's pages stay in `shares.redb` until reused,
-/// but without its key they are noise (crypto-shredding).
+/// but without its key they are noise (crypto-shredding). A key id is its slot
+/// (high 64 bits) and a random tag (low 64 bits), so a reused slot never serves a
+/// record of the key it replaced.
 struct Keys {
-    dir: std::path::PathBuf,
+    ring: std::sync::Mutex<KeyRing>,
+    /// Group commit: writes are numbered; a sync covers every write before it, so
+    /// concurrent uploads share one.
+    written: std::sync::atomic::AtomicU64,
+    synced: std::sync::Mutex<u64>,
+    sync_file: std::fs::File,
 }
 
+struct KeyRing {
+    file: std::fs::File,
+    slots: u64,
+    free: Vec<u64>,
+}
+
+const SLOT: usize = 48;
+
 impl Keys {
-    fn path(&self, id: u128) -> std::path::PathBuf {
-        self.dir.join(format!("{id:032x}"))
+    fn open(path: &Path) -> Result<Keys, StoreError> {
+        use std::io::Read;
+        if !path.exists() {
+            create_private(path)?;
+        }
+        let err = |e: std::io::Error| db(format!("{}: {e}", path.display()));
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(path)
+            .map_err(err)?;
+        let mut bytes = Vec::new();
+        file.read_to_end(&mut bytes).map_err(err)?;
+        if bytes.len() % SLOT != 0 {
+            return Err(StoreError::Damaged {
+                path: path.display().to_string(),
+                problem: format!(
+                    "{} bytes is not a whole number of key slots (truncated?)",
+                    bytes.len()
+                ),
+            });
+        }
+        let free = bytes
+            .chunks_exact(SLOT)
+            .enumerate()
+            .filter(|(_, s)| s.iter().all(|&b| b == 0))
+            .map(|(k, _)| k as u64)
+            .collect();
+        let sync_file = file.try_clone().map_err(err)?;
+        Ok(Keys {
+            ring: std::sync::Mutex::new(KeyRing {
+                file,
+                slots: (bytes.len() / SLOT) as u64,
+                free,
+            }),
+            written: std::sync::atomic::AtomicU64::new(0),
+            synced: std::sync::Mutex::new(0),
+            sync_file,
+        })
     }
 
-    /// A new key, written (0600, synced) before the record that uses it.
+    /// Numbers a write just made (under the ring's lock).
+    fn wrote(&self) -> u64 {
+        self.written
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+            + 1
+    }
+
+    /// Makes write `n` (and every earlier one) durable: one sync serves every
+    /// writer waiting meanwhile.
+    fn sync_through(&self, n: u64) -> Result<(), StoreError> {
+        let mut synced = match self.synced.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        if *synced >= n {
+            return Ok(());
+        }
+        let upto = self.written.load(std::sync::atomic::Ordering::SeqCst);
+        self.sync_file
+            .sync_data()
+            .map_err(|e| db(format!("key file: {e}")))?;
+        *synced = upto;
+        Ok(())
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, KeyRing> {
+        match self.ring.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        }
+    }
+
+    /// A new key, written (synced) before the record that uses it.
     fn create(&self) -> Result<(u128, [u8; 32]), StoreError> {
-        let mut id = [0u8; 16];
-        let mut key = [0u8; 32];
-        getrandom::fill(&mut id)
-            .and_then(|()| getrandom::fill(&mut key))
-            .map_err(|e| {
-                db(format!(
+        let mut keys = self.create_many(1)?;
+        keys.pop().ok_or_else(|| db("no key was made"))
+    }
+
+    /// `n` new keys, written with one sync.
+    fn create_many(&self, n: usize) -> Result<Vec<(u128, [u8; 32])>, StoreError> {
+        let mut ring = self.lock();
+        let mut made: Vec<(u64, u128, [u8; 32])> = Vec::with_capacity(n);
+        let fail = |ring: &mut KeyRing, made: &[(u64, u128, [u8; 32])], e: StoreError| {
+            for (slot, _, _) in made {
+                let _ = ring.put_slot(*slot, &[0u8; SLOT]);
+                ring.free.push(*slot);
+            }
+            e
+        };
+        for _ in 0..n {
+            let mut tag = [0u8; 8];
+            let mut key = [0u8; 32];
+            if let Err(e) = getrandom::fill(&mut tag).and_then(|()| getrandom::fill(&mut key)) {
+                let e = db(format!(
                     "the operating system's random generator failed: {e}"
-                ))
-            })?;
-        let id = u128::from_le_bytes(id);
-        write_private(&self.path(id), &key)?;
-        Ok((id, key))
+                ));
+                return Err(fail(&mut ring, &made, e));
+            }
+            if ring.free.is_empty()
+                && let Err(e) = ring.grow()
+            {
+                return Err(fail(&mut ring, &made, e));
+            }
+            let Some(slot) = ring.free.pop() else {
+                return Err(fail(&mut ring, &made, db("no free key slot")));
+            };
+            let id = (u128::from(slot) << 64) | u128::from(u64::from_le_bytes(tag) | 1);
+            let mut bytes = [0u8; SLOT];
+            bytes[..16].copy_from_slice(&id.to_le_bytes());
+            bytes[16..].copy_from_slice(&key);
+            made.push((slot, id, key));
+            if let Err(e) = ring.put_slot(slot, &bytes) {
+                return Err(fail(&mut ring, &made, e));
+            }
+        }
+        let n = self.wrote();
+        drop(ring);
+        if let Err(e) = self.sync_through(n) {
+            let mut ring = self.lock();
+            return Err(fail(&mut ring, &made, e));
+        }
+        Ok(made.into_iter().map(|(_, id, key)| (id, key)).collect())
     }
 
     fn load(&self, id: u128) -> Option<[u8; 32]> {
-        std::fs::read(self.path(id)).ok()?.try_into().ok()
+        let slot = u64::try_from(id >> 64).ok()?;
+        let bytes = self.lock().read_slot(slot)?;
+        if bytes[..16] != id.to_le_bytes() {
+            return None;
+        }
+        bytes[16..].try_into().ok()
     }
 
-    /// Deletes a key (and so, for good, the record it encrypted).
+    /// Zeroes a key's slot (and so, for good, the record it encrypted).
     fn shred(&self, id: u128) {
-        let _ = std::fs::remove_file(self.path(id));
+        self.shred_many(&[id]);
     }
 
-    /// Ids of every key file.
+    /// Zeroes the slots of `ids`, with one sync.
+    fn shred_many(&self, ids: &[u128]) {
+        let mut ring = self.lock();
+        let mut zeroed = Vec::new();
+        for &id in ids {
+            let Ok(slot) = u64::try_from(id >> 64) else {
+                continue;
+            };
+            if ring
+                .read_slot(slot)
+                .is_some_and(|b| b[..16] == id.to_le_bytes())
+                && ring.put_slot(slot, &[0u8; SLOT]).is_ok()
+            {
+                zeroed.push(slot);
+            }
+        }
+        if zeroed.is_empty() {
+            return;
+        }
+        let n = self.wrote();
+        drop(ring);
+        if self.sync_through(n).is_ok() {
+            self.lock().free.extend(zeroed);
+        }
+    }
+
+    /// Ids of every key kept.
     fn all(&self) -> Vec<u128> {
-        let Ok(rd) = std::fs::read_dir(&self.dir) else {
-            return Vec::new();
-        };
-        rd.filter_map(|e| u128::from_str_radix(&e.ok()?.file_name().to_string_lossy(), 16).ok())
+        let mut ring = self.lock();
+        (0..ring.slots)
+            .filter_map(|k| ring.read_slot(k))
+            .filter(|b| b.iter().any(|&x| x != 0))
+            .filter_map(|b| b[..16].try_into().ok().map(u128::from_le_bytes))
             .collect()
+    }
+}
+
+impl KeyRing {
+    fn read_slot(&mut self, slot: u64) -> Option<[u8; SLOT]> {
+        use std::io::{Read, Seek, SeekFrom};
+        if slot >= self.slots {
+            return None;
+        }
+        let mut b = [0u8; SLOT];
+        self.file.seek(SeekFrom::Start(slot * SLOT as u64)).ok()?;
+        self.file.read_exact(&mut b).ok()?;
+        Some(b)
+    }
+
+    /// Adds `GROW` zeroed slots, synced with the file's new size, so that writing
+    /// a key later changes no metadata and its sync is a data sync only.
+    fn grow(&mut self) -> Result<(), StoreError> {
+        const GROW: u64 = 1024;
+        let err = |e: std::io::Error| db(format!("key file: {e}"));
+        let len = (self.slots + GROW) * SLOT as u64;
+        self.file.set_len(len).map_err(err)?;
+        self.file.sync_all().map_err(err)?;
+        self.free.extend((self.slots..self.slots + GROW).rev());
+        self.slots += GROW;
+        Ok(())
+    }
+
+    fn put_slot(&mut self, slot: u64, bytes: &[u8; SLOT]) -> Result<(), StoreError> {
+        use std::io::{Seek, SeekFrom, Write};
+        let err = |e: std::io::Error| db(format!("key file: {e}"));
+        self.file
+            .seek(SeekFrom::Start(slot * SLOT as u64))
+            .map_err(err)?;
+        self.file.write_all(bytes).map_err(err)
     }
 }
 
@@ -420,16 +608,12 @@ impl Store {
                 ));
             }
         }
-        let keys_dir = dir.join("keys");
-        private_dir(&keys_dir)?;
+        let keys = Keys::open(&dir.join("keys.bin"))?;
         let tx = db.begin_write().map_err(self::db)?;
         tx.open_table(INPUTS).map_err(self::db)?;
         tx.open_table(OUTPUTS).map_err(self::db)?;
         tx.commit().map_err(self::db)?;
-        let store = Store {
-            db,
-            keys: Keys { dir: keys_dir },
-        };
+        let store = Store { db, keys };
         store.shred_orphans()?;
         Ok(store)
     }
@@ -573,16 +757,7 @@ impl Store {
         job: u64,
         outputs: &[(String, String, Share)],
     ) -> Result<(), StoreError> {
-        let mut keys = Vec::new();
-        for _ in outputs {
-            match self.keys.create() {
-                Ok(k) => keys.push(k),
-                Err(e) => {
-                    keys.iter().for_each(|(id, _)| self.keys.shred(*id));
-                    return Err(e);
-                }
-            }
-        }
+        let keys = self.keys.create_many(outputs.len())?;
         let written = (|| {
             let tx = self.db.begin_write().map_err(db)?;
             {
@@ -600,7 +775,8 @@ impl Store {
             tx.commit().map_err(db)
         })();
         if written.is_err() {
-            keys.iter().for_each(|(id, _)| self.keys.shred(*id));
+            let ids: Vec<u128> = keys.iter().map(|(id, _)| *id).collect();
+            self.keys.shred_many(&ids);
         }
         written
     }
@@ -704,9 +880,8 @@ impl Store {
             .map_err(db)?;
         }
         tx.commit().map_err(db)?;
-        for id in removed.iter().flatten() {
-            self.keys.shred(*id);
-        }
+        let ids: Vec<u128> = removed.iter().flatten().copied().collect();
+        self.keys.shred_many(&ids);
         Ok(removed.len() as u64)
     }
 
@@ -725,11 +900,13 @@ impl Store {
             let (_, v) = entry.map_err(db)?;
             used.extend(key_of(v.value(), false));
         }
-        for id in self.keys.all() {
-            if !used.contains(&id) {
-                self.keys.shred(id);
-            }
-        }
+        let stray: Vec<u128> = self
+            .keys
+            .all()
+            .into_iter()
+            .filter(|id| !used.contains(id))
+            .collect();
+        self.keys.shred_many(&stray);
         Ok(())
     }
 }
@@ -833,6 +1010,7 @@ mod tests {
             assert_eq!(mode(&dir), 0o700);
             assert_eq!(mode(&path), 0o600);
             assert_eq!(mode(&dir.join("store.id")), 0o600);
+            assert_eq!(mode(&dir.join("keys.bin")), 0o600);
         }
         let good = std::fs::read(&path).unwrap();
         // Empty.
@@ -934,7 +1112,7 @@ mod tests {
     fn shares_are_encrypted_at_rest_and_shredded_when_deleted() {
         let dir = std::env::temp_dir().join(format!("privpy-store-shred-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
-        let keys = |d: &Path| std::fs::read_dir(d.join("keys")).unwrap().count();
+        let keys = |st: &Store| st.keys.all().len();
         let contains = |hay: &[u8], needle: &[u8]| hay.windows(needle.len()).any(|w| w == needle);
         let values: Vec<f64> = (0..256).map(|k| k as f64 * 0.37 - 40.0).collect();
         let s = share(&values);
@@ -947,7 +1125,7 @@ mod tests {
             share,
         };
         st.put_input("alice/x", &input(s.clone())).unwrap();
-        assert_eq!(keys(&dir), 1);
+        assert_eq!(keys(&st), 1);
         let file = std::fs::read(dir.join("shares.redb")).unwrap();
         assert!(
             !contains(&file, &plain[..32]),
@@ -959,9 +1137,9 @@ mod tests {
         );
         // Replacing it shreds the old key; deleting shreds the new one.
         st.put_input("alice/x", &input(share(&values))).unwrap();
-        assert_eq!(keys(&dir), 1);
+        assert_eq!(keys(&st), 1);
         assert!(st.delete_input("alice/x").unwrap());
-        assert_eq!(keys(&dir), 0, "a deleted input's key is gone");
+        assert_eq!(keys(&st), 0, "a deleted input's key is gone");
         assert!(st.input("alice/x").unwrap().is_none());
         // A refused write leaves no key behind.
         st.put_input(
@@ -976,7 +1154,7 @@ mod tests {
             st.put_input("bob/y", &input(s.clone())),
             Err(StoreError::NotOwner { .. })
         ));
-        assert_eq!(keys(&dir), 1);
+        assert_eq!(keys(&st), 1);
         assert!(st.delete_input("bob/y").unwrap());
         // Outputs: released and expired ones lose their keys.
         let outs = vec![
@@ -984,19 +1162,22 @@ mod tests {
             ("alice".to_string(), "b".to_string(), s.clone()),
         ];
         st.put_outputs(9, &outs).unwrap();
-        assert_eq!(keys(&dir), 2);
+        assert_eq!(keys(&st), 2);
         assert_eq!(
             st.output(9, "alice", "a").unwrap().unwrap().to_bytes(),
             plain
         );
         assert!(st.release_output(9, "alice", "a").unwrap());
-        assert_eq!(keys(&dir), 1);
+        assert_eq!(keys(&st), 1);
         assert_eq!(st.sweep_before(u64::MAX).unwrap(), 1);
-        assert_eq!(keys(&dir), 0, "expired outputs' keys are gone");
+        assert_eq!(keys(&st), 0, "expired outputs' keys are gone");
+        // The shredded keys are gone from the key file itself.
+        let ring = std::fs::read(dir.join("keys.bin")).unwrap();
+        assert!(ring.iter().all(|&b| b == 0), "every slot zeroed");
         // A record whose key was lost is an error, not a wrong share.
         st.put_input("alice/z", &input(s.clone())).unwrap();
-        for e in std::fs::read_dir(dir.join("keys")).unwrap() {
-            std::fs::remove_file(e.unwrap().path()).unwrap();
+        for id in st.keys.all() {
+            st.keys.shred(id);
         }
         assert!(matches!(
             st.input("alice/z"),
@@ -1004,10 +1185,12 @@ mod tests {
         ));
         assert!(st.delete_input("alice/z").unwrap());
         // A stray key (a crash between key and record) is removed at start-up.
-        std::fs::write(dir.join("keys").join(format!("{:032x}", 5u128)), [0u8; 32]).unwrap();
+        st.keys.create().unwrap();
+        assert_eq!(keys(&st), 1);
         drop(st);
-        let _st = Store::open(&dir).unwrap();
-        assert_eq!(keys(&dir), 0);
+        let st = Store::open(&dir).unwrap();
+        assert_eq!(keys(&st), 0);
+        drop(st);
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
