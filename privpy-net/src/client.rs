@@ -258,19 +258,7 @@ impl Client {
             }
             conn.recv(timeout).await
         });
-        match res {
-            Ok(Control::Reply(Reply::Refused(r))) => Err(ClientError::Refused {
-                server,
-                kind: r.kind,
-                reason: r.reason,
-                lost: r.lost,
-            }),
-            Ok(Control::Reply(r)) => Ok(r),
-            Ok(_) => Err(ClientError::Protocol(format!(
-                "{server} sent something that is not a reply"
-            ))),
-            Err(source) => Err(ClientError::Conn { server, source }),
-        }
+        reply_of(server, res)
     }
 
     /// Sends `reqs[0]` to `S1` and `reqs[1]` to `S2` at once and waits for both replies.
@@ -285,19 +273,7 @@ impl Client {
             .block_on(async { tokio::join!(exchange(c1, r1, timeout), exchange(c2, r2, timeout)) });
         let mut out = Vec::new();
         for (server, res) in PRIMARIES.into_iter().zip([a, b]) {
-            out.push(match res {
-                Ok(Control::Reply(Reply::Refused(r))) => Err(ClientError::Refused {
-                    server,
-                    kind: r.kind,
-                    reason: r.reason,
-                    lost: r.lost,
-                }),
-                Ok(Control::Reply(r)) => Ok(r),
-                Ok(_) => Err(ClientError::Protocol(format!(
-                    "{server} sent something that is not a reply"
-                ))),
-                Err(source) => Err(ClientError::Conn { server, source }),
-            });
+            out.push(reply_of(server, res));
         }
         let b = out.pop();
         let a = out.pop();
@@ -696,6 +672,23 @@ impl Drop for Client {
                 let _ = tokio::time::timeout(Duration::from_secs(1), c.close()).await;
             }
         });
+    }
+}
+
+/// A server's answer as the client sees it: a reply, or the refusal or failure.
+fn reply_of(server: Role, res: Result<Control, ConnError>) -> Result<Reply, ClientError> {
+    match res {
+        Ok(Control::Reply(Reply::Refused(r))) => Err(ClientError::Refused {
+            server,
+            kind: r.kind,
+            reason: r.reason,
+            lost: r.lost,
+        }),
+        Ok(Control::Reply(r)) => Ok(r),
+        Ok(_) => Err(ClientError::Protocol(format!(
+            "{server} sent something that is not a reply"
+        ))),
+        Err(source) => Err(ClientError::Conn { server, source }),
     }
 }
 

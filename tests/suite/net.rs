@@ -1288,7 +1288,7 @@ fn storage_quota_per_client_and_delete_frees_it() {
 /// frames, with results equal to cleartext.
 #[test]
 fn messages_larger_than_the_frame_limit_cross_in_pieces() {
-    let mut net = Net::new("frames", &["alice"], None, 10.0);
+    let mut net = Net::new("bigframes", &["alice"], None, 10.0);
     net.configure("max_frame_mib = 1");
     net.start_all();
     let mut alice = net.client("alice");

@@ -87,7 +87,10 @@ impl Net {
         timeout_secs: f64,
         ports: Option<&[u16]>,
     ) -> Net {
-        let dir = std::env::temp_dir().join(format!("privpy-net-{tag}-{}", std::process::id()));
+        // Unique per Net, even if two tests pick the same tag.
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let dir = std::env::temp_dir().join(format!("privpy-net-{tag}-{}-{n}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         // With given ports: placeholders 1..=6, replaced below.
         let base = if ports.is_some() { 1 } else { free_base() };

@@ -383,25 +383,27 @@ impl Shared {
     }
 }
 
+/// The fields of a `Request::Call`.
+pub(super) struct CallArgs {
+    pub(super) request: u64,
+    pub(super) program: String,
+    pub(super) bindings: Vec<(String, Vec<String>)>,
+    pub(super) inputs: Vec<Inline>,
+    pub(super) args: Vec<(String, f64)>,
+}
+
 /// `Request::Call` on `S1` or `S2`.
-#[allow(clippy::too_many_arguments)] // the request's fields
 pub(super) async fn call(
     shared: &Arc<Shared>,
     client: &str,
-    request: u64,
-    program: String,
-    bindings: Vec<(String, Vec<String>)>,
-    inputs: Vec<Inline>,
-    args: Vec<(String, f64)>,
+    call: CallArgs,
     cancel: Arc<AtomicBool>,
 ) -> Reply {
     let started = Instant::now();
-    let label = Metrics::label(&program);
+    let label = Metrics::label(&call.program);
     shared.metrics.requests.get_or_create(&label).inc();
-    let reply = call_inner(
-        shared, client, request, program, bindings, inputs, args, cancel,
-    )
-    .await;
+    let request = call.request;
+    let reply = call_inner(shared, client, call, cancel).await;
     finish_request(shared, &label, started, &reply);
     if let (Role::S1, Reply::Refused(r)) = (shared.role, &reply) {
         shared.forget_on_s2(client, request, r);
@@ -420,17 +422,19 @@ fn finish_request(shared: &Shared, label: &ProgramLabel, started: Instant, reply
         .observe(started.elapsed().as_secs_f64());
 }
 
-#[allow(clippy::too_many_arguments)] // the request's fields
 async fn call_inner(
     shared: &Arc<Shared>,
     client: &str,
-    request: u64,
-    program: String,
-    bindings: Vec<(String, Vec<String>)>,
-    inputs: Vec<Inline>,
-    args: Vec<(String, f64)>,
+    call: CallArgs,
     cancel: Arc<AtomicBool>,
 ) -> Reply {
+    let CallArgs {
+        request,
+        program,
+        bindings,
+        inputs,
+        args,
+    } = call;
     let me = shared.role;
     let Some(p) = shared.registry.get(&program).cloned() else {
         return Reply::Refused(Refusal::invalid(format!("{me} has no program {program:?}")));

@@ -3,7 +3,7 @@
 //! deletes.
 
 use super::*;
-use calls::{acquire_slot, call, infer, new_job};
+use calls::{CallArgs, acquire_slot, call, infer, new_job};
 
 pub(super) async fn serve_client(shared: Arc<Shared>, tcp: TcpStream, addr: SocketAddr) {
     let t = shared.cluster.handshake_timeout;
@@ -319,10 +319,14 @@ pub(super) async fn handle_request(
             inputs,
             args,
         } => {
-            call(
-                shared, client, request, program, bindings, inputs, args, cancel,
-            )
-            .await
+            let fields = CallArgs {
+                request,
+                program,
+                bindings,
+                inputs,
+                args,
+            };
+            call(shared, client, fields, cancel).await
         }
         Request::Infer {
             request,
