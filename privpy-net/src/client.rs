@@ -12,6 +12,22 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
+//! One round trip, nothing stored: a call on inputs sent with the request, and an
+//! inference on a deployed model (batched with other clients' requests):
+//!
+//! ```no_run
+//! # use privpy_net::client::Client;
+//! # use privpy_net::config::ClientConfig;
+//! # use ndarray::{Array1, Array2, array};
+//! # let mut alice = Client::connect(&ClientConfig::from_file("dev-cluster/alice.toml".as_ref())?)?;
+//! let x = array![3.0, 1.0, 4.0, 1.0, 5.0];
+//! let stats = alice.call("stats", &[], &[("x", x.view().into_dyn())], &[])?;
+//! let mean: f64 = stats.get("mean")?;
+//! let images = Array2::<f64>::zeros((2, 784));
+//! let digits: Array1<f64> = alice.infer("mnist-mlp", &images)?.get("digits")?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
 //! The client splits each input into two shares on its own machine and sends one to
 //! `S1`, the other to `S2`; servers never see the value. Results come back as two
 //! shares, one from each, and only the client adds them up. The calls block; a
