@@ -1684,3 +1684,29 @@ fn inference_queue_limits_disconnects_and_deadlines() {
     assert_eq!(refusal(err), RefusalKind::Busy);
     assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
 }
+
+/// A `[[models]]` deployment the registry cannot serve stops the server at start
+/// with `ServerError::Config`: an unknown program, one not declared row-wise, a
+/// weight parameter left unbound.
+#[test]
+fn misdeployed_models_stop_the_server_at_start() {
+    let head = "[[models]]\nname = \"m\"\nowner = \"owner\"\n";
+    let cases = [
+        ("program = \"nope\"\ninput = \"x\"", "no program"),
+        ("program = \"stats\"\ninput = \"x\"", "row-wise"),
+        (
+            "program = \"mlp_predict\"\ninput = \"images\"\nweights = { w1 = \"w1\", b1 = \"b1\", w2 = \"w2\", b2 = \"b2\", w3 = \"w3\" }",
+            "bound to no weight",
+        ),
+    ];
+    for (body, why) in cases {
+        let mut net = Net::new("misdeploy", &["owner"], None, 10.0);
+        net.configure_tail(&format!("{head}{body}"));
+        let listeners = net.bound[0].take().unwrap();
+        match server::start_with(Role::S1, net.cfg.clone(), stock(), listeners) {
+            Err(server::ServerError::Config(m)) => assert!(m.contains(why), "{m}"),
+            Err(other) => panic!("expected a configuration error, got {other}"),
+            Ok(_) => panic!("a server started with {body:?}"),
+        }
+    }
+}

@@ -349,6 +349,7 @@ fn prepare(
     registry: Registry,
 ) -> Result<Arc<Shared>, ServerError> {
     privpy_core::set_kernel_threads(cluster.kernel_threads);
+    check_models(&cluster, &registry)?;
     let me = cluster.server(role).clone();
     let (cert, key) = match (&me.cert, &me.key) {
         (Some(c), Some(k)) => (c.clone(), k.clone()),
@@ -391,6 +392,44 @@ fn prepare(
         prepared: Arc::new(PreparedCache::default()),
         confirmed: Mutex::new(std::collections::HashSet::new()),
     }))
+}
+
+/// Checks every `[[models]]` deployment against the registry: its program exists
+/// and is row-wise in the deployment's input, and the weights bind every other
+/// parameter exactly once.
+fn check_models(cluster: &ClusterConfig, registry: &Registry) -> Result<(), ServerError> {
+    for m in &cluster.models {
+        let bad = |why: String| ServerError::Config(format!("model {:?}: {why}", m.name));
+        let p = registry
+            .get(&m.program)
+            .ok_or_else(|| bad(format!("no program {:?} is registered", m.program)))?;
+        if p.row_wise_param() != Some(m.input.as_str()) {
+            return Err(bad(format!(
+                "program {:?} is not declared row-wise in {:?} (Program::row_wise), so its requests cannot be batched",
+                m.program, m.input
+            )));
+        }
+        let others: Vec<&str> = p
+            .params()
+            .iter()
+            .map(|(n, _)| n.as_str())
+            .filter(|n| *n != m.input)
+            .collect();
+        for (w, _) in &m.weights {
+            if !others.contains(&w.as_str()) {
+                return Err(bad(format!(
+                    "program {:?} has no weight parameter {w:?}",
+                    m.program
+                )));
+            }
+        }
+        for o in others {
+            if !m.weights.iter().any(|(w, _)| w == o) {
+                return Err(bad(format!("parameter {o:?} is bound to no weight")));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Spawns the accept loops and the sweeper on the current runtime.
