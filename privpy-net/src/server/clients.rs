@@ -7,17 +7,16 @@ use calls::{CallArgs, acquire_slot, call, infer, new_job};
 
 pub(super) async fn serve_client(shared: Arc<Shared>, tcp: TcpStream, addr: SocketAddr) {
     let t = shared.cluster.handshake_timeout;
-    let acceptor = TlsAcceptor::from(shared.tls.client_acceptor.clone());
-    let tls = match tokio::time::timeout(t, acceptor.accept(tcp)).await {
-        Ok(Ok(s)) => s,
-        Ok(Err(e)) => {
-            warn!(%addr, error = %e, "client refused: TLS handshake failed");
-            return;
-        }
-        Err(_) => {
-            warn!(%addr, "client refused: no TLS handshake within the timeout");
-            return;
-        }
+    let Some(tls) = accept_tls(
+        &shared,
+        shared.tls.client_acceptor.clone(),
+        tcp,
+        addr,
+        "client",
+    )
+    .await
+    else {
+        return;
     };
     // A client's message (an upload) is at most its quota, and a margin.
     let most = usize::try_from(shared.cluster.quota.saturating_add(1 << 20)).unwrap_or(usize::MAX);

@@ -582,6 +582,29 @@ async fn accept_loop(
     }
 }
 
+/// The TLS handshake of an accepted connection, within `handshake_timeout`; `None`
+/// (logged with `what`, the kind of connection) when it fails or takes too long.
+async fn accept_tls(
+    shared: &Shared,
+    acceptor: Arc<rustls::ServerConfig>,
+    tcp: TcpStream,
+    addr: SocketAddr,
+    what: &str,
+) -> Option<tokio_rustls::server::TlsStream<TcpStream>> {
+    let t = shared.cluster.handshake_timeout;
+    match tokio::time::timeout(t, TlsAcceptor::from(acceptor).accept(tcp)).await {
+        Ok(Ok(s)) => Some(s),
+        Ok(Err(e)) => {
+            warn!(%addr, error = %e, "{what} refused: TLS handshake failed");
+            None
+        }
+        Err(_) => {
+            warn!(%addr, "{what} refused: no TLS handshake within the timeout");
+            None
+        }
+    }
+}
+
 /// Runs `f` on this server's share store on a blocking thread.
 async fn with_store<T: Send + 'static>(
     shared: &Arc<Shared>,

@@ -10,17 +10,16 @@ use super::*;
 /// A peer dials this server: authenticate it, then serve its link until it closes.
 pub(super) async fn accept_peer(shared: Arc<Shared>, tcp: TcpStream, addr: SocketAddr) {
     let t = shared.cluster.handshake_timeout;
-    let acceptor = TlsAcceptor::from(shared.tls.peer_acceptor.clone());
-    let tls = match tokio::time::timeout(t, acceptor.accept(tcp)).await {
-        Ok(Ok(s)) => s,
-        Ok(Err(e)) => {
-            warn!(%addr, error = %e, "server link refused: TLS handshake failed");
-            return;
-        }
-        Err(_) => {
-            warn!(%addr, "server link refused: no TLS handshake within the timeout");
-            return;
-        }
+    let Some(tls) = accept_tls(
+        &shared,
+        shared.tls.peer_acceptor.clone(),
+        tcp,
+        addr,
+        "server link",
+    )
+    .await
+    else {
+        return;
     };
     let mut conn = Conn::new(TlsStream::Server(tls), shared.cluster.max_frame);
     let from = match conn.recv(t).await {
