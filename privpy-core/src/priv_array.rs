@@ -313,7 +313,9 @@ impl<A: PrivType> Priv<A> {
         Ok(self.wrap(self.binop(BinOp::Mul, rhs.operand(), false)?))
     }
 
-    /// `self * c` for a public `c` (paper Protocol 3: no communication).
+    /// `self * c` for a public `c` (paper Protocol 3: no communication). A `c` whose
+    /// elements are all integers up to `2^31` in magnitude is exact (`c·x̃` in the
+    /// ring, no truncation); any other is within one unit in the last place.
     ///
     /// # Errors
     /// Incompatible shapes, or `c` outside the configured range.

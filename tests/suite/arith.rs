@@ -57,6 +57,65 @@ fn check_mul_error<R: Ring>(cfg: Config) {
     );
 }
 
+/// A public integer factor is exact (`c·x̃` in the ring, no truncation), for scalars
+/// and broadcast vectors; a fractional one stays within one unit of `x̃·c̃ / 2^f`.
+fn check_public_factors<R: Ring>(cfg: Config) {
+    let mut g = rng(8);
+    let n = 600;
+    let xs = values(&mut g, n, cfg.bound() / 4096.0);
+    let x = Array2::from_shape_vec((n / 3, 3), xs.clone()).unwrap();
+    let mut cluster = LocalCluster::new(cfg).with_seed(4);
+    let alice = cluster.client("alice");
+    cluster.upload(&alice, "x", &x).unwrap();
+    let run = cluster
+        .run(|s| {
+            let x = s.input::<Array2<f64>>("x")?;
+            s.output("alice", "two", &(&x * 2.0))?;
+            s.output("alice", "ints", &(&x * &array![-3.0, 0.0, 1024.0]))?;
+            s.output("alice", "frac", &(&x * 0.375))
+        })
+        .unwrap();
+    let (two, ints, frac) = (
+        ring_output::<R>(&run, &alice, "two"),
+        ring_output::<R>(&run, &alice, "ints"),
+        ring_output::<R>(&run, &alice, "frac"),
+    );
+    let int = |c: i64| {
+        let m = R::from_u64(c.unsigned_abs());
+        if c < 0 { m.wneg() } else { m }
+    };
+    let f = cfg.frac_bits();
+    for (k, &v) in xs.iter().enumerate() {
+        let xt = cfg.encode_scalar::<R>(v).unwrap();
+        assert_eq!(
+            two[k],
+            xt.wmul(int(2)),
+            "{:?}: x·2, element {k}",
+            cfg.ring()
+        );
+        let c = [-3, 0, 1024][k % 3];
+        assert_eq!(
+            ints[k],
+            xt.wmul(int(c)),
+            "{:?}: x·{c}, element {k}",
+            cfg.ring()
+        );
+        let exact = R::mul_trunc(xt, cfg.encode_scalar::<R>(0.375).unwrap(), f);
+        assert!(
+            signed_distance(frac[k], exact) <= 1.0,
+            "{:?}: x·0.375, element {k}",
+            cfg.ring()
+        );
+    }
+}
+
+#[test]
+fn public_integer_factors_are_exact_all_rings() {
+    check_public_factors::<Z64>(Config::fast());
+    check_public_factors::<Z128>(Config::default());
+    check_public_factors::<Z256>(Config::paper());
+}
+
 #[test]
 fn mul_within_3_units_of_encoded_product_z64() {
     check_mul_error::<Z64>(Config::fast());

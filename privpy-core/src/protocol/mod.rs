@@ -480,6 +480,11 @@ impl<R: RingData> Party<R> {
     }
 }
 
+/// An integer small enough that `c·x̃` stays as exact as `x̃` ([`Party::binary_public`]).
+fn small_integer(v: f64) -> bool {
+    v.fract() == 0.0 && v.abs() <= 2_147_483_648.0
+}
+
 impl<R: RingData> Party<R> {
     /// The right operand's half of Protocol 1, done once ([`crate::Prepared`]):
     /// `S1`, `S2` re-randomize `w` with `rw` from PRG(S1,S2), `w1' = w1 − rw`,
@@ -671,6 +676,20 @@ impl<R: RingData> Engine for Party<R> {
     ) -> Result<Data> {
         if op == BinOp::MulInt {
             return Err(Error::Internal("integer product with a public operand"));
+        }
+        if op == BinOp::Mul && !c.is_empty() && c.iter().all(|&v| small_integer(v)) {
+            // An integer factor (|c| ≤ 2^31): `c·x̃` is exact and local, no truncation
+            // and no re-randomization (Protocol 3's mask only serves the truncation).
+            // Every server still checks the operand, so all of them fail together.
+            self.encode(c)?;
+            if !self.role.is_primary() {
+                return Ok(Data::shape_only(out));
+            }
+            let k = c.mapv(|v| {
+                let m = R::from_u64(v.abs() as u64);
+                if v < 0.0 { m.wneg() } else { m }
+            });
+            return Ok(R::wrap(zip_map(R::get(a), &k, out, R::wmul)));
         }
         if op == BinOp::Mul {
             let f = self.cfg.frac_bits();
