@@ -24,7 +24,7 @@ use ndarray::{ArrayViewD, Dimension};
 ///
 /// | protocol | online rounds | online bytes per 64-bit comparison, per primary | offline |
 /// |---|---|---|---|
-/// | [`Comparison::FourParty`] | 7 (`1 + ⌈log2(l−1)⌉`) | about 31 | `Sa` deals masks and AND triples; ~80 bytes to `S2` |
+/// | [`Comparison::FourParty`] | 8 (`2 + ⌈log2(l−1)⌉`) | about 31 | `Sa` deals masks and AND triples; ~32 bytes to `S2` |
 /// | [`Comparison::GarbledCircuit`] | 2 | 2,048 (labels to `Sb`) | `Sa` garbles (2 kB per comparison to `Sb`) |
 ///
 /// The default, [`Comparison::Auto`], picks one of the two for each batch of
@@ -84,15 +84,16 @@ pub enum Network {
 
 impl Network {
     /// The batch size from which the four-party comparison is faster than the
-    /// garbled circuit on this network, from the README's measurements on a 2-core
-    /// machine (one comparison / bulk throughput of each): 24 locally (135 µs vs
-    /// 49 µs, 0.25 µs vs 3.75 µs per comparison), 40 on a LAN (1.29 ms vs 0.40 ms,
-    /// 0.68 µs vs 21.5 µs), 600 on a WAN (144 ms vs 41 ms, 4.5 µs vs 168 µs).
+    /// garbled circuit on this network, from `benches/compare.rs` on a 2-core
+    /// machine (one comparison, four-party vs garbled; then the cost of each further
+    /// comparison): 64 locally (220 µs vs 48 µs; 0.09 µs vs 2.76 µs), 52 on a LAN
+    /// (1.50 ms vs 0.40 ms; 0.37 µs vs 21.5 µs), 730 on a WAN (161 ms vs 40 ms;
+    /// 3.2 µs vs 168 µs).
     pub fn crossover(self) -> usize {
         match self {
-            Network::Local => 24,
-            Network::Lan => 40,
-            Network::Wan => 600,
+            Network::Local => 64,
+            Network::Lan => 52,
+            Network::Wan => 730,
         }
     }
 

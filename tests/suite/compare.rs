@@ -352,9 +352,9 @@ fn garbled_comparison_costs_two_rounds_and_the_stated_bytes() {
 
 /// The four-party protocol's cost, derived here independently of the protocol
 /// code: round 1 opens `l` bits per comparison; a tree over the `l − 1` low bits
-/// joins pairs level by level (the lowest pair opens 2 bits, the others 3); the last
-/// layer opens 3 bits; the dealer sends `S2` its shares of `r`'s bits, one bit per
-/// AND gate and 7 ring elements.
+/// joins pairs level by level (the lowest pair opens 2 bits, the others 3); the root
+/// AND opens 2 bits and the conversion 1; the dealer sends `S2` its shares of `r`'s
+/// bits, one bit per AND gate of the tree, one for the root AND and one ring element.
 #[test]
 fn four_party_comparison_costs_the_stated_rounds_and_bytes() {
     for (name, cfg) in presets() {
@@ -378,17 +378,17 @@ fn four_party_comparison_costs_the_stated_rounds_and_bytes() {
             count = pairs + count % 2;
             levels += 1;
         }
-        online += (3 * n).div_ceil(8);
+        online += (2 * n).div_ceil(8) + n.div_ceil(8);
         let st = run.stats();
-        assert_eq!(st.rounds(), levels + 2, "{name}");
+        assert_eq!(st.rounds(), levels + 3, "{name}");
         assert_eq!(
             st.rounds(),
-            ((l - 1) as f64).log2().ceil() as u64 + 1,
-            "{name}: 1 + ceil(log2(l - 1)) rounds"
+            ((l - 1) as f64).log2().ceil() as u64 + 2,
+            "{name}: 2 + ceil(log2(l - 1)) rounds"
         );
         assert_eq!(st.link_bytes(S1, S2), online, "{name}: S1 online");
         assert_eq!(st.link_bytes(S2, S1), online, "{name}: S2 online");
-        let deal = (n * l).div_ceil(8) + (n * ands).div_ceil(8) + 7 * n * bytes;
+        let deal = (n * l).div_ceil(8) + (n * ands).div_ceil(8) + n.div_ceil(8) + n * bytes;
         assert_eq!(st.link_bytes(Sa, S2), deal, "{name}: the deal");
         for r in [Sa, Sb] {
             assert_eq!(
@@ -409,18 +409,19 @@ fn four_party_comparison_costs_the_stated_rounds_and_bytes() {
         );
         assert_eq!(
             st.total_messages(),
-            2 * (levels + 2) + 1,
+            2 * (levels + 3) + 1,
             "{name}: one message per link per round, one deal"
         );
         if l == 64 {
             assert!(online <= 32 * n, "{name}: {} bytes online", online / n);
+            assert!(deal <= 33 * n, "{name}: {} bytes dealt", deal / n);
         }
     }
 }
 
 #[test]
 fn tree_reduction_takes_ceil_log2_n_comparison_layers() {
-    for (protocol, per_cmp) in [(Comparison::GarbledCircuit, 2), (Comparison::FourParty, 7)] {
+    for (protocol, per_cmp) in [(Comparison::GarbledCircuit, 2), (Comparison::FourParty, 8)] {
         for n in [2usize, 5, 16, 33] {
             let cfg = Config::fast().with_comparison(protocol);
             let mut c = LocalCluster::new(cfg).with_seed(1);
@@ -444,7 +445,7 @@ fn tree_reduction_takes_ceil_log2_n_comparison_layers() {
 }
 
 /// `Comparison::Auto` (the default) runs small batches on the garbled circuit (2
-/// rounds) and large ones on the four-party protocol (7 rounds on Z64), with the
+/// rounds) and large ones on the four-party protocol (8 rounds on Z64), with the
 /// crossover of the configured network; `with_link` sets the network; results are
 /// right either way.
 #[test]
@@ -452,12 +453,12 @@ fn auto_comparison_follows_batch_size_and_network() {
     use privpy::transport::LinkProfile;
     assert_eq!(Config::fast().comparison(), Comparison::Auto);
     let cases = [
-        (Network::Local, None, 23, 2),
-        (Network::Local, None, 24, 7),
-        (Network::Lan, None, 39, 2),
-        (Network::Lan, None, 40, 7),
-        (Network::Wan, None, 599, 2),
-        (Network::Wan, None, 600, 7),
+        (Network::Local, None, 63, 2),
+        (Network::Local, None, 64, 8),
+        (Network::Lan, None, 51, 2),
+        (Network::Lan, None, 52, 8),
+        (Network::Wan, None, 729, 2),
+        (Network::Wan, None, 730, 8),
         // The emulated WAN sets the network itself: 100 comparisons stay on the circuit.
         (Network::Local, Some(LinkProfile::wan()), 100, 2),
     ];

@@ -16,12 +16,12 @@
 //! - `Sa` (the dealer) shares an AES-CTR key with `S1` and another with `S2`
 //!   (derived from the session's pairwise seeds). From them each primary `Sj`
 //!   expands, with no message: an arithmetic mask share `Rj ∈ Z_{2^w}`, boolean
-//!   mask bits for every AND gate and for the last layer, and (`S1` only) its
-//!   boolean shares of the bits of `r = R1 + R2 mod 2^w`, of every AND triple's
-//!   product, and its arithmetic shares of the last layer's monomials. `Sa`
-//!   expands both streams, so it knows every mask. It sends `S2` one message,
-//!   the **deal**: `S2`'s shares of `r`'s bits, of the triples' products and of the
-//!   monomials, each as `value ⊕ S1's share` (or `value − S1's share`).
+//!   mask bits for every AND gate and for the conversion bit `ρ`, and (`S1` only)
+//!   its boolean shares of the bits of `r = R1 + R2 mod 2^w` and of every AND
+//!   triple's product, and its arithmetic share of `ρ` in `Z_{2^l}`. `Sa` expands
+//!   both streams, so it knows every mask. It sends `S2` one message, the
+//!   **deal**: `S2`'s shares of `r`'s bits, of the triples' products and of `ρ`,
+//!   each as `value ⊕ S1's share` (or `value − S1's share`).
 //! - **Round 1.** `Sj → S(3−j)`: `mj = zj + Rj mod 2^w`. Both get
 //!   `c = m1 + m2 = z + r mod 2^w`.
 //! - Now `z = c − r mod 2^w` with `c` public to the primaries and `r`'s bits
@@ -37,21 +37,27 @@
 //!   its shares of `E_H ∧ G_L` and `E_H ∧ E_L` from the triples `(a, b, ab)`,
 //!   `(a, b', ab')`. Everything is bit-sliced: bit `k` of a 64-bit word is instance
 //!   `k`, so one word operation serves 64 comparisons.
-//! - **Last round.** The root is `out = A ⊕ (X ∧ Y)` with `A = c_{w−1} ⊕ r_{w−1} ⊕ G_H`,
-//!   `X = E_H`, `Y = G_L` (equality: `A = 0`, `X = E_H`, `Y = E_L`). The primaries open
-//!   `A ⊕ α`, `X ⊕ β`, `Y ⊕ γ`; writing `A = A' + (1 − 2A')α` (and so on), `out` is a
-//!   linear function, with public coefficients, of the monomials
-//!   `α, β, γ, αβ, αγ, βγ, αβγ`, whose arithmetic shares `Sa` dealt. So the last
-//!   AND and the conversion to arithmetic shares of `Z_{2^l}` cost one round.
+//! - **Root round.** The root is `out = A ⊕ (X ∧ Y)` with `A = c_{w−1} ⊕ r_{w−1} ⊕ G_H`,
+//!   `X = E_H`, `Y = G_L` (equality: `A = 0`, `X = E_H`, `Y = E_L`): one more AND by
+//!   Beaver's method, opening `X ⊕ α` and `Y ⊕ β`. Each primary now holds a boolean
+//!   share of `out`.
+//! - **Conversion round.** The primaries open `e = out ⊕ ρ`, with `ρ` a mask bit
+//!   whose arithmetic shares in `Z_{2^l}` `Sa` dealt. Then `out = e + (1 − 2e)·ρ`,
+//!   linear in `ρ`'s shares with public coefficients: arithmetic shares of `[z < 0]`.
+//!   (An earlier version merged these two rounds by dealing the seven monomials of
+//!   `(A, X, Y)`'s masks in `Z_{2^l}`: one round fewer, but seven ring elements per
+//!   comparison dealt and expanded instead of one, which was most of the deal and
+//!   much of the work in `Z_{2^128}`.)
 //!
-//! For `l = 64`: 7 rounds, and each primary sends 8 bytes plus 181 bits (about 31
-//! bytes) per comparison online; the deal is about 80 bytes per comparison.
+//! For `l = 64`: 8 rounds, and each primary sends 8 bytes plus 181 bits (about 31
+//! bytes) per comparison online; the deal is about 32 bytes per comparison.
 //!
 //! **What each server sees** (semi-honest, no two servers colluding):
 //! - `Sa` and `Sb` receive nothing. (`Sb` is idle; `Sa` only sends the deal.)
 //! - `S2` receives the deal: each entry is a value masked by `S1`'s share of it,
 //!   which comes from a stream `S2` does not know, so the deal is uniformly random
-//!   to `S2` (bits uniform; ring elements uniform). In round 1 it receives
+//!   to `S2` (bits uniform; ring elements uniform). The conversion round's opened
+//!   `e = out ⊕ ρ` is uniform too: `ρ` is a fresh bit known only to `Sa`. In round 1 it receives
 //!   `m1 = z1 + R1`, uniform because `R1` is. In later rounds it receives `S1`'s
 //!   shares of masked bits, `x1 ⊕ a1` with `a1` from `S1`'s stream: uniform. The
 //!   values it can compute (`c`, the opened `x ⊕ a`) are uniform too: `c` is masked
@@ -88,10 +94,12 @@ enum Stream {
     AndMasks = 18,
     /// `S1`'s shares of the AND triples' products.
     AndProducts = 19,
-    /// The last layer's mask bits `α, β, γ` (both primaries).
+    /// The root AND's mask bits `α, β` and the conversion bit `ρ` (both primaries).
     LastMasks = 20,
-    /// `S1`'s arithmetic shares of the last layer's monomials.
-    LastMonomials = 21,
+    /// `S1`'s arithmetic shares of `ρ` in `Z_{2^l}`.
+    RhoArith = 21,
+    /// `S1`'s share of the root AND's product `αβ`.
+    LastProduct = 22,
 }
 
 // ---------------------------------------------------------------- bit planes
@@ -230,7 +238,7 @@ impl<R> std::fmt::Debug for Material<R> {
 
 impl<R> std::fmt::Debug for Deal<R> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Deal({} ring elements, ..)", self.monomials.len())
+        write!(f, "Deal({} ring elements, ..)", self.rho.len())
     }
 }
 
@@ -455,14 +463,6 @@ impl Plan {
         }
     }
 
-    /// Arithmetic monomials of the last layer: `α β γ αβ αγ βγ αβγ`, or `β γ βγ`.
-    fn monomials(&self) -> usize {
-        match self.kind {
-            CmpKind::Negative => 7,
-            CmpKind::Zero => 3,
-        }
-    }
-
     /// Opened planes per level.
     fn openings(&self, level: usize) -> usize {
         self.levels[level]
@@ -474,10 +474,10 @@ impl Plan {
             .sum()
     }
 
-    /// Online rounds: the opening of `c`, one per level, the last layer.
+    /// Online rounds: the opening of `c`, one per level, the root, the conversion.
     #[cfg(test)]
     pub(crate) fn rounds(&self) -> usize {
-        self.levels.len() + 2
+        self.levels.len() + 3
     }
 }
 
@@ -491,15 +491,17 @@ pub(crate) struct Material<R> {
     rbits: Planes,
     and_masks: Planes,
     products: Planes,
+    /// `α`, `β` (the root AND's masks) and `ρ` (the conversion bit).
     last_masks: Planes,
-    /// Monomial-major: monomial `m` of instance `k` at `m · n + k`.
-    monomials: Vec<R>,
+    /// This primary's share of the root AND's `αβ`.
+    last_product: Planes,
+    /// This primary's arithmetic share of `ρ` in `Z_{2^l}`.
+    rho: Vec<R>,
 }
 
 impl<R: Ring> Material<R> {
     /// Instances `first..first + m`.
     pub(crate) fn slice(&self, first: usize, m: usize) -> Material<R> {
-        let k = self.monomials.len().checked_div(self.n).unwrap_or(0);
         Material {
             n: m,
             mask: self.mask[first..first + m].to_vec(),
@@ -507,10 +509,8 @@ impl<R: Ring> Material<R> {
             and_masks: self.and_masks.slice(first, m),
             products: self.products.slice(first, m),
             last_masks: self.last_masks.slice(first, m),
-            monomials: (0..k)
-                .flat_map(|j| self.monomials[j * self.n + first..j * self.n + first + m].iter())
-                .copied()
-                .collect(),
+            last_product: self.last_product.slice(first, m),
+            rho: self.rho[first..first + m].to_vec(),
         }
     }
 
@@ -524,30 +524,35 @@ impl<R: Ring> Material<R> {
 pub(crate) struct Deal<R> {
     rbits: Planes,
     products: Planes,
-    monomials: Vec<R>,
+    last_product: Planes,
+    rho: Vec<R>,
 }
 
 impl<R: Ring> Deal<R> {
     fn wire_len(plan: &Plan, n: usize) -> usize {
         Planes::wire_len(plan.w, n)
             + Planes::wire_len(plan.products, n)
-            + plan.monomials() * n * R::BYTES
+            + Planes::wire_len(1, n)
+            + n * R::BYTES
     }
 
     fn to_bytes(&self) -> Vec<u8> {
         let mut out = self.rbits.to_bytes();
         out.extend_from_slice(&self.products.to_bytes());
-        R::write_le(self.monomials.iter().copied(), &mut out);
+        out.extend_from_slice(&self.last_product.to_bytes());
+        R::write_slice(&self.rho, &mut out);
         out
     }
 
     fn from_bytes(b: &[u8], plan: &Plan, n: usize) -> Deal<R> {
         let l1 = Planes::wire_len(plan.w, n);
-        let l2 = Planes::wire_len(plan.products, n);
+        let l2 = l1 + Planes::wire_len(plan.products, n);
+        let l3 = l2 + Planes::wire_len(1, n);
         Deal {
             rbits: Planes::from_bytes(&b[..l1], plan.w, n),
-            products: Planes::from_bytes(&b[l1..l1 + l2], plan.products, n),
-            monomials: R::read_le(&b[l1 + l2..]),
+            products: Planes::from_bytes(&b[l1..l2], plan.products, n),
+            last_product: Planes::from_bytes(&b[l2..l3], 1, n),
+            rho: R::read_le(&b[l3..]),
         }
     }
 }
@@ -566,12 +571,13 @@ pub(crate) fn expand<R: Ring>(
         .collect();
     let and_masks = Planes::expand(prg, op, Stream::AndMasks, plan.masks, n);
     let last_masks = Planes::expand(prg, op, Stream::LastMasks, 3, n);
-    let (rbits, products, monomials) = match deal {
-        Some(d) => (d.rbits, d.products, d.monomials),
+    let (rbits, products, last_product, rho) = match deal {
+        Some(d) => (d.rbits, d.products, d.last_product, d.rho),
         None => (
             Planes::expand(prg, op, Stream::RBits, plan.w, n),
             Planes::expand(prg, op, Stream::AndProducts, plan.products, n),
-            expand_ring::<R>(prg, op, Stream::LastMonomials, plan.monomials() * n),
+            Planes::expand(prg, op, Stream::LastProduct, 1, n),
+            expand_ring::<R>(prg, op, Stream::RhoArith, n),
         ),
     };
     Material {
@@ -581,7 +587,8 @@ pub(crate) fn expand<R: Ring>(
         and_masks,
         products,
         last_masks,
-        monomials,
+        last_product,
+        rho,
     }
 }
 
@@ -627,26 +634,33 @@ pub(crate) fn deal<R: Ring>(
         }
     }
     let lm2 = Planes::expand(p2, op, Stream::LastMasks, 3, n);
-    let k = plan.monomials();
-    let mut monomials = vec![R::zero(); k * n];
-    let one = R::from_u64(1);
-    for i in 0..n {
-        let bit = |p: usize| (m1.last_masks.get(p, i, 1) ^ lm2.get(p, i, 1)) == 1;
-        let (al, be, ga) = (bit(0), bit(1), bit(2));
-        let values = [al, be, ga, al && be, al && ga, be && ga, al && be && ga];
-        let chosen: &[bool] = match plan.kind {
-            CmpKind::Negative => &values,
-            CmpKind::Zero => &[values[1], values[2], values[5]],
-        };
-        for (m, &v) in chosen.iter().enumerate() {
-            let value = if v { one } else { R::zero() };
-            monomials[m * n + i] = value.wsub(m1.monomials[m * n + i]);
-        }
+    let last = |p: usize| xor(m1.last_masks.plane(p), lm2.plane(p));
+    let (alpha, beta, rho_bits) = (last(0), last(1), last(2));
+    let mut last_product = Planes::zeros(1, n);
+    for (((o, a), b), s1) in last_product
+        .plane_mut(0)
+        .iter_mut()
+        .zip(&alpha)
+        .zip(&beta)
+        .zip(m1.last_product.plane(0))
+    {
+        *o = (a & b) ^ s1;
     }
+    let one = R::from_u64(1);
+    let rho = m1
+        .rho
+        .iter()
+        .enumerate()
+        .map(|(i, s1)| {
+            let bit = (rho_bits[i / 64] >> (i % 64)) & 1 == 1;
+            (if bit { one } else { R::zero() }).wsub(*s1)
+        })
+        .collect();
     Deal {
         rbits,
         products,
-        monomials,
+        last_product,
+        rho,
     }
 }
 
@@ -670,7 +684,8 @@ pub(crate) struct Primary<'p, R: Ring> {
     plan: &'p Plan,
     first: bool,
     mat: Material<R>,
-    /// 0: waiting for the masked values; `1 + i`: level `i`; `levels + 1`: last.
+    /// 0: waiting for the masked values; `1 + i`: level `i`; `levels + 1`: the
+    /// root AND; `levels + 2`: the conversion.
     stage: usize,
     /// Round 1's message (this primary's masked values), then its last opening.
     sent: Vec<u8>,
@@ -725,7 +740,8 @@ impl<'p, R: Ring> Primary<'p, R> {
         match self.stage {
             0 => n * R::BYTES,
             s if s <= levels => Planes::wire_len(self.plan.openings(s - 1), n),
-            _ => Planes::wire_len(3, n),
+            s if s == levels + 1 => Planes::wire_len(2, n),
+            _ => Planes::wire_len(1, n),
         }
     }
 
@@ -761,16 +777,24 @@ impl<'p, R: Ring> Primary<'p, R> {
         if stage <= levels {
             self.join(stage - 1, &public);
             self.next_opening()
+        } else if stage == levels + 1 {
+            let out = self.root(&public);
+            let mut e = Planes::zeros(0, n);
+            e.push(&xor(&out, self.mat.last_masks.plane(2)));
+            self.open(e)
         } else {
             Step::Done(self.finish(&public))
         }
     }
 
     fn opening_count(&self, level: usize) -> usize {
-        if level < self.plan.levels.len() {
+        let levels = self.plan.levels.len();
+        if level < levels {
             self.plan.openings(level)
+        } else if level == levels {
+            2
         } else {
-            3
+            1
         }
     }
 
@@ -826,11 +850,10 @@ impl<'p, R: Ring> Primary<'p, R> {
                 }
             }
         } else {
-            let (a, x, y) = self.last_inputs();
+            let (_, x, y) = self.last_inputs();
             let m = &self.mat.last_masks;
-            out.push(&xor(&a, m.plane(0)));
-            out.push(&xor(&x, m.plane(1)));
-            out.push(&xor(&y, m.plane(2)));
+            out.push(&xor(&x, m.plane(0)));
+            out.push(&xor(&y, m.plane(1)));
         }
         self.open(out)
     }
@@ -910,49 +933,40 @@ impl<'p, R: Ring> Primary<'p, R> {
         self.segs = next;
     }
 
-    /// The last layer: arithmetic shares of `A ⊕ (X ∧ Y)` from the opened masked bits.
+    /// This primary's boolean share of the root `A ⊕ (X ∧ Y)` from the opened
+    /// `X ⊕ α`, `Y ⊕ β`.
+    fn root(&self, public: &Planes) -> Vec<u64> {
+        let (a, _, _) = self.last_inputs();
+        let m = &self.mat.last_masks;
+        let mut out = self.and_share(
+            public.plane(0),
+            public.plane(1),
+            m.plane(0),
+            m.plane(1),
+            self.mat.last_product.plane(0),
+        );
+        xor_into(&mut out, &a);
+        out
+    }
+
+    /// The conversion: from the opened `e = out ⊕ ρ`, this primary's arithmetic
+    /// share of `out = e + (1 − 2e)·ρ`, times `one`.
     fn finish(&self, public: &Planes) -> Vec<R> {
-        let n = self.mat.n;
-        let k = self.plan.monomials();
-        // Coefficients per (A', X', Y') of: the constant, then each monomial.
-        let mut table = [[R::zero(); 8]; 8];
-        for (idx, row) in table.iter_mut().enumerate() {
-            let (a, x, y) = (
-                (idx & 1) as i64,
-                ((idx >> 1) & 1) as i64,
-                ((idx >> 2) & 1) as i64,
-            );
-            let (sa, sx, sy) = (1 - 2 * a, 1 - 2 * x, 1 - 2 * y);
-            let coefs: Vec<i64> = match self.plan.kind {
-                CmpKind::Negative => vec![
-                    a + sa * x * y,
-                    sa * (1 - 2 * x * y),
-                    sa * sx * y,
-                    sa * sy * x,
-                    -2 * sa * sx * y,
-                    -2 * sa * sy * x,
-                    sa * sx * sy,
-                    -2 * sa * sx * sy,
-                ],
-                CmpKind::Zero => vec![x * y, sx * y, sy * x, sx * sy],
-            };
-            for (r, c) in row.iter_mut().zip(coefs) {
-                let m = R::from_u64(c.unsigned_abs()).wmul(self.one);
-                *r = if c < 0 { m.wneg() } else { m };
-            }
-        }
-        let mono = &self.mat.monomials;
-        (0..n)
-            .map(|i| {
-                let idx = (public.get(0, i, 1)
-                    | public.get(1, i, 1) << 1
-                    | public.get(2, i, 1) << 2) as usize;
-                let row = &table[idx];
-                let mut acc = if self.first { row[0] } else { R::zero() };
-                for m in 0..k {
-                    acc = acc.wadd(row[m + 1].wmul(mono[m * n + i]));
+        let e = public.plane(0);
+        let (one, minus_one) = (self.one, self.one.wneg());
+        self.mat
+            .rho
+            .iter()
+            .enumerate()
+            .map(|(i, rho)| {
+                let set = (e[i / 64] >> (i % 64)) & 1 == 1;
+                let scaled = rho.wmul(one);
+                match (set, self.first) {
+                    // e = 1: out = 1 − ρ.
+                    (true, true) => one.wsub(scaled),
+                    (true, false) => rho.wmul(minus_one),
+                    (false, _) => scaled,
                 }
-                acc
             })
             .collect()
     }
