@@ -11,7 +11,8 @@
 //! Uses the shipped slices (Adult, MNIST) and, where available, the full Credit Card
 //! and MovieLens sets (`$PRIVPY_DATA` or `../shared/data`), else generated data.
 //!
-//! `cargo bench --bench ml_tables`
+//! `cargo bench --bench ml_tables`; `-- --only training|mlp|lenet` runs one part,
+//! `-- --batch B` one batch size.
 //!
 //! `cargo bench --bench ml_tables -- lr-rrmse [--iterations N] [--batch B] [--lr R]`
 //! instead trains logistic regression on the shipped Adult slice (2,000 rows, 124
@@ -152,13 +153,25 @@ fn main() -> std::result::Result<(), Box<dyn std::error::Error>> {
         out,
         "| task | batch | ms per instance | kB per instance | rounds per batch |\n|---|---|---|---|---|"
     );
+    let only: Option<String> = arg("--only");
+    if let Some(o) = only
+        .as_deref()
+        .filter(|o| !["training", "mlp", "lenet"].contains(o))
+    {
+        return Err(format!("unknown --only {o:?} (training, mlp or lenet)").into());
+    }
+    let part = |p: &str| only.as_deref().is_none_or(|o| o == p);
+    let batches: Vec<usize> = match arg::<usize>("--batch") {
+        Some(b) => vec![b.max(1)],
+        None => BATCHES.to_vec(),
+    };
     let adult = load_libsvm(&shipped("adult/a9a-first-2000"), 123, None)?;
     let cc = data_dir()
         .map(|d| d.join("creditcard/creditcard.csv.gz"))
         .filter(|p| p.exists())
         .map(|p| load_creditcard(&p, Some(2000)))
         .transpose()?;
-    for b in BATCHES {
+    for &b in batches.iter().filter(|_| part("training")) {
         let runs = if b >= 1000 { 1 } else { 3 };
         // One logistic-regression SGD step on a batch of b Adult rows.
         let x = tile_rows(&adult.x, b).into_dyn();
@@ -244,7 +257,7 @@ fn main() -> std::result::Result<(), Box<dyn std::error::Error>> {
     let model = load_safetensors(
         &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models/mnist-mlp.safetensors"),
     )?;
-    for b in BATCHES {
+    for &b in batches.iter().filter(|_| part("mlp")) {
         let mut inputs: Vec<(&str, ArrayD<f64>)> =
             model.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
         inputs.push(("x", tile_rows(&test.images, b).into_dyn()));
@@ -269,7 +282,7 @@ fn main() -> std::result::Result<(), Box<dyn std::error::Error>> {
         ("models/mnist-lenet5-bn.safetensors", "LeNet-5-BN", true),
     ] {
         let lenet = load_safetensors(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(file))?;
-        for b in BATCHES {
+        for &b in batches.iter().filter(|_| part("lenet")) {
             let mut inputs: Vec<(&str, ArrayD<f64>)> =
                 lenet.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
             inputs.push(("x", tile_rows(&test.images, b).into_dyn()));

@@ -196,6 +196,13 @@ impl<A: PrivType> Priv<A> {
             });
             return self.clone();
         }
+        if self.ndim() == 1 {
+            // The positions along the only axis are the indices themselves.
+            return Priv::new(
+                self.data.gather(indices, &[indices.len()]),
+                self.eng.clone(),
+            );
+        }
         self.gather_positions(self.positions().select(axis, indices))
     }
 
