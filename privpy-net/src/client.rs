@@ -145,6 +145,9 @@ pub struct Client {
     rt: tokio::runtime::Runtime,
     conns: Vec<Conn>,
     timeout: Duration,
+    /// Share bytes per part of an upload in parts: 4 MiB, or half the largest
+    /// message a server takes if that is less.
+    part: usize,
 }
 
 impl std::fmt::Debug for Client {
@@ -206,6 +209,7 @@ impl Client {
             rt,
             conns: vec![c1, c2],
             timeout,
+            part: 4 << 20,
         };
         let mut configs = Vec::new();
         for (k, server) in PRIMARIES.into_iter().enumerate() {
@@ -224,8 +228,12 @@ impl Client {
                 Reply::Info {
                     config,
                     client: who,
+                    max_message,
                     ..
                 } => {
+                    // A part and its message's header fit the server's limit.
+                    let most = usize::try_from(max_message / 2).unwrap_or(usize::MAX);
+                    client.part = client.part.min(most.max(1 << 12));
                     if who != cfg.name {
                         return Err(ClientError::Protocol(format!(
                             "{server} knows this certificate as {who:?}, not {:?}",
@@ -454,6 +462,10 @@ impl Client {
     /// Uploading an existing name of your own replaces it; another client's name is
     /// refused.
     ///
+    /// A share larger than 4 MiB (or than half the servers' message limit) travels
+    /// in parts, each stored as it arrives, so the servers hold one part at a time;
+    /// the input is replaced only when its last part is stored.
+    ///
     /// Both shares carry one random upload tag, and every job checks that `S1`'s
     /// and `S2`'s tags agree. If this call fails after `S1` stored its share (for
     /// example, `S2` is down), no job runs on the mixed shares: it is refused with
@@ -508,17 +520,35 @@ impl Client {
                 )
                 .into());
             };
+            let bytes = s.to_bytes();
+            // Larger shares travel in parts, so that a server holds one part at a
+            // time: the first in the Upload, the rest in UploadParts.
+            let mut sent = bytes.len().min(self.part);
             let req = Request::Upload {
                 name: name.to_string(),
                 tag,
                 readers: readers.iter().map(|r| r.to_string()).collect(),
                 ring,
                 shape: s.shape().to_vec(),
-                bytes: s.to_bytes(),
+                bytes: bytes[..sent].to_vec(),
             };
-            match self.request(k, &req)? {
-                Reply::Uploaded => {}
-                other => return Err(unexpected(PRIMARIES[k], &other)),
+            let mut reply = self.request(k, &req)?;
+            loop {
+                match reply {
+                    Reply::Uploaded if sent == bytes.len() => break,
+                    Reply::PartReceived { received }
+                        if received == sent as u64 && sent < bytes.len() =>
+                    {
+                        let end = (sent + self.part).min(bytes.len());
+                        let part = Request::UploadPart {
+                            tag,
+                            bytes: bytes[sent..end].to_vec(),
+                        };
+                        sent = end;
+                        reply = self.request(k, &part)?;
+                    }
+                    other => return Err(unexpected(PRIMARIES[k], &other)),
+                }
             }
         }
         Ok(())
@@ -649,16 +679,41 @@ impl Client {
     pub fn fetch_shares(&mut self, id: u64, name: &str) -> Result<[Share; 2], ClientError> {
         let mut shares = Vec::new();
         for (k, server) in PRIMARIES.into_iter().enumerate() {
-            let req = Request::Fetch {
-                job: id,
-                name: name.to_string(),
-            };
-            match self.request(k, &req)? {
-                Reply::Share { ring, shape, bytes } => {
-                    shares.push(Share::from_bytes(ring, &shape, &bytes)?);
+            // In parts: each reply carries at most what the server chooses.
+            let mut bytes: Vec<u8> = Vec::new();
+            let share = loop {
+                let req = Request::FetchPart {
+                    job: id,
+                    name: name.to_string(),
+                    offset: bytes.len() as u64,
+                };
+                match self.request(k, &req)? {
+                    Reply::SharePart {
+                        ring,
+                        shape,
+                        total,
+                        bytes: part,
+                    } => {
+                        let expected = shape
+                            .iter()
+                            .try_fold(ring.bytes() as u64, |a, &d| a.checked_mul(d as u64));
+                        if expected != Some(total)
+                            || (part.is_empty() && (bytes.len() as u64) < total)
+                        {
+                            return Err(ClientError::Protocol(format!(
+                                "{server} sent a part of a share of shape {shape:?} claiming {total} bytes in all, {} of them in this part",
+                                part.len()
+                            )));
+                        }
+                        bytes.extend_from_slice(&part);
+                        if bytes.len() as u64 >= total {
+                            break Share::from_bytes(ring, &shape, &bytes)?;
+                        }
+                    }
+                    other => return Err(unexpected(server, &other)),
                 }
-                other => return Err(unexpected(server, &other)),
-            }
+            };
+            shares.push(share);
         }
         let s2 = shares.pop();
         let s1 = shares.pop();

@@ -9,8 +9,9 @@
 //!                             # heartbeat, for this long is hung or dead; a live
 //!                             # peer's step may take 20 times this
 //! output_ttl_secs = 86400     # unfetched outputs are deleted after this
-//! max_frame_mib = 64          # largest frame accepted; larger messages (uploads, fetches,
-//!                             # protocol steps) travel as continuation frames
+//! max_frame_mib = 64          # largest frame accepted, and a client's largest message:
+//!                             # larger uploads and fetches travel in parts, larger
+//!                             # protocol steps as continuation frames
 //! handshake_timeout_secs = 5  # a connection must finish TLS (and say Hello) within this
 //! idle_timeout_secs = 60      # a client connection with no request for this long is closed
 //! max_connections = 256       # open connections per listener; more are closed at once
@@ -269,9 +270,10 @@ pub struct ClusterConfig {
     pub timeout: Duration,
     /// Unfetched outputs are deleted after this.
     pub output_ttl: Duration,
-    /// Largest frame body accepted, in bytes (`max_frame_mib`, default 64 MiB). A
-    /// larger message travels as continuation frames: on server links up to 64
-    /// times this in all, on a client connection up to the client's quota and 1 MiB.
+    /// Largest frame body accepted, in bytes (`max_frame_mib`, default 64 MiB). On
+    /// server links a larger message travels as continuation frames, up to 64 times
+    /// this in all; a client's message is one frame at most (uploads and fetches
+    /// larger than that travel in parts).
     pub max_frame: usize,
     /// Time a new connection has to finish its TLS handshake (and, on the peer
     /// port, its `Hello`).

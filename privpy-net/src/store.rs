@@ -19,6 +19,13 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 // by (job, recipient, name).
 const INPUTS: TableDefinition<&str, &[u8]> = TableDefinition::new("inputs.v3");
 const OUTPUTS: TableDefinition<(u64, &str, &str), &[u8]> = TableDefinition::new("outputs.v3");
+/// The pieces of inputs uploaded in parts ([`Store::stage_input`]): (input, upload
+/// tag, piece number) → the piece, encrypted under the input's key at its offset.
+const CHUNKS: TableDefinition<(&str, u128, u32), &[u8]> = TableDefinition::new("chunks.v3");
+
+/// The store's page cache: a bound on what redb keeps in memory for reads and
+/// writes (its default is 1 GiB).
+const CACHE_BYTES: usize = 64 << 20;
 /// The tables of stores written before shares were encrypted at rest.
 const OLD_TABLES: [&str; 2] = ["inputs.v2", "outputs.v2"];
 
@@ -51,6 +58,15 @@ pub enum StoreError {
         name: String,
         /// Its owner.
         owner: String,
+    },
+    /// A part of a staged upload does not fit (too many bytes, or the upload is
+    /// already complete), or its tag is in use.
+    #[error("upload of {name:?}: {problem}")]
+    Staging {
+        /// The input.
+        name: String,
+        /// What is wrong.
+        problem: String,
     },
     /// Storing the input would take its owner past the quota.
     #[error(
@@ -123,6 +139,88 @@ pub struct StoredInput {
     pub readers: Vec<String>,
     /// This server's share.
     pub share: Share,
+}
+
+/// A piece of an output share ([`Store::output_part`]).
+#[derive(Clone)]
+pub struct OutputPart {
+    /// The share's ring.
+    pub ring: RingKind,
+    /// The share's shape.
+    pub shape: Vec<usize>,
+    /// The share's length in bytes.
+    pub total: u64,
+    /// The requested bytes.
+    pub bytes: Vec<u8>,
+}
+
+// Share bytes stay out of logs.
+impl std::fmt::Debug for OutputPart {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OutputPart")
+            .field("shape", &self.shape)
+            .field("total", &self.total)
+            .field("bytes_len", &self.bytes.len())
+            .finish()
+    }
+}
+
+/// What describes an input uploaded in parts ([`Store::stage_input`]).
+#[derive(Clone, Debug)]
+pub struct StagedInput {
+    /// The client that uploads it.
+    pub owner: String,
+    /// The upload's tag (as [`StoredInput::tag`]).
+    pub tag: u128,
+    /// Grants (as [`StoredInput::readers`]).
+    pub readers: Vec<String>,
+    /// The share's ring.
+    pub ring: RingKind,
+    /// The share's shape.
+    pub shape: Vec<usize>,
+}
+
+/// An upload in parts in progress ([`Store::stage_input`]).
+pub struct Staged {
+    name: String,
+    input: StagedInput,
+    total: u64,
+    written: u64,
+    pieces: u32,
+    key: (u128, [u8; 32]),
+}
+
+impl Staged {
+    /// The input's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The upload's tag.
+    pub fn tag(&self) -> u128 {
+        self.input.tag
+    }
+
+    /// Bytes of the share received so far.
+    pub fn received(&self) -> u64 {
+        self.written
+    }
+
+    /// Whether every byte of the share arrived.
+    pub fn complete(&self) -> bool {
+        self.written == self.total
+    }
+}
+
+// The key stays out of logs.
+impl std::fmt::Debug for Staged {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Staged")
+            .field("name", &self.name)
+            .field("written", &self.written)
+            .field("total", &self.total)
+            .finish_non_exhaustive()
+    }
 }
 
 impl StoredInput {
@@ -443,20 +541,33 @@ impl KeyRing {
 /// XORs AES-256-CTR's stream under `key` (counter from 0: every key encrypts one
 /// record) into `data`.
 fn ctr_xor(key: &[u8; 32], data: &mut [u8]) {
+    ctr_xor_at(key, 0, data);
+}
+
+/// AES-256-CTR at byte `offset` of the stream: `data` is bytes `offset..` of a
+/// record, so pieces encrypted apart decrypt as one stream.
+fn ctr_xor_at(key: &[u8; 32], offset: u64, data: &mut [u8]) {
     use aes::cipher::{Array, BlockCipherEncrypt, KeyInit};
     let cipher = aes::Aes256::new(&Array::from(*key));
-    let mut counter = 0u128;
-    for chunk in data.chunks_mut(16 * 64) {
+    let mut counter = u128::from(offset / 16);
+    let mut skip = (offset % 16) as usize;
+    let mut pos = 0;
+    while pos < data.len() {
+        let want = (data.len() - pos + skip).min(16 * 64);
+        let n = want.div_ceil(16);
         let mut blocks = [[0u8; 16]; 64];
-        let n = chunk.len().div_ceil(16);
         for b in blocks.iter_mut().take(n) {
             *b = counter.to_le_bytes();
             counter += 1;
         }
         cipher.encrypt_blocks(aes::Block::cast_slice_from_core_mut(&mut blocks[..n]));
-        for (d, k) in chunk.iter_mut().zip(blocks.iter().flatten()) {
+        let stream = blocks[..n].iter().flatten().skip(skip);
+        let end = (pos + want - skip).min(data.len());
+        for (d, k) in data[pos..end].iter_mut().zip(stream) {
             *d ^= k;
         }
+        pos = end;
+        skip = 0;
     }
 }
 
@@ -469,11 +580,13 @@ fn put_share(w: &mut W, s: &Share, (id, key): (u128, [u8; 32])) {
     w.bytes(&bytes);
 }
 
-fn get_share(r: &mut R<'_>, keys: &Keys) -> Result<Share, WireError> {
+fn get_share(r: &mut R<'_>, keys: &Keys, pieces: Option<Vec<u8>>) -> Result<Share, WireError> {
     let ring = r.ring()?;
     let shape = r.shape()?;
     let id = r.u128("key id")?;
-    let mut bytes = r.bytes("share")?;
+    let inline = r.bytes("share")?;
+    // An input uploaded in parts keeps its bytes in its pieces.
+    let mut bytes = pieces.unwrap_or(inline);
     let key = keys.load(id).ok_or_else(|| WireError::Invalid {
         what: "share",
         reason: "its key is gone (deleted, or lost in a crash)".into(),
@@ -512,6 +625,8 @@ fn now() -> u64 {
 pub struct Store {
     db: Database,
     keys: Keys,
+    /// Staged uploads in progress: (input, tag).
+    staging: std::sync::Mutex<std::collections::HashSet<(String, u128)>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -563,7 +678,11 @@ impl Store {
             }
             Err(_) => create_private(&path)?,
         }
-        let opened = std::panic::catch_unwind(|| Database::create(&path));
+        let opened = std::panic::catch_unwind(|| {
+            Database::builder()
+                .set_cache_size(CACHE_BYTES)
+                .create(&path)
+        });
         let mut db = match opened {
             Ok(Ok(d)) => d,
             Ok(Err(redb::DatabaseError::DatabaseAlreadyOpen)) => {
@@ -612,8 +731,13 @@ impl Store {
         let tx = db.begin_write().map_err(self::db)?;
         tx.open_table(INPUTS).map_err(self::db)?;
         tx.open_table(OUTPUTS).map_err(self::db)?;
+        tx.open_table(CHUNKS).map_err(self::db)?;
         tx.commit().map_err(self::db)?;
-        let store = Store { db, keys };
+        let store = Store {
+            db,
+            keys,
+            staging: std::sync::Mutex::new(std::collections::HashSet::new()),
+        };
         store.shred_orphans()?;
         Ok(store)
     }
@@ -659,6 +783,7 @@ impl Store {
     ) -> Result<Option<u128>, StoreError> {
         let tx = self.db.begin_write().map_err(db)?;
         let mut replaced = None;
+        let mut pieces_to_remove = None;
         {
             let mut t = tx.open_table(INPUTS).map_err(db)?;
             if let Some(prev) = t.get(name).map_err(db)? {
@@ -676,28 +801,17 @@ impl Store {
             w.u128(input.tag);
             w.strs(&input.readers);
             put_share(&mut w, &input.share, key);
-            if quota < u64::MAX {
-                // The owner's records: keys from "<owner>/" up to "<owner>0" ('0'
-                // follows '/').
-                let (lo, hi) = (format!("{}/", input.owner), format!("{}0", input.owner));
-                let mut used = 0u64;
-                for entry in t.range(lo.as_str()..hi.as_str()).map_err(db)? {
-                    let (k, v) = entry.map_err(db)?;
-                    if k.value() != name {
-                        used += v.value().len() as u64;
-                    }
-                }
-                let needed = w.0.len() as u64;
-                if used.saturating_add(needed) > quota {
-                    return Err(StoreError::Quota {
-                        owner: input.owner.clone(),
-                        used,
-                        needed,
-                        quota,
-                    });
-                }
+            check_quota(&t, name, &input.owner, w.0.len() as u64, quota)?;
+            if let Some(prev) = t.get(name).map_err(db)? {
+                pieces_to_remove = chunked_of(prev.value());
             }
             t.insert(name, w.0.as_slice()).map_err(db)?;
+            if let Some((tag, pieces, _)) = pieces_to_remove {
+                let mut c = tx.open_table(CHUNKS).map_err(db)?;
+                for seq in 0..pieces {
+                    c.remove((name, tag, seq)).map_err(db)?;
+                }
+            }
         }
         tx.commit().map_err(db)?;
         Ok(replaced)
@@ -710,10 +824,244 @@ impl Store {
     pub fn input(&self, name: &str) -> Result<Option<StoredInput>, StoreError> {
         let tx = self.db.begin_read().map_err(db)?;
         let t = tx.open_table(INPUTS).map_err(db)?;
-        match t.get(name).map_err(db)? {
-            Some(v) => Ok(Some(decode_input(name, v.value(), &self.keys)?)),
-            None => Ok(None),
+        let Some(v) = t.get(name).map_err(db)? else {
+            return Ok(None);
+        };
+        let pieces = match chunked_of(v.value()) {
+            None => None,
+            Some((tag, count, total)) => {
+                let corrupt = |reason: String| StoreError::Corrupt {
+                    key: name.to_string(),
+                    source: WireError::Invalid {
+                        what: "input pieces",
+                        reason,
+                    },
+                };
+                let c = tx.open_table(CHUNKS).map_err(db)?;
+                let mut bytes = Vec::with_capacity(usize::try_from(total).unwrap_or(0));
+                for seq in 0..count {
+                    match c.get((name, tag, seq)).map_err(db)? {
+                        Some(p) => bytes.extend_from_slice(p.value()),
+                        None => return Err(corrupt(format!("piece {seq} of {count} is missing"))),
+                    }
+                }
+                if bytes.len() as u64 != total {
+                    return Err(corrupt(format!(
+                        "{} bytes in its pieces, {total} expected",
+                        bytes.len()
+                    )));
+                }
+                Some(bytes)
+            }
+        };
+        Ok(Some(decode_input(name, v.value(), &self.keys, pieces)?))
+    }
+
+    /// Starts an upload in parts of `owner`'s input `name`: checks the name's owner
+    /// and the quota now (the commit checks them again), and makes the record's key.
+    /// The parts go to [`Store::append_staged`]; [`Store::commit_staged`] then
+    /// stores the input in one transaction, replacing any earlier one, and
+    /// [`Store::abandon_staged`] drops it. Each part is written (encrypted) as it
+    /// arrives, so memory holds one part at a time. Pieces of an upload that never
+    /// committed (a crash) are deleted at the next start.
+    ///
+    /// # Errors
+    /// [`StoreError::NotOwner`], [`StoreError::Quota`], [`StoreError::Staging`] (a
+    /// shape too large to address, or a tag already in use for this name), or a
+    /// database error.
+    pub fn stage_input(
+        &self,
+        name: &str,
+        input: StagedInput,
+        quota: u64,
+    ) -> Result<Staged, StoreError> {
+        let staging = |problem: &str| StoreError::Staging {
+            name: name.to_string(),
+            problem: problem.to_string(),
+        };
+        let total = input
+            .shape
+            .iter()
+            .try_fold(input.ring.bytes() as u64, |a, &d| a.checked_mul(d as u64))
+            .ok_or_else(|| staging("the shape is too large"))?;
+        {
+            let tx = self.db.begin_read().map_err(db)?;
+            let t = tx.open_table(INPUTS).map_err(db)?;
+            if let Some(prev) = t.get(name).map_err(db)? {
+                let owner = decode_owner(name, prev.value())?;
+                if owner != input.owner {
+                    return Err(StoreError::NotOwner {
+                        name: name.to_string(),
+                        owner,
+                    });
+                }
+                if tag_of(prev.value()) == Some(input.tag) {
+                    return Err(staging("the stored input already has this upload tag"));
+                }
+            }
+            check_quota(&t, name, &input.owner, total, quota)?;
         }
+        if !self.staged_set().insert((name.to_string(), input.tag)) {
+            return Err(staging("an upload with this tag is in progress"));
+        }
+        let key = match self.keys.create() {
+            Ok(k) => k,
+            Err(e) => {
+                self.staged_set().remove(&(name.to_string(), input.tag));
+                return Err(e);
+            }
+        };
+        Ok(Staged {
+            name: name.to_string(),
+            input,
+            total,
+            written: 0,
+            pieces: 0,
+            key,
+        })
+    }
+
+    fn staged_set(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<(String, u128)>> {
+        match self.staging.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        }
+    }
+
+    /// Writes the next part of a staged upload (encrypted, durably).
+    ///
+    /// # Errors
+    /// [`StoreError::Staging`] when the part holds more bytes than remain; a
+    /// database error (a full disk, say). The upload stays staged either way; the
+    /// caller abandons it.
+    pub fn append_staged(&self, st: &mut Staged, part: &[u8]) -> Result<(), StoreError> {
+        if part.len() as u64 > st.total - st.written {
+            return Err(StoreError::Staging {
+                name: st.name.clone(),
+                problem: format!(
+                    "a part of {} bytes, but only {} of the shape's {} remain",
+                    part.len(),
+                    st.total - st.written,
+                    st.total
+                ),
+            });
+        }
+        let mut piece = part.to_vec();
+        ctr_xor_at(&st.key.1, st.written, &mut piece);
+        let mut tx = self.db.begin_write().map_err(db)?;
+        // The commit of the whole upload makes its pieces durable: a piece lost in a
+        // crash only loses an upload that had not committed.
+        tx.set_durability(redb::Durability::None).map_err(db)?;
+        {
+            let mut c = tx.open_table(CHUNKS).map_err(db)?;
+            c.insert(
+                (st.name.as_str(), st.input.tag, st.pieces),
+                piece.as_slice(),
+            )
+            .map_err(db)?;
+        }
+        tx.commit().map_err(db)?;
+        st.written += part.len() as u64;
+        st.pieces += 1;
+        Ok(())
+    }
+
+    /// Stores a staged upload whose every byte arrived as the input, replacing the
+    /// owner's earlier one (whose pieces and key are deleted). On any error the
+    /// upload is abandoned and the earlier input stays.
+    ///
+    /// # Errors
+    /// [`StoreError::Staging`] (bytes missing), [`StoreError::NotOwner`],
+    /// [`StoreError::Quota`], or a database error.
+    pub fn commit_staged(&self, st: Staged, quota: u64) -> Result<(), StoreError> {
+        if st.written != st.total {
+            let e = StoreError::Staging {
+                name: st.name.clone(),
+                problem: format!("{} of {} bytes arrived", st.written, st.total),
+            };
+            self.abandon_staged(st);
+            return Err(e);
+        }
+        let committed = (|| {
+            let mut w = W(Vec::new());
+            w.str(&st.input.owner);
+            w.u128(st.input.tag);
+            w.strs(&st.input.readers);
+            w.ring(st.input.ring);
+            w.shape(&st.input.shape);
+            w.u128(st.key.0);
+            w.bytes(&[]);
+            w.u32(st.pieces);
+            w.u64(st.total);
+            let tx = self.db.begin_write().map_err(db)?;
+            let mut replaced = None;
+            {
+                let mut t = tx.open_table(INPUTS).map_err(db)?;
+                let mut old_pieces = None;
+                if let Some(prev) = t.get(st.name.as_str()).map_err(db)? {
+                    let owner = decode_owner(&st.name, prev.value())?;
+                    if owner != st.input.owner {
+                        return Err(StoreError::NotOwner {
+                            name: st.name.clone(),
+                            owner,
+                        });
+                    }
+                    replaced = key_of(prev.value(), true);
+                    old_pieces = chunked_of(prev.value());
+                }
+                check_quota(
+                    &t,
+                    &st.name,
+                    &st.input.owner,
+                    w.0.len() as u64 + st.total,
+                    quota,
+                )?;
+                t.insert(st.name.as_str(), w.0.as_slice()).map_err(db)?;
+                if let Some((tag, count, _)) = old_pieces {
+                    let mut c = tx.open_table(CHUNKS).map_err(db)?;
+                    for seq in 0..count {
+                        c.remove((st.name.as_str(), tag, seq)).map_err(db)?;
+                    }
+                }
+            }
+            tx.commit().map_err(db)?;
+            Ok(replaced)
+        })();
+        match committed {
+            Ok(replaced) => {
+                if let Some(old) = replaced {
+                    self.keys.shred(old);
+                }
+                self.staged_set().remove(&(st.name.clone(), st.input.tag));
+                Ok(())
+            }
+            Err(e) => {
+                self.abandon_staged(st);
+                Err(e)
+            }
+        }
+    }
+
+    /// Drops a staged upload: its pieces are deleted and its key shredded.
+    pub fn abandon_staged(&self, st: Staged) {
+        let removed = (|| {
+            let tx = self.db.begin_write().map_err(db)?;
+            {
+                let mut c = tx.open_table(CHUNKS).map_err(db)?;
+                for seq in 0..st.pieces {
+                    c.remove((st.name.as_str(), st.input.tag, seq))
+                        .map_err(db)?;
+                }
+            }
+            tx.commit().map_err(db)
+        })();
+        if let Err(e) = removed {
+            // The key goes anyway, so the pieces are unreadable; the next start
+            // deletes them.
+            tracing::warn!(error = %e, "pieces of an abandoned upload stay until the next start");
+        }
+        self.keys.shred(st.key.0);
+        self.staged_set().remove(&(st.name.clone(), st.input.tag));
     }
 
     /// Deletes the input stored under `name`; whether it was there.
@@ -724,7 +1072,17 @@ impl Store {
         let tx = self.db.begin_write().map_err(db)?;
         let removed = {
             let mut t = tx.open_table(INPUTS).map_err(db)?;
-            t.remove(name).map_err(db)?.map(|v| key_of(v.value(), true))
+            let removed = t
+                .remove(name)
+                .map_err(db)?
+                .map(|v| (key_of(v.value(), true), chunked_of(v.value())));
+            if let Some((_, Some((tag, count, _)))) = removed {
+                let mut c = tx.open_table(CHUNKS).map_err(db)?;
+                for seq in 0..count {
+                    c.remove((name, tag, seq)).map_err(db)?;
+                }
+            }
+            removed.map(|(k, _)| k)
         };
         tx.commit().map_err(db)?;
         if let Some(Some(id)) = removed {
@@ -795,6 +1153,66 @@ impl Store {
             Some(v) => Ok(Some(decode_output(name, v.value(), &self.keys)?.share)),
             None => Ok(None),
         }
+    }
+
+    /// Bytes `offset..offset + max` of `client`'s share of output `name` of `job`
+    /// (decrypted), with the share's ring, shape and length: a fetch in parts.
+    /// `Ok(None)` as for [`Store::output`].
+    ///
+    /// # Errors
+    /// An offset past the end ([`StoreError::Staging`]), a database error or a
+    /// corrupt record.
+    pub fn output_part(
+        &self,
+        job: u64,
+        client: &str,
+        name: &str,
+        offset: u64,
+        max: usize,
+    ) -> Result<Option<OutputPart>, StoreError> {
+        let tx = self.db.begin_read().map_err(db)?;
+        let t = tx.open_table(OUTPUTS).map_err(db)?;
+        let Some(v) = t.get((job, client, name)).map_err(db)? else {
+            return Ok(None);
+        };
+        let corrupt = |source| StoreError::Corrupt {
+            key: name.to_string(),
+            source,
+        };
+        let mut r = R(v.value());
+        let header = (|| -> Result<_, WireError> {
+            r.str("client")?;
+            r.u64("created")?;
+            let ring = r.ring()?;
+            let shape = r.shape()?;
+            let id = r.u128("key id")?;
+            let n = r.u32("share")? as usize;
+            Ok((ring, shape, id, r.take(n, "share")?))
+        })();
+        let (ring, shape, id, all) = header.map_err(corrupt)?;
+        let total = all.len() as u64;
+        if offset > total {
+            return Err(StoreError::Staging {
+                name: name.to_string(),
+                problem: format!("offset {offset} is past the share's {total} bytes"),
+            });
+        }
+        let start = offset as usize;
+        let end = start.saturating_add(max).min(all.len());
+        let mut bytes = all[start..end].to_vec();
+        let key = self.keys.load(id).ok_or_else(|| {
+            corrupt(WireError::Invalid {
+                what: "share",
+                reason: "its key is gone (deleted, or lost in a crash)".into(),
+            })
+        })?;
+        ctr_xor_at(&key, offset, &mut bytes);
+        Ok(Some(OutputPart {
+            ring,
+            shape,
+            total,
+            bytes,
+        }))
     }
 
     /// Deletes `client`'s output `name` of `job`; whether it was there.
@@ -889,11 +1307,35 @@ impl Store {
     /// committing its record, or between a deletion and shredding its key).
     fn shred_orphans(&self) -> Result<(), StoreError> {
         let mut used = std::collections::HashSet::new();
+        let mut pieced = std::collections::HashSet::new();
         let tx = self.db.begin_read().map_err(db)?;
         let t = tx.open_table(INPUTS).map_err(db)?;
         for entry in t.iter().map_err(db)? {
-            let (_, v) = entry.map_err(db)?;
+            let (k, v) = entry.map_err(db)?;
             used.extend(key_of(v.value(), true));
+            if let Some((tag, _, _)) = chunked_of(v.value()) {
+                pieced.insert((k.value().to_string(), tag));
+            }
+        }
+        // Pieces of uploads that never committed (the server stopped mid-upload).
+        let mut stray_pieces = Vec::new();
+        let c = tx.open_table(CHUNKS).map_err(db)?;
+        for entry in c.iter().map_err(db)? {
+            let (k, _) = entry.map_err(db)?;
+            let (name, tag, seq) = k.value();
+            if !pieced.contains(&(name.to_string(), tag)) {
+                stray_pieces.push((name.to_string(), tag, seq));
+            }
+        }
+        if !stray_pieces.is_empty() {
+            let w = self.db.begin_write().map_err(db)?;
+            {
+                let mut c = w.open_table(CHUNKS).map_err(db)?;
+                for (name, tag, seq) in &stray_pieces {
+                    c.remove((name.as_str(), *tag, *seq)).map_err(db)?;
+                }
+            }
+            w.commit().map_err(db)?;
         }
         let t = tx.open_table(OUTPUTS).map_err(db)?;
         for entry in t.iter().map_err(db)? {
@@ -919,20 +1361,85 @@ fn decode_owner(name: &str, v: &[u8]) -> Result<String, StoreError> {
     })
 }
 
+/// The upload tag of an input record.
+fn tag_of(v: &[u8]) -> Option<u128> {
+    let mut r = R(v);
+    r.str("owner").ok()?;
+    r.u128("upload tag").ok()
+}
+
+/// For an input record uploaded in parts: its tag, number of pieces and share bytes.
+fn chunked_of(v: &[u8]) -> Option<(u128, u32, u64)> {
+    let mut r = R(v);
+    r.str("owner").ok()?;
+    let tag = r.u128("upload tag").ok()?;
+    r.strs("readers").ok()?;
+    r.ring().ok()?;
+    r.shape().ok()?;
+    r.u128("key id").ok()?;
+    r.bytes("share").ok()?;
+    if r.0.is_empty() {
+        return None;
+    }
+    Some((tag, r.u32("pieces").ok()?, r.u64("bytes").ok()?))
+}
+
+/// The bytes an input record takes for quotas: the record and its pieces.
+fn stored_size(v: &[u8]) -> u64 {
+    v.len() as u64 + chunked_of(v).map_or(0, |c| c.2)
+}
+
+/// Fails with [`StoreError::Quota`] when `owner`'s inputs other than `name`, plus
+/// `needed` bytes, exceed `quota`.
+fn check_quota(
+    t: &impl ReadableTable<&'static str, &'static [u8]>,
+    name: &str,
+    owner: &str,
+    needed: u64,
+    quota: u64,
+) -> Result<(), StoreError> {
+    if quota == u64::MAX {
+        return Ok(());
+    }
+    // The owner's records: keys from "<owner>/" up to "<owner>0" ('0' follows '/').
+    let (lo, hi) = (format!("{owner}/"), format!("{owner}0"));
+    let mut used = 0u64;
+    for entry in t.range(lo.as_str()..hi.as_str()).map_err(db)? {
+        let (k, v) = entry.map_err(db)?;
+        if k.value() != name {
+            used += stored_size(v.value());
+        }
+    }
+    if used.saturating_add(needed) > quota {
+        return Err(StoreError::Quota {
+            owner: owner.to_string(),
+            used,
+            needed,
+            quota,
+        });
+    }
+    Ok(())
+}
+
 fn created_at(v: &[u8]) -> Option<u64> {
     let mut r = R(v);
     r.str("client").ok()?;
     r.u64("created").ok()
 }
 
-fn decode_input(name: &str, v: &[u8], keys: &Keys) -> Result<StoredInput, StoreError> {
+fn decode_input(
+    name: &str,
+    v: &[u8],
+    keys: &Keys,
+    pieces: Option<Vec<u8>>,
+) -> Result<StoredInput, StoreError> {
     let mut r = R(v);
     let parse = |r: &mut R<'_>| -> Result<StoredInput, WireError> {
         Ok(StoredInput {
             owner: r.str("owner")?,
             tag: r.u128("upload tag")?,
             readers: r.strs("readers")?,
-            share: get_share(r, keys)?,
+            share: get_share(r, keys, pieces)?,
         })
     };
     parse(&mut r).map_err(|source| StoreError::Corrupt {
@@ -947,7 +1454,7 @@ fn decode_output(name: &str, v: &[u8], keys: &Keys) -> Result<StoredOutput, Stor
         Ok(StoredOutput {
             client: r.str("client")?,
             created: r.u64("created")?,
-            share: get_share(r, keys)?,
+            share: get_share(r, keys, None)?,
         })
     };
     parse(&mut r).map_err(|source| StoreError::Corrupt {
@@ -981,6 +1488,146 @@ mod tests {
         let a = ndarray::Array1::from(v.to_vec()).into_dyn();
         let [s, _] = privpy_core::share::share(&Config::fast(), &a.view()).unwrap();
         s
+    }
+
+    fn pieces(st: &Store) -> usize {
+        let tx = st.db.begin_read().unwrap();
+        let c = tx.open_table(CHUNKS).unwrap();
+        c.iter().unwrap().count()
+    }
+
+    /// Uploads in parts of odd sizes read back bit-exact; a replacement deletes the
+    /// old pieces; an abandoned upload, or one a crash interrupted (the store is
+    /// reopened), leaves no piece and keeps the earlier input; quotas count pieces;
+    /// output parts at unaligned offsets decrypt to the share.
+    #[test]
+    fn uploads_in_parts_commit_replace_abandon_and_fetch_in_parts() {
+        let dir = std::env::temp_dir().join(format!("privpy-store-parts-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let v: Vec<f64> = (0..1000).map(|i| i as f64 * 0.25 - 60.0).collect();
+        let whole = share(&v);
+        let bytes = whole.to_bytes();
+        let meta = |tag| StagedInput {
+            owner: "alice".into(),
+            tag,
+            readers: vec!["bob@stats".into()],
+            ring: RingKind::Z64,
+            shape: vec![1000],
+        };
+        let st = Store::open(&dir).unwrap();
+        let mut up = st.stage_input("alice/x", meta(7), u64::MAX).unwrap();
+        for range in [0..5, 5..26, 26..4000, 4000..8000] {
+            st.append_staged(&mut up, &bytes[range]).unwrap();
+        }
+        assert!(up.complete());
+        // One byte too many is refused.
+        assert!(matches!(
+            st.append_staged(&mut up, &[0]),
+            Err(StoreError::Staging { .. })
+        ));
+        st.commit_staged(up, u64::MAX).unwrap();
+        let got = st.input("alice/x").unwrap().unwrap();
+        assert_eq!(got.share.to_bytes(), bytes);
+        assert_eq!(
+            (got.tag, got.readers.clone()),
+            (7, vec!["bob@stats".to_string()])
+        );
+        assert_eq!(pieces(&st), 4);
+        // The same tag again is refused; another client may not stage the name.
+        assert!(matches!(
+            st.stage_input("alice/x", meta(7), u64::MAX),
+            Err(StoreError::Staging { .. })
+        ));
+        let mut other = meta(8);
+        other.owner = "bob".into();
+        assert!(matches!(
+            st.stage_input("alice/x", other, u64::MAX),
+            Err(StoreError::NotOwner { .. })
+        ));
+        // Abandoned half-way: no piece stays, the input is unchanged.
+        let mut up = st.stage_input("alice/x", meta(9), u64::MAX).unwrap();
+        st.append_staged(&mut up, &bytes[..100]).unwrap();
+        assert_eq!(pieces(&st), 5);
+        st.abandon_staged(up);
+        assert_eq!(pieces(&st), 4);
+        assert_eq!(
+            st.input("alice/x").unwrap().unwrap().share.to_bytes(),
+            bytes
+        );
+        // Incomplete commits are refused and abandoned.
+        let mut up = st.stage_input("alice/x", meta(10), u64::MAX).unwrap();
+        st.append_staged(&mut up, &bytes[..8]).unwrap();
+        assert!(matches!(
+            st.commit_staged(up, u64::MAX),
+            Err(StoreError::Staging { .. })
+        ));
+        assert_eq!(pieces(&st), 4);
+        // A quota counts the pieces: a second input of the same size does not fit.
+        let quota = bytes.len() as u64 + 600;
+        assert!(matches!(
+            st.stage_input("alice/y", meta(11), quota),
+            Err(StoreError::Quota { .. })
+        ));
+        // A crash mid-upload: the next start deletes the pieces, the input stays.
+        let mut up = st.stage_input("alice/x", meta(12), u64::MAX).unwrap();
+        st.append_staged(&mut up, &bytes[..3000]).unwrap();
+        // Make the uncommitted piece durable, as a later unrelated commit would.
+        st.put_input(
+            "alice/z",
+            &StoredInput {
+                owner: "alice".into(),
+                tag: 1,
+                readers: vec![],
+                share: share(&[1.0]),
+            },
+        )
+        .unwrap();
+        drop(up);
+        drop(st);
+        let st = Store::open(&dir).unwrap();
+        assert_eq!(pieces(&st), 4);
+        assert_eq!(
+            st.input("alice/x").unwrap().unwrap().share.to_bytes(),
+            bytes
+        );
+        // Replacing by a whole upload deletes the pieces; deleting works as before.
+        st.put_input(
+            "alice/x",
+            &StoredInput {
+                owner: "alice".into(),
+                tag: 13,
+                readers: vec![],
+                share: whole.clone(),
+            },
+        )
+        .unwrap();
+        assert_eq!(pieces(&st), 0);
+        let mut up = st.stage_input("alice/w", meta(14), u64::MAX).unwrap();
+        st.append_staged(&mut up, &bytes).unwrap();
+        st.commit_staged(up, u64::MAX).unwrap();
+        assert_eq!(pieces(&st), 1);
+        assert!(st.delete_input("alice/w").unwrap());
+        assert_eq!(pieces(&st), 0);
+        // Outputs in parts, at unaligned offsets.
+        st.put_outputs(5, &[("alice".into(), "o".into(), whole.clone())])
+            .unwrap();
+        let mut got = Vec::new();
+        while got.len() < bytes.len() {
+            let p = st
+                .output_part(5, "alice", "o", got.len() as u64, 999)
+                .unwrap()
+                .unwrap();
+            assert_eq!((p.total, p.shape.clone()), (8000, vec![1000]));
+            got.extend_from_slice(&p.bytes);
+        }
+        assert_eq!(got, bytes);
+        assert!(st.output_part(5, "bob", "o", 0, 10).unwrap().is_none());
+        assert!(matches!(
+            st.output_part(5, "alice", "o", 9000, 10),
+            Err(StoreError::Staging { .. })
+        ));
+        drop(st);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     /// A store that was created and then lost, emptied or damaged refuses to open

@@ -338,6 +338,28 @@ pub enum Request {
         /// The input's name (in the client's own namespace).
         name: String,
     },
+    /// The next part of an upload in parts: an [`Request::Upload`] whose `bytes`
+    /// hold fewer bytes than its shape starts one (the server answers
+    /// [`Reply::PartReceived`]), and parts with its tag follow on the same
+    /// connection, in order. The last part's answer is [`Reply::Uploaded`], once the
+    /// input is stored; closing the connection before then drops the upload.
+    UploadPart {
+        /// The upload's tag.
+        tag: u128,
+        /// The next bytes of the share.
+        bytes: Vec<u8>,
+    },
+    /// Bytes from `offset` of this server's share of an output (a fetch in parts:
+    /// the server answers [`Reply::SharePart`] with at most a server-chosen number
+    /// of bytes).
+    FetchPart {
+        /// The job.
+        job: u64,
+        /// The output's name.
+        name: String,
+        /// Where to start, in bytes.
+        offset: u64,
+    },
 }
 
 /// A server's reply to a client.
@@ -354,6 +376,9 @@ pub enum Reply {
         client: String,
         /// Registered programs: name and version.
         programs: Vec<(String, String)>,
+        /// The largest message this server takes from a client, in bytes: uploads
+        /// larger than that travel in parts ([`Request::UploadPart`]).
+        max_message: u64,
     },
     /// The upload is stored (durably).
     Uploaded,
@@ -377,6 +402,22 @@ pub enum Reply {
     },
     /// The output share is deleted (or was not there).
     Released,
+    /// A part of an upload in parts is stored; `received` bytes so far.
+    PartReceived {
+        /// Bytes of the share received so far.
+        received: u64,
+    },
+    /// Answer to [`Request::FetchPart`]: part of this server's share of an output.
+    SharePart {
+        /// Ring of the share.
+        ring: RingKind,
+        /// Shape of the share.
+        shape: Vec<usize>,
+        /// The share's length in bytes.
+        total: u64,
+        /// The share's bytes from the requested offset.
+        bytes: Vec<u8>,
+    },
     /// Answer to [`Request::ListOutputs`]: job, output name and shape.
     Outputs(Vec<(u64, String, Vec<usize>)>),
     /// Answer to [`Request::Call`] and [`Request::Infer`]: this server's shares of the
@@ -489,6 +530,16 @@ impl fmt::Debug for Request {
                 .field("name", name)
                 .finish(),
             Request::ListOutputs => f.write_str("ListOutputs"),
+            Request::UploadPart { tag: _, bytes } => f
+                .debug_struct("UploadPart")
+                .field("bytes_len", &bytes.len())
+                .finish_non_exhaustive(),
+            Request::FetchPart { job, name, offset } => f
+                .debug_struct("FetchPart")
+                .field("job", job)
+                .field("name", name)
+                .field("offset", offset)
+                .finish(),
             Request::DeleteInput { name } => {
                 f.debug_struct("DeleteInput").field("name", name).finish()
             }
@@ -528,12 +579,14 @@ impl fmt::Debug for Reply {
                 config,
                 client,
                 programs,
+                max_message,
             } => f
                 .debug_struct("Info")
                 .field("role", role)
                 .field("config", config)
                 .field("client", client)
                 .field("programs", programs)
+                .field("max_message", max_message)
                 .finish(),
             Reply::Uploaded => f.write_str("Uploaded"),
             Reply::RunDone { job, outputs, .. } => f
@@ -548,6 +601,22 @@ impl fmt::Debug for Reply {
                 .field("bytes_len", &bytes.len())
                 .finish(),
             Reply::Released => f.write_str("Released"),
+            Reply::PartReceived { received } => f
+                .debug_struct("PartReceived")
+                .field("received", received)
+                .finish(),
+            Reply::SharePart {
+                ring,
+                shape,
+                total,
+                bytes,
+            } => f
+                .debug_struct("SharePart")
+                .field("ring", ring)
+                .field("shape", shape)
+                .field("total", total)
+                .field("bytes_len", &bytes.len())
+                .finish(),
             Reply::Outputs(o) => f.debug_tuple("Outputs").field(o).finish(),
             Reply::Called {
                 job,
@@ -992,6 +1061,17 @@ impl Control {
                         w.str(name);
                     }
                     Request::ListOutputs => w.u8(6),
+                    Request::UploadPart { tag, bytes } => {
+                        w.u8(10);
+                        w.u128(*tag);
+                        w.bytes(bytes);
+                    }
+                    Request::FetchPart { job, name, offset } => {
+                        w.u8(11);
+                        w.u64(*job);
+                        w.str(name);
+                        w.u64(*offset);
+                    }
                     Request::DeleteInput { name } => {
                         w.u8(7);
                         w.str(name);
@@ -1034,6 +1114,7 @@ impl Control {
                         config,
                         client,
                         programs,
+                        max_message,
                     } => {
                         w.u8(1);
                         w.role(*role);
@@ -1044,6 +1125,7 @@ impl Control {
                             w.str(n);
                             w.str(v);
                         }
+                        w.u64(*max_message);
                     }
                     Reply::Uploaded => w.u8(2),
                     Reply::RunDone {
@@ -1073,6 +1155,22 @@ impl Control {
                         w.refusal(r);
                     }
                     Reply::Released => w.u8(6),
+                    Reply::PartReceived { received } => {
+                        w.u8(9);
+                        w.u64(*received);
+                    }
+                    Reply::SharePart {
+                        ring,
+                        shape,
+                        total,
+                        bytes,
+                    } => {
+                        w.u8(10);
+                        w.ring(*ring);
+                        w.shape(shape);
+                        w.u64(*total);
+                        w.bytes(bytes);
+                    }
                     Reply::Outputs(list) => {
                         w.u8(7);
                         w.len(list.len());
@@ -1231,6 +1329,15 @@ impl Control {
                     name: r.str("output name")?,
                 },
                 6 => Request::ListOutputs,
+                10 => Request::UploadPart {
+                    tag: r.u128("upload tag")?,
+                    bytes: r.bytes("share part")?,
+                },
+                11 => Request::FetchPart {
+                    job: r.u64("job id")?,
+                    name: r.str("output name")?,
+                    offset: r.u64("offset")?,
+                },
                 7 => Request::DeleteInput {
                     name: r.str("input name")?,
                 },
@@ -1290,6 +1397,7 @@ impl Control {
                         config,
                         client,
                         programs,
+                        max_message: r.u64("message limit")?,
                     }
                 }
                 2 => Reply::Uploaded,
@@ -1317,6 +1425,15 @@ impl Control {
                 },
                 5 => Reply::Refused(r.refusal()?),
                 6 => Reply::Released,
+                9 => Reply::PartReceived {
+                    received: r.u64("bytes received")?,
+                },
+                10 => Reply::SharePart {
+                    ring: r.ring()?,
+                    shape: r.shape()?,
+                    total: r.u64("share length")?,
+                    bytes: r.bytes("share part")?,
+                },
                 7 => {
                     let n = r.count("outputs", MAX_LIST)?;
                     let mut list = Vec::new();
@@ -1451,12 +1568,14 @@ mod tests {
                 config: Config::fast().with_comparison(Comparison::GarbledCircuit),
                 client: "alice".into(),
                 programs: vec![("p".into(), "2".into())],
+                max_message: 1 << 20,
             }),
             Control::Reply(Reply::Info {
                 role: Role::S2,
                 config: Config::default().with_network(privpy_core::Network::Wan),
                 client: "bob".into(),
                 programs: vec![],
+                max_message: 64 << 20,
             }),
             Control::Reply(Reply::Uploaded),
             Control::Reply(Reply::RunDone {
@@ -1470,6 +1589,22 @@ mod tests {
                 bytes: vec![1; 8],
             }),
             Control::Reply(Reply::Refused(Refusal::new(RefusalKind::Denied, "no"))),
+            Control::Request(Request::UploadPart {
+                tag: 7,
+                bytes: vec![1, 2, 3],
+            }),
+            Control::Request(Request::FetchPart {
+                job: 3,
+                name: "z".into(),
+                offset: 4096,
+            }),
+            Control::Reply(Reply::PartReceived { received: 4096 }),
+            Control::Reply(Reply::SharePart {
+                ring: RingKind::Z64,
+                shape: vec![2],
+                total: 16,
+                bytes: vec![0; 8],
+            }),
             Control::Reply(Reply::Released),
             Control::Reply(Reply::Outputs(vec![(5, "w".into(), vec![3, 4])])),
             Control::Request(Request::Call {

@@ -1283,6 +1283,74 @@ fn storage_quota_per_client_and_delete_frees_it() {
     assert!((sum - 20_000.0).abs() < 1e-3);
 }
 
+/// Uploads larger than a message travel in parts, each stored (encrypted) as it
+/// arrives, so a server holds one part at a time: with a 1 MiB frame limit a 4.8 MB
+/// input arrives in 512 KiB parts, and runs equal cleartext. A client that starts
+/// an upload in parts and disconnects before its last part changes nothing: the
+/// earlier input stays and runs; an `UploadPart` without a started upload, or on
+/// another connection, is refused by variant.
+#[test]
+fn uploads_in_parts_survive_disconnects() {
+    let mut net = Net::new("parts", &["alice"], None, 10.0);
+    net.configure("max_frame_mib = 1");
+    net.start_all();
+    let mut alice = net.client("alice");
+    let v1 = Array1::from_shape_fn(300_000, |i| (i % 1000) as f64 * 0.001);
+    alice.upload("x", &v1, &[]).unwrap();
+    let sum = |alice: &mut Client| -> f64 {
+        let job = alice.run("stats", &[("x", &["x"])]).unwrap();
+        alice.fetch(&job, "sum").unwrap()
+    };
+    assert!((sum(&mut alice) - v1.sum()).abs() < 1e-6 * v1.sum());
+    // A raw client starts replacing x in parts (1,000 of its 4.8 MB), then leaves.
+    let certs = net.dir.join("certs");
+    let s1 = net.cfg.server(Role::S1).client_addr.unwrap();
+    let exchange = |req: Request| {
+        let mut bytes = Vec::new();
+        FrameCodec::new(1 << 20)
+            .encode_control(&Control::Request(req).encode(), &mut bytes)
+            .unwrap();
+        raw_exchange(
+            s1,
+            Role::S1,
+            &certs.join("alice.pem"),
+            &certs.join("alice.key"),
+            &certs.join("server-ca.pem"),
+            &bytes,
+        )
+    };
+    let first = exchange(Request::Upload {
+        name: "x".into(),
+        tag: 99,
+        readers: vec![],
+        ring: privpy::RingKind::Z128,
+        shape: vec![300_000],
+        bytes: vec![0x5a; 1000],
+    });
+    assert!(
+        matches!(
+            first,
+            Ok(Control::Reply(Reply::PartReceived { received: 1000 }))
+        ),
+        "{first:?}"
+    );
+    // Its next part on another connection finds no upload in progress.
+    let stray = exchange(Request::UploadPart {
+        tag: 99,
+        bytes: vec![1; 16],
+    });
+    match stray {
+        Ok(Control::Reply(Reply::Refused(r))) => assert_eq!(r.kind, RefusalKind::Invalid),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    // The earlier x is untouched on both servers.
+    assert!((sum(&mut alice) - v1.sum()).abs() < 1e-6 * v1.sum());
+    // A complete replacement in parts takes effect.
+    let v2 = v1.mapv(|x| 2.0 * x - 0.25);
+    alice.upload("x", &v2, &[]).unwrap();
+    assert!((sum(&mut alice) - v2.sum()).abs() < 1e-6 * v2.sum().abs());
+}
+
 /// With a 1 MiB frame limit (`max_frame_mib = 1`), a 4.8 MB upload, a job whose
 /// protocol messages are several MB, and a 3.2 MB fetch all cross in continuation
 /// frames, with results equal to cleartext.

@@ -4,6 +4,7 @@
 
 use super::*;
 use calls::{CallArgs, acquire_slot, call, infer, new_job};
+use privpy_core::RingKind;
 
 pub(super) async fn serve_client(shared: Arc<Shared>, tcp: TcpStream, addr: SocketAddr) {
     let t = shared.cluster.handshake_timeout;
@@ -18,10 +19,10 @@ pub(super) async fn serve_client(shared: Arc<Shared>, tcp: TcpStream, addr: Sock
     else {
         return;
     };
-    // A client's message (an upload) is at most its quota, and a margin.
-    let most = usize::try_from(shared.cluster.quota.saturating_add(1 << 20)).unwrap_or(usize::MAX);
-    let mut conn =
-        Conn::new(TlsStream::Server(tls), shared.cluster.max_frame).with_max_message(most);
+    // A client's message is one frame at most: larger uploads and fetches travel in
+    // parts, so a connection holds one part at a time.
+    let mut conn = Conn::new(TlsStream::Server(tls), shared.cluster.max_frame)
+        .with_max_message(shared.cluster.max_frame);
     let client = conn
         .peer_certificates()
         .and_then(|c| c.first())
@@ -43,6 +44,8 @@ pub(super) async fn serve_client(shared: Arc<Shared>, tcp: TcpStream, addr: Sock
     };
     info!(%client, %addr, "client connected");
     let idle = shared.cluster.idle_timeout;
+    // An upload in parts in progress on this connection.
+    let mut staged: Option<Staged> = None;
     loop {
         let req = match conn.recv(idle).await {
             Ok(Control::Request(r)) => r,
@@ -76,6 +79,41 @@ pub(super) async fn serve_client(shared: Arc<Shared>, tcp: TcpStream, addr: Sock
             }
         };
         debug!(%client, request = ?req, "request");
+        let req = match req {
+            Request::Upload {
+                name,
+                tag,
+                readers,
+                ring,
+                shape,
+                bytes,
+            } if (bytes.len() as u64) < share_len(ring, &shape) => {
+                let reply = start_upload(
+                    &shared,
+                    &client,
+                    &mut staged,
+                    name,
+                    tag,
+                    readers,
+                    ring,
+                    shape,
+                    bytes,
+                )
+                .await;
+                if send_reply(&mut conn, &client, reply).await.is_err() {
+                    break;
+                }
+                continue;
+            }
+            Request::UploadPart { tag, bytes } => {
+                let reply = continue_upload(&shared, &client, &mut staged, tag, bytes).await;
+                if send_reply(&mut conn, &client, reply).await.is_err() {
+                    break;
+                }
+                continue;
+            }
+            other => other,
+        };
         // A client sends nothing while its request runs: anything it does on the
         // connection (normally closing it) cancels a running job.
         let cancel = Arc::new(AtomicBool::new(false));
@@ -101,7 +139,195 @@ pub(super) async fn serve_client(shared: Arc<Shared>, tcp: TcpStream, addr: Sock
             break;
         }
     }
+    if let Some(st) = staged.take() {
+        info!(%client, input = %st.name(), "upload in parts dropped: the connection closed before its last part");
+        let _ = with_store(&shared, move |store| {
+            store.abandon_staged(st);
+            Ok(())
+        })
+        .await;
+    }
     conn.close().await;
+}
+
+/// The most bytes of a share one [`Reply::SharePart`] carries: a quarter of the
+/// frame limit, at most 4 MiB.
+fn fetch_part_bytes(shared: &Shared) -> usize {
+    (shared.cluster.max_frame / 4).clamp(1 << 16, 4 << 20)
+}
+
+async fn send_reply(conn: &mut Conn, client: &str, reply: Reply) -> Result<(), std::io::Error> {
+    if let Reply::Refused(reason) = &reply {
+        warn!(%client, %reason, "request refused");
+    }
+    conn.send(&Control::Reply(reply)).await
+}
+
+/// The bytes of a share of `shape` in `ring` (saturating: an absurd shape never
+/// counts as a partial upload that fits).
+fn share_len(ring: RingKind, shape: &[usize]) -> u64 {
+    shape
+        .iter()
+        .fold(ring.bytes() as u64, |a, &d| a.saturating_mul(d as u64))
+}
+
+/// The refusal for a store error on an upload: another client's name looks like
+/// any name this client may not use.
+fn upload_refusal(e: crate::store::StoreError) -> Refusal {
+    match e {
+        crate::store::StoreError::NotOwner { name, .. } => Refusal::new(
+            RefusalKind::Denied,
+            format!("the name {name:?} is taken: choose another"),
+        ),
+        e @ crate::store::StoreError::Quota { .. } => {
+            Refusal::new(RefusalKind::Quota, e.to_string())
+        }
+        e @ crate::store::StoreError::Staging { .. } => Refusal::invalid(e.to_string()),
+        e => storage(e),
+    }
+}
+
+/// Checks an upload's name, grants and ring.
+fn check_upload(
+    shared: &Shared,
+    name: &str,
+    readers: &[String],
+    ring: RingKind,
+) -> Result<(), Refusal> {
+    if let Err(m) = check_name(name) {
+        return Err(Refusal::invalid(format!("input name {name:?}: {m}")));
+    }
+    for r in readers {
+        let grant = crate::store::Grant::parse(r).map_err(Refusal::invalid)?;
+        if !shared.cluster.clients.iter().any(|c| c == grant.client) {
+            return Err(Refusal::invalid(format!(
+                "reader {:?} is not a client of this cluster",
+                grant.client
+            )));
+        }
+        if let Some(p) = grant.program
+            && shared.registry.get(p).is_none()
+        {
+            return Err(Refusal::invalid(format!(
+                "grant {r:?}: this cluster has no program {p:?}"
+            )));
+        }
+    }
+    if ring != shared.cluster.config.ring() {
+        return Err(Refusal::invalid(format!(
+            "a share of {ring:?}, but the cluster computes in {:?} (preset {:?})",
+            shared.cluster.config.ring(),
+            shared.cluster.preset
+        )));
+    }
+    Ok(())
+}
+
+/// The first part of an upload in parts: checks it as a whole upload, stages it
+/// (dropping any earlier unfinished one of this connection) and stores the part.
+#[allow(clippy::too_many_arguments)]
+async fn start_upload(
+    shared: &Arc<Shared>,
+    client: &str,
+    staged: &mut Option<Staged>,
+    name: String,
+    tag: u128,
+    readers: Vec<String>,
+    ring: RingKind,
+    shape: Vec<usize>,
+    bytes: Vec<u8>,
+) -> Reply {
+    if let Some(old) = staged.take() {
+        let _ = with_store(shared, move |st| {
+            st.abandon_staged(old);
+            Ok(())
+        })
+        .await;
+    }
+    if let Err(r) = check_upload(shared, &name, &readers, ring) {
+        return Reply::Refused(r);
+    }
+    let input = crate::store::StagedInput {
+        owner: client.to_string(),
+        tag,
+        readers,
+        ring,
+        shape,
+    };
+    let key = format!("{client}/{name}");
+    let quota = shared.cluster.quota;
+    let s = shared.clone();
+    let started = tokio::task::spawn_blocking(move || {
+        let Some(store) = &s.store else {
+            return Err(Refusal::invalid(format!("{} stores no shares", s.role)));
+        };
+        let mut st = store
+            .stage_input(&key, input, quota)
+            .map_err(upload_refusal)?;
+        match store.append_staged(&mut st, &bytes) {
+            Ok(()) => Ok(st),
+            Err(e) => {
+                store.abandon_staged(st);
+                Err(upload_refusal(e))
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|e| Err(Refusal::failed(e.to_string())));
+    match started {
+        Ok(st) => {
+            let received = st.received();
+            info!(%client, input = %name, "upload in parts started");
+            *staged = Some(st);
+            Reply::PartReceived { received }
+        }
+        Err(r) => Reply::Refused(r),
+    }
+}
+
+/// A later part of this connection's upload in parts; the last one commits it.
+async fn continue_upload(
+    shared: &Arc<Shared>,
+    client: &str,
+    staged: &mut Option<Staged>,
+    tag: u128,
+    bytes: Vec<u8>,
+) -> Reply {
+    let Some(mut st) = staged.take().filter(|st| st.tag() == tag) else {
+        return Reply::Refused(Refusal::invalid(
+            "no upload in parts with this tag is in progress on this connection: start it with Upload",
+        ));
+    };
+    let quota = shared.cluster.quota;
+    let s = shared.clone();
+    let done = tokio::task::spawn_blocking(move || {
+        let Some(store) = &s.store else {
+            return Err(Refusal::invalid(format!("{} stores no shares", s.role)));
+        };
+        if let Err(e) = store.append_staged(&mut st, &bytes) {
+            store.abandon_staged(st);
+            return Err(upload_refusal(e));
+        }
+        if !st.complete() {
+            return Ok(Some(st));
+        }
+        store.commit_staged(st, quota).map_err(upload_refusal)?;
+        Ok(None)
+    })
+    .await
+    .unwrap_or_else(|e| Err(Refusal::failed(e.to_string())));
+    match done {
+        Ok(Some(st)) => {
+            let received = st.received();
+            *staged = Some(st);
+            Reply::PartReceived { received }
+        }
+        Ok(None) => {
+            info!(%client, "input stored (uploaded in parts)");
+            Reply::Uploaded
+        }
+        Err(r) => Reply::Refused(r),
+    }
 }
 
 pub(super) async fn handle_request(
@@ -121,6 +347,7 @@ pub(super) async fn handle_request(
                 .iter()
                 .map(|p| (p.name().to_string(), p.version().to_string()))
                 .collect(),
+            max_message: shared.cluster.max_frame as u64,
         },
         Request::Upload {
             name,
@@ -130,34 +357,8 @@ pub(super) async fn handle_request(
             shape,
             bytes,
         } => {
-            if let Err(m) = check_name(&name) {
-                return Reply::Refused(Refusal::invalid(format!("input name {name:?}: {m}")));
-            }
-            for r in &readers {
-                let grant = match crate::store::Grant::parse(r) {
-                    Ok(g) => g,
-                    Err(m) => return Reply::Refused(Refusal::invalid(m)),
-                };
-                if !shared.cluster.clients.iter().any(|c| c == grant.client) {
-                    return Reply::Refused(Refusal::invalid(format!(
-                        "reader {:?} is not a client of this cluster",
-                        grant.client
-                    )));
-                }
-                if let Some(p) = grant.program
-                    && shared.registry.get(p).is_none()
-                {
-                    return Reply::Refused(Refusal::invalid(format!(
-                        "grant {r:?}: this cluster has no program {p:?}"
-                    )));
-                }
-            }
-            if ring != shared.cluster.config.ring() {
-                return Reply::Refused(Refusal::invalid(format!(
-                    "a share of {ring:?}, but the cluster computes in {:?} (preset {:?})",
-                    shared.cluster.config.ring(),
-                    shared.cluster.preset
-                )));
+            if let Err(r) = check_upload(shared, &name, &readers, ring) {
+                return Reply::Refused(r);
             }
             let share = match Share::from_bytes(ring, &shape, &bytes) {
                 Ok(s) => s,
@@ -179,17 +380,7 @@ pub(super) async fn handle_request(
                         },
                         s.cluster.quota,
                     )
-                    .map_err(|e| match e {
-                        // The same answer as for any name this client may not use.
-                        crate::store::StoreError::NotOwner { name, .. } => Refusal::new(
-                            RefusalKind::Denied,
-                            format!("the name {name:?} is taken: choose another"),
-                        ),
-                        e @ crate::store::StoreError::Quota { .. } => {
-                            Refusal::new(RefusalKind::Quota, e.to_string())
-                        }
-                        e => storage(e),
-                    }),
+                    .map_err(upload_refusal),
                 None => Err(Refusal::invalid(format!("{} stores no shares", s.role))),
             })
             .await
@@ -285,6 +476,31 @@ pub(super) async fn handle_request(
                 Err(e) => Reply::Refused(e),
             }
         }
+        Request::FetchPart { job, name, offset } => {
+            let (c, n) = (client.to_string(), name.clone());
+            let most = fetch_part_bytes(shared);
+            let got = with_store(shared, move |st| st.output_part(job, &c, &n, offset, most)).await;
+            match got {
+                Ok(Some(p)) => Reply::SharePart {
+                    ring: p.ring,
+                    shape: p.shape,
+                    total: p.total,
+                    bytes: p.bytes,
+                },
+                Ok(None) => Reply::Refused(Refusal::new(
+                    RefusalKind::NotFound,
+                    format!(
+                        "{me} has no output {name:?} of job {} for {client} (already fetched, expired, or not yours)",
+                        hex(job)
+                    ),
+                )),
+                Err(e) => Reply::Refused(e),
+            }
+        }
+        // Handled on the connection, which holds the staged upload.
+        Request::UploadPart { .. } => Reply::Refused(Refusal::invalid(
+            "no upload in parts is in progress on this connection",
+        )),
         Request::Release { job, name } => {
             let c = client.to_string();
             let done = with_store(shared, move |st| st.release_output(job, &c, &name)).await;

@@ -36,7 +36,7 @@ use crate::config::{ClusterConfig, check_name};
 use crate::link::{Conn, ConnError, NetTransport};
 use crate::mux::{JobLink, Link, OnOpen};
 use crate::registry::{Job, PreparedCache, Program, Registry};
-use crate::store::{Store, StoredInput};
+use crate::store::{Staged, Store, StoredInput};
 use crate::tls::{ServerTls, TlsError, cert_names, client_identity, dial_name, server_name};
 use crate::wire::{Control, JobSpec, Param, Refusal, RefusalKind, Reply, Request};
 use privpy_core::node::{NodeInput, run_node};
