@@ -23,6 +23,16 @@ const OUTPUTS: TableDefinition<(u64, &str, &str), &[u8]> = TableDefinition::new(
 /// tag, piece number) → the piece, encrypted under the input's key at its offset.
 const CHUNKS: TableDefinition<(&str, u128, u32), &[u8]> = TableDefinition::new("chunks.v3");
 
+/// The pieces of large outputs: (job, recipient, output, piece number) → bytes
+/// `piece · PIECE ..` of the encrypted share.
+const OUT_CHUNKS: TableDefinition<(u64, &str, &str, u32), &[u8]> =
+    TableDefinition::new("output-chunks.v3");
+
+/// Outputs larger than this are stored in pieces of this size, so that a fetch in
+/// parts reads one piece at a time.
+/// (4 KiB in the unit tests, which check pieces on small shares.)
+const PIECE: usize = if cfg!(test) { 4096 } else { 4 << 20 };
+
 /// The store's page cache: a bound on what redb keeps in memory for reads and
 /// writes (its default is 1 GiB).
 const CACHE_BYTES: usize = 64 << 20;
@@ -732,6 +742,7 @@ impl Store {
         tx.open_table(INPUTS).map_err(self::db)?;
         tx.open_table(OUTPUTS).map_err(self::db)?;
         tx.open_table(CHUNKS).map_err(self::db)?;
+        tx.open_table(OUT_CHUNKS).map_err(self::db)?;
         tx.commit().map_err(self::db)?;
         let store = Store {
             db,
@@ -1120,12 +1131,32 @@ impl Store {
             let tx = self.db.begin_write().map_err(db)?;
             {
                 let mut t = tx.open_table(OUTPUTS).map_err(db)?;
+                let mut c = tx.open_table(OUT_CHUNKS).map_err(db)?;
                 let created = now();
                 for ((client, name, share), key) in outputs.iter().zip(&keys) {
                     let mut w = W(Vec::new());
                     w.str(client);
                     w.u64(created);
-                    put_share(&mut w, share, *key);
+                    let len = share.shape().iter().product::<usize>()
+                        * share.ring().map_or(8, |r| r.bytes());
+                    if len > PIECE {
+                        // In pieces, so that a fetch in parts reads one at a time.
+                        w.ring(share.ring().unwrap_or(RingKind::Z64));
+                        w.shape(share.shape());
+                        w.u128(key.0);
+                        w.bytes(&[]);
+                        let mut bytes = share.to_bytes();
+                        ctr_xor(&key.1, &mut bytes);
+                        let pieces = bytes.len().div_ceil(PIECE);
+                        w.u32(u32::try_from(pieces).map_err(|_| db("an output too large"))?);
+                        w.u64(bytes.len() as u64);
+                        for (seq, piece) in bytes.chunks(PIECE).enumerate() {
+                            c.insert((job, client.as_str(), name.as_str(), seq as u32), piece)
+                                .map_err(db)?;
+                        }
+                    } else {
+                        put_share(&mut w, share, *key);
+                    }
                     t.insert((job, client.as_str(), name.as_str()), w.0.as_slice())
                         .map_err(db)?;
                 }
@@ -1149,10 +1180,26 @@ impl Store {
     pub fn output(&self, job: u64, client: &str, name: &str) -> Result<Option<Share>, StoreError> {
         let tx = self.db.begin_read().map_err(db)?;
         let t = tx.open_table(OUTPUTS).map_err(db)?;
-        match t.get((job, client, name)).map_err(db)? {
-            Some(v) => Ok(Some(decode_output(name, v.value(), &self.keys)?.share)),
-            None => Ok(None),
-        }
+        let Some(v) = t.get((job, client, name)).map_err(db)? else {
+            return Ok(None);
+        };
+        let pieces = match out_chunked_of(v.value()) {
+            None => None,
+            Some((count, total)) => {
+                let c = tx.open_table(OUT_CHUNKS).map_err(db)?;
+                let mut bytes = Vec::with_capacity(usize::try_from(total).unwrap_or(0));
+                for seq in 0..count {
+                    match c.get((job, client, name, seq)).map_err(db)? {
+                        Some(p) => bytes.extend_from_slice(p.value()),
+                        None => return Err(missing_piece(name, seq, count)),
+                    }
+                }
+                Some(bytes)
+            }
+        };
+        Ok(Some(
+            decode_output(name, v.value(), &self.keys, pieces)?.share,
+        ))
     }
 
     /// Bytes `offset..offset + max` of `client`'s share of output `name` of `job`
@@ -1190,16 +1237,34 @@ impl Store {
             Ok((ring, shape, id, r.take(n, "share")?))
         })();
         let (ring, shape, id, all) = header.map_err(corrupt)?;
-        let total = all.len() as u64;
+        let pieced = out_chunked_of(v.value());
+        let total = pieced.map_or(all.len() as u64, |(_, t)| t);
         if offset > total {
             return Err(StoreError::Staging {
                 name: name.to_string(),
                 problem: format!("offset {offset} is past the share's {total} bytes"),
             });
         }
-        let start = offset as usize;
-        let end = start.saturating_add(max).min(all.len());
-        let mut bytes = all[start..end].to_vec();
+        let mut bytes = match pieced {
+            None => {
+                let start = offset as usize;
+                let end = start.saturating_add(max).min(all.len());
+                all[start..end].to_vec()
+            }
+            // One piece at most: the one holding `offset`.
+            Some((count, _)) if offset < total => {
+                let seq = (offset / PIECE as u64) as u32;
+                let c = tx.open_table(OUT_CHUNKS).map_err(db)?;
+                let Some(p) = c.get((job, client, name, seq)).map_err(db)? else {
+                    return Err(missing_piece(name, seq, count));
+                };
+                let within = (offset % PIECE as u64) as usize;
+                let piece = p.value();
+                let end = within.saturating_add(max).min(piece.len());
+                piece[within.min(end)..end].to_vec()
+            }
+            Some(_) => Vec::new(),
+        };
         let key = self.keys.load(id).ok_or_else(|| {
             corrupt(WireError::Invalid {
                 what: "share",
@@ -1223,9 +1288,17 @@ impl Store {
         let tx = self.db.begin_write().map_err(db)?;
         let removed = {
             let mut t = tx.open_table(OUTPUTS).map_err(db)?;
-            t.remove((job, client, name))
+            let removed = t
+                .remove((job, client, name))
                 .map_err(db)?
-                .map(|v| key_of(v.value(), false))
+                .map(|v| (key_of(v.value(), false), out_chunked_of(v.value())));
+            if let Some((_, Some((count, _)))) = removed {
+                let mut c = tx.open_table(OUT_CHUNKS).map_err(db)?;
+                for seq in 0..count {
+                    c.remove((job, client, name, seq)).map_err(db)?;
+                }
+            }
+            removed.map(|(k, _)| k)
         };
         tx.commit().map_err(db)?;
         if let Some(Some(id)) = removed {
@@ -1287,15 +1360,27 @@ impl Store {
         let mut removed = Vec::new();
         {
             let mut t = tx.open_table(OUTPUTS).map_err(db)?;
-            t.retain(|_, v| {
+            let mut pieces = Vec::new();
+            t.retain(|k, v| {
                 // Corrupt records are dropped too: nobody could fetch them.
                 let keep = created_at(v).is_some_and(|c| c >= cutoff);
                 if !keep {
                     removed.push(key_of(v, false));
+                    if let Some((count, _)) = out_chunked_of(v) {
+                        let (job, client, name) = k;
+                        pieces.push((job, client.to_string(), name.to_string(), count));
+                    }
                 }
                 keep
             })
             .map_err(db)?;
+            let mut c = tx.open_table(OUT_CHUNKS).map_err(db)?;
+            for (job, client, name, count) in pieces {
+                for seq in 0..count {
+                    c.remove((job, client.as_str(), name.as_str(), seq))
+                        .map_err(db)?;
+                }
+            }
         }
         tx.commit().map_err(db)?;
         let ids: Vec<u128> = removed.iter().flatten().copied().collect();
@@ -1338,9 +1423,34 @@ impl Store {
             w.commit().map_err(db)?;
         }
         let t = tx.open_table(OUTPUTS).map_err(db)?;
+        let mut out_pieced = std::collections::HashSet::new();
         for entry in t.iter().map_err(db)? {
-            let (_, v) = entry.map_err(db)?;
+            let (k, v) = entry.map_err(db)?;
             used.extend(key_of(v.value(), false));
+            if out_chunked_of(v.value()).is_some() {
+                let (job, client, name) = k.value();
+                out_pieced.insert((job, client.to_string(), name.to_string()));
+            }
+        }
+        let mut stray_out = Vec::new();
+        let oc = tx.open_table(OUT_CHUNKS).map_err(db)?;
+        for entry in oc.iter().map_err(db)? {
+            let (k, _) = entry.map_err(db)?;
+            let (job, client, name, seq) = k.value();
+            if !out_pieced.contains(&(job, client.to_string(), name.to_string())) {
+                stray_out.push((job, client.to_string(), name.to_string(), seq));
+            }
+        }
+        if !stray_out.is_empty() {
+            let w = self.db.begin_write().map_err(db)?;
+            {
+                let mut c = w.open_table(OUT_CHUNKS).map_err(db)?;
+                for (job, client, name, seq) in &stray_out {
+                    c.remove((*job, client.as_str(), name.as_str(), *seq))
+                        .map_err(db)?;
+                }
+            }
+            w.commit().map_err(db)?;
         }
         let stray: Vec<u128> = self
             .keys
@@ -1382,6 +1492,31 @@ fn chunked_of(v: &[u8]) -> Option<(u128, u32, u64)> {
         return None;
     }
     Some((tag, r.u32("pieces").ok()?, r.u64("bytes").ok()?))
+}
+
+/// For an output record stored in pieces: the number of pieces and share bytes.
+fn out_chunked_of(v: &[u8]) -> Option<(u32, u64)> {
+    let mut r = R(v);
+    r.str("client").ok()?;
+    r.u64("created").ok()?;
+    r.ring().ok()?;
+    r.shape().ok()?;
+    r.u128("key id").ok()?;
+    r.bytes("share").ok()?;
+    if r.0.is_empty() {
+        return None;
+    }
+    Some((r.u32("pieces").ok()?, r.u64("bytes").ok()?))
+}
+
+fn missing_piece(name: &str, seq: u32, count: u32) -> StoreError {
+    StoreError::Corrupt {
+        key: name.to_string(),
+        source: WireError::Invalid {
+            what: "pieces",
+            reason: format!("piece {seq} of {count} is missing"),
+        },
+    }
 }
 
 /// The bytes an input record takes for quotas: the record and its pieces.
@@ -1448,13 +1583,18 @@ fn decode_input(
     })
 }
 
-fn decode_output(name: &str, v: &[u8], keys: &Keys) -> Result<StoredOutput, StoreError> {
+fn decode_output(
+    name: &str,
+    v: &[u8],
+    keys: &Keys,
+    pieces: Option<Vec<u8>>,
+) -> Result<StoredOutput, StoreError> {
     let mut r = R(v);
     let parse = |r: &mut R<'_>| -> Result<StoredOutput, WireError> {
         Ok(StoredOutput {
             client: r.str("client")?,
             created: r.u64("created")?,
-            share: get_share(r, keys, None)?,
+            share: get_share(r, keys, pieces)?,
         })
     };
     parse(&mut r).map_err(|source| StoreError::Corrupt {
@@ -1626,6 +1766,24 @@ mod tests {
             st.output_part(5, "alice", "o", 9000, 10),
             Err(StoreError::Staging { .. })
         ));
+        // 8,000 bytes are stored in two pieces (4 KiB in tests), read whole too, and
+        // deleted with the output, on release or on expiry.
+        let out_pieces = |st: &Store| {
+            let tx = st.db.begin_read().unwrap();
+            tx.open_table(OUT_CHUNKS).unwrap().iter().unwrap().count()
+        };
+        assert_eq!(out_pieces(&st), 2);
+        assert_eq!(
+            st.output(5, "alice", "o").unwrap().unwrap().to_bytes(),
+            bytes
+        );
+        assert!(st.release_output(5, "alice", "o").unwrap());
+        assert_eq!(out_pieces(&st), 0);
+        st.put_outputs(6, &[("alice".into(), "o".into(), whole.clone())])
+            .unwrap();
+        assert_eq!(out_pieces(&st), 2);
+        st.sweep_before(u64::MAX).unwrap();
+        assert_eq!(out_pieces(&st), 0);
         drop(st);
         let _ = std::fs::remove_dir_all(&dir);
     }

@@ -1351,9 +1351,9 @@ fn uploads_in_parts_survive_disconnects() {
     assert!((sum(&mut alice) - v2.sum()).abs() < 1e-6 * v2.sum().abs());
 }
 
-/// With a 1 MiB frame limit (`max_frame_mib = 1`), a 4.8 MB upload, a job whose
-/// protocol messages are several MB, and a 3.2 MB fetch all cross in continuation
-/// frames, with results equal to cleartext.
+/// With a 1 MiB frame limit (`max_frame_mib = 1`), a 4.8 MB upload (in parts), a
+/// job whose protocol messages are several MB (in continuation frames), and a
+/// 4.8 MB fetch (in parts) all cross, with results equal to cleartext.
 #[test]
 fn messages_larger_than_the_frame_limit_cross_in_pieces() {
     let mut net = Net::new("bigframes", &["alice"], None, 10.0);
@@ -1365,8 +1365,9 @@ fn messages_larger_than_the_frame_limit_cross_in_pieces() {
     let job = alice.run("stats", &[("x", &["big"])]).unwrap();
     let sum: f64 = alice.fetch(&job, "sum").unwrap();
     assert!((sum - big.sum()).abs() < 1e-6 * big.sum());
-    // A 2000 × 100 output (3.2 MB per share) comes back in pieces too.
-    let (m, n, k) = (2000, 10, 100);
+    // A 3000 × 100 output (4.8 MB per share: stored in two pieces, fetched in
+    // 256 KiB parts) comes back in pieces too.
+    let (m, n, k) = (3000, 10, 100);
     let r = ArrayD::from_shape_fn(vec![m, n], |i| ((i[0] + i[1]) % 5) as f64);
     let mask = ArrayD::from_elem(vec![m, n], 1.0);
     let u0 = ArrayD::from_shape_fn(vec![m, k], |i| ((i[0] * 3 + i[1]) % 7) as f64 * 0.01);
