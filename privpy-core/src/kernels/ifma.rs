@@ -265,17 +265,28 @@ fn pack_into<R: Ring, L: Layout>(b: &[R], k: usize, n: usize, bp: &mut Vec<u64>)
     let mut col_sum = vec![0u128; panels * TC];
     // Panels are disjoint slices of `bp` and of `col_sum`: packed by the kernel
     // threads, a group of whole panels each.
+    // Panel by panel, row by row: each step reads 16 consecutive elements of B
+    // and writes one contiguous group of `nl · 16` words.
     let pack = |first_panel: usize, bp: &mut [u64], sums: &mut [u128]| {
-        for kk in 0..k {
-            let row = &b[kk * n..][..n];
-            for (pj, s) in sums.iter_mut().enumerate() {
-                let j = first_panel * TC + pj;
-                let v = row.get(j).map_or(0, |&x| offset(x));
-                let at = ((pj / TC) * k + kk) * per_k + pj % TC;
-                for i in 0..nl {
-                    bp[at + i * TC] = ((v >> (52 * i)) as u64) & M52;
+        for (p, sums) in sums.chunks_mut(TC).enumerate() {
+            let c0 = (first_panel + p) * TC;
+            let cols = n.saturating_sub(c0).min(TC);
+            for kk in 0..k {
+                let at = (p * k + kk) * per_k;
+                let dst = &mut bp[at..at + per_k];
+                let row = &b[kk * n + c0..kk * n + c0 + cols];
+                for (c, (&x, s)) in row.iter().zip(sums.iter_mut()).enumerate() {
+                    let v = offset(x);
+                    for i in 0..nl {
+                        dst[i * TC + c] = ((v >> (52 * i)) as u64) & M52;
+                    }
+                    *s = s.wrapping_add(v);
                 }
-                *s = s.wrapping_add(v);
+                for c in cols..TC {
+                    for i in 0..nl {
+                        dst[i * TC + c] = 0;
+                    }
+                }
             }
         }
     };
@@ -444,6 +455,42 @@ fn rows_of<R: Ring, L: Layout>(ctx: &Ctx<'_>, first: usize, out: &mut [R]) {
         let panel = &ctx.bp[(c0 / TC) * k * per_k..][..k * per_k];
         for r0 in (first..first + rows_here).step_by(L::TR) {
             let rows = (first + rows_here - r0).min(L::TR);
+            if L::L == 64 {
+                // `W = 64 + f <= 96`: the sum modulo 2^128 is enough, in plain
+                // wrapping `u128` arithmetic.
+                let mut total = [[0u128; TC]; 8];
+                debug_assert!(rows <= total.len());
+                for k0 in (0..k).step_by(L::KC) {
+                    let p = Panel {
+                        al: ctx.al,
+                        plane: m * k,
+                        lda: k,
+                        r0,
+                        panel,
+                        k0,
+                        k1: (k0 + L::KC).min(k),
+                    };
+                    run_tile::<L>(&p, rows, ctx.simd, &mut tile);
+                    for (r, tot) in total.iter_mut().enumerate().take(rows) {
+                        for t in 0..L::T {
+                            let acc = &tile[r * L::T + t];
+                            for (tot, &a) in tot.iter_mut().zip(acc) {
+                                *tot = tot.wrapping_add(u128::from(a) << (52 * t));
+                            }
+                        }
+                    }
+                }
+                let half = if f > 0 { 1u128 << (f - 1) } else { 0 };
+                for (r, tot) in total.iter().enumerate().take(rows) {
+                    let i = r0 + r;
+                    for (c, &s) in tot.iter().take(cols).enumerate() {
+                        let sums = ctx.row_sum[i].wrapping_add(ctx.col_sum[c0 + c]);
+                        let s = s.wrapping_sub(sums << top).wrapping_add(half);
+                        out[(i - first) * n + c0 + c] = R::from_limbs(&[(s >> f) as u64]);
+                    }
+                }
+                continue;
+            }
             let mut total = vec![[U256::default(); TC]; rows];
             for k0 in (0..k).step_by(L::KC) {
                 let p = Panel {
