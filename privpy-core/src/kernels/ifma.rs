@@ -32,7 +32,6 @@
 //! operands.
 
 use crate::ring::Ring;
-use std::cell::Cell;
 
 /// Columns of a tile (two vectors of eight lanes).
 const TC: usize = 16;
@@ -146,14 +145,15 @@ pub(crate) fn matmul_round<R: Ring>(
     }
 }
 
-/// Most words of limb buffers a thread keeps between products (256 MiB).
+/// Most words of one set of limb buffers kept between products (256 MiB).
 const MAX_SCRATCH_WORDS: usize = 1 << 25;
+/// Most sets kept: one per server of an in-process cluster, and some to spare.
+const MAX_SCRATCH_SETS: usize = 8;
 
-thread_local! {
-    /// The limb buffers of the last product on this thread (A's limbs, B's
-    /// panels): reused, so that a product does not fault in fresh pages each time.
-    static SCRATCH: Cell<[Vec<u64>; 2]> = const { Cell::new([Vec::new(), Vec::new()]) };
-}
+/// Limb buffers of finished products (A's limbs, B's panels), for any thread: a
+/// product reuses them instead of faulting in fresh pages, also on the fresh
+/// threads of the next session of a [`crate::LocalCluster`].
+static SCRATCH: std::sync::Mutex<Vec<[Vec<u64>; 2]>> = std::sync::Mutex::new(Vec::new());
 
 fn with_scratch<R: Ring, L: Layout>(
     a: &[R],
@@ -162,14 +162,30 @@ fn with_scratch<R: Ring, L: Layout>(
     f: u32,
     simd: bool,
 ) -> Vec<R> {
-    SCRATCH.with(|cell| {
-        let mut scratch = cell.take();
-        let out = product::<R, L>(a, b, dims, f, simd, &mut scratch);
-        if scratch.iter().map(Vec::capacity).sum::<usize>() <= MAX_SCRATCH_WORDS {
-            cell.replace(scratch);
+    let mut scratch = take_scratch();
+    let out = product::<R, L>(a, b, dims, f, simd, &mut scratch);
+    give_scratch(scratch);
+    out
+}
+
+fn scratch_pool() -> std::sync::MutexGuard<'static, Vec<[Vec<u64>; 2]>> {
+    match SCRATCH.lock() {
+        Ok(g) => g,
+        Err(p) => p.into_inner(),
+    }
+}
+
+fn take_scratch() -> [Vec<u64>; 2] {
+    scratch_pool().pop().unwrap_or_default()
+}
+
+fn give_scratch(scratch: [Vec<u64>; 2]) {
+    if scratch.iter().map(Vec::capacity).sum::<usize>() <= MAX_SCRATCH_WORDS {
+        let mut pool = scratch_pool();
+        if pool.len() < MAX_SCRATCH_SETS {
+            pool.push(scratch);
         }
-        out
-    })
+    }
 }
 
 /// `x XOR 2^(l−1)` as an unsigned integer.
@@ -421,14 +437,10 @@ pub(crate) fn matmul_round_packed<R: Ring>(
         )),
         _ => None,
     };
-    SCRATCH.with(|cell| {
-        let mut scratch = cell.take();
-        let out = run(&mut scratch[0]);
-        if scratch.iter().map(Vec::capacity).sum::<usize>() <= MAX_SCRATCH_WORDS {
-            cell.replace(scratch);
-        }
-        out
-    })
+    let mut scratch = take_scratch();
+    let out = run(&mut scratch[0]);
+    give_scratch(scratch);
+    out
 }
 
 /// What every thread of one product reads.
