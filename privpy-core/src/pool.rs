@@ -70,25 +70,25 @@ pub(crate) fn give(mut buf: Vec<u8>) {
 
 /// Word buffers of at least this many words are kept for reuse ([`take_words`]).
 const MIN_POOLED_WORDS: usize = 1 << 14;
-/// Most words a thread keeps (64 MiB).
-const MAX_POOLED_WORDS: usize = 1 << 23;
+/// Most words the pool keeps (256 MiB).
+const MAX_POOLED_WORDS: usize = 1 << 25;
 
-thread_local! {
-    /// This thread's spare word buffers (bit planes of the four-party comparison):
-    /// per thread, so that taking one needs no lock.
-    static WORDS: std::cell::RefCell<Vec<Vec<u64>>> = const { std::cell::RefCell::new(Vec::new()) };
-}
+/// Spare word buffers (bit planes of the four-party comparison), for any thread:
+/// the servers of a [`crate::LocalCluster`] run each session on fresh threads, and a
+/// networked server each job, so a per-thread pool would start empty every time.
+static WORDS: Mutex<Vec<Vec<u64>>> = Mutex::new(Vec::new());
 
-/// `len` zero words, in a buffer reused from this thread's pool when one is large
-/// enough (its pages already mapped), else freshly allocated.
+/// `len` zero words, in a buffer reused from the pool when one is large enough
+/// (its pages already mapped), else freshly allocated.
 pub(crate) fn take_words(len: usize) -> Vec<u64> {
-    if len >= MIN_POOLED_WORDS {
-        let reused = WORDS.with(|w| take_fitting(&mut w.borrow_mut(), len));
-        if let Some(mut v) = reused {
-            v.clear();
-            v.resize(len, 0);
-            return v;
-        }
+    if len >= MIN_POOLED_WORDS
+        && let Ok(mut pool) = WORDS.lock()
+        && let Some(mut v) = take_fitting(&mut pool, len)
+    {
+        drop(pool);
+        v.clear();
+        v.resize(len, 0);
+        return v;
     }
     vec![0; len]
 }
@@ -98,6 +98,7 @@ pub(crate) fn give_words(buf: Vec<u64>) {
     if buf.capacity() < MIN_POOLED_WORDS || buf.capacity() > MAX_POOLED_WORDS {
         return;
     }
-    // During thread teardown the pool may be gone: then the buffer is just freed.
-    let _ = WORDS.try_with(|w| keep(&mut w.borrow_mut(), buf, MAX_POOLED_WORDS));
+    if let Ok(mut pool) = WORDS.lock() {
+        keep(&mut pool, buf, MAX_POOLED_WORDS);
+    }
 }
