@@ -1486,12 +1486,19 @@ fn chunked_of(v: &[u8]) -> Option<(u128, u32, u64)> {
     r.strs("readers").ok()?;
     r.ring().ok()?;
     r.shape().ok()?;
+    let (count, total) = pieces_after_key(&mut r)?;
+    Some((tag, count, total))
+}
+
+/// After a record's key id: the (empty) inline share, then, for a record stored in
+/// pieces, their number and the share's bytes.
+fn pieces_after_key(r: &mut R<'_>) -> Option<(u32, u64)> {
     r.u128("key id").ok()?;
     r.bytes("share").ok()?;
     if r.0.is_empty() {
         return None;
     }
-    Some((tag, r.u32("pieces").ok()?, r.u64("bytes").ok()?))
+    Some((r.u32("pieces").ok()?, r.u64("bytes").ok()?))
 }
 
 /// For an output record stored in pieces: the number of pieces and share bytes.
@@ -1501,12 +1508,7 @@ fn out_chunked_of(v: &[u8]) -> Option<(u32, u64)> {
     r.u64("created").ok()?;
     r.ring().ok()?;
     r.shape().ok()?;
-    r.u128("key id").ok()?;
-    r.bytes("share").ok()?;
-    if r.0.is_empty() {
-        return None;
-    }
-    Some((r.u32("pieces").ok()?, r.u64("bytes").ok()?))
+    pieces_after_key(&mut r)
 }
 
 fn missing_piece(name: &str, seq: u32, count: u32) -> StoreError {

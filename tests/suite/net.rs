@@ -1221,13 +1221,17 @@ fn run_drains_running_jobs_at_shutdown() {
     let (uploaded, ready) = std::sync::mpsc::channel();
     let worker = std::thread::spawn(move || {
         let mut alice = Client::connect(&cfg).unwrap();
+        // A first small job dials the server links, so that the drained job needs
+        // no new connection (the listeners close at shutdown).
+        alice.upload("w", array![1.0, 2.0], &[]).unwrap();
+        alice.run("stats", &[("x", &["w"])]).unwrap();
         alice.upload("x", &x, &[]).unwrap();
         uploaded.send(()).unwrap();
         let job = alice.run("stats", &[("x", &["x"])]).unwrap();
         alice.fetch::<f64>(&job, "sum").unwrap()
     });
     ready.recv().unwrap();
-    std::thread::sleep(Duration::from_millis(150));
+    std::thread::sleep(Duration::from_millis(300));
     let asked = Instant::now();
     for s in stops {
         s.send(()).unwrap();

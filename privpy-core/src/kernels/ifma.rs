@@ -465,6 +465,16 @@ fn rows_of<R: Ring, L: Layout>(ctx: &Ctx<'_>, first: usize, out: &mut [R]) {
     for c0 in (0..n).step_by(TC) {
         let cols = (n - c0).min(TC);
         let panel = &ctx.bp[(c0 / TC) * k * per_k..][..k * per_k];
+        // The tile's operands: rows from `r0`, the chunk of `k` from `k0`.
+        let chunk = |r0: usize, k0: usize| Panel {
+            al: ctx.al,
+            plane: m * k,
+            lda: k,
+            r0,
+            panel,
+            k0,
+            k1: (k0 + L::KC).min(k),
+        };
         for r0 in (first..first + rows_here).step_by(L::TR) {
             let rows = (first + rows_here - r0).min(L::TR);
             if L::L == 64 {
@@ -473,16 +483,7 @@ fn rows_of<R: Ring, L: Layout>(ctx: &Ctx<'_>, first: usize, out: &mut [R]) {
                 let mut total = [[0u128; TC]; 8];
                 debug_assert!(rows <= total.len());
                 for k0 in (0..k).step_by(L::KC) {
-                    let p = Panel {
-                        al: ctx.al,
-                        plane: m * k,
-                        lda: k,
-                        r0,
-                        panel,
-                        k0,
-                        k1: (k0 + L::KC).min(k),
-                    };
-                    run_tile::<L>(&p, rows, ctx.simd, &mut tile);
+                    run_tile::<L>(&chunk(r0, k0), rows, ctx.simd, &mut tile);
                     for (r, tot) in total.iter_mut().enumerate().take(rows) {
                         for t in 0..L::T {
                             let acc = &tile[r * L::T + t];
@@ -505,16 +506,7 @@ fn rows_of<R: Ring, L: Layout>(ctx: &Ctx<'_>, first: usize, out: &mut [R]) {
             }
             let mut total = vec![[U256::default(); TC]; rows];
             for k0 in (0..k).step_by(L::KC) {
-                let p = Panel {
-                    al: ctx.al,
-                    plane: m * k,
-                    lda: k,
-                    r0,
-                    panel,
-                    k0,
-                    k1: (k0 + L::KC).min(k),
-                };
-                run_tile::<L>(&p, rows, ctx.simd, &mut tile);
+                run_tile::<L>(&chunk(r0, k0), rows, ctx.simd, &mut tile);
                 for (r, tot) in total.iter_mut().enumerate() {
                     for t in 0..L::T {
                         let acc = &tile[r * L::T + t];

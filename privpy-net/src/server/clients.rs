@@ -150,6 +150,18 @@ pub(super) async fn serve_client(shared: Arc<Shared>, tcp: TcpStream, addr: Sock
     conn.close().await;
 }
 
+/// The refusal for an output this client cannot fetch (the same whether it never
+/// existed, was fetched, expired, or is another client's).
+fn no_output(me: Role, name: &str, job: u64, client: &str) -> Reply {
+    Reply::Refused(Refusal::new(
+        RefusalKind::NotFound,
+        format!(
+            "{me} has no output {name:?} of job {} for {client} (already fetched, expired, or not yours)",
+            hex(job)
+        ),
+    ))
+}
+
 /// The most bytes of a share one [`Reply::SharePart`] carries: a quarter of the
 /// frame limit, at most 4 MiB.
 fn fetch_part_bytes(shared: &Shared) -> usize {
@@ -466,13 +478,7 @@ pub(super) async fn handle_request(
                     shape: share.shape().to_vec(),
                     bytes: share.to_bytes(),
                 },
-                Ok(None) => Reply::Refused(Refusal::new(
-                    RefusalKind::NotFound,
-                    format!(
-                        "{me} has no output {name:?} of job {} for {client} (already fetched, expired, or not yours)",
-                        hex(job)
-                    ),
-                )),
+                Ok(None) => no_output(me, &name, job, client),
                 Err(e) => Reply::Refused(e),
             }
         }
@@ -487,13 +493,7 @@ pub(super) async fn handle_request(
                     total: p.total,
                     bytes: p.bytes,
                 },
-                Ok(None) => Reply::Refused(Refusal::new(
-                    RefusalKind::NotFound,
-                    format!(
-                        "{me} has no output {name:?} of job {} for {client} (already fetched, expired, or not yours)",
-                        hex(job)
-                    ),
-                )),
+                Ok(None) => no_output(me, &name, job, client),
                 Err(e) => Reply::Refused(e),
             }
         }

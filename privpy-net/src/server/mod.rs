@@ -594,6 +594,12 @@ async fn accept_tls(
     let t = shared.cluster.handshake_timeout;
     match tokio::time::timeout(t, TlsAcceptor::from(acceptor).accept(tcp)).await {
         Ok(Ok(s)) => Some(s),
+        // A connection closed before its first byte (a port probe, such as `dev`'s
+        // readiness check) is not worth a warning.
+        Ok(Err(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+            debug!(%addr, error = %e, "{what} closed before its TLS handshake");
+            None
+        }
         Ok(Err(e)) => {
             warn!(%addr, error = %e, "{what} refused: TLS handshake failed");
             None
