@@ -233,7 +233,7 @@ impl Client {
                 } => {
                     // A part and its message's header fit the server's limit.
                     let most = usize::try_from(max_message / 2).unwrap_or(usize::MAX);
-                    client.part = client.part.min(most.max(1 << 12));
+                    client.part = client.part.min(most.max(crate::store::MIN_PART));
                     if who != cfg.name {
                         return Err(ClientError::Protocol(format!(
                             "{server} knows this certificate as {who:?}, not {:?}",

@@ -35,6 +35,10 @@ const OUT_CHUNKS: TableDefinition<(u64, &str, &str, u32), &[u8]> =
 /// (4 KiB in the unit tests, which check pieces on small shares.)
 const PIECE: usize = if cfg!(test) { 4096 } else { 4 << 20 };
 
+/// The smallest part of an upload in parts, but for its last (1 byte in the unit
+/// tests, which cut parts at odd places).
+pub const MIN_PART: usize = if cfg!(test) { 1 } else { 64 << 10 };
+
 /// The store's page cache: a bound on what redb keeps in memory for reads and
 /// writes (its default is 1 GiB).
 const CACHE_BYTES: usize = 64 << 20;
@@ -1029,10 +1033,23 @@ impl Store {
     /// Writes the next part of a staged upload (encrypted, durably).
     ///
     /// # Errors
-    /// [`StoreError::Staging`] when the part holds more bytes than remain; a
-    /// database error (a full disk, say). The upload stays staged either way; the
+    /// [`StoreError::Staging`] when the part holds more bytes than remain, or
+    /// fewer than [`MIN_PART`] without being the last; a database error (a full
+    /// disk, say). The upload stays staged either way; the
     /// caller abandons it.
     pub fn append_staged(&self, st: &mut Staged, part: &[u8]) -> Result<(), StoreError> {
+        let remaining = st.total - st.written;
+        if part.len() < MIN_PART && (part.len() as u64) < remaining {
+            // Each part costs a transaction: tiny parts would make an upload slow
+            // on purpose.
+            return Err(StoreError::Staging {
+                name: st.name.clone(),
+                problem: format!(
+                    "a part of {} bytes: parts other than the last hold at least {MIN_PART}",
+                    part.len()
+                ),
+            });
+        }
         if part.len() as u64 > st.total - st.written {
             return Err(StoreError::Staging {
                 name: st.name.clone(),

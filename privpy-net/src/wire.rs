@@ -341,8 +341,10 @@ pub enum Request {
     /// The next part of an upload in parts: an [`Request::Upload`] whose `bytes`
     /// hold fewer bytes than its shape starts one (the server answers
     /// [`Reply::PartReceived`]), and parts with its tag follow on the same
-    /// connection, in order. The last part's answer is [`Reply::Uploaded`], once the
-    /// input is stored; closing the connection before then drops the upload.
+    /// connection, in order. Every part but the last holds at least
+    /// [`crate::store::MIN_PART`] bytes. The last part's answer is
+    /// [`Reply::Uploaded`], once the input is stored; closing the connection before
+    /// then drops the upload.
     UploadPart {
         /// The upload's tag.
         tag: u128,

@@ -1306,7 +1306,7 @@ fn uploads_in_parts_survive_disconnects() {
         alice.fetch(&job, "sum").unwrap()
     };
     assert!((sum(&mut alice) - v1.sum()).abs() < 1e-6 * v1.sum());
-    // A raw client starts replacing x in parts (1,000 of its 4.8 MB), then leaves.
+    // A raw client starts replacing x in parts (64 KiB of its 4.8 MB), then leaves.
     let certs = net.dir.join("certs");
     let s1 = net.cfg.server(Role::S1).client_addr.unwrap();
     let exchange = |req: Request| {
@@ -1329,15 +1329,28 @@ fn uploads_in_parts_survive_disconnects() {
         readers: vec![],
         ring: privpy::RingKind::Z128,
         shape: vec![300_000],
-        bytes: vec![0x5a; 1000],
+        bytes: vec![0x5a; 1 << 16],
     });
     assert!(
         matches!(
             first,
-            Ok(Control::Reply(Reply::PartReceived { received: 1000 }))
+            Ok(Control::Reply(Reply::PartReceived { received: 65536 }))
         ),
         "{first:?}"
     );
+    // Tiny parts (other than the last) are refused: each part costs a transaction.
+    let tiny = exchange(Request::Upload {
+        name: "y".into(),
+        tag: 98,
+        readers: vec![],
+        ring: privpy::RingKind::Z128,
+        shape: vec![300_000],
+        bytes: vec![1; 100],
+    });
+    match tiny {
+        Ok(Control::Reply(Reply::Refused(r))) => assert_eq!(r.kind, RefusalKind::Invalid),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
     // Its next part on another connection finds no upload in progress.
     let stray = exchange(Request::UploadPart {
         tag: 99,
