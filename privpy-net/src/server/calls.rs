@@ -61,6 +61,10 @@ pub(super) struct Calls {
     model_slots: Mutex<HashMap<String, Arc<tokio::sync::Semaphore>>>,
     /// Requests `S1` refused before their `S2` half arrived here (`S2`), with when.
     forgotten: Mutex<HashMap<(String, u64), (Instant, Refusal)>>,
+    /// Requests this server (`S2`) refused before parking them, with when and why:
+    /// a job that names one is refused at once instead of after the handshake
+    /// timeout.
+    refused: Mutex<HashMap<(String, u64), (Instant, Refusal)>>,
 }
 
 /// How long `S2` remembers a refusal for a request whose half has not arrived.
@@ -133,13 +137,47 @@ impl Shared {
         lock(&self.calls.parked).remove(&(client.to_string(), request));
     }
 
-    /// Waits until every request `job` names is parked here (`S2`), at most `within`.
+    /// Remembers (on `S2`) that it refused `client`'s `request` without parking it,
+    /// so that [`Shared::await_parked`] need not wait for it.
+    pub(super) fn note_refused(&self, client: &str, request: u64, reply: &Reply) {
+        let Reply::Refused(r) = reply else { return };
+        if self.role != Role::S2 {
+            return;
+        }
+        let key = (client.to_string(), request);
+        // A refused duplicate of a pending request leaves that request parked.
+        if lock(&self.calls.parked).contains_key(&key) {
+            return;
+        }
+        let mut refused = lock(&self.calls.refused);
+        let now = Instant::now();
+        refused.retain(|_, (t, _)| now.duration_since(*t) < FORGET_FOR);
+        if refused.len() < self.cluster.max_queued_requests {
+            refused.insert(key, (now, r.clone()));
+        }
+        drop(refused);
+        // A job may already wait for this request.
+        self.calls.arrived.notify_waiters();
+    }
+
+    /// Waits until every request `job` names is parked here (`S2`), at most `within`;
+    /// gives up at once when this server refused one of them.
     pub(super) async fn await_parked(&self, job: &JobSpec, within: Duration) -> bool {
         let deadline = tokio::time::Instant::now() + within;
         loop {
             let notified = self.calls.arrived.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
+            {
+                let refused = lock(&self.calls.refused);
+                if job
+                    .calls
+                    .iter()
+                    .any(|c| refused.contains_key(&(c.client.clone(), c.request)))
+                {
+                    return false;
+                }
+            }
             let all = {
                 let parked = lock(&self.calls.parked);
                 job.calls.iter().all(|c| {

@@ -541,13 +541,19 @@ pub(super) async fn handle_request(
                 inputs,
                 args,
             };
-            call(shared, client, fields, cancel).await
+            let reply = call(shared, client, fields, cancel).await;
+            shared.note_refused(client, request, &reply);
+            reply
         }
         Request::Infer {
             request,
             model,
             input,
-        } => infer(shared, client, request, model, input, cancel).await,
+        } => {
+            let reply = infer(shared, client, request, model, input, cancel).await;
+            shared.note_refused(client, request, &reply);
+            reply
+        }
         Request::ListOutputs => {
             let c = client.to_string();
             let list = with_store(shared, move |st| st.outputs_for(&c)).await;
