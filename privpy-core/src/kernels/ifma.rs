@@ -337,13 +337,15 @@ fn compute<R: Ring, L: Layout>(
     al.clear();
     al.resize(nl * m * k, 0);
     let mut row_sum = vec![0u128; m];
-    for (idx, &x) in a.iter().enumerate() {
-        let v = offset(x);
-        for i in 0..nl {
-            al[i * m * k + idx] = ((v >> (52 * i)) as u64) & M52;
+    for (r, sum) in row_sum.iter_mut().enumerate() {
+        let row = &a[r * k..(r + 1) * k];
+        for (kk, &x) in row.iter().enumerate() {
+            let v = offset(x);
+            for i in 0..nl {
+                al[i * m * k + r * k + kk] = ((v >> (52 * i)) as u64) & M52;
+            }
+            *sum = sum.wrapping_add(v);
         }
-        let r = idx / k.max(1);
-        row_sum[r] = row_sum[r].wrapping_add(v);
     }
     let mut out = Vec::with_capacity(m * n);
     out.resize(m * n, R::zero());
