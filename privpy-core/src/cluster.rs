@@ -473,9 +473,18 @@ fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
 /// Picks the error that explains the others: a lost peer is usually the consequence
 /// of another server's failure, so prefer any other error.
 fn root_cause(mut errors: Vec<(Role, Error)>) -> Error {
-    let pos = errors
+    if let Some(pos) = errors
         .iter()
         .position(|(_, e)| !matches!(e, Error::PeerLost { .. }))
+    {
+        return errors.swap_remove(pos).1;
+    }
+    // Only lost peers: blame one that did not itself fail (it stopped or went
+    // silent), not a server that gave up because of it.
+    let failed: Vec<Role> = errors.iter().map(|(r, _)| *r).collect();
+    let pos = errors
+        .iter()
+        .position(|(_, e)| matches!(e, Error::PeerLost { peer, .. } if !failed.contains(peer)))
         .unwrap_or(0);
     errors.swap_remove(pos).1
 }
