@@ -1215,23 +1215,31 @@ fn run_drains_running_jobs_at_shutdown() {
         )));
     }
     let cfg = net.client_config("alice");
-    let n = 1_000_000;
-    let x = Array1::from_shape_fn(n, |i| (i % 100) as f64 * 0.01);
-    let want: f64 = x.sum();
+    // A job that runs for seconds: logistic regression, many iterations.
+    let adult = privpy::data::load_libsvm(
+        &privpy::data::shipped("adult/a9a-first-2000"),
+        123,
+        Some(200),
+    )
+    .unwrap();
+    let (x, y) = (adult.x.clone().into_dyn(), adult.y.clone().into_dyn());
+    let args = [("batch", 100.0), ("iterations", 400.0), ("lr", 0.5)];
     let (uploaded, ready) = std::sync::mpsc::channel();
     let worker = std::thread::spawn(move || {
         let mut alice = Client::connect(&cfg).unwrap();
-        // A first small job dials the server links, so that the drained job needs
-        // no new connection (the listeners close at shutdown).
-        alice.upload("w", array![1.0, 2.0], &[]).unwrap();
-        alice.run("stats", &[("x", &["w"])]).unwrap();
-        alice.upload("x", &x, &[]).unwrap();
+        alice.upload("x", &adult.x, &[]).unwrap();
+        alice.upload("y", &adult.y, &[]).unwrap();
         uploaded.send(()).unwrap();
-        let job = alice.run("stats", &[("x", &["x"])]).unwrap();
-        alice.fetch::<f64>(&job, "sum").unwrap()
+        let bindings: [(&str, &[&str]); 2] = [("x", &["x"]), ("y", &["y"])];
+        let job = alice
+            .run_with("logistic_regression", &bindings, &args)
+            .unwrap();
+        alice.fetch::<ArrayD<f64>>(&job, "w").unwrap()
     });
     ready.recv().unwrap();
-    std::thread::sleep(Duration::from_millis(300));
+    // Long enough for the run request to be admitted even on a loaded machine;
+    // the job runs for seconds more.
+    std::thread::sleep(Duration::from_millis(500));
     let asked = Instant::now();
     for s in stops {
         s.send(()).unwrap();
@@ -1240,11 +1248,25 @@ fn run_drains_running_jobs_at_shutdown() {
     std::thread::sleep(Duration::from_millis(100));
     let late = Client::connect(&net.client_config("alice"));
     assert!(late.is_err(), "a connection after shutdown was accepted");
-    let sum = worker.join().unwrap();
-    assert!((sum - want).abs() < 1e-3 * want, "{sum} vs {want}");
+    let w = worker.join().unwrap();
+    let drained = asked.elapsed();
     for t in tasks {
         rt.block_on(t).unwrap().unwrap();
     }
+    // The drained job's result equals the cleartext engine's.
+    let args: Vec<(String, f64)> = args.iter().map(|(a, v)| (a.to_string(), *v)).collect();
+    let (clear, _) = run_local(
+        LocalCluster::cleartext(),
+        "logistic_regression",
+        &[("x", x), ("y", y)],
+        &args,
+        &["w"],
+    );
+    assert!(rel_err(&w, &clear[0]) < 1e-4, "{}", rel_err(&w, &clear[0]));
+    assert!(
+        drained > Duration::from_millis(200),
+        "the job was still running at shutdown ({drained:?})"
+    );
     eprintln!("shutdown drained in {:?}", asked.elapsed());
 }
 
@@ -1558,7 +1580,7 @@ fn calls_compute_on_inline_inputs_store_nothing_and_reuse_links() {
         assert!(called.stats[0].bytes_sent.iter().sum::<u64>() > 0);
     }
     assert!(alice.outputs().unwrap().is_empty(), "a call stores nothing");
-    let text = scrape(metrics);
+    let text = scrape_until(metrics, "privpy_jobs_total{program=\"stats\"}", 5.0);
     assert_eq!(
         sample(&text, "privpy_server_links_dialed_total"),
         Some(3.0),
@@ -1711,7 +1733,11 @@ fn concurrent_inferences_are_batched_and_each_client_gets_its_own_rows() {
     }
     jobs.dedup();
     assert_eq!(jobs.len(), 1, "all four requests ran in one job");
-    let text = scrape(metrics);
+    let text = scrape_until(
+        metrics,
+        "privpy_batch_size_count{program=\"mlp_predict\"}",
+        1.0,
+    );
     assert_eq!(
         sample(&text, "privpy_batch_size_count{program=\"mlp_predict\"}"),
         Some(1.0),

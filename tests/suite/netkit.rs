@@ -250,6 +250,20 @@ pub fn scrape(addr: std::net::SocketAddr) -> String {
     out.split("\r\n\r\n").nth(1).unwrap_or_default().to_string()
 }
 
+/// Scrapes until the sample `line_start` reads `want` (at most 5 s; metrics are
+/// updated as a job ends, which may be just after its client got the answer), and
+/// returns the last scrape.
+pub fn scrape_until(addr: std::net::SocketAddr, line_start: &str, want: f64) -> String {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let text = scrape(addr);
+        if sample(&text, line_start) == Some(want) || std::time::Instant::now() > deadline {
+            return text;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
 /// The value of the sample `line_start` (metric name with labels) in a scrape.
 pub fn sample(text: &str, line_start: &str) -> Option<f64> {
     text.lines()
