@@ -1309,17 +1309,73 @@ fn storage_quota_per_client_and_delete_frees_it() {
     assert!((sum - 20_000.0).abs() < 1e-3);
 }
 
-/// Uploads larger than a message travel in parts, each stored (encrypted) as it
-/// arrives, so a server holds one part at a time: with a 1 MiB frame limit a 4.8 MB
-/// input arrives in 512 KiB parts, and runs equal cleartext. A client that starts
-/// an upload in parts and disconnects before its last part changes nothing: the
-/// earlier input stays and runs; an `UploadPart` without a started upload, or on
-/// another connection, is refused by variant.
+/// A call that only `S2` refuses (here: its half is a share of the wrong ring) is
+/// answered by `S1` at once with a refusal, not after the handshake timeout: `S2`
+/// remembers what it refused and turns the job's `Hello` down without waiting.
 #[test]
-fn uploads_in_parts_survive_disconnects() {
-    let mut net = Net::new("parts", &["alice"], None, 10.0);
-    net.configure("max_frame_mib = 1");
+fn a_call_only_s2_refuses_fails_at_once() {
+    let mut net = Net::new("s2-refuses", &["alice"], None, 20.0);
+    net.configure("handshake_timeout_secs = 4");
     net.start_all();
+    let certs = net.dir.join("certs");
+    let send = |role: Role, ring: privpy::RingKind| {
+        let call = Request::Call {
+            request: 0x5eed,
+            program: "stats".into(),
+            bindings: vec![],
+            inputs: vec![privpy::net::wire::Inline {
+                name: "x".into(),
+                ring,
+                shape: vec![8],
+                bytes: vec![7; 8 * ring.bytes()],
+            }],
+            args: vec![],
+        };
+        let mut bytes = Vec::new();
+        FrameCodec::new(1 << 20)
+            .encode_control(&Control::Request(call).encode(), &mut bytes)
+            .unwrap();
+        raw_exchange(
+            net.cfg.server(role).client_addr.unwrap(),
+            role,
+            &certs.join("alice.pem"),
+            &certs.join("alice.key"),
+            &certs.join("server-ca.pem"),
+            &bytes,
+        )
+    };
+    let refused_kind = |r: Result<Control, String>| match r {
+        Ok(Control::Reply(Reply::Refused(r))) => r.kind,
+        other => panic!("expected a refusal, got {other:?}"),
+    };
+    assert_eq!(
+        refused_kind(send(Role::S2, privpy::RingKind::Z64)),
+        RefusalKind::Invalid
+    );
+    let t = Instant::now();
+    let kind = refused_kind(send(Role::S1, privpy::RingKind::Z128));
+    assert_ne!(kind, RefusalKind::Invalid, "S1's half was valid");
+    assert!(
+        t.elapsed() < Duration::from_secs(2),
+        "S1 answered after {:?} (the handshake timeout is 4 s)",
+        t.elapsed()
+    );
+    // The cluster keeps serving calls.
+    let mut alice = net.client("alice");
+    let x = array![1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0];
+    let called = alice
+        .call("stats", &[], &[("x", x.view().into_dyn())], &[])
+        .unwrap();
+    let sum: f64 = called.get("sum").unwrap();
+    assert!((sum - 36.0).abs() < 1e-6, "{sum}");
+}
+
+/// Uploads larger than a message travel in parts, each stored (encrypted) as it
+/// arrives, so a server holds one part at a time. A client that starts an upload in
+/// parts and disconnects before its last part changes nothing: the earlier input
+/// stays and runs; an `UploadPart` without a started upload, or on another
+/// connection, and tiny parts are refused by variant.
+fn uploads_in_parts_survive_disconnects(net: &Net) {
     let mut alice = net.client("alice");
     let v1 = Array1::from_shape_fn(300_000, |i| (i % 1000) as f64 * 0.001);
     alice.upload("x", &v1, &[]).unwrap();
@@ -1390,75 +1446,16 @@ fn uploads_in_parts_survive_disconnects() {
     assert!((sum(&mut alice) - v2.sum()).abs() < 1e-6 * v2.sum().abs());
 }
 
-/// A call that only `S2` refuses (here: its half is a share of the wrong ring) is
-/// answered by `S1` at once with a refusal, not after the handshake timeout: `S2`
-/// remembers what it refused and turns the job's `Hello` down without waiting.
-#[test]
-fn a_call_only_s2_refuses_fails_at_once() {
-    let mut net = Net::new("s2-refuses", &["alice"], None, 20.0);
-    net.configure("handshake_timeout_secs = 4");
-    net.start_all();
-    let certs = net.dir.join("certs");
-    let send = |role: Role, ring: privpy::RingKind| {
-        let call = Request::Call {
-            request: 0x5eed,
-            program: "stats".into(),
-            bindings: vec![],
-            inputs: vec![privpy::net::wire::Inline {
-                name: "x".into(),
-                ring,
-                shape: vec![8],
-                bytes: vec![7; 8 * ring.bytes()],
-            }],
-            args: vec![],
-        };
-        let mut bytes = Vec::new();
-        FrameCodec::new(1 << 20)
-            .encode_control(&Control::Request(call).encode(), &mut bytes)
-            .unwrap();
-        raw_exchange(
-            net.cfg.server(role).client_addr.unwrap(),
-            role,
-            &certs.join("alice.pem"),
-            &certs.join("alice.key"),
-            &certs.join("server-ca.pem"),
-            &bytes,
-        )
-    };
-    let refused_kind = |r: Result<Control, String>| match r {
-        Ok(Control::Reply(Reply::Refused(r))) => r.kind,
-        other => panic!("expected a refusal, got {other:?}"),
-    };
-    assert_eq!(
-        refused_kind(send(Role::S2, privpy::RingKind::Z64)),
-        RefusalKind::Invalid
-    );
-    let t = Instant::now();
-    let kind = refused_kind(send(Role::S1, privpy::RingKind::Z128));
-    assert_ne!(kind, RefusalKind::Invalid, "S1's half was valid");
-    assert!(
-        t.elapsed() < Duration::from_secs(2),
-        "S1 answered after {:?} (the handshake timeout is 4 s)",
-        t.elapsed()
-    );
-    // The cluster keeps serving calls.
-    let mut alice = net.client("alice");
-    let x = array![1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0];
-    let called = alice
-        .call("stats", &[], &[("x", x.view().into_dyn())], &[])
-        .unwrap();
-    let sum: f64 = called.get("sum").unwrap();
-    assert!((sum - 36.0).abs() < 1e-6, "{sum}");
-}
-
 /// With a 1 MiB frame limit (`max_frame_mib = 1`), a 4.8 MB upload (in parts), a
 /// job whose protocol messages are several MB (in continuation frames), and a
-/// 4.8 MB fetch (in parts) all cross, with results equal to cleartext.
+/// 4.8 MB fetch (in parts) all cross, with results equal to cleartext; and uploads
+/// in parts survive disconnects ([`uploads_in_parts_survive_disconnects`]).
 #[test]
 fn messages_larger_than_the_frame_limit_cross_in_pieces() {
     let mut net = Net::new("bigframes", &["alice"], None, 10.0);
     net.configure("max_frame_mib = 1");
     net.start_all();
+    uploads_in_parts_survive_disconnects(&net);
     let mut alice = net.client("alice");
     let big = Array1::from_shape_fn(300_000, |i| (i % 1000) as f64 * 0.001);
     alice.upload("big", &big, &[]).unwrap();
