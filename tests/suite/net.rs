@@ -542,6 +542,24 @@ fn raw_exchange_within(
     })
 }
 
+/// Sends `req` as alice, on a raw connection to `role`'s client port, and returns
+/// the first control message that comes back.
+fn alice_request(net: &Net, role: Role, req: Request) -> Result<Control, String> {
+    let mut bytes = Vec::new();
+    FrameCodec::new(1 << 20)
+        .encode_control(&Control::Request(req).encode(), &mut bytes)
+        .unwrap();
+    let certs = net.dir.join("certs");
+    raw_exchange(
+        net.cfg.server(role).client_addr.unwrap(),
+        role,
+        &certs.join("alice.pem"),
+        &certs.join("alice.key"),
+        &certs.join("server-ca.pem"),
+        &bytes,
+    )
+}
+
 /// Oversized, garbage, undecodable and truncated frames from an authenticated
 /// client, and garbage on a server link: refused with a reason, no panic, and the
 /// servers keep serving.
@@ -714,7 +732,17 @@ fn a_damaged_store_stops_the_server_from_starting() {
     };
     for damaged in [Vec::new(), good[..good.len() / 2].to_vec()] {
         std::fs::write(&path, &damaged).unwrap();
-        let r = server::start(Role::S2, net.cfg.clone(), stock());
+        // The stopped instance may hold its ports a moment longer: wait for them,
+        // so that the start reaches the store.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let r = loop {
+            match server::start(Role::S2, net.cfg.clone(), stock()) {
+                Err(ServerError::Bind { .. }) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(100))
+                }
+                other => break other,
+            }
+        };
         assert!(
             matches!(r, Err(ServerError::Store(StoreError::Damaged { .. }))),
             "{:?}",
@@ -1317,7 +1345,6 @@ fn a_call_only_s2_refuses_fails_at_once() {
     let mut net = Net::new("s2-refuses", &["alice"], None, 20.0);
     net.configure("handshake_timeout_secs = 4");
     net.start_all();
-    let certs = net.dir.join("certs");
     let send = |role: Role, ring: privpy::RingKind| {
         let call = Request::Call {
             request: 0x5eed,
@@ -1331,18 +1358,7 @@ fn a_call_only_s2_refuses_fails_at_once() {
             }],
             args: vec![],
         };
-        let mut bytes = Vec::new();
-        FrameCodec::new(1 << 20)
-            .encode_control(&Control::Request(call).encode(), &mut bytes)
-            .unwrap();
-        raw_exchange(
-            net.cfg.server(role).client_addr.unwrap(),
-            role,
-            &certs.join("alice.pem"),
-            &certs.join("alice.key"),
-            &certs.join("server-ca.pem"),
-            &bytes,
-        )
+        alice_request(&net, role, call)
     };
     let refused_kind = |r: Result<Control, String>| match r {
         Ok(Control::Reply(Reply::Refused(r))) => r.kind,
@@ -1385,22 +1401,7 @@ fn uploads_in_parts_survive_disconnects(net: &Net) {
     };
     assert!((sum(&mut alice) - v1.sum()).abs() < 1e-6 * v1.sum());
     // A raw client starts replacing x in parts (64 KiB of its 4.8 MB), then leaves.
-    let certs = net.dir.join("certs");
-    let s1 = net.cfg.server(Role::S1).client_addr.unwrap();
-    let exchange = |req: Request| {
-        let mut bytes = Vec::new();
-        FrameCodec::new(1 << 20)
-            .encode_control(&Control::Request(req).encode(), &mut bytes)
-            .unwrap();
-        raw_exchange(
-            s1,
-            Role::S1,
-            &certs.join("alice.pem"),
-            &certs.join("alice.key"),
-            &certs.join("server-ca.pem"),
-            &bytes,
-        )
-    };
+    let exchange = |req: Request| alice_request(net, Role::S1, req);
     let first = exchange(Request::Upload {
         name: "x".into(),
         tag: 99,
