@@ -38,10 +38,12 @@
 #![deny(unsafe_code)]
 
 pub use privpy_core::{
-    Arg, Broadcast, Client, ClusterStats, CommStats, Comparison, Config, DotOperand, DotWith,
-    EncodeError, Error, LocalCluster, Location, Network, Prepared, PreparedShare, Priv, PrivType,
-    Public, Result, RingKind, Role, RunOutput, Session, ShapeArg, ShapeError, broadcast_shape,
-    concatenate, dot, kernel_threads, ring, select, set_kernel_threads, share, stack, transport,
+    Arg, Batches, Broadcast, Client, ClusterStats, CommStats, Comparison, Config,
+    DEFAULT_MEMORY_BUDGET, DotOperand, DotWith, EncodeError, Error, LargeArray, LargeOperand,
+    LocalCluster, Location, MIN_MEMORY_BUDGET, Network, Prepared, PreparedShare, Priv, PrivType,
+    Public, Result, RingKind, Role, RunOutput, Session, ShapeArg, ShapeError, ShareReader,
+    broadcast_shape, concatenate, dot, kernel_threads, ring, select, set_kernel_threads, share,
+    stack, transport,
 };
 pub use privpy_macros::private;
 
@@ -70,8 +72,8 @@ pub struct ReadmeDoctests;
 /// ndarray's array types and macros.
 pub mod prelude {
     pub use crate::{
-        Client, Comparison, Config, Error, LocalCluster, Network, Priv, Result, Role, RunOutput,
-        Session, concatenate, dot, private, select, stack,
+        Client, Comparison, Config, Error, LargeArray, LocalCluster, Network, Priv, Result, Role,
+        RunOutput, Session, concatenate, dot, private, select, stack,
     };
     pub use ndarray::{Array, Array1, Array2, ArrayD, Axis, array, s};
 }

@@ -21,6 +21,7 @@ use crate::config::Config;
 use crate::data::Data;
 use crate::engine::{Cleartext, Engine};
 use crate::error::{Error, Result};
+use crate::large::{Input, LargeEnv, ScratchDir, ScratchFile, ScratchWriter};
 use crate::protocol::{Party, SeedSource};
 use crate::ring::{RingKind, Z64, Z128, Z256};
 use crate::session::Session;
@@ -33,7 +34,9 @@ use rand_core::SeedableRng;
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::PathBuf;
 use std::rc::Rc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 /// A client's identity in a [`LocalCluster`]. Only the client an output was
@@ -58,8 +61,27 @@ enum Mode {
 
 struct StoredInput {
     owner: String,
+    held: Held,
+}
+
+enum Held {
     /// `[S1's share, S2's share]`, or the value itself (cleartext mode) twice.
-    held: [Data; 2],
+    Memory(Box<[Data; 2]>),
+    /// A matrix uploaded by rows ([`LocalCluster::upload_rows`]): `S1`'s and `S2`'s
+    /// shares (or the cleartext value twice) in encrypted files.
+    Files {
+        shape: [usize; 2],
+        files: [Arc<ScratchFile>; 2],
+    },
+}
+
+impl Held {
+    fn shape(&self) -> &[usize] {
+        match self {
+            Held::Memory(d) => d[0].shape(),
+            Held::Files { shape, .. } => shape,
+        }
+    }
 }
 
 /// Four servers in one process (threads connected by channels), and their clients.
@@ -78,6 +100,9 @@ pub struct LocalCluster {
     record: bool,
     unwind: bool,
     link: Option<LinkProfile>,
+    budget: u64,
+    data_dir: Option<PathBuf>,
+    scratch: OnceLock<Arc<ScratchDir>>,
 }
 
 impl std::fmt::Debug for LocalCluster {
@@ -124,6 +149,9 @@ impl LocalCluster {
             record: false,
             unwind: true,
             link: None,
+            budget: crate::config::DEFAULT_MEMORY_BUDGET,
+            data_dir: None,
+            scratch: OnceLock::new(),
         }
     }
 
@@ -172,6 +200,58 @@ impl LocalCluster {
         self
     }
 
+    /// Sets the memory budget per server for one array
+    /// ([`Config::with_memory_budget`]; the cleartext engine keeps the same budget).
+    /// Inputs over it can only be used as [`crate::LargeArray`]s.
+    pub fn with_memory_budget(mut self, bytes: u64) -> Self {
+        if let Mode::FourParty(cfg) = &mut self.mode {
+            *cfg = cfg.with_memory_budget(bytes);
+            self.budget = cfg.memory_budget();
+        } else {
+            self.budget = bytes.max(crate::config::MIN_MEMORY_BUDGET);
+        }
+        self
+    }
+
+    /// Keeps the files of large arrays (inputs uploaded with
+    /// [`LocalCluster::upload_rows`], and results too large for memory) in `dir`
+    /// instead of a fresh directory under the system's temporary directory. Each
+    /// file is encrypted under a key that only this process holds and deleted when
+    /// no longer used; `dir` itself stays.
+    pub fn with_data_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.data_dir = Some(dir.into());
+        self.scratch = OnceLock::new();
+        self
+    }
+
+    /// The directory for large arrays' files, created on first use.
+    fn scratch(&self) -> Result<Arc<ScratchDir>> {
+        if let Some(d) = self.scratch.get() {
+            return Ok(d.clone());
+        }
+        let dir = match &self.data_dir {
+            Some(p) => ScratchDir::at(p),
+            None => ScratchDir::temporary(),
+        }
+        .map_err(|e| Error::Storage {
+            what: "the cluster's data directory".into(),
+            reason: e.to_string(),
+        })?;
+        Ok(self.scratch.get_or_init(|| Arc::new(dir)).clone())
+    }
+
+    /// What a session's large arrays may use: the budget and the scratch directory.
+    fn large_env(&self) -> LargeEnv {
+        let budget = match self.mode {
+            Mode::FourParty(cfg) => cfg.memory_budget(),
+            Mode::Clear => self.budget,
+        };
+        LargeEnv {
+            budget,
+            dir: self.scratch().ok(),
+        }
+    }
+
     /// The number format (`None` for the cleartext engine).
     pub fn config(&self) -> Option<Config> {
         match self.mode {
@@ -217,11 +297,14 @@ impl LocalCluster {
             Mode::Clear => {
                 // Refuse what no preset can encode: NaN, ±inf, |x| >= 2^63 (the widest bound).
                 Config::paper().encode::<Z256>(&v).map_err(encode_err)?;
-                [Data::Clear(v.to_owned()), Data::Clear(v.to_owned())]
+                Held::Memory(Box::new([
+                    Data::Clear(v.to_owned()),
+                    Data::Clear(v.to_owned()),
+                ]))
             }
             Mode::FourParty(cfg) => {
                 let [a, b] = share_with(&cfg, &v, &mut self.client_rng).map_err(encode_err)?;
-                [a.data, b.data]
+                Held::Memory(Box::new([a.data, b.data]))
             }
         };
         self.inputs.insert(
@@ -229,6 +312,121 @@ impl LocalCluster {
             StoredInput {
                 owner: client.name.clone(),
                 held,
+            },
+        );
+        Ok(())
+    }
+
+    /// `client` secret-shares a matrix of `cols` columns under `name`, given as
+    /// blocks of rows (any number of rows each): the way to upload a data set
+    /// larger than memory, for [`Session::large_input`]. Each block is shared and
+    /// its shares appended to `S1`'s and `S2`'s files (encrypted, in the cluster's
+    /// data directory, see [`LocalCluster::with_data_dir`]); memory holds one block
+    /// at a time.
+    ///
+    /// ```
+    /// use privpy_core::{Config, LocalCluster};
+    /// use ndarray::{Array2, Axis};
+    /// let mut c = LocalCluster::new(Config::fast());
+    /// let alice = c.client("alice");
+    /// let blocks = (0..4).map(|b| Array2::from_elem((250, 3), b as f64));
+    /// c.upload_rows(&alice, "x", 3, blocks)?;
+    /// let out = c.run(|s| {
+    ///     let x = s.large_input("x")?;
+    ///     assert_eq!(x.shape(), [1000, 3]);
+    ///     s.output("alice", "colsum", &x.sum_axis(Axis(0))?)
+    /// })?;
+    /// let colsum: ndarray::Array1<f64> = out.open(&alice, "colsum")?;
+    /// assert!((colsum[0] - 1500.0).abs() < 1e-3);
+    /// # Ok::<(), privpy_core::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::Encode`] for NaN, ±inf or out-of-range elements (the index counts
+    /// rows from the first block); [`Error::InvalidArgument`] for a block of
+    /// another number of columns, or `cols == 0`; [`Error::DuplicateInput`];
+    /// [`Error::UnknownClient`]; [`Error::Storage`] when the files cannot be
+    /// written (a full disk). Nothing is stored on error.
+    pub fn upload_rows<I>(
+        &mut self,
+        client: &Client,
+        name: &str,
+        cols: usize,
+        blocks: I,
+    ) -> Result<()>
+    where
+        I: IntoIterator<Item = ndarray::Array2<f64>>,
+    {
+        if !self.clients.contains(&client.name) {
+            return Err(Error::UnknownClient {
+                name: client.name.clone(),
+            });
+        }
+        if let Some(prev) = self.inputs.get(name) {
+            return Err(Error::DuplicateInput {
+                name: name.to_string(),
+                owner: prev.owner.clone(),
+            });
+        }
+        if cols == 0 {
+            return Err(Error::InvalidArgument {
+                operation: "upload_rows",
+                reason: "a matrix of zero columns".into(),
+            });
+        }
+        let dir = self.scratch()?;
+        let io = |e: std::io::Error| Error::Storage {
+            what: format!("the files of input {name:?}"),
+            reason: e.to_string(),
+        };
+        let mut w = [
+            ScratchWriter::create(&dir).map_err(io)?,
+            ScratchWriter::create(&dir).map_err(io)?,
+        ];
+        let mut rows = 0usize;
+        for block in blocks {
+            if block.ncols() != cols {
+                return Err(Error::InvalidArgument {
+                    operation: "upload_rows",
+                    reason: format!(
+                        "a block of shape {:?} after {rows} rows: every block has {cols} columns",
+                        block.shape()
+                    ),
+                });
+            }
+            let v = block.view().into_dyn();
+            let at = |e: crate::EncodeError| Error::Encode {
+                name: name.to_string(),
+                source: e.offset_rows(rows),
+            };
+            match self.mode {
+                Mode::Clear => {
+                    Config::paper()
+                        .encode::<crate::ring::Z256>(&v)
+                        .map_err(at)?;
+                    let mut bytes: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+                    let mut copy = bytes.clone();
+                    w[0].write(&mut bytes).map_err(io)?;
+                    w[1].write(&mut copy).map_err(io)?;
+                }
+                Mode::FourParty(cfg) => {
+                    let [a, b] = share_with(&cfg, &v, &mut self.client_rng).map_err(at)?;
+                    w[0].write(&mut a.to_bytes()).map_err(io)?;
+                    w[1].write(&mut b.to_bytes()).map_err(io)?;
+                }
+            }
+            rows += block.nrows();
+        }
+        let [w0, w1] = w;
+        let files = [w0.finish().map_err(io)?, w1.finish().map_err(io)?];
+        self.inputs.insert(
+            name.to_string(),
+            StoredInput {
+                owner: client.name.clone(),
+                held: Held::Files {
+                    shape: [rows, cols],
+                    files,
+                },
             },
         );
         Ok(())
@@ -360,10 +558,13 @@ impl LocalCluster {
             .inputs
             .iter()
             .map(|(name, inp)| {
-                let d = if primary {
-                    inp.held[slot].clone()
-                } else {
-                    Data::shape_only(inp.held[0].shape())
+                let d = match (&inp.held, primary) {
+                    (h, false) => Input::Held(Data::shape_only(h.shape())),
+                    (Held::Memory(d), true) => Input::Held(d[slot].clone()),
+                    (Held::Files { shape, files }, true) => Input::Stored {
+                        shape: *shape,
+                        reader: files[slot].clone(),
+                    },
                 };
                 (name.clone(), d)
             })
@@ -371,6 +572,7 @@ impl LocalCluster {
         run_session(
             eng,
             inputs,
+            self.large_env(),
             self.clients.clone(),
             program,
             role,
@@ -383,7 +585,8 @@ impl LocalCluster {
 /// panics into errors attributed to `role`.
 pub(crate) fn run_session<F>(
     eng: Rc<dyn Engine>,
-    inputs: BTreeMap<String, Data>,
+    inputs: BTreeMap<String, Input>,
+    env: LargeEnv,
     clients: Vec<String>,
     program: &F,
     role: Option<Role>,
@@ -401,6 +604,7 @@ where
     let session = Session {
         eng: guarded,
         inputs,
+        env,
         clients,
         outputs: RefCell::new(Vec::new()),
     };

@@ -119,7 +119,14 @@ pub struct Config {
     bound_log2: u32,
     comparison: Comparison,
     network: Network,
+    memory_budget: u64,
 }
+
+/// The default [`Config::memory_budget`]: 512 MiB.
+pub const DEFAULT_MEMORY_BUDGET: u64 = 512 << 20;
+
+/// The smallest [`Config::memory_budget`] accepted: 1 MiB.
+pub const MIN_MEMORY_BUDGET: u64 = 1 << 20;
 
 impl Default for Config {
     /// `Z128` with 32 fractional bits; `|x| < 2^31`.
@@ -130,6 +137,7 @@ impl Default for Config {
             bound_log2: 31,
             comparison: Comparison::Auto,
             network: Network::Local,
+            memory_budget: DEFAULT_MEMORY_BUDGET,
         }
     }
 }
@@ -143,6 +151,7 @@ impl Config {
             bound_log2: 20,
             comparison: Comparison::Auto,
             network: Network::Local,
+            memory_budget: DEFAULT_MEMORY_BUDGET,
         }
     }
 
@@ -154,6 +163,7 @@ impl Config {
             bound_log2: 63,
             comparison: Comparison::Auto,
             network: Network::Local,
+            memory_budget: DEFAULT_MEMORY_BUDGET,
         }
     }
 
@@ -188,6 +198,7 @@ impl Config {
             bound_log2,
             comparison: Comparison::Auto,
             network: Network::Local,
+            memory_budget: DEFAULT_MEMORY_BUDGET,
         })
     }
 
@@ -226,6 +237,37 @@ impl Config {
     /// The network the servers are configured for.
     pub fn network(&self) -> Network {
         self.network
+    }
+
+    /// This configuration with a memory budget of `bytes` per server for one secret
+    /// array (default [`DEFAULT_MEMORY_BUDGET`], at least [`MIN_MEMORY_BUDGET`]).
+    ///
+    /// An input whose share is larger can only be used as a
+    /// [`crate::LargeArray`] ([`crate::Session::large_input`]): [`crate::Session::input`]
+    /// refuses it with [`crate::Error::OverBudget`], and so does any `LargeArray`
+    /// method that would hold more than the budget in memory. `LargeArray`
+    /// operations work in chunks of an eighth of it. All four servers must use the
+    /// same budget (it decides how operations are split): in a deployment it is part
+    /// of the job's configuration that `S1` sends.
+    ///
+    /// ```
+    /// use privpy_core::Config;
+    /// let c = Config::fast().with_memory_budget(64 << 20);
+    /// assert_eq!(c.memory_budget(), 64 << 20);
+    /// // Below the minimum, the minimum applies.
+    /// assert_eq!(Config::fast().with_memory_budget(1).memory_budget(), 1 << 20);
+    /// ```
+    pub fn with_memory_budget(self, bytes: u64) -> Self {
+        Config {
+            memory_budget: bytes.max(MIN_MEMORY_BUDGET),
+            ..self
+        }
+    }
+
+    /// The memory budget per server for one secret array, in bytes
+    /// ([`Config::with_memory_budget`]).
+    pub fn memory_budget(&self) -> u64 {
+        self.memory_budget
     }
 
     /// `log2` of the bound on input magnitudes.

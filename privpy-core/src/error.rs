@@ -32,6 +32,36 @@ pub enum EncodeError {
     },
 }
 
+impl EncodeError {
+    /// The same error with its element's row counted from `rows` rows earlier (for
+    /// an array given in blocks of rows).
+    pub(crate) fn offset_rows(self, rows: usize) -> EncodeError {
+        let shift = |mut index: Vec<usize>| {
+            if let Some(r) = index.first_mut() {
+                *r += rows;
+            }
+            index
+        };
+        match self {
+            EncodeError::NaN { index } => EncodeError::NaN {
+                index: shift(index),
+            },
+            EncodeError::Infinite { index } => EncodeError::Infinite {
+                index: shift(index),
+            },
+            EncodeError::OutOfRange {
+                index,
+                value,
+                bound,
+            } => EncodeError::OutOfRange {
+                index: shift(index),
+                value,
+                bound,
+            },
+        }
+    }
+}
+
 /// Two shapes that cannot be combined.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ShapeError {
@@ -282,6 +312,30 @@ pub enum Error {
         role: Role,
         /// The input.
         name: String,
+    },
+    /// Holding `what` in memory would take more than the configuration's memory
+    /// budget per server ([`crate::Config::memory_budget`]): use it as a
+    /// [`crate::LargeArray`] (in smaller pieces), or raise the budget.
+    #[error(
+        "{what} would take {bytes} bytes of memory per server, over the memory budget of {budget} bytes: \
+         use it as a LargeArray (Session::large_input), in smaller pieces, or raise Config::with_memory_budget"
+    )]
+    OverBudget {
+        /// What would be held.
+        what: String,
+        /// Its share's size in bytes.
+        bytes: u64,
+        /// The budget in bytes.
+        budget: u64,
+    },
+    /// A server could not read or write the files that hold a large array's share
+    /// (a full disk, a missing or damaged file).
+    #[error("storage: {what}: {reason}")]
+    Storage {
+        /// What was being read or written.
+        what: String,
+        /// The operating system's error.
+        reason: String,
     },
     /// An operator failed inside the program (incompatible shapes, a public operand
     /// out of range, an index out of bounds, …): the error, and where.

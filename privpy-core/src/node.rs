@@ -49,19 +49,44 @@ use crate::cluster::{make_party, run_session};
 use crate::config::Config;
 use crate::data::Data;
 use crate::error::{Error, Result};
+use crate::large::{Input, LargeEnv, ScratchDir, ShareReader};
 use crate::protocol::SeedSource;
 use crate::session::Session;
 use crate::share::Share;
 use crate::transport::{CommStats, Role, Transport};
 use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
 
 /// What a server holds of one input.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub enum NodeInput {
     /// `S1`'s or `S2`'s share.
     Share(Share),
     /// The shape only: what the assistants `Sa` and `Sb` know of an input.
     Shape(Vec<usize>),
+    /// `S1`'s or `S2`'s share of a matrix kept in storage and read on demand (for
+    /// [`Session::large_input`]; [`Session::input`] loads it when it fits the
+    /// memory budget). Its bytes are elements of the configuration's ring.
+    Stored {
+        /// `[rows, columns]`.
+        shape: [usize; 2],
+        /// Reads the share's bytes.
+        reader: Arc<dyn ShareReader>,
+    },
+}
+
+impl std::fmt::Debug for NodeInput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            NodeInput::Share(s) => f.debug_tuple("Share").field(s).finish(),
+            NodeInput::Shape(s) => f.debug_tuple("Shape").field(s).finish(),
+            NodeInput::Stored { shape, .. } => f
+                .debug_struct("Stored")
+                .field("shape", shape)
+                .finish_non_exhaustive(),
+        }
+    }
 }
 
 impl NodeInput {
@@ -70,6 +95,7 @@ impl NodeInput {
         match self {
             NodeInput::Share(s) => s.shape(),
             NodeInput::Shape(s) => s,
+            NodeInput::Stored { shape, .. } => shape,
         }
     }
 }
@@ -113,6 +139,38 @@ pub fn run_node(
     clients: Vec<String>,
     program: &(dyn Fn(&Session) -> Result<()> + Sync),
 ) -> Result<NodeResult> {
+    run_node_in(role, cfg, transport, inputs, clients, None, program)
+}
+
+/// [`run_node`] with a directory for the scratch files of large arrays
+/// ([`crate::LargeArray`] results larger than a quarter of the memory budget).
+/// Without one, such results are refused with [`Error::OverBudget`]. Each file is
+/// encrypted under a key only this process holds, and deleted when no longer
+/// used; the caller should empty the directory at start-up (files a crash left
+/// behind are unreadable).
+///
+/// # Errors
+/// As [`run_node`]; [`Error::Storage`] when `scratch` cannot be created.
+pub fn run_node_in(
+    role: Role,
+    cfg: Config,
+    transport: Box<dyn Transport>,
+    inputs: BTreeMap<String, NodeInput>,
+    clients: Vec<String>,
+    scratch: Option<&Path>,
+    program: &(dyn Fn(&Session) -> Result<()> + Sync),
+) -> Result<NodeResult> {
+    let dir = match scratch {
+        Some(p) => Some(Arc::new(ScratchDir::at(p).map_err(|e| Error::Storage {
+            what: format!("the scratch directory {}", p.display()),
+            reason: e.to_string(),
+        })?)),
+        None => None,
+    };
+    let env = LargeEnv {
+        budget: cfg.memory_budget(),
+        dir,
+    };
     let mut held = BTreeMap::new();
     for (name, input) in inputs {
         let d = match (input, role.is_primary()) {
@@ -124,10 +182,12 @@ pub fn run_node(
                         config: cfg.ring(),
                     });
                 }
-                s.data
+                Input::Held(s.data)
             }
-            (NodeInput::Shape(shape), false) => Data::shape_only(&shape),
-            (NodeInput::Share(s), false) => Data::shape_only(s.shape()),
+            (NodeInput::Stored { shape, reader }, true) => Input::Stored { shape, reader },
+            (NodeInput::Shape(shape), false) => Input::Held(Data::shape_only(&shape)),
+            (NodeInput::Share(s), false) => Input::Held(Data::shape_only(s.shape())),
+            (NodeInput::Stored { shape, .. }, false) => Input::Held(Data::shape_only(&shape)),
             (NodeInput::Shape(_), true) => {
                 return Err(Error::MissingShare {
                     role,
@@ -138,7 +198,8 @@ pub fn run_node(
         held.insert(name, d);
     }
     let eng = make_party(role, cfg, transport, SeedSource::Os, false)?;
-    let out = run_session(eng, held, clients, program, Some(role), true).map_err(|(_, e)| e)?;
+    let out =
+        run_session(eng, held, env, clients, program, Some(role), true).map_err(|(_, e)| e)?;
     Ok(NodeResult {
         outputs: out
             .outputs

@@ -558,7 +558,7 @@ where
 
 /// The product of two 1-D or 2-D operands, at least one secret.
 #[track_caller]
-fn dot_data(l: Operand<'_>, r: Operand<'_>) -> Result<Data> {
+pub(crate) fn dot_data(l: Operand<'_>, r: Operand<'_>) -> Result<Data> {
     let shape = |o: &Operand<'_>| match o {
         Operand::Secret(d, _) => d.shape().to_vec(),
         Operand::Prepared(p, _) => p.data.shape().to_vec(),

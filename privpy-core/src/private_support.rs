@@ -2,6 +2,10 @@
 //! Not a public API: names and signatures may change with the macro.
 
 use crate::{Broadcast, Priv, PrivType, Public};
+
+/// AES-256-CTR at a byte offset, shared with the networked store (at-rest
+/// encryption of shares).
+pub use crate::large::ctr_xor_at;
 use ndarray::{Array1, Axis};
 
 /// A branch value of a secret `if`: a secret, or a public value lifted into one.

@@ -3,6 +3,7 @@
 use crate::data::Data;
 use crate::engine::{BinOp, CmpKind, Engine};
 use crate::error::{Error, Result};
+use crate::large::{Input, LargeArray, LargeEnv, check_budget};
 use crate::priv_array::Priv;
 use crate::transport::{CommStats, Role};
 use crate::types::{PrivType, Public, check_rank};
@@ -16,7 +17,8 @@ use std::rc::Rc;
 /// `Session`; the program must take the same public decisions on all of them.
 pub struct Session {
     pub(crate) eng: Rc<dyn Engine>,
-    pub(crate) inputs: BTreeMap<String, Data>,
+    pub(crate) inputs: BTreeMap<String, Input>,
+    pub(crate) env: LargeEnv,
     pub(crate) clients: Vec<String>,
     pub(crate) outputs: RefCell<Vec<(String, String, Data)>>,
 }
@@ -31,11 +33,14 @@ impl std::fmt::Debug for Session {
 }
 
 impl Session {
-    /// The secret input uploaded under `name`, as a `Priv<A>`.
+    /// The secret input uploaded under `name`, as a `Priv<A>` in memory.
     ///
     /// # Errors
     /// [`Error::UnknownInput`] when nobody uploaded it; a rank error when it does not
-    /// have `A`'s number of dimensions.
+    /// have `A`'s number of dimensions; [`Error::OverBudget`] when its share is
+    /// larger than the configuration's [`crate::Config::memory_budget`] (use
+    /// [`Session::large_input`]); [`Error::Storage`] when a stored share cannot be
+    /// read.
     #[track_caller]
     pub fn input<A: PrivType>(&self, name: &str) -> Result<Priv<A>> {
         self.input_inner(name)
@@ -64,11 +69,64 @@ impl Session {
 
     #[track_caller]
     fn input_inner<A: PrivType>(&self, name: &str) -> Result<Priv<A>> {
-        let data = self.inputs.get(name).ok_or_else(|| Error::UnknownInput {
+        let input = self.inputs.get(name).ok_or_else(|| Error::UnknownInput {
             name: name.to_string(),
         })?;
-        check_rank::<A>(data)?;
-        Ok(Priv::new(data.clone(), self.eng.clone()))
+        // The same decision on all four servers: it depends only on the shape.
+        check_budget(
+            &*self.eng,
+            self.env.budget,
+            || format!("input {name:?} of shape {:?}", input.shape()),
+            input.shape(),
+        )?;
+        match input {
+            Input::Held(data) => {
+                check_rank::<A>(data)?;
+                Ok(Priv::new(data.clone(), self.eng.clone()))
+            }
+            Input::Stored { shape, .. } => {
+                let big =
+                    LargeArray::new(*shape, input.clone(), self.env.clone(), self.eng.clone());
+                big.load()?.into_dyn().into_type::<A>()
+            }
+        }
+    }
+
+    /// The secret matrix uploaded under `name` as a [`LargeArray`]: its share stays
+    /// where it is stored (files in the server's data directory) and is read a chunk
+    /// of rows at a time. Works for any 2-D input, large or not; an input held in
+    /// memory is used in place.
+    ///
+    /// # Errors
+    /// [`Error::UnknownInput`]; [`ShapeError::Rank`](crate::ShapeError::Rank) when
+    /// the input is not 2-D.
+    #[track_caller]
+    pub fn large_input(&self, name: &str) -> Result<LargeArray> {
+        let input = self.inputs.get(name).ok_or_else(|| Error::UnknownInput {
+            name: name.to_string(),
+        })?;
+        let shape = match input.shape() {
+            &[r, c] => [r, c],
+            s => {
+                return Err(crate::ShapeError::Rank {
+                    expected: 2,
+                    actual: s.to_vec(),
+                }
+                .into());
+            }
+        };
+        Ok(LargeArray::new(
+            shape,
+            input.clone(),
+            self.env.clone(),
+            self.eng.clone(),
+        ))
+    }
+
+    /// The memory budget per server for one array, in bytes
+    /// ([`crate::Config::memory_budget`]).
+    pub fn memory_budget(&self) -> u64 {
+        self.env.budget
     }
 
     /// Marks `value` as output `name` for `client`; only that client can open it.

@@ -560,32 +560,9 @@ fn ctr_xor(key: &[u8; 32], data: &mut [u8]) {
     ctr_xor_at(key, 0, data);
 }
 
-/// AES-256-CTR at byte `offset` of the stream: `data` is bytes `offset..` of a
-/// record, so pieces encrypted apart decrypt as one stream.
-fn ctr_xor_at(key: &[u8; 32], offset: u64, data: &mut [u8]) {
-    use aes::cipher::{Array, BlockCipherEncrypt, KeyInit};
-    let cipher = aes::Aes256::new(&Array::from(*key));
-    let mut counter = u128::from(offset / 16);
-    let mut skip = (offset % 16) as usize;
-    let mut pos = 0;
-    while pos < data.len() {
-        let want = (data.len() - pos + skip).min(16 * 64);
-        let n = want.div_ceil(16);
-        let mut blocks = [[0u8; 16]; 64];
-        for b in blocks.iter_mut().take(n) {
-            *b = counter.to_le_bytes();
-            counter += 1;
-        }
-        cipher.encrypt_blocks(aes::Block::cast_slice_from_core_mut(&mut blocks[..n]));
-        let stream = blocks[..n].iter().flatten().skip(skip);
-        let end = (pos + want - skip).min(data.len());
-        for (d, k) in data[pos..end].iter_mut().zip(stream) {
-            *d ^= k;
-        }
-        pos = end;
-        skip = 0;
-    }
-}
+// AES-256-CTR at byte `offset` of the stream: `data` is bytes `offset..` of a
+// record, so pieces encrypted apart decrypt as one stream.
+use privpy_core::__private::ctr_xor_at;
 
 fn put_share(w: &mut W, s: &Share, (id, key): (u128, [u8; 32])) {
     w.ring(s.ring().unwrap_or(RingKind::Z64));

@@ -711,6 +711,7 @@ impl W {
             Network::Wan => 2,
             _ => 0,
         });
+        self.u64(c.memory_budget());
     }
     pub(crate) fn stats(&mut self, s: &CommStats) {
         for a in [&s.bytes_sent, &s.bytes_received, &s.messages_sent] {
@@ -879,15 +880,18 @@ impl<'a> R<'a> {
                 });
             }
         };
-        match self.u8("network")? {
-            0 => Ok(c.with_network(Network::Local)),
-            1 => Ok(c.with_network(Network::Lan)),
-            2 => Ok(c.with_network(Network::Wan)),
-            t => Err(WireError::UnknownTag {
-                what: "network",
-                tag: t,
-            }),
-        }
+        let c = match self.u8("network")? {
+            0 => c.with_network(Network::Local),
+            1 => c.with_network(Network::Lan),
+            2 => c.with_network(Network::Wan),
+            t => {
+                return Err(WireError::UnknownTag {
+                    what: "network",
+                    tag: t,
+                });
+            }
+        };
+        Ok(c.with_memory_budget(self.u64("memory budget")?))
     }
     pub(crate) fn stats(&mut self) -> Result<CommStats, WireError> {
         let mut s = CommStats::default();

@@ -7,6 +7,7 @@ mod common;
 mod compare;
 mod errors;
 mod generated;
+mod large;
 mod macro_rules;
 mod macros;
 mod math;
