@@ -35,7 +35,7 @@ pub enum EncodeError {
 impl EncodeError {
     /// The same error with its element's row counted from `rows` rows earlier (for
     /// an array given in blocks of rows).
-    pub(crate) fn offset_rows(self, rows: usize) -> EncodeError {
+    pub fn offset_rows(self, rows: usize) -> EncodeError {
         let shift = |mut index: Vec<usize>| {
             if let Some(r) = index.first_mut() {
                 *r += rows;

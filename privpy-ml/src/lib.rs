@@ -27,8 +27,8 @@ pub mod programs;
 pub mod prelude {
     pub use ndarray::{Array, Array1, Array2, ArrayD, Axis, array, s};
     pub use privpy_core::{
-        Client, Comparison, Config, Error, LocalCluster, Network, Prepared, Priv, PrivType, Result,
-        Role, RunOutput, Session, ShapeError, concatenate, dot, select, stack,
+        Client, Comparison, Config, Error, LargeArray, LocalCluster, Network, Prepared, Priv,
+        PrivType, Result, Role, RunOutput, Session, ShapeError, concatenate, dot, select, stack,
     };
     pub use privpy_macros::private;
 }

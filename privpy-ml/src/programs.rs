@@ -31,6 +31,39 @@ pub fn logistic_regression(
     w
 }
 
+/// Logistic regression by mini-batch SGD streamed from disk: one pass (epoch) over
+/// the rows of a [`privpy_core::LargeArray`] `x` (features) with labels `y`
+/// (0/1, one column, as many rows), in batches of `batch` rows, starting from
+/// `w0`; `on_batch` is called after each batch with the rows done so far (for
+/// progress reports). Each batch is read from the servers' files as an in-memory
+/// secret: memory holds one batch, whatever the number of rows. The paper's
+/// `LargeArray` training (PrivPy §5).
+///
+/// # Errors
+/// [`privpy_core::Error::OverBudget`] when one batch is larger than the memory
+/// budget; a shape mismatch between `x`, `y` and `w0`; a storage error.
+#[private(crate = crate)]
+pub fn logistic_regression_epoch(
+    x: &LargeArray,
+    y: &LargeArray,
+    w0: Priv<Array1<f64>>,
+    batch: usize,
+    lr: f64,
+    on_batch: &mut dyn FnMut(usize),
+) -> Result<Priv<Array1<f64>>> {
+    let mut w = w0;
+    let labels = y.batches(batch)?;
+    for (b, l) in x.batches(batch)?.zip(labels) {
+        let (rows, xb) = b?;
+        let (_, yb) = l?;
+        let p = training_sigmoid(&xb.dot(&w));
+        let grad = xb.t().dot(&(p - yb.slice(s![.., 0])));
+        w = w - grad * (lr / rows.len() as f64);
+        on_batch(rows.end);
+    }
+    Ok(w)
+}
+
 /// The sigmoid to the preset's precision, at a fraction of [`Priv::sigmoid`]'s cost
 /// where the preset allows it: [`Priv::sigmoid_with_tolerance`] at 64 units in the
 /// last place (at least `1e-12`) when that is `1e-7` or finer (default and paper

@@ -506,13 +506,7 @@ impl Client {
             ))
             .into());
         }
-        let mut tag = [0u8; 16];
-        getrandom::fill(&mut tag).map_err(|e| {
-            ClientError::Protocol(format!(
-                "the operating system's random generator failed: {e}"
-            ))
-        })?;
-        let tag = u128::from_le_bytes(tag);
+        let tag = random_tag()?;
         for (k, s) in shares.iter().enumerate() {
             let Some(ring) = s.ring() else {
                 return Err(privpy_core::Error::ShareMismatch(
@@ -552,6 +546,130 @@ impl Client {
             }
         }
         Ok(())
+    }
+
+    /// Uploads a matrix of `shape` given as blocks of rows (any number each, in
+    /// order), for data sets larger than the client's memory: each block is shared
+    /// as it comes and its shares sent to `S1` and `S2` in parts, so the client
+    /// holds one block and one part per server at a time, and each server one
+    /// part. Programs read such an input in chunks with
+    /// [`privpy_core::Session::large_input`] (a [`privpy_core::LargeArray`]).
+    ///
+    /// As with [`Client::upload`], the input is replaced only when its last part is
+    /// stored on both servers; an upload that fails midway leaves the earlier
+    /// input (the servers drop the partial one).
+    ///
+    /// # Errors
+    /// NaN, ±inf or out-of-range elements (the index counts rows from the first
+    /// block); a block of another number of columns, or rows that do not add up to
+    /// `shape[0]` ([`privpy_core::Error::InvalidArgument`]); a refusal; a lost server.
+    pub fn upload_rows<I>(
+        &mut self,
+        name: &str,
+        shape: [usize; 2],
+        blocks: I,
+        readers: &[&str],
+    ) -> Result<(), ClientError>
+    where
+        I: IntoIterator<Item = ndarray::Array2<f64>>,
+    {
+        let invalid = |reason: String| -> ClientError {
+            privpy_core::Error::InvalidArgument {
+                operation: "upload_rows",
+                reason,
+            }
+            .into()
+        };
+        let ring = self.config.ring();
+        let total = (shape[0] as u64)
+            .checked_mul(shape[1] as u64)
+            .and_then(|n| n.checked_mul(ring.bytes() as u64))
+            .ok_or_else(|| invalid(format!("shape {shape:?} is too large")))?;
+        let tag = random_tag()?;
+        let mut up = RowUpload {
+            name: name.to_string(),
+            tag,
+            readers: readers.iter().map(|r| r.to_string()).collect(),
+            shape: shape.to_vec(),
+            ring,
+            total,
+            pending: [Vec::new(), Vec::new()],
+            sent: [0, 0],
+            started: [false, false],
+        };
+        let mut rows = 0usize;
+        for block in blocks {
+            if block.ncols() != shape[1] {
+                return Err(invalid(format!(
+                    "a block of shape {:?} after {rows} rows: every block has {} columns",
+                    block.shape(),
+                    shape[1]
+                )));
+            }
+            if rows + block.nrows() > shape[0] {
+                return Err(invalid(format!(
+                    "the blocks hold more than the {} rows of the shape",
+                    shape[0]
+                )));
+            }
+            let shares = share(&self.config, &block.view().into_dyn()).map_err(|source| {
+                privpy_core::Error::Encode {
+                    name: name.to_string(),
+                    source: source.offset_rows(rows),
+                }
+            })?;
+            rows += block.nrows();
+            for (k, sh) in shares.iter().enumerate() {
+                up.pending[k].extend_from_slice(&sh.to_bytes());
+                while up.pending[k].len() >= self.part {
+                    let part: Vec<u8> = up.pending[k].drain(..self.part).collect();
+                    self.send_part(&mut up, k, part)?;
+                }
+            }
+        }
+        if rows != shape[0] {
+            return Err(invalid(format!(
+                "the blocks hold {rows} rows, the shape {}",
+                shape[0]
+            )));
+        }
+        for k in 0..2 {
+            let rest = std::mem::take(&mut up.pending[k]);
+            if !rest.is_empty() || !up.started[k] {
+                self.send_part(&mut up, k, rest)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends the next part of a row upload to primary `k` (the first as the
+    /// `Upload` itself) and checks the answer.
+    fn send_part(
+        &mut self,
+        up: &mut RowUpload,
+        k: usize,
+        bytes: Vec<u8>,
+    ) -> Result<(), ClientError> {
+        up.sent[k] += bytes.len() as u64;
+        let done = up.sent[k] == up.total;
+        let req = if !up.started[k] {
+            up.started[k] = true;
+            Request::Upload {
+                name: up.name.clone(),
+                tag: up.tag,
+                readers: up.readers.clone(),
+                ring: up.ring,
+                shape: up.shape.clone(),
+                bytes,
+            }
+        } else {
+            Request::UploadPart { tag: up.tag, bytes }
+        };
+        match self.request(k, &req)? {
+            Reply::Uploaded if done => Ok(()),
+            Reply::PartReceived { received } if !done && received == up.sent[k] => Ok(()),
+            other => Err(unexpected(PRIMARIES[k], &other)),
+        }
     }
 
     /// Runs `program` on the cluster, binding each parameter to one or more stored
@@ -764,6 +882,33 @@ fn reply_of(server: Role, res: Result<Control, ConnError>) -> Result<Reply, Clie
 }
 
 /// Sends one request and waits for its reply.
+/// A fresh random upload tag.
+fn random_tag() -> Result<u128, ClientError> {
+    let mut tag = [0u8; 16];
+    getrandom::fill(&mut tag).map_err(|e| {
+        ClientError::Protocol(format!(
+            "the operating system's random generator failed: {e}"
+        ))
+    })?;
+    Ok(u128::from_le_bytes(tag))
+}
+
+/// A row upload in progress ([`Client::upload_rows`]).
+struct RowUpload {
+    name: String,
+    tag: u128,
+    readers: Vec<String>,
+    shape: Vec<usize>,
+    ring: privpy_core::RingKind,
+    total: u64,
+    /// Share bytes not yet sent, per primary.
+    pending: [Vec<u8>; 2],
+    /// Share bytes sent to each primary.
+    sent: [u64; 2],
+    /// Whether each primary got the `Upload` that starts it.
+    started: [bool; 2],
+}
+
 async fn exchange(conn: &mut Conn, req: Request, timeout: Duration) -> Result<Control, ConnError> {
     conn.send(&Control::Request(req)).await?;
     conn.recv(timeout).await

@@ -17,6 +17,8 @@
 //! max_connections = 256       # open connections per listener; more are closed at once
 //! max_jobs = 2                # jobs running at once on S1
 //! quota_mib = 1024            # input shares each client may store on each primary
+//! memory_budget_mib = 512     # one array's share in a job's memory, per server; larger
+//!                             # inputs are used as LargeArrays (Session::large_input)
 //! max_queued_jobs = 16        # jobs waiting for a slot; beyond, requests are refused as busy
 //! max_job_secs = 3600         # a job running longer is stopped on every server; S1 also
 //!                             # stops a job whose client disconnects
@@ -143,6 +145,8 @@ struct RawCluster {
     max_jobs: usize,
     #[serde(default = "default_quota")]
     quota_mib: usize,
+    #[serde(default = "default_budget")]
+    memory_budget_mib: usize,
     #[serde(default = "default_queued")]
     max_queued_jobs: usize,
     #[serde(default = "default_job_secs")]
@@ -216,6 +220,10 @@ fn default_idle() -> f64 {
 fn default_connections() -> usize {
     256
 }
+fn default_budget() -> usize {
+    (privpy_core::DEFAULT_MEMORY_BUDGET >> 20) as usize
+}
+
 fn default_quota() -> usize {
     1024
 }
@@ -354,6 +362,7 @@ impl ClusterConfig {
                 )));
             }
         };
+        let config = config.with_memory_budget((raw.memory_budget_mib as u64) << 20);
         let config = match raw.network.as_deref() {
             None | Some("local") => config.with_network(Network::Local),
             Some("lan") => config.with_network(Network::Lan),
@@ -391,6 +400,7 @@ impl ClusterConfig {
             ("max_jobs", raw.max_jobs, 1024),
             ("max_queued_jobs", raw.max_queued_jobs, 1_000_000),
             ("quota_mib", raw.quota_mib, 1 << 30),
+            ("memory_budget_mib", raw.memory_budget_mib, 1 << 30),
         ] {
             let min = usize::from(key != "max_queued_jobs");
             if v < min || v > max {

@@ -15,6 +15,7 @@ use redb::{
     Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition, TableHandle,
 };
 use std::path::Path;
+use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 // Version 2 of the record layout: inputs carry their upload tag; outputs are keyed
@@ -203,6 +204,8 @@ pub struct Staged {
     total: u64,
     written: u64,
     pieces: u32,
+    /// Each piece's length, in order (kept in the record for random access).
+    lens: Vec<u32>,
     key: (u128, [u8; 32]),
 }
 
@@ -243,12 +246,119 @@ impl StoredInput {
     /// Whether `client` may use this input in `program` at `version`: it owns it,
     /// or one of its grants names `client` for that program (or for every program).
     pub fn usable_by(&self, client: &str, program: &str, version: &str) -> bool {
-        self.owner == client
-            || self
-                .readers
-                .iter()
-                .filter_map(|g| Grant::parse(g).ok())
-                .any(|g| g.allows(client, program, version))
+        usable(&self.owner, &self.readers, client, program, version)
+    }
+}
+
+fn usable(owner: &str, readers: &[String], client: &str, program: &str, version: &str) -> bool {
+    owner == client
+        || readers
+            .iter()
+            .filter_map(|g| Grant::parse(g).ok())
+            .any(|g| g.allows(client, program, version))
+}
+
+/// What a stored input is, without its share ([`Store::input_info`]).
+#[derive(Clone, Debug)]
+pub struct InputInfo {
+    /// The client that uploaded it.
+    pub owner: String,
+    /// The upload's tag.
+    pub tag: u128,
+    /// Grants (as [`StoredInput::readers`]).
+    pub readers: Vec<String>,
+    /// The share's ring.
+    pub ring: RingKind,
+    /// The share's shape.
+    pub shape: Vec<usize>,
+}
+
+impl InputInfo {
+    /// As [`StoredInput::usable_by`].
+    pub fn usable_by(&self, client: &str, program: &str, version: &str) -> bool {
+        usable(&self.owner, &self.readers, client, program, version)
+    }
+}
+
+/// Random access to a stored input's share, read piece by piece from a snapshot
+/// of the store taken when it was opened ([`Store::input_reader`]): an upload
+/// that replaces the input meanwhile does not change what it reads.
+pub struct InputReader {
+    tx: Mutex<redb::ReadTransaction>,
+    name: String,
+    tag: u128,
+    key: [u8; 32],
+    /// Byte offset of each piece, and the total at the end.
+    starts: Vec<u64>,
+}
+
+impl std::fmt::Debug for InputReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InputReader")
+            .field("name", &self.name)
+            .field("bytes", &self.starts.last())
+            .finish_non_exhaustive()
+    }
+}
+
+impl InputReader {
+    /// The share's size in bytes.
+    pub fn len(&self) -> u64 {
+        self.starts.last().copied().unwrap_or(0)
+    }
+
+    /// Whether the share has no bytes.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl privpy_core::ShareReader for InputReader {
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> std::io::Result<()> {
+        let end = offset.saturating_add(buf.len() as u64);
+        if end > self.len() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                format!("bytes {offset}..{end} of a {}-byte share", self.len()),
+            ));
+        }
+        let io = |e: redb::Error| std::io::Error::other(e.to_string());
+        let tx = match self.tx.lock() {
+            Ok(t) => t,
+            Err(p) => p.into_inner(),
+        };
+        let t = tx.open_table(CHUNKS).map_err(|e| io(e.into()))?;
+        // The first piece holding `offset`.
+        let mut seq = self
+            .starts
+            .partition_point(|&s| s <= offset)
+            .saturating_sub(1);
+        let mut at = offset;
+        while at < end {
+            let start = self.starts[seq];
+            let piece = t
+                .get((self.name.as_str(), self.tag, seq as u32))
+                .map_err(|e| io(e.into()))?
+                .ok_or_else(|| {
+                    std::io::Error::other(format!("piece {seq} of {} is missing", self.name))
+                })?;
+            let bytes = piece.value();
+            let from = (at - start) as usize;
+            let take = (bytes.len() - from.min(bytes.len())).min((end - at) as usize);
+            if take == 0 {
+                return Err(std::io::Error::other(format!(
+                    "piece {seq} of {} is short",
+                    self.name
+                )));
+            }
+            let dst = (at - offset) as usize;
+            buf[dst..dst + take].copy_from_slice(&bytes[from..from + take]);
+            at += take as u64;
+            seq += 1;
+        }
+        drop(t);
+        ctr_xor_at(&self.key, offset, buf);
+        Ok(())
     }
 }
 
@@ -616,6 +726,7 @@ fn now() -> u64 {
 
 /// The share store of one primary server.
 pub struct Store {
+    scratch: std::path::PathBuf,
     db: Database,
     keys: Keys,
     /// Staged uploads in progress: (input, tag).
@@ -753,7 +864,15 @@ impl Store {
         tx.open_table(CHUNKS).map_err(self::db)?;
         tx.open_table(OUT_CHUNKS).map_err(self::db)?;
         tx.commit().map_err(self::db)?;
+        // Scratch files of the jobs a crash interrupted: unreadable (their keys were
+        // only in memory), and deleted now.
+        let scratch = dir.join("scratch");
+        if scratch.exists() {
+            std::fs::remove_dir_all(&scratch)
+                .map_err(|e| damaged(format!("its scratch directory cannot be emptied: {e}")))?;
+        }
         let store = Store {
+            scratch,
             db,
             keys,
             staging: std::sync::Mutex::new(std::collections::HashSet::new()),
@@ -762,6 +881,12 @@ impl Store {
         };
         store.shred_orphans()?;
         Ok(store)
+    }
+
+    /// The directory for jobs' scratch files (large intermediate results), emptied
+    /// when the store opens.
+    pub fn scratch_dir(&self) -> &Path {
+        &self.scratch
     }
 
     /// Stores an input share durably. The owner may replace its own input; another
@@ -936,6 +1061,110 @@ impl Store {
         Ok(Some(decode_input(name, v.value(), &self.keys, pieces)?))
     }
 
+    /// What the input stored under `name` is (owner, tag, grants, ring, shape),
+    /// without reading its share.
+    ///
+    /// # Errors
+    /// A database error or a corrupt record.
+    pub fn input_info(&self, name: &str) -> Result<Option<InputInfo>, StoreError> {
+        let tx = self.db.begin_read().map_err(db)?;
+        let t = tx.open_table(INPUTS).map_err(db)?;
+        let Some(v) = t.get(name).map_err(db)? else {
+            return Ok(None);
+        };
+        let mut r = R(v.value());
+        let parse = |r: &mut R<'_>| -> Result<InputInfo, WireError> {
+            Ok(InputInfo {
+                owner: r.str("owner")?,
+                tag: r.u128("upload tag")?,
+                readers: r.strs("readers")?,
+                ring: r.ring()?,
+                shape: r.shape()?,
+            })
+        };
+        parse(&mut r)
+            .map(Some)
+            .map_err(|source| StoreError::Corrupt {
+                key: name.to_string(),
+                source,
+            })
+    }
+
+    /// A reader of the share of input `name` from upload `tag`, for inputs
+    /// uploaded in parts; `None` for an input stored whole (small) or from another
+    /// upload. The reader sees the store as it is now, whatever is written later.
+    ///
+    /// # Errors
+    /// A database error, a corrupt record, or a deleted key.
+    pub fn input_reader(&self, name: &str, tag: u128) -> Result<Option<InputReader>, StoreError> {
+        let tx = self.db.begin_read().map_err(db)?;
+        let (key_id, lens) = {
+            let t = tx.open_table(INPUTS).map_err(db)?;
+            let Some(v) = t.get(name).map_err(db)? else {
+                return Ok(None);
+            };
+            let v = v.value();
+            let Some((stored_tag, count, total)) = chunked_of(v) else {
+                return Ok(None);
+            };
+            if stored_tag != tag {
+                return Ok(None);
+            }
+            let corrupt = |reason: String| StoreError::Corrupt {
+                key: name.to_string(),
+                source: WireError::Invalid {
+                    what: "input pieces",
+                    reason,
+                },
+            };
+            let mut r = R(v);
+            let lens = (|| {
+                r.str("owner").ok()?;
+                r.u128("upload tag").ok()?;
+                r.strs("readers").ok()?;
+                r.ring().ok()?;
+                r.shape().ok()?;
+                let id = r.u128("key id").ok()?;
+                r.bytes("share").ok()?;
+                r.u32("pieces").ok()?;
+                r.u64("bytes").ok()?;
+                let lens: Option<Vec<u32>> = (0..count).map(|_| r.u32("piece").ok()).collect();
+                Some((id, lens?))
+            })();
+            let Some((id, lens)) = lens else {
+                // A record without its pieces' lengths: read whole.
+                return Ok(None);
+            };
+            if lens.iter().map(|&l| u64::from(l)).sum::<u64>() != total {
+                return Err(corrupt(format!(
+                    "its pieces' lengths do not add up to {total}"
+                )));
+            }
+            (id, lens)
+        };
+        let key = self.keys.load(key_id).ok_or_else(|| StoreError::Corrupt {
+            key: name.to_string(),
+            source: WireError::Invalid {
+                what: "share",
+                reason: "its key is gone (deleted, or lost in a crash)".into(),
+            },
+        })?;
+        let mut starts = Vec::with_capacity(lens.len() + 1);
+        let mut at = 0u64;
+        for l in lens {
+            starts.push(at);
+            at += u64::from(l);
+        }
+        starts.push(at);
+        Ok(Some(InputReader {
+            tx: Mutex::new(tx),
+            name: name.to_string(),
+            tag,
+            key,
+            starts,
+        }))
+    }
+
     /// Starts an upload in parts of `owner`'s input `name`: checks the name's owner
     /// and the quota now (the commit checks them again), and makes the record's key.
     /// The parts go to [`Store::append_staged`]; [`Store::commit_staged`] then
@@ -996,6 +1225,7 @@ impl Store {
             total,
             written: 0,
             pieces: 0,
+            lens: Vec::new(),
             key,
         })
     }
@@ -1055,6 +1285,7 @@ impl Store {
         tx.commit().map_err(db)?;
         st.written += part.len() as u64;
         st.pieces += 1;
+        st.lens.push(u32::try_from(part.len()).unwrap_or(u32::MAX));
         Ok(())
     }
 
@@ -1085,6 +1316,9 @@ impl Store {
             w.bytes(&[]);
             w.u32(st.pieces);
             w.u64(st.total);
+            for &len in &st.lens {
+                w.u32(len);
+            }
             let tx = self.db.begin_write().map_err(db)?;
             let mut replaced = None;
             {

@@ -1881,3 +1881,117 @@ fn misdeployed_models_stop_the_server_at_start() {
         }
     }
 }
+
+/// A matrix over the memory budget, uploaded by rows in parts, is read by a
+/// program as a `LargeArray` straight from the store (one upload, and two stacked
+/// by rows): results equal cleartext, `Session::input` refuses it, and failed
+/// uploads by rows leave the earlier input.
+#[test]
+fn large_inputs_upload_by_rows_and_stream_from_the_store() {
+    let mut net = Net::new("largeinputs", &["alice"], None, 10.0);
+    net.configure("max_frame_mib = 1\nmemory_budget_mib = 1");
+    let mut programs = stock();
+    programs.register(
+        Program::new(
+            "large_stats",
+            "1",
+            |s: &Session, job: &privpy::net::registry::Job| {
+                let x = s.large_input("x")?;
+                // Read from the store's pieces, not loaded whole.
+                if s.role().is_some_and(|r| r.is_primary()) && !x.is_on_disk() {
+                    return Err(Error::InvalidArgument {
+                        operation: "large_stats",
+                        reason: "the input was loaded into memory".into(),
+                    });
+                }
+                match s.input::<Array2<f64>>("x") {
+                    Err(Error::OverBudget { .. }) => {}
+                    _ => {
+                        return Err(Error::InvalidArgument {
+                            operation: "large_stats",
+                            reason: "an input over the budget was loaded".into(),
+                        });
+                    }
+                }
+                let w = s.input::<Array2<f64>>("w")?;
+                let xw = x.dot(&w)?;
+                s.output(job.client(), "colsum", &x.sum_axis(Axis(0))?)?;
+                s.output(job.client(), "xw", &xw.load()?)?;
+                s.output(job.client(), "gram", &x.t_dot(&xw)?)?;
+                Ok(())
+            },
+        )
+        .input("x", [None, None])
+        .input("w", [None, None]),
+    );
+    for r in Role::ALL {
+        net.start(r, programs.clone());
+    }
+    let mut alice = net.client("alice");
+    // 3,000 × 60 in the default preset: 2.9 MB per share, over the 1 MiB budget
+    // and stored in 512 KiB pieces.
+    let (n, d) = (3_000, 60);
+    let x = Array2::from_shape_fn((n, d), |(i, j)| ((i * 7 + j * 13) % 17) as f64 / 8.0 - 1.0);
+    let w = Array2::from_shape_fn((d, 2), |(i, j)| ((i + 3 * j) % 5) as f64 / 4.0 - 0.5);
+    let blocks = |m: &Array2<f64>, rows: usize| -> Vec<Array2<f64>> {
+        (0..m.nrows())
+            .step_by(rows)
+            .map(|s| m.slice(s![s..(s + rows).min(m.nrows()), ..]).to_owned())
+            .collect()
+    };
+    alice
+        .upload_rows("x", [n, d], blocks(&x, 700), &[])
+        .unwrap();
+    alice.upload("w", &w, &[]).unwrap();
+    let check = |alice: &mut Client, bind: &[&str], x: &Array2<f64>| {
+        let job = alice
+            .run("large_stats", &[("x", bind), ("w", &["w"])])
+            .unwrap_or_else(|e| panic!("large_stats: {e}"));
+        let xw = x.dot(&w);
+        let want = [
+            ("colsum", x.sum_axis(Axis(0)).into_dyn()),
+            ("xw", xw.clone().into_dyn()),
+            ("gram", x.t().dot(&xw).into_dyn()),
+        ];
+        for (name, want) in want {
+            let got: ArrayD<f64> = alice.fetch(&job, name).unwrap();
+            // Default preset: each term within 2^-30; sums of up to 3,000 × 60.
+            let err = rel_err(&got, &want);
+            assert!(err < 1e-6, "{name}: relative error {err}");
+        }
+    };
+    check(&mut alice, &["x"], &x);
+    // Two uploads stacked by rows stream as one.
+    let (top, bottom) = (
+        x.slice(s![..1_800, ..]).to_owned(),
+        x.slice(s![1_800.., ..]).to_owned(),
+    );
+    alice
+        .upload_rows("top", [1_800, d], blocks(&top, 1_000), &[])
+        .unwrap();
+    alice
+        .upload_rows("bottom", [1_200, d], blocks(&bottom, 500), &[])
+        .unwrap();
+    check(&mut alice, &["top", "bottom"], &x);
+    // Failed uploads by rows: nothing replaces the stored input.
+    let mut bad = x.clone();
+    bad[[2_500, 3]] = f64::NAN;
+    match alice.upload_rows("x", [n, d], blocks(&bad, 700), &[]) {
+        Err(ClientError::Core(Error::Encode {
+            source: privpy::EncodeError::NaN { index },
+            ..
+        })) => assert_eq!(index, vec![2_500, 3]),
+        other => panic!("expected a NaN error, got {other:?}"),
+    }
+    let short = blocks(&x, 700).into_iter().take(3).collect::<Vec<_>>();
+    assert!(matches!(
+        alice.upload_rows("x", [n, d], short, &[]),
+        Err(ClientError::Core(Error::InvalidArgument { .. }))
+    ));
+    let wide = vec![Array2::zeros((10, d + 1))];
+    assert!(matches!(
+        alice.upload_rows("x", [n, d], wide, &[]),
+        Err(ClientError::Core(Error::InvalidArgument { .. }))
+    ));
+    check(&mut alice, &["x"], &x);
+}

@@ -4,6 +4,7 @@
 
 use super::*;
 use crate::wire::PreparedUse;
+use privpy_core::ShareReader;
 
 impl Shared {
     /// Whether this server can take part in `job` (run by the accepting side of a link).
@@ -233,7 +234,7 @@ impl Shared {
             let mut qualified = Vec::new();
             for asked in sources {
                 let src = qualify(client, asked)?;
-                let inp = store.input(&src).map_err(storage)?;
+                let inp = store.input_info(&src).map_err(storage)?;
                 // A missing input and another client's input get the same answer:
                 // a refusal reveals nothing about other clients' data.
                 let inp = match inp {
@@ -245,7 +246,7 @@ impl Shared {
                         ));
                     }
                 };
-                shapes.push(inp.share.shape().to_vec());
+                shapes.push(inp.shape.clone());
                 tags.push(inp.tag);
                 qualified.push(src);
             }
@@ -327,12 +328,13 @@ impl Shared {
             cache: Some(self.prepared.clone()),
         };
         let body = |s: &privpy_core::Session| program(s, &ctx);
-        let result = run_node(
+        let result = run_node_in(
             me,
             job.config,
             Box::new(transport),
             inputs,
             self.cluster.clients.clone(),
+            self.store.as_ref().map(|s| s.scratch_dir()),
             &body,
         );
         let result = match result {
@@ -434,6 +436,10 @@ impl Shared {
                     NodeInput::Share(share)
                 }
                 Some(store) => {
+                    if let Some(stored) = stored_input(store, p)? {
+                        inputs.insert(p.name.clone(), stored);
+                        continue;
+                    }
                     let mut parts = Vec::new();
                     for (src, &tag) in p.sources.iter().zip(&p.tags) {
                         let inp = store.input(src).map_err(storage)?;
@@ -458,6 +464,77 @@ impl Shared {
             inputs.insert(p.name.clone(), input);
         }
         Ok(inputs)
+    }
+}
+
+/// A 2-D input uploaded in parts (every source of it), as readers of the stored
+/// pieces: the program reads it on demand ([`privpy_core::Session::large_input`],
+/// or whole with `Session::input` when it fits the memory budget). `None` for
+/// anything else, which is loaded whole.
+fn stored_input(store: &crate::store::Store, p: &Param) -> Result<Option<NodeInput>, Refusal> {
+    let &[rows, cols] = p.shape.as_slice() else {
+        return Ok(None);
+    };
+    let mut readers = Vec::new();
+    for (src, &tag) in p.sources.iter().zip(&p.tags) {
+        match store.input_reader(src, tag).map_err(storage)? {
+            Some(r) => readers.push(r),
+            None => return Ok(None),
+        }
+    }
+    let reader: Arc<dyn ShareReader> = match readers.len() {
+        0 => return Ok(None),
+        1 => Arc::new(readers.remove(0)),
+        _ => Arc::new(Concat::new(readers)),
+    };
+    Ok(Some(NodeInput::Stored {
+        shape: [rows, cols],
+        reader,
+    }))
+}
+
+/// Several stored shares read as one (inputs stacked by rows).
+struct Concat {
+    parts: Vec<crate::store::InputReader>,
+    starts: Vec<u64>,
+}
+
+impl Concat {
+    fn new(parts: Vec<crate::store::InputReader>) -> Concat {
+        let mut starts = vec![0];
+        for p in &parts {
+            starts.push(starts.last().copied().unwrap_or(0) + p.len());
+        }
+        Concat { parts, starts }
+    }
+}
+
+impl ShareReader for Concat {
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> std::io::Result<()> {
+        let end = offset + buf.len() as u64;
+        let mut at = offset;
+        let mut k = self
+            .starts
+            .partition_point(|&s| s <= offset)
+            .saturating_sub(1);
+        while at < end {
+            let (Some(part), Some(&start), Some(&stop)) = (
+                self.parts.get(k),
+                self.starts.get(k),
+                self.starts.get(k + 1),
+            ) else {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    "past the end of the stacked inputs",
+                ));
+            };
+            let take = (stop.min(end) - at) as usize;
+            let dst = (at - offset) as usize;
+            part.read_at(at - start, &mut buf[dst..dst + take])?;
+            at += take as u64;
+            k += 1;
+        }
+        Ok(())
     }
 }
 

@@ -39,7 +39,7 @@ use crate::registry::{Job, PreparedCache, Program, Registry};
 use crate::store::{Staged, Store, StoredInput};
 use crate::tls::{ServerTls, TlsError, cert_names, client_identity, dial_name, server_name};
 use crate::wire::{Control, JobSpec, Param, Refusal, RefusalKind, Reply, Request};
-use privpy_core::node::{NodeInput, run_node};
+use privpy_core::node::{NodeInput, run_node_in};
 use privpy_core::share::Share;
 use privpy_core::transport::{CommStats, Role};
 use std::collections::{BTreeMap, HashMap};
