@@ -81,7 +81,14 @@ fn main() -> std::result::Result<(), Box<dyn std::error::Error>> {
         Ok((out.open(&o, "u")?, out.open(&o, "v")?, out))
     };
     let t = Instant::now();
-    let (u, v, out) = run(LocalCluster::new(Config::default()))?;
+    // One private call runs every iteration: a spinner shows it is working.
+    let spinner = indicatif::ProgressBar::new_spinner().with_message(format!(
+        "training privately ({iterations} iterations on four servers)"
+    ));
+    spinner.enable_steady_tick(std::time::Duration::from_millis(100));
+    let trained = run(LocalCluster::new(Config::default()));
+    spinner.finish_and_clear();
+    let (u, v, out) = trained?;
     let secs = t.elapsed().as_secs_f64();
     let (uc, vc, _) = run(LocalCluster::cleartext())?;
     let rmse = |u: &Array2<f64>, v: &Array2<f64>| {

@@ -323,6 +323,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let batch = 32;
     let started = std::time::Instant::now();
     let n = train.labels.len();
+    let bar = indicatif::ProgressBar::new((n * epochs) as u64).with_style(
+        indicatif::ProgressStyle::with_template(
+            "training [{bar:40}] {pos}/{len} images {per_sec} eta {eta}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
     for epoch in 0..epochs {
         // With batch normalization, the rate halves every epoch.
         let lr = if batch_norm {
@@ -365,15 +371,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 net.w[k] = &net.w[k] - &(gw * lr);
                 net.b[k] = &net.b[k] - &(gb * lr);
             }
+            bar.inc(bsz as u64);
         }
-        println!(
+        bar.println(format!(
             "epoch {}: test accuracy {:.4} (first {} test images), {:.0} s",
             epoch + 1,
             net.accuracy(&test, &protos),
             test.labels.len(),
             started.elapsed().as_secs_f64()
-        );
+        ));
     }
+    bar.finish_and_clear();
     let full = mnist_test(&d, None)?;
     println!(
         "test accuracy {:.4} (all {} test images)",

@@ -35,6 +35,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut b: Vec<Array1<f32>> = (0..3).map(|k| Array1::zeros(sizes[k + 1])).collect();
     let (batch, epochs, lr) = (64, 3, 0.05f32);
     let n = x.nrows();
+    let bar = indicatif::ProgressBar::new((n * epochs) as u64).with_style(
+        indicatif::ProgressStyle::with_template(
+            "training [{bar:40}] {pos}/{len} images {per_sec} eta {eta}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
     for epoch in 0..epochs {
         let mut order: Vec<usize> = (0..n).collect();
         for i in (1..n).rev() {
@@ -64,6 +70,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 w[k] = &w[k] - &(a.t().dot(dz) * lr);
                 b[k] = &b[k] - &(dz.sum_axis(Axis(0)) * lr);
             }
+            bar.inc(chunk.len() as u64);
         }
         // Test accuracy.
         let xt = test.images.mapv(|v| v as f32);
@@ -81,12 +88,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                     == **l as usize
             })
             .count();
-        println!(
+        bar.println(format!(
             "epoch {}: test accuracy {:.4}",
             epoch + 1,
             hits as f64 / xt.nrows() as f64
-        );
+        ));
     }
+    bar.finish_and_clear();
     std::fs::create_dir_all("models")?;
     let t = |a: &Array2<f32>| a.mapv(|v| v as f64).into_dyn();
     let v = |a: &Array1<f32>| a.mapv(|v| v as f64).into_dyn();
