@@ -458,7 +458,10 @@ impl LocalCluster {
                     outputs: out
                         .outputs
                         .into_iter()
-                        .map(|(k, d)| (k, [d.clone(), d]))
+                        .map(|(k, d)| {
+                            let d = held(d);
+                            (k, [d.clone(), d])
+                        })
                         .collect(),
                     stats: ClusterStats::default(),
                     transcripts: None,
@@ -530,7 +533,7 @@ impl LocalCluster {
         let mut second: BTreeMap<_, _> = p2.outputs.into_iter().collect();
         for (key, d1) in p1.outputs {
             if let Some(d2) = second.remove(&key) {
-                outputs.insert(key, [d1, d2]);
+                outputs.insert(key, [held(d1), held(d2)]);
             }
         }
         Ok(RunOutput {
@@ -569,7 +572,8 @@ impl LocalCluster {
                 (name.clone(), d)
             })
             .collect();
-        run_session(
+        let ring = eng.config().map(|c| c.ring());
+        let mut out = run_session(
             eng,
             inputs,
             self.large_env(),
@@ -577,7 +581,16 @@ impl LocalCluster {
             program,
             role,
             self.unwind,
-        )
+        )?;
+        // A LocalCluster's outputs live in its RunOutput: large ones are read in.
+        let who = role.unwrap_or(Role::S1);
+        for (_, o) in &mut out.outputs {
+            if matches!(o, Input::Stored { .. }) {
+                let taken = std::mem::replace(o, Input::Held(Data::shape_only(&[0])));
+                *o = Input::Held(crate::large::materialize(taken, ring).map_err(|e| (who, e))?);
+            }
+        }
+        Ok(out)
     }
 }
 
@@ -640,8 +653,16 @@ where
     })
 }
 
+/// An output `run_party` already read into memory.
+fn held(i: Input) -> Data {
+    match i {
+        Input::Held(d) => d,
+        Input::Stored { shape, .. } => Data::shape_only(&shape),
+    }
+}
+
 pub(crate) struct PartyOut {
-    pub(crate) outputs: Vec<((String, String), Data)>,
+    pub(crate) outputs: Vec<((String, String), Input)>,
     pub(crate) stats: CommStats,
     pub(crate) transcript: Option<Vec<u8>>,
 }

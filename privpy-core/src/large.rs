@@ -284,20 +284,47 @@ pub(crate) fn check_budget(
     Ok(())
 }
 
+/// What a primary server (`ring`) or the cleartext engine (`None`) holds of
+/// `input`, read whole into memory.
+pub(crate) fn materialize(input: Input, ring: Option<crate::RingKind>) -> Result<Data> {
+    match input {
+        Input::Held(d) => Ok(d),
+        Input::Stored { shape, reader } => {
+            let elem = ring.map_or(8, |r| r.bytes() as u64);
+            let len = (shape[0] as u64) * (shape[1] as u64) * elem;
+            let mut buf = vec![
+                0u8;
+                usize::try_from(len).map_err(|_| Error::OverBudget {
+                    what: "an output".into(),
+                    bytes: len,
+                    budget: usize::MAX as u64,
+                })?
+            ];
+            reader
+                .read_at(0, &mut buf)
+                .map_err(|e| storage_err("an output's file", e))?;
+            match ring {
+                Some(r) => Ok(Share::from_bytes(r, &shape, &buf)?.data),
+                None => decode_clear(&shape, &buf),
+            }
+        }
+    }
+}
+
+fn decode_clear(shape: &[usize], bytes: &[u8]) -> Result<Data> {
+    let v: Vec<f64> = bytes
+        .chunks_exact(8)
+        .map(|c| f64::from_le_bytes(c.try_into().unwrap_or([0; 8])))
+        .collect();
+    ArrayD::from_shape_vec(ndarray::IxDyn(shape), v)
+        .map(Data::Clear)
+        .map_err(|_| Error::ShareMismatch(format!("{} bytes for shape {shape:?}", bytes.len())))
+}
+
 /// Parses `bytes` as what this engine holds of an array of `shape`.
 fn decode(eng: &dyn Engine, shape: &[usize], bytes: &[u8]) -> Result<Data> {
     match eng.config() {
-        None => {
-            let v: Vec<f64> = bytes
-                .chunks_exact(8)
-                .map(|c| f64::from_le_bytes(c.try_into().unwrap_or([0; 8])))
-                .collect();
-            ArrayD::from_shape_vec(ndarray::IxDyn(shape), v)
-                .map(Data::Clear)
-                .map_err(|_| {
-                    Error::ShareMismatch(format!("{} bytes for shape {shape:?}", bytes.len()))
-                })
-        }
+        None => decode_clear(shape, bytes),
         Some(c) => Ok(Share::from_bytes(c.ring(), shape, bytes)?.data),
     }
 }
@@ -623,6 +650,17 @@ impl LargeArray {
             source,
             env,
             eng,
+        }
+    }
+
+    /// What this server holds, as an input or output of a session.
+    pub(crate) fn as_input(&self) -> Input {
+        match &self.source {
+            Source::Memory(d) => Input::Held(d.clone()),
+            Source::Reader(r) => Input::Stored {
+                shape: self.shape,
+                reader: r.clone(),
+            },
         }
     }
 

@@ -101,14 +101,29 @@ impl NodeInput {
 }
 
 /// One output the program wrote, as this server holds it.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct NodeOutput {
     /// The client entitled to open it.
     pub client: String,
     /// The output's name.
     pub name: String,
-    /// This server's share (shape only on `Sa` and `Sb`).
+    /// This server's share (shape only on `Sa` and `Sb`, and for a large output).
     pub share: Share,
+    /// A large output ([`Session::output_large`]) on `S1` or `S2`: its share's
+    /// bytes (elements of the configuration's ring), read on demand from the job's
+    /// scratch files; `share` then holds only the shape.
+    pub stored: Option<Arc<dyn ShareReader>>,
+}
+
+impl std::fmt::Debug for NodeOutput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NodeOutput")
+            .field("client", &self.client)
+            .field("name", &self.name)
+            .field("share", &self.share)
+            .field("stored", &self.stored.is_some())
+            .finish()
+    }
 }
 
 /// The result of [`run_node`] on one server.
@@ -204,10 +219,21 @@ pub fn run_node_in(
         outputs: out
             .outputs
             .into_iter()
-            .map(|((client, name), data)| NodeOutput {
-                client,
-                name,
-                share: Share { data },
+            .map(|((client, name), out)| match out {
+                Input::Held(data) => NodeOutput {
+                    client,
+                    name,
+                    share: Share { data },
+                    stored: None,
+                },
+                Input::Stored { shape, reader } => NodeOutput {
+                    client,
+                    name,
+                    share: Share {
+                        data: Data::shape_only(&shape),
+                    },
+                    stored: Some(reader),
+                },
             })
             .collect(),
         stats: out.stats,

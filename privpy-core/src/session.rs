@@ -20,7 +20,7 @@ pub struct Session {
     pub(crate) inputs: BTreeMap<String, Input>,
     pub(crate) env: LargeEnv,
     pub(crate) clients: Vec<String>,
-    pub(crate) outputs: RefCell<Vec<(String, String, Data)>>,
+    pub(crate) outputs: RefCell<Vec<(String, String, Input)>>,
 }
 
 impl std::fmt::Debug for Session {
@@ -137,6 +137,24 @@ impl Session {
     /// [`Error::DuplicateOutput`] when the name was already used for that client.
     #[track_caller]
     pub fn output<A: PrivType>(&self, client: &str, name: &str, value: &Priv<A>) -> Result<()> {
+        self.push_output(client, name, Input::Held(value.data.clone()))
+    }
+
+    /// Marks the [`LargeArray`] `value` as output `name` for `client`, as
+    /// [`Session::output`], without loading it: a networked server stores it from
+    /// its files piece by piece, and the client fetches it in parts
+    /// (`Client::fetch_rows` streams it a block of rows at a time). A
+    /// [`crate::LocalCluster`] reads it into its [`crate::RunOutput`].
+    ///
+    /// # Errors
+    /// As [`Session::output`].
+    #[track_caller]
+    pub fn output_large(&self, client: &str, name: &str, value: &LargeArray) -> Result<()> {
+        self.push_output(client, name, value.as_input())
+    }
+
+    #[track_caller]
+    fn push_output(&self, client: &str, name: &str, value: Input) -> Result<()> {
         if !self.clients.iter().any(|c| c == client) {
             return Err(Error::UnknownClient {
                 name: client.to_string(),
@@ -149,7 +167,7 @@ impl Session {
                 name: name.to_string(),
             });
         }
-        outs.push((client.to_string(), name.to_string(), value.data.clone()));
+        outs.push((client.to_string(), name.to_string(), value));
         Ok(())
     }
 

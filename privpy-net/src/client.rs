@@ -796,39 +796,14 @@ impl Client {
     /// As [`Client::fetch`].
     pub fn fetch_shares(&mut self, id: u64, name: &str) -> Result<[Share; 2], ClientError> {
         let mut shares = Vec::new();
-        for (k, server) in PRIMARIES.into_iter().enumerate() {
+        for k in 0..2 {
             // In parts: each reply carries at most what the server chooses.
             let mut bytes: Vec<u8> = Vec::new();
             let share = loop {
-                let req = Request::FetchPart {
-                    job: id,
-                    name: name.to_string(),
-                    offset: bytes.len() as u64,
-                };
-                match self.request(k, &req)? {
-                    Reply::SharePart {
-                        ring,
-                        shape,
-                        total,
-                        bytes: part,
-                    } => {
-                        let expected = shape
-                            .iter()
-                            .try_fold(ring.bytes() as u64, |a, &d| a.checked_mul(d as u64));
-                        if expected != Some(total)
-                            || (part.is_empty() && (bytes.len() as u64) < total)
-                        {
-                            return Err(ClientError::Protocol(format!(
-                                "{server} sent a part of a share of shape {shape:?} claiming {total} bytes in all, {} of them in this part",
-                                part.len()
-                            )));
-                        }
-                        bytes.extend_from_slice(&part);
-                        if bytes.len() as u64 >= total {
-                            break Share::from_bytes(ring, &shape, &bytes)?;
-                        }
-                    }
-                    other => return Err(unexpected(server, &other)),
+                let part = self.fetch_part(k, id, name, bytes.len() as u64)?;
+                bytes.extend_from_slice(&part.bytes);
+                if bytes.len() as u64 >= part.total {
+                    break Share::from_bytes(part.ring, &part.shape, &bytes)?;
                 }
             };
             shares.push(share);
@@ -838,6 +813,142 @@ impl Client {
         let (Some(a), Some(b)) = (s1, s2) else {
             return Err(ClientError::Protocol("missing share".into()));
         };
+        self.release(id, name)?;
+        Ok([a, b])
+    }
+
+    /// Fetches a 2-D output a block of rows at a time, for results larger than the
+    /// client's memory (a [`privpy_core::LargeArray`] output,
+    /// [`privpy_core::Session::output_large`]): `f` gets each block, opened, in
+    /// order (a block holds the rows of one part from each server, about 4 MiB).
+    /// The output is released once every block was handed over.
+    ///
+    /// # Errors
+    /// As [`Client::fetch`]; [`privpy_core::Error::InvalidArgument`] for an output
+    /// that is not 2-D; `f`'s error (the output stays stored: fetch again).
+    pub fn fetch_rows<F>(
+        &mut self,
+        job: &JobResult,
+        name: &str,
+        mut f: F,
+    ) -> Result<(), ClientError>
+    where
+        F: FnMut(ndarray::Array2<f64>) -> Result<(), ClientError>,
+    {
+        let id = job.id;
+        let mut buf: [Vec<u8>; 2] = [Vec::new(), Vec::new()];
+        let mut got = [0u64; 2];
+        let mut rows_done = 0usize;
+        let mut head: Option<(privpy_core::RingKind, Vec<usize>, u64)> = None;
+        loop {
+            for k in 0..2 {
+                if head.as_ref().is_some_and(|h| got[k] >= h.2) {
+                    continue;
+                }
+                let part = self.fetch_part(k, id, name, got[k])?;
+                got[k] += part.bytes.len() as u64;
+                buf[k].extend_from_slice(&part.bytes);
+                match &head {
+                    None => head = Some((part.ring, part.shape, part.total)),
+                    Some((ring, shape, total)) => {
+                        if (*ring, shape, *total) != (part.ring, &part.shape, part.total) {
+                            return Err(ClientError::Protocol(format!(
+                                "S1 and S2 describe output {name:?} differently: {shape:?} and {:?}",
+                                part.shape
+                            )));
+                        }
+                    }
+                }
+            }
+            let Some((ring, shape, total)) = head.clone() else {
+                return Err(ClientError::Protocol("no part arrived".into()));
+            };
+            let &[rows, cols] = shape.as_slice() else {
+                return Err(privpy_core::Error::InvalidArgument {
+                    operation: "fetch_rows",
+                    reason: format!("output {name:?} has shape {shape:?}, not two dimensions"),
+                }
+                .into());
+            };
+            let row_bytes = (cols * ring.bytes()).max(1);
+            let ready = buf[0].len().min(buf[1].len()) / row_bytes;
+            if ready > 0 {
+                let take = ready * row_bytes;
+                let s: Vec<Share> = buf
+                    .iter_mut()
+                    .map(|b| {
+                        Share::from_bytes(
+                            ring,
+                            &[ready, cols],
+                            &b.drain(..take).collect::<Vec<u8>>(),
+                        )
+                    })
+                    .collect::<Result<_, _>>()?;
+                let block = reconstruct(&self.config, &s[0], &s[1])?;
+                let block = block
+                    .into_dimensionality::<ndarray::Ix2>()
+                    .map_err(|e| ClientError::Protocol(e.to_string()))?;
+                rows_done += ready;
+                f(block)?;
+            }
+            if got[0] >= total && got[1] >= total {
+                if rows_done != rows {
+                    return Err(ClientError::Protocol(format!(
+                        "output {name:?}: {rows_done} of {rows} rows arrived"
+                    )));
+                }
+                break;
+            }
+        }
+        self.release(id, name)
+    }
+
+    /// One part of this client's output `name` of job `id` from primary `k`, checked.
+    fn fetch_part(
+        &mut self,
+        k: usize,
+        id: u64,
+        name: &str,
+        offset: u64,
+    ) -> Result<FetchedPart, ClientError> {
+        let server = PRIMARIES[k];
+        let req = Request::FetchPart {
+            job: id,
+            name: name.to_string(),
+            offset,
+        };
+        match self.request(k, &req)? {
+            Reply::SharePart {
+                ring,
+                shape,
+                total,
+                bytes,
+            } => {
+                let expected = shape
+                    .iter()
+                    .try_fold(ring.bytes() as u64, |a, &d| a.checked_mul(d as u64));
+                if expected != Some(total)
+                    || (bytes.is_empty() && offset < total)
+                    || offset + bytes.len() as u64 > total
+                {
+                    return Err(ClientError::Protocol(format!(
+                        "{server} sent a part of a share of shape {shape:?} claiming {total} bytes in all, {} of them in this part",
+                        bytes.len()
+                    )));
+                }
+                Ok(FetchedPart {
+                    ring,
+                    shape,
+                    total,
+                    bytes,
+                })
+            }
+            other => Err(unexpected(server, &other)),
+        }
+    }
+
+    /// Releases output `name` of job `id` on both primaries.
+    fn release(&mut self, id: u64, name: &str) -> Result<(), ClientError> {
         for (k, server) in PRIMARIES.into_iter().enumerate() {
             let req = Request::Release {
                 job: id,
@@ -848,8 +959,16 @@ impl Client {
                 other => return Err(unexpected(server, &other)),
             }
         }
-        Ok([a, b])
+        Ok(())
     }
+}
+
+/// A part of an output's share, as a primary sent it.
+struct FetchedPart {
+    ring: privpy_core::RingKind,
+    shape: Vec<usize>,
+    total: u64,
+    bytes: Vec<u8>,
 }
 
 impl Drop for Client {

@@ -158,6 +158,26 @@ pub struct StoredInput {
     pub share: Share,
 }
 
+/// A large output's pieces, written by [`Store::stream_output`] and not yet
+/// recorded ([`Store::put_outputs_with`]).
+pub struct StreamedOutput {
+    ring: RingKind,
+    shape: Vec<usize>,
+    key: (u128, [u8; 32]),
+    pieces: u32,
+    total: u64,
+}
+
+// The key stays out of logs.
+impl std::fmt::Debug for StreamedOutput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StreamedOutput")
+            .field("shape", &self.shape)
+            .field("pieces", &self.pieces)
+            .finish_non_exhaustive()
+    }
+}
+
 /// A piece of an output share ([`Store::output_part`]).
 #[derive(Clone)]
 pub struct OutputPart {
@@ -1441,7 +1461,115 @@ impl Store {
         job: u64,
         outputs: &[(String, String, Share)],
     ) -> Result<(), StoreError> {
-        let keys = self.keys.create_many(outputs.len())?;
+        self.put_outputs_with(job, outputs, Vec::new())
+    }
+
+    /// Writes the pieces of a large output of `job` for `client` from `reader` (its
+    /// share: `ring` elements of `shape`), encrypted, one piece per transaction, so
+    /// that memory holds one piece. The output exists only once
+    /// [`Store::put_outputs_with`] commits its record; pieces a crash leaves behind
+    /// are deleted at the next start.
+    ///
+    /// # Errors
+    /// A read error of `reader` or a database error (a full disk): the pieces
+    /// written so far are deleted.
+    pub fn stream_output(
+        &self,
+        job: u64,
+        client: &str,
+        name: &str,
+        ring: RingKind,
+        shape: &[usize],
+        reader: &dyn privpy_core::ShareReader,
+    ) -> Result<StreamedOutput, StoreError> {
+        let total = shape
+            .iter()
+            .try_fold(ring.bytes() as u64, |a, &d| a.checked_mul(d as u64))
+            .ok_or_else(|| db("an output too large"))?;
+        let key = self.keys.create()?;
+        let mut written = 0u32;
+        let result = (|| {
+            let mut offset = 0u64;
+            let mut piece = Vec::new();
+            while offset < total {
+                let len = (total - offset).min(PIECE as u64) as usize;
+                piece.resize(len, 0);
+                reader
+                    .read_at(offset, &mut piece)
+                    .map_err(|e| db(format!("reading output {name:?}: {e}")))?;
+                ctr_xor_at(&key.1, offset, &mut piece);
+                let mut tx = self.db.begin_write().map_err(db)?;
+                tx.set_durability(redb::Durability::None).map_err(db)?;
+                {
+                    let mut c = tx.open_table(OUT_CHUNKS).map_err(db)?;
+                    c.insert((job, client, name, written), piece.as_slice())
+                        .map_err(db)?;
+                }
+                tx.commit().map_err(db)?;
+                written += 1;
+                offset += len as u64;
+            }
+            Ok(())
+        })();
+        match result {
+            Ok(()) => Ok(StreamedOutput {
+                ring,
+                shape: shape.to_vec(),
+                key,
+                pieces: written,
+                total,
+            }),
+            Err(e) => {
+                self.drop_pieces(job, client, name, written);
+                self.keys.shred(key.0);
+                Err(e)
+            }
+        }
+    }
+
+    /// Deletes streamed pieces that will not be recorded (another output of the
+    /// job failed), and their key.
+    pub fn abandon_streamed(&self, job: u64, client: &str, name: &str, st: StreamedOutput) {
+        self.drop_pieces(job, client, name, st.pieces);
+        self.keys.shred(st.key.0);
+    }
+
+    fn drop_pieces(&self, job: u64, client: &str, name: &str, count: u32) {
+        let removed = (|| {
+            let tx = self.db.begin_write().map_err(db)?;
+            {
+                let mut c = tx.open_table(OUT_CHUNKS).map_err(db)?;
+                for seq in 0..count {
+                    c.remove((job, client, name, seq)).map_err(db)?;
+                }
+            }
+            tx.commit().map_err(db)
+        })();
+        if let Err(e) = removed {
+            tracing::warn!(error = %e, "pieces of an unrecorded output stay until the next start");
+        }
+    }
+
+    /// [`Store::put_outputs`] plus large outputs whose pieces
+    /// [`Store::stream_output`] wrote: every record in one transaction.
+    ///
+    /// # Errors
+    /// A database error; nothing is stored then (the streamed pieces are deleted
+    /// at the next start, their keys at once).
+    pub fn put_outputs_with(
+        &self,
+        job: u64,
+        outputs: &[(String, String, Share)],
+        streamed: Vec<(String, String, StreamedOutput)>,
+    ) -> Result<(), StoreError> {
+        let streamed_keys: Vec<u128> = streamed.iter().map(|(_, _, s)| s.key.0).collect();
+        let keys = match self.keys.create_many(outputs.len()) {
+            Ok(k) => k,
+            Err(e) => {
+                self.keys.shred_many(&streamed_keys);
+                return Err(e);
+            }
+        };
         let written = (|| {
             let tx = self.db.begin_write().map_err(db)?;
             {
@@ -1475,11 +1603,25 @@ impl Store {
                     t.insert((job, client.as_str(), name.as_str()), w.0.as_slice())
                         .map_err(db)?;
                 }
+                for (client, name, st) in &streamed {
+                    let mut w = W(Vec::new());
+                    w.str(client);
+                    w.u64(created);
+                    w.ring(st.ring);
+                    w.shape(&st.shape);
+                    w.u128(st.key.0);
+                    w.bytes(&[]);
+                    w.u32(st.pieces);
+                    w.u64(st.total);
+                    t.insert((job, client.as_str(), name.as_str()), w.0.as_slice())
+                        .map_err(db)?;
+                }
             }
             tx.commit().map_err(db)
         })();
         if written.is_err() {
-            let ids: Vec<u128> = keys.iter().map(|(id, _)| *id).collect();
+            let mut ids: Vec<u128> = keys.iter().map(|(id, _)| *id).collect();
+            ids.extend(streamed_keys);
             self.keys.shred_many(&ids);
         }
         written

@@ -1918,6 +1918,15 @@ fn large_inputs_upload_by_rows_and_stream_from_the_store() {
                 s.output(job.client(), "colsum", &x.sum_axis(Axis(0))?)?;
                 s.output(job.client(), "xw", &xw.load()?)?;
                 s.output(job.client(), "gram", &x.t_dot(&xw)?)?;
+                // A large result, stored from the job's files piece by piece.
+                let doubled = x.mul(2.0)?;
+                if s.role().is_some_and(|r| r.is_primary()) && !doubled.is_on_disk() {
+                    return Err(Error::InvalidArgument {
+                        operation: "large_stats",
+                        reason: "the large result stayed in memory".into(),
+                    });
+                }
+                s.output_large(job.client(), "doubled", &doubled)?;
                 Ok(())
             },
         )
@@ -1959,6 +1968,20 @@ fn large_inputs_upload_by_rows_and_stream_from_the_store() {
             let err = rel_err(&got, &want);
             assert!(err < 1e-6, "{name}: relative error {err}");
         }
+        // The large output comes back a block of rows at a time.
+        let mut blocks = Vec::new();
+        alice
+            .fetch_rows(&job, "doubled", |b| {
+                blocks.push(b);
+                Ok(())
+            })
+            .unwrap();
+        let views: Vec<_> = blocks.iter().map(|b| b.view()).collect();
+        let doubled = ndarray::concatenate(Axis(0), &views).unwrap();
+        let err = rel_err(&doubled.into_dyn(), &(x * 2.0).into_dyn());
+        assert!(err < 1e-9, "doubled: relative error {err}");
+        // Released once fetched.
+        assert!(alice.fetch::<Array2<f64>>(&job, "doubled").is_err());
     };
     check(&mut alice, &["x"], &x);
     // Two uploads stacked by rows stream as one.

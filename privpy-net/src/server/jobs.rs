@@ -351,16 +351,47 @@ impl Shared {
         let mut for_calls: Vec<(String, Share)> = Vec::new();
         if let Some(store) = &self.store {
             let mut outs: Vec<(String, String, Share)> = Vec::new();
+            let mut streamed = Vec::new();
+            let mut written = Ok(());
             for o in &result.outputs {
-                if !job.calls.is_empty() && o.client == job.client {
-                    for_calls.push((o.name.clone(), o.share.clone()));
-                } else {
-                    outs.push((o.client.clone(), o.name.clone(), o.share.clone()));
+                let for_call = !job.calls.is_empty() && o.client == job.client;
+                match (&o.stored, for_call) {
+                    (None, true) => for_calls.push((o.name.clone(), o.share.clone())),
+                    (None, false) => outs.push((o.client.clone(), o.name.clone(), o.share.clone())),
+                    // A large output goes from the job's files to the store piece
+                    // by piece (a call's too: its caller fetches it in parts).
+                    (Some(reader), _) => {
+                        match store.stream_output(
+                            job.id,
+                            &o.client,
+                            &o.name,
+                            job.config.ring(),
+                            o.share.shape(),
+                            &**reader,
+                        ) {
+                            Ok(s) => streamed.push((o.client.clone(), o.name.clone(), s)),
+                            Err(e) => {
+                                written = Err(e);
+                                break;
+                            }
+                        }
+                    }
                 }
             }
-            if outs.is_empty() {
-                // Nothing to store (a call): no write transaction.
-            } else if let Err(e) = store.put_outputs(job.id, &outs) {
+            if written.is_err() {
+                for (client, name, s) in streamed.drain(..) {
+                    store.abandon_streamed(job.id, &client, &name, s);
+                }
+            }
+            let written = written.and_then(|()| {
+                if outs.is_empty() && streamed.is_empty() {
+                    // Nothing to store (a call): no write transaction.
+                    Ok(())
+                } else {
+                    store.put_outputs_with(job.id, &outs, streamed)
+                }
+            });
+            if let Err(e) = written {
                 let reason = format!("{me} could not store the outputs: {e}");
                 if me != Role::S1 {
                     let _ = keep.send_control(Role::S1, &Control::Finished(Err(reason.clone())));
