@@ -6,7 +6,8 @@
 //! counted. Bytes sent (all servers) and rounds per
 //! operation are printed beside each benchmark.
 //!
-//! Also one server's matrix-product kernel alone with 1 and 2 kernel threads.
+//! Also one server's matrix-product kernel alone with 1 and 2 kernel threads, at
+//! (128×784)·(784×625) and (512×784)·(784×625).
 //!
 //! `cargo bench --bench arith`
 
@@ -108,8 +109,8 @@ fn matmul(c: &mut Criterion) {
 /// speed-up a server gets from the cores of its own host.
 fn kernel_threads(c: &mut Criterion) {
     use privpy::ring::{Ring, Z64, Z128, matmul_round};
-    fn run<R: Ring>(c: &mut Criterion, name: &str, f: u32) {
-        let (m, k, n) = (128, 784, 625);
+    fn run<R: Ring>(c: &mut Criterion, name: &str, f: u32, m: usize) {
+        let (k, n) = (784, 625);
         let mut state = 0x9e37_79b9_7f4a_7c15u64;
         let mut next = || {
             // splitmix64
@@ -121,7 +122,7 @@ fn kernel_threads(c: &mut Criterion) {
         };
         let a = Array2::from_shape_fn((m, k), |_| R::from_limbs(&[next(), next()]));
         let b = Array2::from_shape_fn((k, n), |_| R::from_limbs(&[next(), next()]));
-        let mut g = c.benchmark_group(format!("kernel/matmul-128x784x625/{name}"));
+        let mut g = c.benchmark_group(format!("kernel/matmul-{m}x784x625/{name}"));
         g.sample_size(20);
         for threads in [1, 2] {
             g.bench_function(BenchmarkId::new("threads", threads), |bch| {
@@ -132,8 +133,12 @@ fn kernel_threads(c: &mut Criterion) {
         privpy::set_kernel_threads(1);
         g.finish();
     }
-    run::<Z64>(c, "Z64", 16);
-    run::<Z128>(c, "Z128", 32);
+    // The MLP's first layer at batch 128, and at batch 512 (packing B is then a
+    // smaller share of the work).
+    for m in [128, 512] {
+        run::<Z64>(c, "Z64", 16, m);
+        run::<Z128>(c, "Z128", 32, m);
+    }
 }
 
 criterion_group!(benches, elementwise, matmul, kernel_threads);

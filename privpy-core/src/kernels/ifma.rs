@@ -313,9 +313,15 @@ fn pack_into<R: Ring, L: Layout>(b: &[R], k: usize, n: usize, bp: &mut Vec<u64>)
         let per = panels.div_ceil(threads);
         std::thread::scope(|sc| {
             let chunks = bp[..len].chunks_mut(per * k * per_k);
-            for (t, (bchunk, schunk)) in chunks.zip(col_sum.chunks_mut(per * TC)).enumerate() {
+            let mut parts = chunks.zip(col_sum.chunks_mut(per * TC)).enumerate();
+            // This thread packs the first group itself: one spawn fewer.
+            let mine = parts.next();
+            for (t, (bchunk, schunk)) in parts {
                 let pack = &pack;
                 sc.spawn(move || pack(t * per, bchunk, schunk));
+            }
+            if let Some((t, (bchunk, schunk))) = mine {
+                pack(t * per, bchunk, schunk);
             }
         });
     }
@@ -332,43 +338,39 @@ fn compute<R: Ring, L: Layout>(
     bp: &[u64],
     col_sum: &[u128],
 ) -> Vec<R> {
-    let nl = L::NL;
-    // A's limbs: limb i of element (r, kk) at i·m·k + r·k + kk. Row sums of A'.
-    al.clear();
-    al.resize(nl * m * k, 0);
-    let mut row_sum = vec![0u128; m];
-    for (r, sum) in row_sum.iter_mut().enumerate() {
-        let row = &a[r * k..(r + 1) * k];
-        for (kk, &x) in row.iter().enumerate() {
-            let v = offset(x);
-            for i in 0..nl {
-                al[i * m * k + r * k + kk] = ((v >> (52 * i)) as u64) & M52;
-            }
-            *sum = sum.wrapping_add(v);
-        }
-    }
     let mut out = Vec::with_capacity(m * n);
     out.resize(m * n, R::zero());
     let ctx = Ctx {
-        al: &al[..],
+        a,
         bp,
-        row_sum: &row_sum,
         col_sum,
         dims: (m, k, n),
         f,
         simd,
     };
-    // Rows split among the kernel threads in whole tiles; each thread writes its
-    // own rows of `out`, so the result does not depend on the number of threads.
+    // Rows split among the kernel threads in whole tiles; each thread extracts the
+    // limbs of its own rows of A and writes its own rows of `out`, so the result
+    // does not depend on the number of threads.
     let threads = super::kernel_threads().min(m.div_ceil(L::TR)).max(1);
     if threads == 1 || n == 0 {
-        rows_of::<R, L>(&ctx, 0, &mut out);
+        rows_of::<R, L>(&ctx, 0, &mut out, al);
     } else {
         let per = m.div_ceil(L::TR).div_ceil(threads) * L::TR;
         std::thread::scope(|sc| {
-            for (t, chunk) in out.chunks_mut(per * n).enumerate() {
+            let mut parts = out.chunks_mut(per * n).enumerate();
+            // This thread computes the first rows itself (with the caller's
+            // scratch): one spawn fewer.
+            let mine = parts.next();
+            for (t, chunk) in parts {
                 let ctx = &ctx;
-                sc.spawn(move || rows_of::<R, L>(ctx, t * per, chunk));
+                sc.spawn(move || {
+                    let mut scratch = take_scratch();
+                    rows_of::<R, L>(ctx, t * per, chunk, &mut scratch[0]);
+                    give_scratch(scratch);
+                });
+            }
+            if let Some((t, chunk)) = mine {
+                rows_of::<R, L>(&ctx, t * per, chunk, al);
             }
         });
     }
@@ -446,22 +448,40 @@ pub(crate) fn matmul_round_packed<R: Ring>(
 }
 
 /// What every thread of one product reads.
-struct Ctx<'a> {
-    al: &'a [u64],
+struct Ctx<'a, R> {
+    a: &'a [R],
     bp: &'a [u64],
-    row_sum: &'a [u128],
     col_sum: &'a [u128],
     dims: (usize, usize, usize),
     f: u32,
     simd: bool,
 }
 
-/// Output rows `first .. first + out.len() / n` of the product, into `out`.
-fn rows_of<R: Ring, L: Layout>(ctx: &Ctx<'_>, first: usize, out: &mut [R]) {
-    let (m, k, n) = ctx.dims;
+/// Output rows `first .. first + out.len() / n` of the product, into `out`; `al`
+/// is scratch for those rows' limbs.
+fn rows_of<R: Ring, L: Layout>(ctx: &Ctx<'_, R>, first: usize, out: &mut [R], al: &mut Vec<u64>) {
+    let (_, k, n) = ctx.dims;
     let f = ctx.f;
     let per_k = L::NL * TC;
     let rows_here = out.len() / n.max(1);
+    let nl = L::NL;
+    // These rows' limbs: limb i of element (r, kk) at i·rows·k + (r − first)·k + kk
+    // (a plane per limb). Row sums of A'.
+    let plane = rows_here * k;
+    al.clear();
+    al.resize(nl * plane, 0);
+    let mut row_sum = vec![0u128; rows_here];
+    for (r, sum) in row_sum.iter_mut().enumerate() {
+        let row = &ctx.a[(first + r) * k..(first + r + 1) * k];
+        for (kk, &x) in row.iter().enumerate() {
+            let v = offset(x);
+            for i in 0..nl {
+                al[i * plane + r * k + kk] = ((v >> (52 * i)) as u64) & M52;
+            }
+            *sum = sum.wrapping_add(v);
+        }
+    }
+    let al = &al[..];
     let top = L::L - 1;
     let mut tile = vec![[0u64; TC]; L::TR * L::T];
     for c0 in (0..n).step_by(TC) {
@@ -469,10 +489,10 @@ fn rows_of<R: Ring, L: Layout>(ctx: &Ctx<'_>, first: usize, out: &mut [R]) {
         let panel = &ctx.bp[(c0 / TC) * k * per_k..][..k * per_k];
         // The tile's operands: rows from `r0`, the chunk of `k` from `k0`.
         let chunk = |r0: usize, k0: usize| Panel {
-            al: ctx.al,
-            plane: m * k,
+            al,
+            plane,
             lda: k,
-            r0,
+            r0: r0 - first,
             panel,
             k0,
             k1: (k0 + L::KC).min(k),
@@ -499,7 +519,7 @@ fn rows_of<R: Ring, L: Layout>(ctx: &Ctx<'_>, first: usize, out: &mut [R]) {
                 for (r, tot) in total.iter().enumerate().take(rows) {
                     let i = r0 + r;
                     for (c, &s) in tot.iter().take(cols).enumerate() {
-                        let sums = ctx.row_sum[i].wrapping_add(ctx.col_sum[c0 + c]);
+                        let sums = row_sum[i - first].wrapping_add(ctx.col_sum[c0 + c]);
                         let s = s.wrapping_sub(sums << top).wrapping_add(half);
                         out[(i - first) * n + c0 + c] = R::from_limbs(&[(s >> f) as u64]);
                     }
@@ -522,7 +542,7 @@ fn rows_of<R: Ring, L: Layout>(ctx: &Ctx<'_>, first: usize, out: &mut [R]) {
                 let i = r0 + r;
                 for (c, s) in tot.iter().take(cols).enumerate() {
                     let mut s = *s;
-                    s.sub_shifted(ctx.row_sum[i].wrapping_add(ctx.col_sum[c0 + c]), top);
+                    s.sub_shifted(row_sum[i - first].wrapping_add(ctx.col_sum[c0 + c]), top);
                     if f > 0 {
                         s.add_shifted(1, f - 1);
                     }
