@@ -142,7 +142,7 @@ fn bar(len: u64, what: &str) -> ProgressBar {
     pb
 }
 
-/// One epoch of the private program; (weights, seconds, bytes, messages).
+/// One epoch of the private program; (weights, seconds, bytes, rounds).
 fn train(
     cluster: &LocalCluster,
     alice: &privpy::Client,
@@ -251,15 +251,16 @@ fn main() {
     let upload = t.elapsed().as_secs_f64();
     let disk = (rows * (COLS + 1) * 8 * 2) as f64 / 1e9;
     println!("upload: {upload:.1} s ({disk:.1} GB of shares on disk, two servers)");
-    let (w_big, secs, bytes, msgs) = train(&big, &alice, rows, batch, "large");
+    let (w_big, secs, bytes, rounds) = train(&big, &alice, rows, batch, "large");
     let peak = peak_rss_mib().unwrap_or(f64::NAN);
     drop(big);
     let per = secs / rows as f64;
     println!(
-        "large array: {rows} rows in {secs:.1} s = {:.3} ms per instance; {:.0} kB and {:.1} messages (S1) per instance; peak RSS {peak:.0} MiB (whole process: four servers and the client)",
+        "large array: {rows} rows in {secs:.1} s = {:.3} ms per instance; {:.0} kB per instance, {} rounds ({:.0} per batch); peak RSS {peak:.0} MiB (whole process: four servers and the client)",
         per * 1e3,
         bytes as f64 / rows as f64 / 1e3,
-        msgs as f64 / rows as f64,
+        rounds,
+        rounds as f64 / rows.div_ceil(batch) as f64,
     );
 
     // The same program on an in-memory slice.
@@ -278,11 +279,12 @@ fn main() {
     small.upload(&alice2, "x", &x).expect("upload slice");
     small.upload(&alice2, "y", &y).expect("upload labels");
     drop((x, y));
-    let (_, msecs, _, _) = train(&small, &alice2, slice, batch, "in memory");
+    let (_, msecs, mbytes, mrounds) = train(&small, &alice2, slice, batch, "in memory");
     let mper = msecs / slice as f64;
     println!(
-        "in memory: {slice} rows in {msecs:.1} s = {:.3} ms per instance",
-        mper * 1e3
+        "in memory: {slice} rows in {msecs:.1} s = {:.3} ms per instance; {:.0} kB per instance, {mrounds} rounds",
+        mper * 1e3,
+        mbytes as f64 / slice as f64 / 1e3,
     );
     println!(
         "ratio large / in memory: {:.2} (target ≤ 1.5); extrapolated to 10^6 rows: {:.0} s per epoch",

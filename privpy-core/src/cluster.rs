@@ -21,7 +21,7 @@ use crate::config::Config;
 use crate::data::Data;
 use crate::engine::{Cleartext, Engine};
 use crate::error::{Error, Result};
-use crate::large::{Input, LargeEnv, ScratchDir, ScratchFile, ScratchWriter};
+use crate::large::{Input, LargeEnv, Scratch, ScratchFile, ScratchWriter};
 use crate::protocol::{Party, SeedSource};
 use crate::ring::{RingKind, Z64, Z128, Z256};
 use crate::session::Session;
@@ -36,7 +36,7 @@ use std::collections::BTreeMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::PathBuf;
 use std::rc::Rc;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// A client's identity in a [`LocalCluster`]. Only the client an output was
@@ -101,8 +101,7 @@ pub struct LocalCluster {
     unwind: bool,
     link: Option<LinkProfile>,
     budget: u64,
-    data_dir: Option<PathBuf>,
-    scratch: OnceLock<Arc<ScratchDir>>,
+    scratch: Arc<Scratch>,
 }
 
 impl std::fmt::Debug for LocalCluster {
@@ -150,8 +149,7 @@ impl LocalCluster {
             unwind: true,
             link: None,
             budget: crate::config::DEFAULT_MEMORY_BUDGET,
-            data_dir: None,
-            scratch: OnceLock::new(),
+            scratch: Arc::new(Scratch::new(None)),
         }
     }
 
@@ -219,25 +217,8 @@ impl LocalCluster {
     /// file is encrypted under a key that only this process holds and deleted when
     /// no longer used; `dir` itself stays.
     pub fn with_data_dir(mut self, dir: impl Into<PathBuf>) -> Self {
-        self.data_dir = Some(dir.into());
-        self.scratch = OnceLock::new();
+        self.scratch = Arc::new(Scratch::new(Some(dir.into())));
         self
-    }
-
-    /// The directory for large arrays' files, created on first use.
-    fn scratch(&self) -> Result<Arc<ScratchDir>> {
-        if let Some(d) = self.scratch.get() {
-            return Ok(d.clone());
-        }
-        let dir = match &self.data_dir {
-            Some(p) => ScratchDir::at(p),
-            None => ScratchDir::temporary(),
-        }
-        .map_err(|e| Error::Storage {
-            what: "the cluster's data directory".into(),
-            reason: e.to_string(),
-        })?;
-        Ok(self.scratch.get_or_init(|| Arc::new(dir)).clone())
     }
 
     /// What a session's large arrays may use: the budget and the scratch directory.
@@ -248,7 +229,7 @@ impl LocalCluster {
         };
         LargeEnv {
             budget,
-            dir: self.scratch().ok(),
+            dir: Some(self.scratch.clone()),
         }
     }
 
@@ -374,7 +355,10 @@ impl LocalCluster {
                 reason: "a matrix of zero columns".into(),
             });
         }
-        let dir = self.scratch()?;
+        let dir = self.scratch.dir().map_err(|e| Error::Storage {
+            what: "the cluster's data directory".into(),
+            reason: e.to_string(),
+        })?;
         let io = |e: std::io::Error| Error::Storage {
             what: format!("the files of input {name:?}"),
             reason: e.to_string(),

@@ -116,6 +116,38 @@ impl Drop for ScratchDir {
     }
 }
 
+/// Where scratch files go: a directory made on first use (so that programs that
+/// never need one create nothing).
+#[derive(Debug)]
+pub(crate) struct Scratch {
+    /// `None`: a fresh directory under the system's temporary directory.
+    path: Option<PathBuf>,
+    dir: std::sync::OnceLock<Arc<ScratchDir>>,
+}
+
+impl Scratch {
+    pub(crate) fn new(path: Option<PathBuf>) -> Scratch {
+        Scratch {
+            path,
+            dir: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// The directory, created now if it was not yet.
+    pub(crate) fn dir(&self) -> std::io::Result<Arc<ScratchDir>> {
+        if let Some(d) = self.dir.get() {
+            return Ok(d.clone());
+        }
+        let made = match &self.path {
+            Some(p) => ScratchDir::at(p)?,
+            None => ScratchDir::temporary()?,
+        };
+        // Another thread may have made one meanwhile: theirs is kept (a temporary
+        // one of ours is removed as it drops).
+        Ok(self.dir.get_or_init(|| Arc::new(made)).clone())
+    }
+}
+
 fn random_u64() -> std::io::Result<u64> {
     let mut b = [0u8; 8];
     getrandom::fill(&mut b).map_err(|e| std::io::Error::other(e.to_string()))?;
@@ -223,7 +255,7 @@ impl ScratchWriter {
 #[derive(Clone, Debug)]
 pub(crate) struct LargeEnv {
     pub(crate) budget: u64,
-    pub(crate) dir: Option<Arc<ScratchDir>>,
+    pub(crate) dir: Option<Arc<Scratch>>,
 }
 
 /// What a server holds of one input of a session.
@@ -590,14 +622,18 @@ impl Collector {
             return Ok(());
         }
         if self.file.is_none() {
-            let Some(dir) = &self.env.dir else {
+            let Some(scratch) = &self.env.dir else {
                 return Err(Error::OverBudget {
                     what: format!("{}'s result (no scratch directory for it)", self.what),
                     bytes: self.held + bytes,
                     budget: self.env.budget / 4,
                 });
             };
-            let mut w = ScratchWriter::create(dir).map_err(|e| storage_err("a scratch file", e))?;
+            let dir = scratch
+                .dir()
+                .map_err(|e| storage_err("the scratch directory", e))?;
+            let mut w =
+                ScratchWriter::create(&dir).map_err(|e| storage_err("a scratch file", e))?;
             for p in self.parts.drain(..) {
                 w.write(&mut encode(&p))
                     .map_err(|e| storage_err("a scratch file", e))?;

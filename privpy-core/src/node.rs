@@ -49,7 +49,7 @@ use crate::cluster::{make_party, run_session};
 use crate::config::Config;
 use crate::data::Data;
 use crate::error::{Error, Result};
-use crate::large::{Input, LargeEnv, ScratchDir, ShareReader};
+use crate::large::{Input, LargeEnv, Scratch, ShareReader};
 use crate::protocol::SeedSource;
 use crate::session::Session;
 use crate::share::Share;
@@ -165,7 +165,8 @@ pub fn run_node(
 /// behind are unreadable).
 ///
 /// # Errors
-/// As [`run_node`]; [`Error::Storage`] when `scratch` cannot be created.
+/// As [`run_node`]; [`Error::Storage`] when a scratch file cannot be written
+/// (`scratch` is created when the first one is).
 pub fn run_node_in(
     role: Role,
     cfg: Config,
@@ -175,16 +176,9 @@ pub fn run_node_in(
     scratch: Option<&Path>,
     program: &(dyn Fn(&Session) -> Result<()> + Sync),
 ) -> Result<NodeResult> {
-    let dir = match scratch {
-        Some(p) => Some(Arc::new(ScratchDir::at(p).map_err(|e| Error::Storage {
-            what: format!("the scratch directory {}", p.display()),
-            reason: e.to_string(),
-        })?)),
-        None => None,
-    };
     let env = LargeEnv {
         budget: cfg.memory_budget(),
-        dir,
+        dir: scratch.map(|p| Arc::new(Scratch::new(Some(p.to_path_buf())))),
     };
     let mut held = BTreeMap::new();
     for (name, input) in inputs {
