@@ -400,6 +400,9 @@ enum Source {
 /// - per-axis reductions ([`LargeArray::sum_axis`], [`LargeArray::mean_axis`],
 ///   [`LargeArray::sum`]).
 ///
+/// The operators `&x + rhs`, `&x - rhs` and `&x * rhs` work as `Priv`'s do (errors
+/// stop the program and the run returns them); the methods return a `Result`.
+///
 /// Operations that would hold the whole array in memory are not offered, or are
 /// refused with [`Error::OverBudget`] when the array is over the budget:
 /// [`LargeArray::load`], [`crate::Session::input`] on a large input, a row slice
@@ -1136,6 +1139,43 @@ impl LargeArray {
     /// As [`LargeArray::sum_axis`].
     pub fn sum(&self) -> Result<Priv<f64>> {
         Ok(self.sum_axis(Axis(0))?.sum())
+    }
+}
+
+macro_rules! large_operator {
+    ($trait:ident, $method:ident, $op:expr, $name:literal) => {
+        impl<R: LargeOperand> std::ops::$trait<R> for &LargeArray {
+            type Output = LargeArray;
+            /// As the method of the same name, with errors handled as `Priv`'s
+            /// operators handle them: the program stops and the run returns the
+            /// error (see [`Priv`]'s `# Panics`).
+            #[track_caller]
+            fn $method(self, rhs: R) -> LargeArray {
+                match self.elementwise($op, $name, &rhs) {
+                    Ok(v) => v,
+                    Err(e) => {
+                        crate::priv_array::fail(e);
+                        self.placeholder()
+                    }
+                }
+            }
+        }
+    };
+}
+large_operator!(Add, add, BinOp::Add, "add");
+large_operator!(Sub, sub, BinOp::Sub, "sub");
+large_operator!(Mul, mul, BinOp::Mul, "mul");
+
+impl LargeArray {
+    /// What an operator returns after a failure: no rows.
+    fn placeholder(&self) -> LargeArray {
+        let shape = [0, self.shape[1]];
+        LargeArray {
+            shape,
+            source: Source::Memory(crate::priv_array::placeholder(&*self.eng, &shape)),
+            env: self.env.clone(),
+            eng: self.eng.clone(),
+        }
     }
 }
 

@@ -53,7 +53,7 @@ fn large_program(
     assert!(centred.is_on_disk() || s.role().is_some_and(|r| !r.is_primary()));
     s.output("alice", "centred", &centred.rows(3_700..4_000)?)?;
     s.output("alice", "scaled", &x.mul(&scale)?.rows(3_500..4_000)?)?;
-    s.output("alice", "sum_xy", &x.add(y)?.sum_axis(Axis(1))?)?;
+    s.output("alice", "sum_xy", &(x + y).sum_axis(Axis(1))?)?;
     s.output(
         "alice",
         "squares",
@@ -332,6 +332,19 @@ fn large_arrays_refuse_what_would_not_fit_and_bad_arguments() {
         Ok(())
     };
     c.run(checks).expect("checks");
+    // Operators stop the program as Priv's do; the run returns the error.
+    let e = c
+        .run(|s| {
+            let x = s.large_input("x")?;
+            let short = Array1::<f64>::zeros(D - 1);
+            let y = &x + &short;
+            s.output("alice", "never", &y.sum()?)
+        })
+        .unwrap_err();
+    assert!(
+        matches!(e.root(), Error::Shape(ShapeError::Broadcast { .. })),
+        "{e:?}"
+    );
 }
 
 #[test]
