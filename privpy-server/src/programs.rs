@@ -106,6 +106,52 @@ pub fn stock() -> Registry {
         }),
     );
     r.register(
+        Program::new(
+            "logistic_regression_large",
+            VERSION,
+            |s: &Session, job: &Job| {
+                // Streamed from the store a batch at a time: no input size cap.
+                let x = s.large_input("x")?;
+                let y = s.large_input("y")?;
+                let batch = at_least_one(job, "batch")?;
+                let mut w = s.zeros(x.ncols());
+                for _ in 0..job.count("epochs") {
+                    w = ml::logistic_regression_epoch(
+                        &x,
+                        &y,
+                        w,
+                        batch,
+                        job.arg("lr"),
+                        &mut |_| {},
+                    )?;
+                }
+                s.output(job.client(), "w", &w)
+            },
+        )
+        .input("x", [None, None])
+        .input("y", [None, Some(1)])
+        .arg("batch", 1000.0)
+        .arg("epochs", 1.0)
+        .arg("lr", 0.5)
+        .check(|shapes, args| {
+            if rows(shapes, "x") != rows(shapes, "y") {
+                return Err(format!(
+                    "x has {} rows and y {}: one label per row",
+                    rows(shapes, "x"),
+                    rows(shapes, "y")
+                ));
+            }
+            at_least_arg(args, "epochs", 1.0, "no training returns nothing useful")?;
+            at_most_arg(args, "epochs", MAX_ITERATIONS)?;
+            at_least_arg(
+                args,
+                "batch",
+                2.0,
+                "a gradient of one row is a scaled copy of it",
+            )
+        }),
+    );
+    r.register(
         Program::new("logistic_regression", VERSION, |s: &Session, job: &Job| {
             let x = s.input::<Array2<f64>>("x")?;
             let y = s.input::<Array1<f64>>("y")?;

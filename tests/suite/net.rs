@@ -963,6 +963,13 @@ fn granted_inputs_cannot_be_copied_out_by_stock_programs() {
     bob.upload("mask", Array2::<f64>::ones((6, 3)), &[])
         .unwrap();
     bob.upload("v0", Array2::<f64>::ones((3, 2)), &[]).unwrap();
+    alice
+        .upload(
+            "labels2",
+            Array2::from_shape_fn((6, 1), |(i, _)| (i % 2) as f64),
+            &["bob"],
+        )
+        .unwrap();
     let invalid = |r: Result<privpy::net::client::JobResult, ClientError>, what: &str| match r {
         Err(ClientError::Refused {
             kind: RefusalKind::Invalid,
@@ -970,6 +977,15 @@ fn granted_inputs_cannot_be_copied_out_by_stock_programs() {
         }) => {}
         other => panic!("{what}: expected an invalid-argument refusal, got {other:?}"),
     };
+    let large = [("x", &["alice/m"][..]), ("y", &["alice/labels2"][..])];
+    invalid(
+        bob.run_with("logistic_regression_large", &large, &[("batch", 1.0)]),
+        "a streamed gradient of one row",
+    );
+    invalid(
+        bob.run_with("logistic_regression_large", &large, &[("epochs", 0.0)]),
+        "zero epochs of streamed training",
+    );
     invalid(
         bob.run("stats", &[("x", &["alice/one"])]),
         "stats of one value",
@@ -2017,4 +2033,34 @@ fn large_inputs_upload_by_rows_and_stream_from_the_store() {
         Err(ClientError::Core(Error::InvalidArgument { .. }))
     ));
     check(&mut alice, &["x"], &x);
+    // The stock streaming trainer, against the same program in cleartext.
+    let scaled = &x * 0.25;
+    let y = Array2::from_shape_fn((n, 1), |(i, _)| f64::from(scaled.row(i).sum() > 0.0));
+    alice
+        .upload_rows("xs", [n, d], blocks(&scaled, 900), &[])
+        .unwrap();
+    alice
+        .upload_rows("y", [n, 1], blocks(&y, 1_000), &[])
+        .unwrap();
+    let args = [("batch", 500.0), ("epochs", 2.0), ("lr", 0.5)];
+    let job = alice
+        .run_with(
+            "logistic_regression_large",
+            &[("x", &["xs"]), ("y", &["y"])],
+            &args,
+        )
+        .unwrap();
+    let w: ArrayD<f64> = alice.fetch(&job, "w").unwrap();
+    let owned: Vec<(String, f64)> = args.iter().map(|(k, v)| (k.to_string(), *v)).collect();
+    let (clear, _) = run_local(
+        LocalCluster::cleartext(),
+        "logistic_regression_large",
+        &[("x", scaled.into_dyn()), ("y", y.into_dyn())],
+        &owned,
+        &["w"],
+    );
+    // Default preset: the sigmoid within 64 units of 2^-32 and products within
+    // 2 units, over 12 steps.
+    let err = rel_err(&w, &clear[0]);
+    assert!(err < 1e-5, "weights: relative error {err}");
 }
