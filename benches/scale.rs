@@ -4,10 +4,10 @@
 //!
 //! ```text
 //! cargo bench --bench scale -- [--rows 200000] [--slice 20000] [--batch 1000]
-//!                              [--budget-mib 256] [--dir DIR] [--data FILE]
+//!                              [--budget-mib 256] [--dir DIR] [--gen FILE]
 //! ```
 //!
-//! **The data set** is generated, so nothing large is committed: `--data FILE`
+//! **The data set** is generated, so nothing large is committed: `--gen FILE`
 //! writes it (`f64` little-endian, row-major: each row its 5,048 features, then
 //! its label) and exits; otherwise the benchmark generates the same rows block by
 //! block as it uploads them. It has the shape of MovieLens 1M, 5,048 movies
@@ -192,6 +192,104 @@ fn clear_sgd(data: &Gen, rows: usize, batch: usize) -> Array1<f64> {
     w
 }
 
+/// Peak resident memory (MiB) of each local `privpy-server --role R` process.
+fn server_peaks() -> Vec<(String, f64)> {
+    let mut out = Vec::new();
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return out;
+    };
+    for p in procs.flatten() {
+        let Ok(cmd) = std::fs::read(p.path().join("cmdline")) else {
+            continue;
+        };
+        let args: Vec<String> = cmd
+            .split(|&b| b == 0)
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect();
+        let Some(role) = args
+            .iter()
+            .position(|a| a == "--role")
+            .and_then(|i| args.get(i + 1))
+        else {
+            continue;
+        };
+        if !args.first().is_some_and(|a| a.contains("privpy-server")) {
+            continue;
+        }
+        let status = std::fs::read_to_string(p.path().join("status")).unwrap_or_default();
+        if let Some(kb) = status
+            .lines()
+            .find(|l| l.starts_with("VmHWM:"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse::<f64>().ok())
+        {
+            out.push((role.clone(), kb / 1024.0));
+        }
+    }
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}
+
+/// The `--net` mode: upload to a running cluster and train there.
+fn over_the_network(client_toml: &str, data: &Gen, rows: usize, batch: usize) {
+    use privpy::net::client::Client;
+    use privpy::net::config::ClientConfig;
+    let cfg = ClientConfig::from_file(std::path::Path::new(client_toml)).expect("client config");
+    let mut c = Client::connect(&cfg).expect("connect");
+    println!(
+        "scale over the network: {rows} × {COLS}, batch {batch}, {:?} ring",
+        c.config().ring()
+    );
+    let t = Instant::now();
+    let pb = bar(rows as u64, "upload");
+    let mut done = 0;
+    let labels: std::cell::RefCell<Vec<Array2<f64>>> = Default::default();
+    c.upload_rows(
+        "x",
+        [rows, COLS],
+        data.blocks(rows).map(|(x, y)| {
+            done += x.nrows();
+            pb.set_position(done as u64);
+            labels.borrow_mut().push(y);
+            x
+        }),
+        &[],
+    )
+    .expect("upload x");
+    c.upload_rows("y", [rows, 1], labels.take(), &[])
+        .expect("upload y");
+    pb.finish_and_clear();
+    println!(
+        "upload: {:.1} s; peak RSS after it (MiB): {:?}",
+        t.elapsed().as_secs_f64(),
+        server_peaks()
+    );
+    let t = Instant::now();
+    let job = c
+        .run_with(
+            "logistic_regression_large",
+            &[("x", &["x"]), ("y", &["y"])],
+            &[("batch", batch as f64), ("epochs", 1.0), ("lr", LR)],
+        )
+        .expect("training");
+    let secs = t.elapsed().as_secs_f64();
+    let w: Array1<f64> = c.fetch(&job, "w").expect("fetch w");
+    let bytes: u64 = job.stats.iter().map(|s| s.total_bytes_sent()).sum();
+    println!(
+        "trained: {rows} rows in {secs:.1} s = {:.3} ms per instance, {:.0} kB per instance (all servers)",
+        secs / rows as f64 * 1e3,
+        bytes as f64 / rows as f64 / 1e3
+    );
+    println!("peak RSS per server process (MiB): {:?}", server_peaks());
+    let w_clear = clear_sgd(data, rows, batch);
+    let err = w
+        .iter()
+        .zip(&w_clear)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0, f64::max);
+    println!("weights: max |private - cleartext| = {err:.2e}");
+}
+
 fn main() {
     if std::env::args().any(|a| a == "--list") {
         return; // `cargo bench` probes benches with --list
@@ -201,7 +299,11 @@ fn main() {
     let batch = num("--batch", 1_000);
     let budget = (num("--budget-mib", 256) as u64) << 20;
     let data = Gen::new();
-    if let Some(path) = arg("--data") {
+    if let Some(client) = arg("--net") {
+        over_the_network(&client, &data, rows, batch);
+        return;
+    }
+    if let Some(path) = arg("--gen") {
         use std::io::Write;
         let mut f = std::io::BufWriter::new(std::fs::File::create(&path).expect("create"));
         let pb = bar(rows as u64, "generate");

@@ -145,7 +145,7 @@ pub struct Client {
     rt: tokio::runtime::Runtime,
     conns: Vec<Conn>,
     timeout: Duration,
-    /// Share bytes per part of an upload in parts: 4 MiB, or half the largest
+    /// Share bytes per part of an upload in parts: 4 MiB less 4 KiB (a store piece), or half the largest
     /// message a server takes if that is less.
     part: usize,
 }
@@ -209,7 +209,7 @@ impl Client {
             rt,
             conns: vec![c1, c2],
             timeout,
-            part: 4 << 20,
+            part: (4 << 20) - crate::store::PIECE_SLACK,
         };
         let mut configs = Vec::new();
         for (k, server) in PRIMARIES.into_iter().enumerate() {
@@ -231,8 +231,11 @@ impl Client {
                     max_message,
                     ..
                 } => {
-                    // A part and its message's header fit the server's limit.
-                    let most = usize::try_from(max_message / 2).unwrap_or(usize::MAX);
+                    // A part and its message's header fit the server's limit; each
+                    // part is one store piece, a little under a power of two.
+                    let most = usize::try_from(max_message / 2)
+                        .unwrap_or(usize::MAX)
+                        .saturating_sub(crate::store::PIECE_SLACK);
                     client.part = client.part.min(most.max(crate::store::MIN_PART));
                     if who != cfg.name {
                         return Err(ClientError::Protocol(format!(

@@ -31,10 +31,19 @@ const CHUNKS: TableDefinition<(&str, u128, u32), &[u8]> = TableDefinition::new("
 const OUT_CHUNKS: TableDefinition<(u64, &str, &str, u32), &[u8]> =
     TableDefinition::new("output-chunks.v3");
 
+/// What a piece or an upload part leaves for redb's page header: redb keeps a
+/// value in a region of a power-of-two number of 4 KiB pages, so a piece of
+/// exactly 4 MiB (plus its header) would take 8 MiB of the file.
+pub const PIECE_SLACK: usize = 4 << 10;
+
 /// Outputs larger than this are stored in pieces of this size, so that a fetch in
 /// parts reads one piece at a time.
 /// (4 KiB in the unit tests, which check pieces on small shares.)
-const PIECE: usize = if cfg!(test) { 4096 } else { 4 << 20 };
+const PIECE: usize = if cfg!(test) {
+    4096
+} else {
+    (4 << 20) - PIECE_SLACK
+};
 
 /// The smallest part of an upload in parts, but for its last (1 byte in the unit
 /// tests, which cut parts at odd places).
