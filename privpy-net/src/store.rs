@@ -1602,6 +1602,7 @@ impl Store {
                         let pieces = bytes.len().div_ceil(PIECE);
                         w.u32(u32::try_from(pieces).map_err(|_| db("an output too large"))?);
                         w.u64(bytes.len() as u64);
+                        w.u32(PIECE as u32);
                         for (seq, piece) in bytes.chunks(PIECE).enumerate() {
                             c.insert((job, client.as_str(), name.as_str(), seq as u32), piece)
                                 .map_err(db)?;
@@ -1622,6 +1623,7 @@ impl Store {
                     w.bytes(&[]);
                     w.u32(st.pieces);
                     w.u64(st.total);
+                    w.u32(PIECE as u32);
                     t.insert((job, client.as_str(), name.as_str()), w.0.as_slice())
                         .map_err(db)?;
                 }
@@ -1703,8 +1705,8 @@ impl Store {
             Ok((ring, shape, id, r.take(n, "share")?))
         })();
         let (ring, shape, id, all) = header.map_err(corrupt)?;
-        let pieced = out_chunked_of(v.value());
-        let total = pieced.map_or(all.len() as u64, |(_, t)| t);
+        let pieced = out_pieces_of(v.value());
+        let total = pieced.map_or(all.len() as u64, |(_, t, _)| t);
         if offset > total {
             return Err(StoreError::Staging {
                 name: name.to_string(),
@@ -1718,13 +1720,13 @@ impl Store {
                 all[start..end].to_vec()
             }
             // One piece at most: the one holding `offset`.
-            Some((count, _)) if offset < total => {
-                let seq = (offset / PIECE as u64) as u32;
+            Some((count, _, piece)) if offset < total => {
+                let seq = (offset / piece) as u32;
                 let c = tx.open_table(OUT_CHUNKS).map_err(db)?;
                 let Some(p) = c.get((job, client, name, seq)).map_err(db)? else {
                     return Err(missing_piece(name, seq, count));
                 };
-                let within = (offset % PIECE as u64) as usize;
+                let within = (offset % piece) as usize;
                 let piece = p.value();
                 let end = within.saturating_add(max).min(piece.len());
                 piece[within.min(end)..end].to_vec()
@@ -1969,12 +1971,25 @@ fn pieces_after_key(r: &mut R<'_>) -> Option<(u32, u64)> {
 
 /// For an output record stored in pieces: the number of pieces and share bytes.
 fn out_chunked_of(v: &[u8]) -> Option<(u32, u64)> {
+    out_pieces_of(v).map(|(count, total, _)| (count, total))
+}
+
+/// For an output record stored in pieces: their number, the share's bytes, and
+/// the size of every piece but the last (recorded since pieces became 4 KiB short
+/// of 4 MiB; records without it have pieces of 4 MiB).
+fn out_pieces_of(v: &[u8]) -> Option<(u32, u64, u64)> {
     let mut r = R(v);
     r.str("client").ok()?;
     r.u64("created").ok()?;
     r.ring().ok()?;
     r.shape().ok()?;
-    pieces_after_key(&mut r)
+    let (count, total) = pieces_after_key(&mut r)?;
+    let piece = if r.0.is_empty() {
+        4 << 20
+    } else {
+        u64::from(r.u32("piece size").ok()?)
+    };
+    Some((count, total, piece.max(1)))
 }
 
 fn missing_piece(name: &str, seq: u32, count: u32) -> StoreError {
