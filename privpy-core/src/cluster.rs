@@ -258,17 +258,7 @@ impl LocalCluster {
     /// [`Error::DuplicateInput`] when the name is taken; [`Error::UnknownClient`] for a
     /// client of another cluster. Nothing is stored on error.
     pub fn upload<P: Public>(&mut self, client: &Client, name: &str, value: P) -> Result<()> {
-        if !self.clients.contains(&client.name) {
-            return Err(Error::UnknownClient {
-                name: client.name.clone(),
-            });
-        }
-        if let Some(prev) = self.inputs.get(name) {
-            return Err(Error::DuplicateInput {
-                name: name.to_string(),
-                owner: prev.owner.clone(),
-            });
-        }
+        self.check_new_input(client, name)?;
         let v = value.view_dyn();
         let encode_err = |source| Error::Encode {
             name: name.to_string(),
@@ -338,17 +328,7 @@ impl LocalCluster {
     where
         I: IntoIterator<Item = ndarray::Array2<f64>>,
     {
-        if !self.clients.contains(&client.name) {
-            return Err(Error::UnknownClient {
-                name: client.name.clone(),
-            });
-        }
-        if let Some(prev) = self.inputs.get(name) {
-            return Err(Error::DuplicateInput {
-                name: name.to_string(),
-                owner: prev.owner.clone(),
-            });
-        }
+        self.check_new_input(client, name)?;
         if cols == 0 {
             return Err(Error::InvalidArgument {
                 operation: "upload_rows",
@@ -413,6 +393,22 @@ impl LocalCluster {
                 },
             },
         );
+        Ok(())
+    }
+
+    /// Refuses a client of another cluster and a name already taken.
+    fn check_new_input(&self, client: &Client, name: &str) -> Result<()> {
+        if !self.clients.contains(&client.name) {
+            return Err(Error::UnknownClient {
+                name: client.name.clone(),
+            });
+        }
+        if let Some(prev) = self.inputs.get(name) {
+            return Err(Error::DuplicateInput {
+                name: name.to_string(),
+                owner: prev.owner.clone(),
+            });
+        }
         Ok(())
     }
 

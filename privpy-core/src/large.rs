@@ -1048,19 +1048,33 @@ impl LargeArray {
                     Operand::Secret(d, &self.eng),
                 )?,
             };
-            acc = Some(match acc {
-                None => p,
-                Some(a) => {
-                    let shape = a.shape().to_vec();
-                    self.eng.binary(BinOp::Add, &a, &p, &shape)?
-                }
-            });
+            acc = Some(self.accumulate(acc, p)?);
         }
+        self.total(acc, &[self.shape[1], gs[1]])
+    }
+
+    /// `acc + part` (local), or `part` first.
+    fn accumulate(&self, acc: Option<Data>, part: Data) -> Result<Data> {
+        match acc {
+            None => Ok(part),
+            Some(a) => {
+                let shape = a.shape().to_vec();
+                self.eng.binary(BinOp::Add, &a, &part, &shape)
+            }
+        }
+    }
+
+    /// A sum over chunks as a secret: zeros of `shape` when there were none.
+    fn total<A: crate::types::PrivType>(
+        &self,
+        acc: Option<Data>,
+        shape: &[usize],
+    ) -> Result<Priv<A>> {
         let d = match acc {
             Some(d) => d,
             None => self
                 .eng
-                .constant(&ArrayD::zeros(ndarray::IxDyn(&[self.shape[1], gs[1]])).view())?,
+                .constant(&ArrayD::zeros(ndarray::IxDyn(shape)).view())?,
         };
         Ok(self.priv_of(d))
     }
@@ -1078,21 +1092,9 @@ impl LargeArray {
                 let mut acc: Option<Data> = None;
                 for r in self.chunks() {
                     let s = self.read(r)?.sum_axis(0)?;
-                    acc = Some(match acc {
-                        None => s,
-                        Some(a) => {
-                            let shape = a.shape().to_vec();
-                            self.eng.binary(BinOp::Add, &a, &s, &shape)?
-                        }
-                    });
+                    acc = Some(self.accumulate(acc, s)?);
                 }
-                let d = match acc {
-                    Some(d) => d,
-                    None => self
-                        .eng
-                        .constant(&ArrayD::zeros(ndarray::IxDyn(&[self.shape[1]])).view())?,
-                };
-                Ok(self.priv_of(d))
+                self.total(acc, &[self.shape[1]])
             }
             1 => {
                 check_budget(
