@@ -398,7 +398,7 @@ enum Source {
 /// - products with in-memory secrets and public matrices ([`LargeArray::dot`],
 ///   `X·W`, and [`LargeArray::t_dot`], `Xᵀ·G`);
 /// - per-axis reductions ([`LargeArray::sum_axis`], [`LargeArray::mean_axis`],
-///   [`LargeArray::sum`]).
+///   [`LargeArray::sum`], [`LargeArray::mean`]).
 ///
 /// The operators `&x + rhs`, `&x - rhs` and `&x * rhs` work as `Priv`'s do (errors
 /// stop the program and the run returns them); the methods return a `Result`.
@@ -716,6 +716,21 @@ impl LargeArray {
     /// The number of columns.
     pub fn ncols(&self) -> usize {
         self.shape[1]
+    }
+
+    /// The number of dimensions: 2.
+    pub fn ndim(&self) -> usize {
+        2
+    }
+
+    /// The number of elements.
+    pub fn len(&self) -> usize {
+        self.shape[0] * self.shape[1]
+    }
+
+    /// Whether the array has no elements.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 
     /// The memory budget per server, in bytes ([`crate::Config::memory_budget`]).
@@ -1141,6 +1156,17 @@ impl LargeArray {
     /// As [`LargeArray::sum_axis`].
     pub fn sum(&self) -> Result<Priv<f64>> {
         Ok(self.sum_axis(Axis(0))?.sum())
+    }
+
+    /// The mean of all elements (a sum, then a local product by `1/n`).
+    ///
+    /// # Errors
+    /// As [`LargeArray::sum_axis`]; [`Error::EmptyInput`] for an empty array.
+    pub fn mean(&self) -> Result<Priv<f64>> {
+        if self.is_empty() {
+            return Err(Error::EmptyInput { operation: "mean" });
+        }
+        self.sum()?.try_mul_public(1.0 / self.len() as f64)
     }
 }
 

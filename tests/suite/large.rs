@@ -34,9 +34,9 @@ fn close(name: &str, got: &ArrayD<f64>, want: &ArrayD<f64>, tol: f64) {
 }
 
 /// Everything the program computes, by name, from a large `x` (and `y`, same shape).
-const OUTS: [&str; 12] = [
+const OUTS: [&str; 13] = [
     "batch", "centred", "scaled", "sum_xy", "squares", "xw", "xp", "xtg", "xtl", "colsum",
-    "rowmean", "large",
+    "rowmean", "large", "mean",
 ];
 
 fn large_program(
@@ -67,6 +67,8 @@ fn large_program(
     s.output("alice", "colsum", &x.sum_axis(Axis(0))?)?;
     s.output("alice", "rowmean", &x.mean_axis(Axis(1))?)?;
     s.output_large("alice", "large", &centred)?;
+    assert_eq!((x.ndim(), x.len(), x.is_empty()), (2, N * D, false));
+    s.output("alice", "mean", &x.mean()?)?;
     Ok(())
 }
 
@@ -94,6 +96,7 @@ fn memory_program(
     s.output("alice", "colsum", &x.sum_axis(Axis(0)))?;
     s.output("alice", "rowmean", &x.mean_axis(Axis(1)))?;
     s.output("alice", "large", &centred)?;
+    s.output("alice", "mean", &x.mean())?;
     Ok(())
 }
 
@@ -126,6 +129,7 @@ fn cleartext(
         x.sum_axis(Axis(0)).into_dyn(),
         x.mean_axis(Axis(1)).expect("cols").into_dyn(),
         (x - &mean).into_dyn(),
+        ndarray::arr0(x.mean().expect("elements")).into_dyn(),
     ]
 }
 
@@ -146,6 +150,9 @@ fn tolerance(name: &str, want: &ArrayD<f64>, colsum: f64, ulp: f64) -> f64 {
         "colsum" => N as f64 * 2.0,
         // 1/40 encoded with f bits, times a row sum of up to 80.
         "rowmean" => 2.0 * D as f64 + 4.0,
+        // A sum of 160,000 encoded values, then 1/160000 encoded with f bits
+        // (its relative error reaches 2^-f / (1/160000)): relative to |Σx|.
+        "mean" => 4.0 + colsum * D as f64,
         // A product of a product: relative error.
         "xtl" => N as f64 * 8.0 + 64.0 * max,
         _ => unreachable!("unknown output {name}"),
