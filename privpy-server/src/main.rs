@@ -58,6 +58,14 @@ enum Command {
         /// Client names to issue certificates for.
         #[arg(long, value_delimiter = ',', default_value = "alice,bob")]
         clients: Vec<String>,
+        /// Input shares each client may store on each primary, in MiB
+        /// (`quota_mib`; default 1024).
+        #[arg(long)]
+        quota_mib: Option<u32>,
+        /// One array's share in a job's memory per server, in MiB
+        /// (`memory_budget_mib`; default 512): larger inputs are LargeArrays.
+        #[arg(long)]
+        memory_budget_mib: Option<u32>,
     },
     /// Writes certificates, keys and `cluster.toml` for four hosts in one directory:
     /// for trying a four-host layout only, since one operator then holds every key.
@@ -185,10 +193,18 @@ fn main() -> ExitCode {
                 base_port,
                 preset,
                 clients,
+                quota_mib,
+                memory_budget_mib,
             }),
             _,
             _,
-        ) => dev(&dir, base_port, &preset, &clients),
+        ) => {
+            let limits = [
+                ("quota_mib", quota_mib),
+                ("memory_budget_mib", memory_budget_mib),
+            ];
+            dev(&dir, base_port, &preset, &clients, &limits)
+        }
         (Some(Command::Certs { dir, layout }), _, _) => certs(&dir, &layout),
         (
             Some(Command::Request {
@@ -393,7 +409,43 @@ fn serve_stock_models(dir: &Path, base: u16, clients: &[String]) -> Result<(), S
     std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))
 }
 
-fn dev(dir: &Path, base: u16, preset: &str, clients: &[String]) -> Result<(), String> {
+/// Sets the given `cluster.toml` keys (top level, after `preset`).
+fn set_keys(dir: &Path, keys: &[(&str, Option<u32>)]) -> Result<(), String> {
+    let path = dir.join("cluster.toml");
+    let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let extra: String = keys
+        .iter()
+        .filter_map(|(k, v)| v.map(|v| format!("{k} = {v}\n")))
+        .collect();
+    if extra.is_empty() {
+        return Ok(());
+    }
+    let mut out = String::with_capacity(text.len() + extra.len());
+    let mut done = false;
+    for line in text.lines() {
+        out.push_str(line);
+        out.push('\n');
+        if !done && line.starts_with("preset") {
+            out.push_str(&extra);
+            done = true;
+        }
+    }
+    if !done {
+        return Err(format!(
+            "{}: no preset line to add limits after",
+            path.display()
+        ));
+    }
+    std::fs::write(&path, out).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+fn dev(
+    dir: &Path,
+    base: u16,
+    preset: &str,
+    clients: &[String],
+    limits: &[(&str, Option<u32>)],
+) -> Result<(), String> {
     check_preset(preset)?;
     if base > u16::MAX - 6 {
         return Err(format!("base port {base} leaves no room for six ports"));
@@ -407,6 +459,7 @@ fn dev(dir: &Path, base: u16, preset: &str, clients: &[String]) -> Result<(), St
         }
     }
     write_dev_cluster(dir, base, &refs(clients), preset, None).map_err(|e| e.to_string())?;
+    set_keys(dir, limits)?;
     serve_stock_models(dir, base, clients)?;
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     let config = dir.join("cluster.toml");
