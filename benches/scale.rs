@@ -5,7 +5,15 @@
 //! ```text
 //! cargo bench --bench scale -- [--rows 200000] [--slice 20000] [--batch 1000]
 //!                              [--budget-mib 256] [--dir DIR] [--gen FILE]
+//! cargo bench --bench scale -- --net CLIENT.toml [--rows N] [--batch 1000]
 //! ```
+//!
+//! With `--net`, the same data go to a running cluster (four `privpy-server`
+//! processes, for example those of `privpy-server dev --preset fast --quota-mib
+//! 16384 --memory-budget-mib 256`: the default quota is 1 GiB per client) through
+//! `Client::upload_rows`, and the stock program `logistic_regression_large` trains
+//! on them; the benchmark then reports each server process's peak resident memory
+//! (Linux `VmHWM` of the local processes).
 //!
 //! **The data set** is generated, so nothing large is committed: `--gen FILE`
 //! writes it (`f64` little-endian, row-major: each row its 5,048 features, then
